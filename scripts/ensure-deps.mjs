@@ -1,0 +1,59 @@
+#!/usr/bin/env node
+// Runs before `npm start` / `npm test` on a clean clone: installs node_modules when missing or
+// older than package-lock.json, and (re)builds the SPA when its sources are newer than the build.
+// Plain JavaScript with no dependencies, because nothing is installed yet when it runs.
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, statSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+function mtime(path) {
+  try {
+    return statSync(path).mtimeMs
+  } catch {
+    return 0
+  }
+}
+
+function newest(dir) {
+  let max = 0
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, entry.name)
+    if (entry.isDirectory()) {
+      if (entry.name !== 'node_modules' && entry.name !== 'e2e') max = Math.max(max, newest(p))
+    } else max = Math.max(max, mtime(p))
+  }
+  return max
+}
+
+function step(name, cmd, args) {
+  const started = Date.now()
+  process.stdout.write(`==> ${name}\n`)
+  const res = spawnSync(cmd, args, { cwd: root, stdio: 'inherit' })
+  if (res.status !== 0) {
+    process.stderr.write(
+      `clincus: "${cmd} ${args.join(' ')}" failed (exit ${res.status ?? res.signal})\n`,
+    )
+    process.exit(res.status ?? 1)
+  }
+  process.stdout.write(`==> ${name} done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+}
+
+const marker = join(root, 'node_modules', '.package-lock.json')
+const lock = join(root, 'package-lock.json')
+const ptyBuilt = existsSync(join(root, 'node_modules', 'node-pty', 'build', 'Release', 'pty.node'))
+if (!existsSync(marker) || mtime(lock) > mtime(marker) || !ptyBuilt) {
+  step('installing npm dependencies', 'npm', ['ci', '--no-audit', '--no-fund'])
+}
+
+const built = join(root, 'dist', 'web', 'index.html')
+const sources = Math.max(
+  newest(join(root, 'web')),
+  newest(join(root, 'shared')),
+  mtime(join(root, 'vite.config.ts')),
+)
+if (!existsSync(built) || sources > mtime(built)) {
+  step('building the web dashboard', 'npx', ['vite', 'build', '--logLevel', 'warn'])
+}

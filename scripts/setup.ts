@@ -1,0 +1,104 @@
+// `tsx scripts/setup.ts --for start|test`: makes this machine ready to run (start) or to test
+// (test) clincus, printing every step with its duration. Idempotent: run it on every CI start.
+// Exit 0 when ready or when Incus is out of reach for a non-root user (the reason and the fix are
+// printed; the caller decides), non-zero with the reason on a real failure.
+import { realpathSync } from 'node:fs'
+import { pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
+import { ensureTestImage, type TestImageStatus } from '../server/images/build.ts'
+import {
+  ensureChromium,
+  ensureIncus,
+  type ChromiumReadiness,
+  type IncusReadiness,
+} from '../server/provision/incus.ts'
+import {
+  createConsoleReporter,
+  formatDuration,
+  type SetupReporter,
+} from '../server/provision/reporter.ts'
+
+export type SetupTarget = 'start' | 'test'
+
+export interface SetupResult {
+  incus: IncusReadiness
+  testImage?: TestImageStatus
+  chromium?: ChromiumReadiness
+}
+
+export interface SetupOptions {
+  reporter?: SetupReporter
+  /** Incus project for the test image. */
+  project?: string
+}
+
+export async function runSetup(target: SetupTarget, opts: SetupOptions = {}): Promise<SetupResult> {
+  const reporter = opts.reporter ?? createConsoleReporter()
+  const incus = await ensureIncus({ reporter, install: true })
+  if (!incus.ok) {
+    reporter.note(`Incus is not available: ${incus.reason}`)
+    reporter.note(`To fix: ${incus.hint}`)
+  }
+  if (target === 'start') return { incus }
+
+  const result: SetupResult = { incus }
+  if (incus.ok) {
+    result.testImage = await ensureTestImage({ project: opts.project ?? 'default', reporter })
+  } else {
+    reporter.note('skipping the clincus-test image (needs Incus)')
+  }
+  result.chromium = await ensureChromium(reporter)
+  if (!result.chromium.ok) {
+    reporter.note(`Chromium is not available: ${result.chromium.reason}`)
+    reporter.note(`To fix: ${result.chromium.hint}`)
+  }
+  return result
+}
+
+function parseTarget(argv: readonly string[]): { target: SetupTarget; project: string } {
+  const { values } = parseArgs({
+    args: [...argv],
+    options: {
+      for: { type: 'string', default: 'start' },
+      project: { type: 'string', default: 'default' },
+    },
+  })
+  if (values.for !== 'start' && values.for !== 'test') {
+    throw new Error(`--for must be "start" or "test", not "${values.for}"`)
+  }
+  return { target: values.for, project: values.project }
+}
+
+async function main(): Promise<void> {
+  const started = performance.now()
+  const { target, project } = parseTarget(process.argv.slice(2))
+  console.log(`clincus setup --for ${target}`)
+  const result = await runSetup(target, { project })
+  const ready = result.incus.ok ? `Incus ${result.incus.version} ready` : 'Incus NOT ready'
+  const image = result.testImage
+    ? `, ${result.testImage.alias} ${result.testImage.built ? 'built' : 'up to date'}`
+    : ''
+  const chromium = result.chromium ? `, chromium ${result.chromium.ok ? 'ready' : 'missing'}` : ''
+  console.log(
+    `setup finished in ${formatDuration(performance.now() - started)}: ${ready}${image}${chromium}`,
+  )
+}
+
+function isEntryPoint(): boolean {
+  const script = process.argv[1]
+  if (script === undefined) return false
+  try {
+    return import.meta.url === pathToFileURL(realpathSync(script)).href
+  } catch {
+    return false
+  }
+}
+
+if (isEntryPoint()) {
+  try {
+    await main()
+  } catch (error) {
+    console.error(`setup failed: ${error instanceof Error ? error.message : String(error)}`)
+    process.exitCode = 1
+  }
+}

@@ -1,0 +1,120 @@
+import { readFile } from 'node:fs/promises'
+import type { Config } from '../../shared/schemas/config.ts'
+import { writeFileAtomic } from '../fs/atomic-write.ts'
+import { loadConfig, type LoadedConfig } from './load.ts'
+import { ConfigError } from './merge.ts'
+import type { ConfigLocations } from './paths.ts'
+import { setDashboardKeys, type DashboardPatch } from './toml-edit.ts'
+
+export type ConfigChange =
+  | { type: 'reloaded'; previous: Config; current: Config }
+  | { type: 'invalid'; file: string; error: string }
+
+export type ConfigListener = (change: ConfigChange) => void
+
+/**
+ * The current merged config. Reloads swap it atomically; an invalid file keeps the last good
+ * config and is reported to listeners (config.invalid), never thrown at readers.
+ */
+export class ConfigStore {
+  readonly locations: ConfigLocations
+  readonly home: string
+  readonly #env: Record<string, string | undefined>
+  #loaded: LoadedConfig
+  #lastError: { file: string; error: string } | null = null
+  readonly #listeners = new Set<ConfigListener>()
+  #writeChain: Promise<unknown> = Promise.resolve()
+
+  private constructor(
+    locations: ConfigLocations,
+    env: Record<string, string | undefined>,
+    home: string,
+    loaded: LoadedConfig,
+  ) {
+    this.locations = locations
+    this.#env = env
+    this.home = home
+    this.#loaded = loaded
+  }
+
+  /** Loads the config once; a broken file at startup is a ConfigError for the entry point. */
+  static async open(
+    locations: ConfigLocations,
+    env: Record<string, string | undefined>,
+    home: string,
+  ): Promise<ConfigStore> {
+    return new ConfigStore(locations, env, home, await loadConfig(locations, env, home))
+  }
+
+  get current(): Config {
+    return this.#loaded.config
+  }
+
+  get loaded(): LoadedConfig {
+    return this.#loaded
+  }
+
+  get env(): Record<string, string | undefined> {
+    return this.#env
+  }
+
+  /** The last reload error, until a good reload clears it. */
+  get lastError(): { file: string; error: string } | null {
+    return this.#lastError
+  }
+
+  subscribe(listener: ConfigListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  #emit(change: ConfigChange): void {
+    for (const l of this.#listeners) l(change)
+  }
+
+  /** Re-reads every file; returns whether the new config was taken. */
+  async reload(): Promise<boolean> {
+    try {
+      const loaded = await loadConfig(this.locations, this.#env, this.home)
+      const previous = this.#loaded.config
+      this.#loaded = loaded
+      this.#lastError = null
+      this.#emit({ type: 'reloaded', previous, current: loaded.config })
+      return true
+    } catch (err) {
+      const file = err instanceof ConfigError ? err.file : 'config'
+      const error = err instanceof Error ? err.message : String(err)
+      this.#lastError = { file, error }
+      this.#emit({ type: 'invalid', file, error })
+      return false
+    }
+  }
+
+  /**
+   * Persists dashboard keys to the user config file (comments and other keys kept, written
+   * atomically), then reloads. Writes are serialised so two requests never interleave.
+   */
+  async updateDashboard(patch: DashboardPatch): Promise<Config> {
+    const run = this.#writeChain.then(async () => {
+      const file = this.locations.writable
+      let text = ''
+      try {
+        text = await readFile(file, 'utf8')
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+      const next = setDashboardKeys(text, patch)
+      await writeFileAtomic(file, next)
+      const ok = await this.reload()
+      if (!ok)
+        throw new ConfigError(
+          this.#lastError?.file ?? file,
+          '',
+          this.#lastError?.error ?? 'reload failed',
+        )
+      return this.current
+    })
+    this.#writeChain = run.catch(() => undefined)
+    return run
+  }
+}

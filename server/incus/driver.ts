@@ -1,0 +1,82 @@
+import type { IncusInstance } from './schemas.ts'
+
+/** Options every driver call takes: a deadline and a way to cancel. */
+export interface CallOptions {
+  signal?: AbortSignal
+  timeoutMs?: number
+}
+
+export interface ExecOptions extends CallOptions {
+  user?: number
+  group?: number
+  cwd?: string
+  env?: Record<string, string>
+  stdin?: string
+}
+
+export interface ExecResult {
+  stdout: string
+  stderr: string
+  exitCode: number
+}
+
+export interface InitOptions extends CallOptions {
+  config?: Record<string, string>
+  /** Root-disk device overrides (e.g. limits.read) applied at creation. */
+  rootDisk?: Record<string, string>
+}
+
+export interface LifecycleEvent {
+  action: string
+  name: string
+  project: string
+  timestamp: string
+}
+
+/**
+ * Everything clincus asks of Incus. The CLI implementation runs `incus` with argv arrays; the fake
+ * keeps instances in memory for unit tests. Implementations honour the configured project.
+ */
+export interface IncusDriver {
+  readonly project: string
+  serverVersion(opts?: CallOptions): Promise<string>
+  listInstances(opts?: CallOptions): Promise<IncusInstance[]>
+  /** null when the instance does not exist. */
+  getInstance(name: string, opts?: CallOptions): Promise<IncusInstance | null>
+  imageExists(alias: string, opts?: CallOptions): Promise<boolean>
+  init(image: string, name: string, opts?: InitOptions): Promise<void>
+  deviceAdd(
+    name: string,
+    device: string,
+    props: Record<string, string>,
+    opts?: CallOptions,
+  ): Promise<void>
+  deviceRemove(name: string, device: string, opts?: CallOptions): Promise<void>
+  configSet(name: string, values: Record<string, string>, opts?: CallOptions): Promise<void>
+  configGet(name: string, key: string, opts?: CallOptions): Promise<string>
+  start(name: string, opts?: CallOptions): Promise<void>
+  stop(name: string, opts?: CallOptions & { force?: boolean; timeoutS?: number }): Promise<void>
+  delete(name: string, opts?: CallOptions & { force?: boolean }): Promise<void>
+  exec(name: string, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult>
+  filePush(
+    name: string,
+    content: Buffer | string,
+    dest: string,
+    opts?: CallOptions & { uid?: number; gid?: number; mode?: string },
+  ): Promise<void>
+  /** Lifecycle events until the signal aborts; the iterator ends when the monitor process exits. */
+  monitor(signal: AbortSignal): AsyncIterable<LifecycleEvent>
+  /** argv (after the `incus` binary) for an interactive exec, for the PTY layer. */
+  execArgv(
+    name: string,
+    argv: readonly string[],
+    opts: {
+      user?: number
+      group?: number
+      cwd?: string
+      env?: Record<string, string>
+      tty: boolean
+    },
+  ): string[]
+  readonly binary: string
+}

@@ -1,0 +1,169 @@
+// The only file that touches `process`: arguments, environment, signals, the real drivers.
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { homedir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import closeWithGrace from 'close-with-grace'
+import { pino } from 'pino'
+import { buildApp } from './app.ts'
+import { parseArgs, USAGE, UsageError } from './cli-args.ts'
+import { ConfigError } from './config/merge.ts'
+import { configLocations } from './config/paths.ts'
+import { ConfigStore } from './config/store.ts'
+import { HistoryStore } from './history/store.ts'
+import { ImageManager } from './image-manager.ts'
+import { buildImage } from './images/build.ts'
+import { CliIncusDriver } from './incus/cli-driver.ts'
+import { Listener } from './listener.ts'
+import { DEFAULT_PREFIX, validPrefix } from './sessions/naming.ts'
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const version = (
+  JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }
+).version
+
+function fail(message: string): never {
+  process.stderr.write(`clincus: ${message}\n`)
+  process.exit(2)
+}
+
+async function main(): Promise<void> {
+  let command
+  try {
+    command = parseArgs(process.argv.slice(2))
+  } catch (err) {
+    if (err instanceof UsageError) fail(`${err.message}\n${USAGE}`)
+    throw err
+  }
+  if (command.kind === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return
+  }
+  if (command.kind === 'version') {
+    process.stdout.write(`clincus ${version}\n`)
+    return
+  }
+
+  const env = process.env
+  const home = env.HOME ?? homedir()
+  const log = pino({
+    level: env.LOG_LEVEL ?? 'info',
+    redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
+  })
+  let config: ConfigStore
+  try {
+    config = await ConfigStore.open(configLocations(env, home), env, home)
+  } catch (err) {
+    if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`)
+    throw err
+  }
+  const driver = new CliIncusDriver({ project: config.current.incus.project })
+
+  if (command.kind === 'build') {
+    const controller = new AbortController()
+    process.once('SIGINT', () => {
+      controller.abort()
+    })
+    let last = ''
+    await buildImage(command.image, {
+      project: config.current.incus.project,
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.step === last) return
+        last = p.step
+        process.stdout.write(
+          `==> [${String(Math.round(p.progress * 100)).padStart(3)}%] ${p.step}\n`,
+        )
+      },
+    })
+    process.stdout.write(`image ${command.image} is ready\n`)
+    return
+  }
+
+  const prefix = env.CLINCUS_CONTAINER_PREFIX ?? DEFAULT_PREFIX
+  if (!validPrefix(prefix))
+    fail(
+      `CLINCUS_CONTAINER_PREFIX must be lowercase letters, digits and hyphens, starting with a letter: ${prefix}`,
+    )
+  const images = new ImageManager(
+    driver,
+    log.child({ component: 'images' }),
+    command.build
+      ? (alias, onProgress, signal) =>
+          buildImage(alias === 'clincus-test' ? 'clincus-test' : 'clincus', {
+            project: config.current.incus.project,
+            onProgress,
+            signal,
+          }).then(() => undefined)
+      : undefined,
+  )
+  const { app } = await buildApp({
+    driver,
+    config,
+    history: new HistoryStore(join(home, '.clincus', 'history.jsonl')),
+    log,
+    prefix,
+    home,
+    version,
+    images,
+    incusHint:
+      'Run `npm start` as root to install and start Incus, or install Incus >= 6 yourself and add your user to the incus-admin group.',
+    webRoot: join(repoRoot, 'dist', 'web'),
+  })
+  await app.ready()
+  const listener = new Listener(app.server)
+  const portFromFlag = command.port !== undefined
+  const port = command.port ?? config.current.dashboard.port
+  try {
+    await listener.listen(port, command.host)
+  } catch (err) {
+    fail(`cannot listen on ${command.host}:${port}: ${(err as Error).message}`)
+  }
+  const url = `http://${command.host.includes(':') ? `[${command.host}]` : command.host}:${listener.port}`
+  log.info({ url, version, prefix }, 'clincus dashboard listening')
+  process.stdout.write(`\n  clincus dashboard: ${url}/\n\n`)
+
+  // A port change in the config moves the listener (unless --port pinned it).
+  config.subscribe((change) => {
+    if (change.type !== 'reloaded' || portFromFlag) return
+    const next = change.current.dashboard.port
+    if (next === change.previous.dashboard.port || next === listener.port) return
+    listener.move(next).then(
+      (p) => {
+        log.info({ port: p }, 'listener moved')
+      },
+      (err: unknown) => {
+        log.error({ err, port: next }, 'could not move the listener; staying on the old port')
+      },
+    )
+  })
+
+  void images.ensure(config.current.defaults.image).then((state) => {
+    if (state.state === 'missing')
+      log.warn({ image: state.name }, 'session image missing; run `clincus build`')
+  })
+
+  if (command.open) {
+    const child = spawn('xdg-open', [`${url}/`], { stdio: 'ignore', detached: true })
+    child.on('error', () => {
+      log.warn('could not run xdg-open')
+    })
+    child.unref()
+  }
+
+  closeWithGrace({ delay: 5000 }, async ({ signal, err }) => {
+    if (err) log.error({ err }, 'fatal error; shutting down')
+    else log.info({ signal }, 'shutting down')
+    await listener.close()
+    await app.close()
+    listener.destroySockets()
+  })
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(
+    `clincus: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  )
+  process.exit(1)
+})

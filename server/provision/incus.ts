@@ -1,0 +1,281 @@
+// Brings a machine from "nothing" to "incus launch works": packages, daemon, storage. Every step is
+// idempotent and checks before it acts, so setup can run on every CI start and on a developer's
+// long-lived installation alike (which it must never reconfigure beyond what is missing).
+import { mkdir, readFile } from 'node:fs/promises'
+import { execa, ExecaError } from 'execa'
+import Type from 'typebox'
+import { Value } from 'typebox/value'
+import { aptInstall, aptUpdate, ensureBackportsSource } from './apt.ts'
+import { CommandError, lastLines, run } from './command.ts'
+import {
+  fileExists,
+  findExecutable,
+  findProcess,
+  hasSystemd,
+  isDebianFamily,
+  isRoot,
+  readOsRelease,
+  type OsRelease,
+} from './host.ts'
+import { planPreseed, ProfileSchema, renderPreseed, StoragePoolSchema } from './preseed.ts'
+import { silentReporter, type SetupReporter } from './reporter.ts'
+import { ensureRootSubIds } from './subid.ts'
+
+export type IncusReadiness =
+  { ok: true; version: string } | { ok: false; reason: string; hint: string }
+export type IncusProbe = { reachable: true; version: string } | { reachable: false; reason: string }
+export type ChromiumReadiness =
+  { ok: true; path: string } | { ok: false; reason: string; hint: string }
+
+export interface EnsureIncusOptions {
+  reporter?: SetupReporter
+  /** Allow installing packages (root only). Starting and initialising the daemon is always allowed. */
+  install: boolean
+}
+
+export const MIN_INCUS_MAJOR = 6
+export const INCUS_ADMIN_GROUP = 'incus-admin'
+export const INCUSD_LOG = '/var/log/incus/clincus-incusd.log'
+export const CHROMIUM_PATH = '/usr/bin/chromium'
+const INCUS_PACKAGES = ['incus-base', 'incus-client']
+// Debian's path first; other distributions put the daemon on PATH.
+const INCUSD_CANDIDATES = ['/usr/libexec/incus/incusd', '/usr/lib/incus/incusd']
+// What /etc/default/incus gives the daemon: its helpers live next to it.
+const DAEMON_PATH =
+  '/usr/libexec/incus:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+const WAITREADY_SECONDS = 30
+const QUERY_TIMEOUT_MS = 15_000
+const SETUP_HINT = 'run `sudo npm run setup` (as root it installs and starts Incus)'
+
+const ServerSchema = Type.Object({
+  environment: Type.Object({ server_version: Type.String() }),
+})
+
+function notReady(reason: string, hint: string): IncusReadiness {
+  return { ok: false, reason, hint }
+}
+
+export function majorVersion(version: string): number {
+  const major = Number.parseInt(version.trim(), 10)
+  return Number.isNaN(major) ? 0 : major
+}
+
+async function queryIncus(path: string, timeoutMs = QUERY_TIMEOUT_MS): Promise<unknown> {
+  const out = await run('incus', ['query', path], { timeoutMs })
+  // An empty list comes back as JSON null, which `incus query` prints as nothing at all.
+  return out.trim() === '' ? null : (JSON.parse(out) as unknown)
+}
+
+/** Cheap reachability check for /api/health: one `incus query /1.0`. */
+export async function probeIncus(timeoutMs = 3_000): Promise<IncusProbe> {
+  try {
+    const server = Value.Parse(ServerSchema, await queryIncus('/1.0', timeoutMs))
+    return { reachable: true, version: server.environment.server_version }
+  } catch (error) {
+    const reason =
+      error instanceof CommandError
+        ? error.timedOut
+          ? `incus query /1.0 timed out after ${timeoutMs} ms`
+          : lastLines(error.stderr.trim(), 1) || error.message
+        : error instanceof Error
+          ? error.message
+          : String(error)
+    return { reachable: false, reason }
+  }
+}
+
+/** Installs (when allowed), starts and initialises Incus; reports why not when it cannot. */
+export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadiness> {
+  const reporter = opts.reporter ?? silentReporter
+  const root = isRoot()
+
+  if ((await findExecutable('incus')) === undefined) {
+    if (!root) {
+      return notReady(
+        'incus is not installed',
+        `${SETUP_HINT}, or install Incus ≥ ${MIN_INCUS_MAJOR} yourself (Debian 12: apt-get install ` +
+          '--no-install-recommends -t bookworm-backports incus-base incus-client)',
+      )
+    }
+    if (!opts.install) return notReady('incus is not installed', SETUP_HINT)
+    const os = await readOsRelease()
+    if (!os || !isDebianFamily(os)) {
+      return notReady(
+        `incus is not installed and ${os?.prettyName ?? 'this system'} is not Debian or Ubuntu`,
+        `install Incus ≥ ${MIN_INCUS_MAJOR} with your distribution's packages, then run setup again`,
+      )
+    }
+    await installIncus(os, reporter)
+    if ((await findExecutable('incus')) === undefined) {
+      throw new Error(
+        `apt-get installed ${INCUS_PACKAGES.join(' ')} but no incus binary is on PATH`,
+      )
+    }
+  } else {
+    reporter.note('incus client already installed')
+  }
+
+  const clientVersion = await run('incus', ['--version'], { timeoutMs: QUERY_TIMEOUT_MS })
+  if (majorVersion(clientVersion) < MIN_INCUS_MAJOR) {
+    return notReady(
+      `incus ${clientVersion} is too old (need ≥ ${MIN_INCUS_MAJOR})`,
+      'install Incus 6 (Debian 12: from bookworm-backports) and run setup again',
+    )
+  }
+
+  if (root) {
+    const changed = await ensureRootSubIds()
+    if (changed.length > 0)
+      reporter.note(`added root's subordinate id range to ${changed.join(', ')}`)
+  }
+
+  let probe = await probeIncus()
+  if (!probe.reachable) {
+    if (!root)
+      return notReady(
+        `the Incus daemon is not reachable: ${probe.reason}`,
+        unreachableHint(probe.reason),
+      )
+    await reporter.step('start incusd', () => startDaemon())
+    probe = await probeIncus(QUERY_TIMEOUT_MS)
+    if (!probe.reachable) throw new Error(`incusd started but is not reachable: ${probe.reason}`)
+  } else {
+    reporter.note(`incusd already running (Incus ${probe.version})`)
+  }
+  if (majorVersion(probe.version) < MIN_INCUS_MAJOR) {
+    return notReady(
+      `the Incus daemon is version ${probe.version} (need ≥ ${MIN_INCUS_MAJOR})`,
+      'upgrade Incus and restart its daemon',
+    )
+  }
+
+  const plan = planPreseed(await readInitState())
+  if (plan) {
+    await reporter.step('initialise incus (dir storage pool, root disk)', () =>
+      run('incus', ['admin', 'init', '--preseed'], {
+        timeoutMs: 60_000,
+        input: renderPreseed(plan),
+      }),
+    )
+  } else {
+    reporter.note('incus already initialised (default profile has a root disk)')
+  }
+  return { ok: true, version: probe.version }
+}
+
+function unreachableHint(reason: string): string {
+  if (/permission/i.test(reason)) {
+    return (
+      `add your user to the ${INCUS_ADMIN_GROUP} group (sudo usermod -aG ${INCUS_ADMIN_GROUP} ` +
+      '"$USER"), then log in again or run `newgrp incus-admin`'
+    )
+  }
+  return `start the Incus daemon: ${SETUP_HINT}, or \`sudo systemctl start incus\` where systemd runs`
+}
+
+async function installIncus(os: OsRelease, reporter: SetupReporter): Promise<void> {
+  // Debian 12 has Incus only in backports; later Debian and Ubuntu releases ship it in main.
+  let targetRelease: string | undefined
+  if (os.id === 'debian' && os.versionCodename === 'bookworm') {
+    targetRelease = 'bookworm-backports'
+    const added = await reporter.step(`enable ${targetRelease}`, () =>
+      ensureBackportsSource(os.versionCodename),
+    )
+    if (added) await reporter.step('apt-get update', () => aptUpdate())
+  }
+  await reporter.step(`apt-get install ${INCUS_PACKAGES.join(' ')}`, () =>
+    aptInstall(INCUS_PACKAGES, targetRelease ? { targetRelease } : {}),
+  )
+}
+
+async function findIncusd(): Promise<string> {
+  for (const candidate of INCUSD_CANDIDATES) {
+    if (await fileExists(candidate)) return candidate
+  }
+  const onPath = await findExecutable('incusd')
+  if (onPath === undefined)
+    throw new Error('incus is installed but its daemon (incusd) was not found')
+  return onPath
+}
+
+async function ensureAdminGroup(): Promise<void> {
+  const groups = await readFile('/etc/group', 'utf8').catch(() => '')
+  if (groups.split('\n').some((line) => line.startsWith(`${INCUS_ADMIN_GROUP}:`))) return
+  await run('groupadd', ['--system', INCUS_ADMIN_GROUP], { timeoutMs: 15_000 })
+}
+
+async function waitReady(): Promise<void> {
+  await run('incus', ['admin', 'waitready', '--timeout', String(WAITREADY_SECONDS)], {
+    timeoutMs: (WAITREADY_SECONDS + 5) * 1000,
+  })
+}
+
+async function startDaemon(): Promise<void> {
+  if (hasSystemd()) {
+    await run('systemctl', ['start', 'incus.service'], { timeoutMs: 120_000 })
+    await waitReady()
+    return
+  }
+  // A daemon that is still starting (or one that a previous run left behind) only needs waiting for.
+  if ((await findProcess('incusd')) !== undefined) {
+    await waitReady()
+    return
+  }
+  await ensureAdminGroup()
+  const incusd = await findIncusd()
+  await mkdir('/var/log/incus', { recursive: true })
+  // No init system: the daemon is our child, so it must leave our process group and keep no pipe
+  // to us, or it would die with setup (the server and tests need it afterwards). Hence its own
+  // --logfile rather than our stdio (execa would pipe a log file through this process).
+  const daemon = execa(incusd, ['--group', INCUS_ADMIN_GROUP, '--logfile', INCUSD_LOG], {
+    detached: true,
+    cleanup: false,
+    stdio: 'ignore',
+    env: { PATH: DAEMON_PATH },
+  })
+  daemon.unref()
+  const exited = daemon.then(
+    (result) => `exited with code ${result.exitCode ?? 'unknown'}`,
+    (error: unknown) =>
+      error instanceof ExecaError ? error.shortMessage : `failed: ${String(error)}`,
+  )
+  const outcome = await Promise.race([waitReady().then(() => undefined), exited])
+  if (outcome !== undefined) {
+    const tail = lastLines((await readFile(INCUSD_LOG, 'utf8').catch(() => '')).trim(), 15)
+    throw new Error(`incusd ${outcome} before it was ready; ${INCUSD_LOG} ends with:\n${tail}`)
+  }
+}
+
+async function readInitState(): Promise<Parameters<typeof planPreseed>[0]> {
+  const pools = Value.Parse(
+    Type.Union([Type.Array(StoragePoolSchema), Type.Null()]),
+    await queryIncus('/1.0/storage-pools?recursion=1'),
+  )
+  const profiles = Value.Parse(
+    Type.Union([Type.Array(ProfileSchema), Type.Null()]),
+    await queryIncus('/1.0/profiles?recursion=1'),
+  )
+  return {
+    pools: pools ?? [],
+    defaultProfile: profiles?.find((profile) => profile.name === 'default'),
+  }
+}
+
+/** Debian's chromium, for the browser tests (no browser download works on CI machines). */
+export async function ensureChromium(
+  reporter: SetupReporter = silentReporter,
+): Promise<ChromiumReadiness> {
+  if (await fileExists(CHROMIUM_PATH)) {
+    reporter.note(`chromium already installed (${CHROMIUM_PATH})`)
+    return { ok: true, path: CHROMIUM_PATH }
+  }
+  if (!isRoot()) {
+    return {
+      ok: false,
+      reason: `${CHROMIUM_PATH} is missing`,
+      hint: 'install it with `sudo apt-get install --no-install-recommends chromium` or run setup as root',
+    }
+  }
+  await reporter.step('apt-get install chromium', () => aptInstall(['chromium']))
+  return { ok: true, path: CHROMIUM_PATH }
+}

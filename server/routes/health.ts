@@ -1,0 +1,26 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { HealthSchema, type Health } from '../../shared/schemas/health.ts'
+import type { AppServices } from '../services.ts'
+
+export function healthRoutes(s: AppServices): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.get('/api/health', {
+      schema: {
+        tags: ['health'],
+        summary: 'Version, uptime, Incus reachability and image state',
+        response: { 200: HealthSchema },
+      },
+      handler: async (): Promise<Health> => {
+        const incus = await s.incusStatus()
+        const image = await s.imageState(s.config.current.defaults.image)
+        return {
+          status: incus.reachable && image.state === 'ready' ? 'ok' : 'degraded',
+          version: s.version,
+          uptime_seconds: Math.round((Date.now() - s.startedAt) / 100) / 10,
+          incus,
+          image,
+        }
+      },
+    })
+  }
+}

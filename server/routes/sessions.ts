@@ -1,0 +1,71 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
+import { Type } from 'typebox'
+import { errorResponses } from '../../shared/schemas/common.ts'
+import {
+  CreateSessionBodySchema,
+  DeleteSessionQuerySchema,
+  HistoryEntrySchema,
+  HistoryQuerySchema,
+  ResumeResponseSchema,
+  SessionInfoSchema,
+  SessionListSchema,
+  SessionParamsSchema,
+} from '../../shared/schemas/sessions.ts'
+import type { AppServices } from '../services.ts'
+
+export function sessionRoutes(s: AppServices): FastifyPluginAsyncTypebox {
+  return async (app) => {
+    app.get('/api/sessions', {
+      schema: {
+        tags: ['sessions'],
+        summary: 'List sessions',
+        response: { 200: SessionListSchema, ...errorResponses },
+      },
+      handler: async () => s.registry.list(),
+    })
+
+    app.post('/api/sessions', {
+      schema: {
+        tags: ['sessions'],
+        summary: 'Create and start a session',
+        body: CreateSessionBodySchema,
+        response: { 200: SessionInfoSchema, ...errorResponses },
+      },
+      handler: async (req) => s.sessions.create(req.body),
+    })
+
+    app.get('/api/sessions/history', {
+      schema: {
+        tags: ['sessions'],
+        summary: 'Session history, newest first',
+        querystring: HistoryQuerySchema,
+        response: { 200: Type.Array(HistoryEntrySchema), ...errorResponses },
+      },
+      handler: async (req) => s.history.list(req.query.limit ?? 50, req.query.offset ?? 0),
+    })
+
+    app.delete('/api/sessions/:id', {
+      schema: {
+        tags: ['sessions'],
+        summary: 'Stop (or with force=true delete) a session',
+        params: SessionParamsSchema,
+        querystring: DeleteSessionQuerySchema,
+        response: { 204: Type.Null(), ...errorResponses },
+      },
+      handler: async (req, reply) => {
+        await s.sessions.stop(req.params.id, req.query.force ?? false)
+        return reply.code(204).send(null)
+      },
+    })
+
+    app.post('/api/sessions/:id/resume', {
+      schema: {
+        tags: ['sessions'],
+        summary: 'Start a stopped session and relaunch its tool',
+        params: SessionParamsSchema,
+        response: { 200: ResumeResponseSchema, ...errorResponses },
+      },
+      handler: async (req) => s.sessions.resume(req.params.id),
+    })
+  }
+}

@@ -1,0 +1,23 @@
+import type { Health, ImageState } from '../shared/schemas/health.ts'
+import type { ConfigStore } from './config/store.ts'
+import type { DashboardPatch } from './config/toml-edit.ts'
+import type { EventHub } from './events/hub.ts'
+import type { HistoryStore } from './history/store.ts'
+import type { IncusDriver } from './incus/driver.ts'
+import type { SessionRegistry } from './sessions/registry.ts'
+import type { SessionService } from './sessions/service.ts'
+
+/** What routes and transports use; built once by buildApp from its dependencies. */
+export interface AppServices {
+  version: string
+  startedAt: number
+  driver: IncusDriver
+  config: ConfigStore
+  registry: SessionRegistry
+  sessions: SessionService
+  history: HistoryStore
+  hub: EventHub
+  incusStatus(): Promise<Health['incus']>
+  imageState(alias: string): Promise<ImageState>
+  updateDashboard(patch: DashboardPatch): Promise<void>
+}

@@ -1,0 +1,626 @@
+import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import type { Config } from '../../shared/schemas/config.ts'
+import type { ImageState } from '../../shared/schemas/health.ts'
+import type { CreateSessionBody, SessionInfo } from '../../shared/schemas/sessions.ts'
+import { isToolName } from '../../shared/tools.ts'
+import { applyProfile, configForWorkspace, readLayer } from '../config/load.ts'
+import { ConfigError } from '../config/merge.ts'
+import { expandPath } from '../config/paths.ts'
+import type { ConfigStore } from '../config/store.ts'
+import {
+  AppError,
+  BadRequestError,
+  ConflictError,
+  IncusCommandError,
+  NotFoundError,
+  UnavailableError,
+} from '../errors.ts'
+import type { EventHub } from '../events/hub.ts'
+import type { HistoryStore } from '../history/store.ts'
+import type { IncusDriver, LifecycleEvent } from '../incus/driver.ts'
+import { DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
+import { instanceLimitConfig, parseDuration, rootDiskLimits, tmpfsSize } from './limits.ts'
+import { planMounts } from './mounts.ts'
+import {
+  containerName,
+  MAX_SLOTS,
+  parseContainerName,
+  tmuxSessionName,
+  workspaceHash,
+} from './naming.ts'
+import { planProtectedPaths } from './protect.ts'
+import { LABEL, type SessionRegistry } from './registry.ts'
+import { copyToolConfig } from './tool-config.ts'
+import { TOOL_SPECS, toolWrapperArgv } from './tools.ts'
+import { resolveWorkspace } from './workspace-check.ts'
+
+export const CONTAINER_WORKSPACE = '/workspace'
+const STOP_TIMEOUT_S = 30
+
+export interface SessionServiceDeps {
+  driver: IncusDriver
+  registry: SessionRegistry
+  config: ConfigStore
+  history: HistoryStore
+  hub: EventHub
+  log: Logger
+  prefix: string
+  /** The host user's home: tool config is copied from here. */
+  home: string
+  /** The state of an image being built, if it is (creating then answers 503). */
+  imageState?: (alias: string) => ImageState | null
+  readyTimeoutMs?: number
+}
+
+/** Serialises work per key (slot allocation per workspace). */
+class KeyedMutex {
+  readonly #tails = new Map<string, Promise<unknown>>()
+
+  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.#tails.get(key) ?? Promise.resolve()
+    const run = prev.then(fn, fn)
+    const tail = run.catch(() => undefined)
+    this.#tails.set(key, tail)
+    try {
+      return await run
+    } finally {
+      if (this.#tails.get(key) === tail) this.#tails.delete(key)
+    }
+  }
+}
+
+type Step =
+  'init' | 'workspace' | 'mounts' | 'protect' | 'start' | 'ready' | 'tmpfs' | 'tool-config' | 'tool'
+
+const STEP_LABEL: Record<Step, string> = {
+  init: 'creating the container',
+  workspace: 'mounting the workspace',
+  mounts: 'adding config mounts',
+  protect: 'protecting paths read-only',
+  start: 'starting the container',
+  ready: 'waiting for the container',
+  tmpfs: 'mounting tmpfs on /tmp',
+  'tool-config': 'copying tool configuration',
+  tool: 'starting the tool in tmux',
+}
+
+const STEP_ORDER: Step[] = [
+  'init',
+  'workspace',
+  'mounts',
+  'protect',
+  'start',
+  'ready',
+  'tmpfs',
+  'tool-config',
+  'tool',
+]
+
+export class SessionService {
+  readonly #d: SessionServiceDeps
+  readonly #locks = new KeyedMutex()
+  readonly #reserved = new Map<string, Set<number>>()
+  readonly #deadlines: DeadlineScheduler
+  readonly #abort = new AbortController()
+  readonly #inFlight = new Set<Promise<unknown>>()
+
+  constructor(deps: SessionServiceDeps) {
+    this.#d = deps
+    this.#deadlines = new DeadlineScheduler(
+      (id, action) => this.#expire(id, action),
+      deps.log.child({ component: 'deadlines' }),
+    )
+  }
+
+  get deadlines(): DeadlineScheduler {
+    return this.#deadlines
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#inFlight.add(p)
+    void p.finally(() => this.#inFlight.delete(p)).catch(() => undefined)
+    return p
+  }
+
+  /** Cancels in-flight work (rolling it back) and drops timers. */
+  async dispose(): Promise<void> {
+    this.#abort.abort()
+    this.#deadlines.dispose()
+    await Promise.allSettled([...this.#inFlight])
+  }
+
+  /** Effective config for sessions of `workspace` (its own .clincus.toml, then the profile). */
+  async configFor(workspace: string, profile: string | undefined): Promise<Config> {
+    const store = this.#d.config
+    const file = join(workspace, '.clincus.toml')
+    let config: Config
+    try {
+      const layer = await readLayer(file)
+      config = configForWorkspace(store.loaded, file, layer, store.home, store.locations)
+    } catch (err) {
+      if (err instanceof ConfigError)
+        throw new BadRequestError(err.message, 'invalid_workspace_config')
+      throw err
+    }
+    if (profile === undefined) return config
+    try {
+      const applied = applyProfile(config, profile)
+      if (!applied) throw new BadRequestError(`profile '${profile}' not found`, 'unknown_profile')
+      return applied
+    } catch (err) {
+      if (err instanceof ConfigError) throw new BadRequestError(err.message, 'invalid_profile')
+      throw err
+    }
+  }
+
+  async #reserveSlot(hash: string): Promise<number> {
+    return this.#locks.run(hash, async () => {
+      const used = new Set(this.#reserved.get(hash) ?? [])
+      // Any instance with the name holds the slot, ours or not, running or stopped.
+      for (const inst of await this.#d.driver.listInstances({
+        timeoutMs: 10_000,
+        signal: this.#abort.signal,
+      })) {
+        const parsed = parseContainerName(this.#d.prefix, inst.name)
+        if (parsed?.hash === hash) used.add(parsed.slot)
+      }
+      for (let slot = 1; slot <= MAX_SLOTS; slot++) {
+        if (!used.has(slot)) {
+          const set = this.#reserved.get(hash) ?? new Set<number>()
+          set.add(slot)
+          this.#reserved.set(hash, set)
+          return slot
+        }
+      }
+      throw new ConflictError(
+        `all ${MAX_SLOTS} slots are in use for this workspace; stop or delete a session first`,
+        'slots_exhausted',
+      )
+    })
+  }
+
+  #releaseSlot(hash: string, slot: number): void {
+    const set = this.#reserved.get(hash)
+    set?.delete(slot)
+    if (set?.size === 0) this.#reserved.delete(hash)
+  }
+
+  async create(body: CreateSessionBody): Promise<SessionInfo> {
+    return this.#track(this.#create(body))
+  }
+
+  async #create(body: CreateSessionBody): Promise<SessionInfo> {
+    const d = this.#d
+    const global = d.config.current
+    const roots = global.dashboard.workspace_roots.map((r) => expandPath(r, d.config.home))
+    const workspace = await resolveWorkspace(body.workspace, { home: d.config.home, roots })
+    const config = await this.configFor(workspace, body.profile)
+    const toolName = body.tool ?? config.tool.name
+    const spec = TOOL_SPECS[toolName]
+    const persistent = body.persistent ?? config.defaults.persistent
+    const image = config.defaults.image
+    const building = d.imageState?.(image)
+    if (building?.state === 'building') {
+      const pct = Math.round((building.progress ?? 0) * 100)
+      throw new UnavailableError(
+        `the image '${image}' is being built (${building.step ?? 'starting'}, ${pct}%); try again when it is ready`,
+        'image_building',
+        { 'Retry-After': '30' },
+      )
+    }
+    const ctrWorkspace = CONTAINER_WORKSPACE
+    const mounts = await planMounts(config.mounts.default, d.config.home, ctrWorkspace)
+    const protectedPaths = config.security.disable_protection
+      ? []
+      : await planProtectedPaths(workspace, ctrWorkspace, [
+          ...config.security.protected_paths,
+          ...config.security.additional_protected_paths,
+        ])
+    const maxDurationMs = parseDuration(config.limits.runtime.max_duration)
+
+    const hash = workspaceHash(workspace)
+    const slot = await this.#reserveSlot(hash)
+    const name = containerName(d.prefix, hash, slot)
+    const sessionId = randomUUID()
+    const created = new Date()
+    const log = d.log.child({ session: name })
+    const signal = this.#abort.signal
+    let step: Step = 'init'
+    let initDone = false
+    const progress = (s: Step): void => {
+      step = s
+      d.hub.publish({
+        type: 'session.launching',
+        id: name,
+        step: s,
+        progress: STEP_ORDER.indexOf(s) / STEP_ORDER.length,
+      })
+    }
+    try {
+      progress('init')
+      const labels: Record<string, string> = {
+        [LABEL.managed]: 'true',
+        [LABEL.workspace]: workspace,
+        [LABEL.tool]: toolName,
+        [LABEL.persistent]: String(persistent),
+        [LABEL.created]: created.toISOString(),
+        [LABEL.sessionId]: sessionId,
+      }
+      if (body.profile) labels[LABEL.profile] = body.profile
+      // Labels go on at creation, so a half-created container is already recognisably ours.
+      await d.driver.init(image, name, {
+        config: { ...labels, ...instanceLimitConfig(config.limits) },
+        rootDisk: rootDiskLimits(config.limits),
+        signal,
+      })
+      initDone = true
+
+      progress('workspace')
+      const shift: Record<string, string> = config.incus.disable_shift ? {} : { shift: 'true' }
+      await d.driver.deviceAdd(
+        name,
+        'workspace',
+        { type: 'disk', source: workspace, path: ctrWorkspace, ...shift },
+        { signal },
+      )
+
+      progress('mounts')
+      for (const m of mounts) {
+        await d.driver.deviceAdd(
+          name,
+          m.device,
+          { type: 'disk', source: m.source, path: m.path, ...shift },
+          { signal },
+        )
+      }
+
+      progress('protect')
+      for (const p of protectedPaths) {
+        await d.driver.deviceAdd(
+          name,
+          p.device,
+          { type: 'disk', source: p.source, path: p.path, readonly: 'true', ...shift },
+          { signal },
+        )
+      }
+
+      progress('start')
+      await d.driver.start(name, { signal })
+
+      progress('ready')
+      await this.#waitReady(name, signal)
+
+      progress('tmpfs')
+      await this.#mountTmpfs(name, config, signal)
+
+      progress('tool-config')
+      const uid = config.incus.code_uid
+      const containerHome = `/home/${config.incus.code_user}`
+      const copied = await copyToolConfig(spec, {
+        driver: d.driver,
+        name,
+        hostHome: d.home,
+        containerHome,
+        uid,
+        effortLevel: config.tool.claude.effort_level,
+        signal,
+      })
+      log.debug({ copied }, 'tool config copied')
+
+      progress('tool')
+      await this.#startTool(name, config, spec.start(sessionId), body.profile, signal)
+
+      if (maxDurationMs) {
+        const action = this.#deadlineAction(config)
+        const deadline = new Date(Date.now() + maxDurationMs)
+        await d.driver.configSet(
+          name,
+          { [LABEL.deadline]: deadline.toISOString(), [LABEL.deadlineAction]: action },
+          { signal },
+        )
+        this.#deadlines.schedule(name, deadline, action)
+      }
+      await d.history.recordStart({
+        sessionId,
+        id: name,
+        workspace,
+        tool: toolName,
+        persistent,
+        time: created,
+      })
+
+      const inst = await d.driver.getInstance(name, { signal })
+      const session = inst ? d.registry.upsert(inst) : null
+      log.info({ workspace, tool: toolName, slot }, 'session created')
+      return (
+        session ?? {
+          id: name,
+          workspace,
+          tool: toolName,
+          slot,
+          status: 'running',
+          persistent,
+          created_at: created.toISOString(),
+        }
+      )
+    } catch (err) {
+      log.warn({ err, step }, 'session creation failed; rolling back')
+      this.#deadlines.cancel(name)
+      if (initDone) {
+        try {
+          await d.driver.delete(name, { force: true, timeoutMs: 60_000 })
+        } catch (cleanupErr) {
+          log.error({ err: cleanupErr }, 'rollback could not delete the container')
+        }
+      }
+      d.registry.remove(name)
+      throw this.#stepError(step, err)
+    } finally {
+      this.#releaseSlot(hash, slot)
+    }
+  }
+
+  #stepError(step: Step, err: unknown): unknown {
+    if (err instanceof IncusCommandError) {
+      return new AppError(
+        502,
+        step === 'init' ? 'container_create_failed' : 'session_setup_failed',
+        `${STEP_LABEL[step]} failed: ${err.message}`,
+        { cause: err, expose: true },
+      )
+    }
+    if (err instanceof AppError) return err
+    return new AppError(
+      500,
+      'session_setup_failed',
+      `${STEP_LABEL[step]} failed: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err, expose: true },
+    )
+  }
+
+  #deadlineAction(config: Config): DeadlineAction {
+    if (!config.limits.runtime.auto_stop) return 'none'
+    // stop_graceful=true means a graceful stop: the original had these inverted.
+    return config.limits.runtime.stop_graceful ? 'graceful' : 'force'
+  }
+
+  async #waitReady(name: string, signal: AbortSignal): Promise<void> {
+    const timeout = this.#d.readyTimeoutMs ?? 30_000
+    const until = Date.now() + timeout
+    let delay = 50
+    let last: string
+    for (;;) {
+      signal.throwIfAborted()
+      try {
+        const res = await this.#d.driver.exec(name, ['true'], { timeoutMs: 5000, signal })
+        if (res.exitCode === 0) return
+        last = res.stderr.trim()
+      } catch (err) {
+        if (signal.aborted) throw err
+        last = err instanceof Error ? err.message : String(err)
+      }
+      if (Date.now() > until)
+        throw new AppError(
+          504,
+          'container_not_ready',
+          `the container did not become ready within ${timeout / 1000} s${last ? `: ${last}` : ''}`,
+          { expose: true },
+        )
+      await new Promise((r) => setTimeout(r, delay))
+      delay = Math.min(delay * 2, 500)
+    }
+  }
+
+  async #mountTmpfs(name: string, config: Config, signal: AbortSignal): Promise<void> {
+    const size = config.limits.disk.tmpfs_size
+    if (!size) return
+    // After start (the original ran this before start, so it never applied).
+    const res = await this.#d.driver.exec(
+      name,
+      ['mount', '-t', 'tmpfs', '-o', `size=${tmpfsSize(size)},mode=1777`, 'tmpfs', '/tmp'],
+      { signal },
+    )
+    if (res.exitCode !== 0) throw new Error(`mount tmpfs failed: ${res.stderr.trim()}`)
+  }
+
+  async #startTool(
+    name: string,
+    config: Config,
+    toolArgv: string[],
+    profile: string | undefined,
+    signal: AbortSignal,
+  ): Promise<void> {
+    const uid = config.incus.code_uid
+    const home = `/home/${config.incus.code_user}`
+    const env: Record<string, string> = {
+      ...(profile ? (config.profiles[profile]?.environment ?? {}) : {}),
+      HOME: home,
+      USER: config.incus.code_user,
+      LOGNAME: config.incus.code_user,
+      TERM: 'xterm-256color',
+      IS_SANDBOX: '1',
+    }
+    const session = tmuxSessionName(name)
+    const argv = [
+      'tmux',
+      'start-server',
+      ';',
+      'set-option',
+      '-g',
+      'history-limit',
+      '10000',
+      ';',
+      'new-session',
+      '-d',
+      '-s',
+      session,
+      '-x',
+      '200',
+      '-y',
+      '50',
+      '-c',
+      CONTAINER_WORKSPACE,
+      ...toolWrapperArgv(toolArgv),
+    ]
+    const res = await this.#d.driver.exec(name, argv, {
+      user: uid,
+      group: uid,
+      cwd: CONTAINER_WORKSPACE,
+      env,
+      signal,
+    })
+    if (res.exitCode !== 0)
+      throw new Error(`tmux exited with ${res.exitCode}: ${res.stderr.trim()}`)
+  }
+
+  async #toolRunning(name: string, config: Config): Promise<boolean> {
+    const uid = config.incus.code_uid
+    const res = await this.#d.driver.exec(
+      name,
+      ['tmux', 'has-session', '-t', `=${tmuxSessionName(name)}`],
+      {
+        user: uid,
+        group: uid,
+        env: { HOME: `/home/${config.incus.code_user}` },
+        timeoutMs: 10_000,
+      },
+    )
+    return res.exitCode === 0
+  }
+
+  /** Looks a session up for an action; anything not ours is 404 without reaching incus. */
+  async #need(id: string): Promise<{ session: SessionInfo; config: Record<string, string> }> {
+    if (!parseContainerName(this.#d.prefix, id))
+      throw new NotFoundError('session not found', 'session_not_found')
+    const found = await this.#d.registry.fetch(id)
+    if (!found) throw new NotFoundError('session not found', 'session_not_found')
+    return { session: found.session, config: found.instance.config }
+  }
+
+  async stop(id: string, force: boolean): Promise<void> {
+    const { session } = await this.#need(id)
+    this.#deadlines.cancel(id)
+    if (force) {
+      await this.#d.driver.delete(id, { force: true, signal: this.#abort.signal })
+      this.#d.registry.remove(id)
+    } else if (
+      session.status === 'running' ||
+      session.status === 'starting' ||
+      session.status === 'frozen'
+    ) {
+      await this.#d.driver.stop(id, { timeoutS: STOP_TIMEOUT_S, signal: this.#abort.signal })
+      this.#d.registry.setStatus(id, 'stopped')
+    }
+    await this.#d.history.recordEnd(id, new Date())
+  }
+
+  async #expire(id: string, action: DeadlineAction): Promise<void> {
+    if (action === 'none') return
+    const found = await this.#d.registry.fetch(id)
+    if (found?.session.status !== 'running') return
+    await this.#d.driver.stop(
+      id,
+      action === 'force' ? { force: true } : { timeoutS: STOP_TIMEOUT_S },
+    )
+    this.#d.registry.setStatus(id, 'stopped')
+    await this.#d.history.recordEnd(id, new Date())
+  }
+
+  async resume(id: string): Promise<{ id: string; status: 'running' }> {
+    return this.#track(this.#resume(id))
+  }
+
+  async #resume(id: string): Promise<{ id: string; status: 'running' }> {
+    const { session, config: labels } = await this.#need(id)
+    const toolName = labels[LABEL.tool] ?? 'claude'
+    if (!isToolName(toolName))
+      throw new ConflictError(`unknown tool '${toolName}' on session ${id}`, 'unknown_tool')
+    const profile = labels[LABEL.profile]
+    const config = await this.configFor(
+      session.workspace,
+      profile && hasProfile(this.#d.config.current, profile) ? profile : undefined,
+    )
+    const signal = this.#abort.signal
+    const wasRunning = session.status === 'running'
+    if (wasRunning && (await this.#toolRunning(id, config))) return { id, status: 'running' }
+    if (!wasRunning) {
+      await this.#d.driver.start(id, { signal })
+      await this.#waitReady(id, signal)
+      await this.#mountTmpfs(id, config, signal)
+    }
+    const sessionId = randomUUID()
+    const previous = labels[LABEL.sessionId]
+    await this.#startTool(id, config, TOOL_SPECS[toolName].resume(previous), profile, signal)
+    const patch: Record<string, string> = { [LABEL.sessionId]: sessionId }
+    const maxMs = parseDuration(config.limits.runtime.max_duration)
+    if (maxMs && !wasRunning) {
+      const action = this.#deadlineAction(config)
+      const deadline = new Date(Date.now() + maxMs)
+      patch[LABEL.deadline] = deadline.toISOString()
+      patch[LABEL.deadlineAction] = action
+      this.#deadlines.schedule(id, deadline, action)
+    }
+    await this.#d.driver.configSet(id, patch, { signal })
+    await this.#d.history.recordEnd(id, new Date())
+    await this.#d.history.recordStart({
+      sessionId,
+      id,
+      workspace: session.workspace,
+      tool: toolName,
+      persistent: session.persistent,
+      time: new Date(),
+    })
+    await this.#d.registry.sync(id)
+    return { id, status: 'running' }
+  }
+
+  /** After (re)start of the server: re-arm deadlines and close history of sessions that stopped. */
+  async restore(): Promise<void> {
+    await this.#d.registry.refresh()
+    for (const inst of await this.#d.registry.instances()) {
+      const running = inst.status.toLowerCase() === 'running'
+      const deadline = inst.config[LABEL.deadline]
+      const action = (inst.config[LABEL.deadlineAction] ?? 'graceful') as DeadlineAction
+      if (running && deadline && !Number.isNaN(Date.parse(deadline)))
+        this.#deadlines.schedule(inst.name, new Date(deadline), action)
+      if (!running) await this.#d.history.recordEnd(inst.name, new Date())
+    }
+  }
+
+  /** Keeps cache, timers and history right for transitions made outside clincus. */
+  async handleLifecycle(e: LifecycleEvent): Promise<void> {
+    if (!parseContainerName(this.#d.prefix, e.name)) return
+    const r = this.#d.registry
+    switch (e.action) {
+      case 'instance-stopped':
+      case 'instance-shutdown':
+        r.setStatus(e.name, 'stopped')
+        this.#deadlines.cancel(e.name)
+        await this.#d.history.recordEnd(e.name, new Date(e.timestamp))
+        await r.sync(e.name)
+        break
+      case 'instance-deleted':
+        r.remove(e.name)
+        this.#deadlines.cancel(e.name)
+        await this.#d.history.recordEnd(e.name, new Date(e.timestamp))
+        break
+      case 'instance-started':
+      case 'instance-created':
+      case 'instance-updated':
+      case 'instance-restarted':
+      case 'instance-paused':
+      case 'instance-resumed':
+      case 'instance-renamed':
+        await r.sync(e.name)
+        break
+      default:
+        break
+    }
+  }
+}
+
+function hasProfile(config: Config, profile: string): boolean {
+  return Object.hasOwn(config.profiles, profile)
+}

@@ -1,0 +1,187 @@
+import { Type, type Static, type TInteger, type TString } from 'typebox'
+
+// Patterns from the original's limits validator (clincus-behaviour §1.2 step 11), checked at load
+// time so a typo is reported with its file and key instead of failing a session later.
+const CPU_COUNT = '^(\\d+(-\\d+)?)(,\\d+(-\\d+)?)*$'
+const CPU_ALLOWANCE = '^(\\d+%|\\d+ms/\\d+ms)$'
+const SIZE = '^\\d+(%|[KMGT]i?B)$'
+const DISK_IO = '^(\\d+[KMGT]i?B/s|\\d+iops)$'
+const DURATION = '^((\\d+(\\.\\d+)?)(ns|us|µs|ms|s|m|h))+$'
+const TMPFS = '^\\d+([KMGT]i?B)?$'
+
+function optionalPattern(pattern: string, expected: string, dflt = ''): TString {
+  return Type.String({ pattern: `(^$)|${pattern}`, default: dflt, 'x-expected': expected })
+}
+
+function priority(): TInteger {
+  return Type.Integer({ minimum: 0, maximum: 10, default: 0, 'x-expected': 'an integer 0-10' })
+}
+
+export const LimitsSchema = Type.Object(
+  {
+    cpu: Type.Object(
+      {
+        count: optionalPattern(CPU_COUNT, 'a CPU count or set like "2", "0-3" or "0,2"'),
+        allowance: optionalPattern(CPU_ALLOWANCE, 'a share like "50%" or "25ms/100ms"'),
+        priority: priority(),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    memory: Type.Object(
+      {
+        limit: optionalPattern(SIZE, 'a size like "2GiB", "512MiB" or "50%"'),
+        enforce: Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
+          default: 'soft',
+          'x-expected': '"soft" or "hard"',
+        }),
+        swap: Type.Union([Type.Literal('true'), Type.Literal('false')], {
+          default: 'true',
+          'x-expected': '"true" or "false"',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    disk: Type.Object(
+      {
+        read: optionalPattern(DISK_IO, 'a rate like "100MiB/s" or "1000iops"'),
+        write: optionalPattern(DISK_IO, 'a rate like "100MiB/s" or "1000iops"'),
+        max: optionalPattern(DISK_IO, 'a rate like "100MiB/s" or "1000iops"'),
+        priority: priority(),
+        tmpfs_size: optionalPattern(TMPFS, 'a size like "2GiB" or "512MiB"'),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    runtime: Type.Object(
+      {
+        max_duration: optionalPattern(DURATION, 'a duration like "30m", "2h" or "1h30m"'),
+        max_processes: Type.Integer({ minimum: 0, default: 0, 'x-expected': 'an integer >= 0' }),
+        auto_stop: Type.Boolean({ default: true }),
+        stop_graceful: Type.Boolean({ default: true }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false, default: {} },
+)
+export type Limits = Static<typeof LimitsSchema>
+
+export const MountSchema = Type.Object(
+  {
+    host: Type.String({ minLength: 1, 'x-expected': 'a host path' }),
+    container: Type.String({ pattern: '^/', 'x-expected': 'an absolute container path' }),
+  },
+  { additionalProperties: false },
+)
+export type Mount = Static<typeof MountSchema>
+
+export const ProfileSchema = Type.Object(
+  {
+    image: Type.Optional(Type.String()),
+    persistent: Type.Optional(Type.Boolean()),
+    environment: Type.Optional(
+      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String()),
+    ),
+    tool: Type.Optional(Type.String()),
+    limits: Type.Optional(Type.Unknown()),
+  },
+  { additionalProperties: false },
+)
+export type Profile = Static<typeof ProfileSchema>
+
+export const ConfigSchema = Type.Object(
+  {
+    defaults: Type.Object(
+      {
+        image: Type.String({ default: 'clincus', minLength: 1 }),
+        persistent: Type.Boolean({ default: false }),
+        model: Type.String({ default: 'claude-sonnet-4-5' }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    paths: Type.Object(
+      {
+        sessions_dir: Type.String({ default: '~/.clincus/sessions' }),
+        storage_dir: Type.String({ default: '~/.clincus/storage' }),
+        logs_dir: Type.String({ default: '~/.clincus/logs' }),
+        preserve_workspace_path: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    incus: Type.Object(
+      {
+        project: Type.String({ default: 'default', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' }),
+        group: Type.String({ default: 'incus-admin' }),
+        code_uid: Type.Integer({ default: 1000, minimum: 1, maximum: 4294967294 }),
+        code_user: Type.String({ default: 'code', pattern: '^[a-z_][a-z0-9_-]*$' }),
+        disable_shift: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    tool: Type.Object(
+      {
+        name: Type.Union(
+          [Type.Literal('claude'), Type.Literal('copilot'), Type.Literal('opencode')],
+          {
+            default: 'claude',
+            'x-expected': '"claude", "copilot" or "opencode"',
+          },
+        ),
+        binary: Type.String({ default: '' }),
+        claude: Type.Object(
+          {
+            effort_level: Type.String({ default: '', pattern: '^(|low|medium|high)$' }),
+          },
+          { additionalProperties: false, default: {} },
+        ),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    mounts: Type.Object(
+      { default: Type.Array(MountSchema, { default: [] }) },
+      { additionalProperties: false, default: {} },
+    ),
+    limits: LimitsSchema,
+    git: Type.Object(
+      { writable_hooks: Type.Boolean({ default: false }) },
+      { additionalProperties: false, default: {} },
+    ),
+    security: Type.Object(
+      {
+        protected_paths: Type.Array(Type.String({ minLength: 1 }), {
+          default: ['.git/hooks', '.git/config', '.husky', '.vscode'],
+        }),
+        additional_protected_paths: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+        disable_protection: Type.Boolean({ default: false }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+    profiles: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), ProfileSchema, {
+      default: {},
+    }),
+    dashboard: Type.Object(
+      {
+        port: Type.Integer({
+          minimum: 1,
+          maximum: 65535,
+          default: 3000,
+          'x-expected': 'a port 1-65535',
+        }),
+        workspace_roots: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
+  },
+  { additionalProperties: false },
+)
+export type Config = Static<typeof ConfigSchema>
+
+export const ConfigUpdateSchema = Type.Object(
+  {
+    port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    workspace_roots: Type.Optional(
+      Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), { maxItems: 256 }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type ConfigUpdate = Static<typeof ConfigUpdateSchema>

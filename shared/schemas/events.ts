@@ -1,0 +1,46 @@
+import { Type, type Static } from 'typebox'
+
+// Events on /ws/events and /api/events. session.started / session.stopped / config.reloaded are
+// the contract's; the others are additive (clients ignore types they do not know).
+export const SessionStartedEventSchema = Type.Object({
+  type: Type.Literal('session.started'),
+  id: Type.String(),
+})
+export const SessionStoppedEventSchema = Type.Object({
+  type: Type.Literal('session.stopped'),
+  id: Type.String(),
+})
+export const SessionCreatedEventSchema = Type.Object({
+  type: Type.Literal('session.created'),
+  id: Type.String(),
+})
+export const SessionDeletedEventSchema = Type.Object({
+  type: Type.Literal('session.deleted'),
+  id: Type.String(),
+})
+export const SessionLaunchingEventSchema = Type.Object({
+  type: Type.Literal('session.launching'),
+  id: Type.String(),
+  step: Type.String(),
+  progress: Type.Number({ minimum: 0, maximum: 1 }),
+})
+export const ConfigReloadedEventSchema = Type.Object({
+  type: Type.Literal('config.reloaded'),
+  timestamp: Type.String(),
+})
+export const ConfigInvalidEventSchema = Type.Object({
+  type: Type.Literal('config.invalid'),
+  file: Type.String(),
+  error: Type.String(),
+})
+
+export const ServerEventSchema = Type.Union([
+  SessionStartedEventSchema,
+  SessionStoppedEventSchema,
+  SessionCreatedEventSchema,
+  SessionDeletedEventSchema,
+  SessionLaunchingEventSchema,
+  ConfigReloadedEventSchema,
+  ConfigInvalidEventSchema,
+])
+export type ServerEvent = Static<typeof ServerEventSchema>

@@ -1,0 +1,30 @@
+import { Type, type Static } from 'typebox'
+
+export const ImageStateSchema = Type.Object({
+  name: Type.String(),
+  state: Type.Union([
+    Type.Literal('ready'),
+    Type.Literal('missing'),
+    Type.Literal('building'),
+    Type.Literal('failed'),
+    Type.Literal('unknown'),
+  ]),
+  step: Type.Optional(Type.String()),
+  progress: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+  error: Type.Optional(Type.String()),
+})
+export type ImageState = Static<typeof ImageStateSchema>
+
+export const HealthSchema = Type.Object({
+  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded')]),
+  version: Type.String(),
+  uptime_seconds: Type.Number(),
+  incus: Type.Object({
+    reachable: Type.Boolean(),
+    version: Type.Optional(Type.String()),
+    error: Type.Optional(Type.String()),
+    hint: Type.Optional(Type.String()),
+  }),
+  image: ImageStateSchema,
+})
+export type Health = Static<typeof HealthSchema>

@@ -1,0 +1,92 @@
+import { Type, type Static } from 'typebox'
+
+export const SessionStatusSchema = Type.Union([
+  Type.Literal('running'),
+  Type.Literal('stopped'),
+  Type.Literal('starting'),
+  Type.Literal('stopping'),
+  Type.Literal('frozen'),
+  Type.Literal('error'),
+  Type.Literal('unknown'),
+])
+export type SessionStatus = Static<typeof SessionStatusSchema>
+
+export const SessionInfoSchema = Type.Object(
+  {
+    id: Type.String({ description: 'Container name (used in all other API calls)' }),
+    workspace: Type.String({ description: 'Host workspace path' }),
+    tool: Type.String({ description: 'AI tool name' }),
+    slot: Type.Integer({ description: 'Slot number' }),
+    status: SessionStatusSchema,
+    persistent: Type.Boolean(),
+    created_at: Type.Optional(Type.String({ description: 'ISO 8601 creation time' })),
+    profile: Type.Optional(Type.String()),
+  },
+  { $id: 'SessionInfo' },
+)
+export type SessionInfo = Static<typeof SessionInfoSchema>
+
+export const SessionListSchema = Type.Array(SessionInfoSchema)
+
+export const CreateSessionBodySchema = Type.Object(
+  {
+    workspace: Type.String({
+      minLength: 1,
+      maxLength: 4096,
+      description: 'Absolute path to the workspace directory',
+    }),
+    tool: Type.Optional(
+      Type.Union([Type.Literal('claude'), Type.Literal('copilot'), Type.Literal('opencode')], {
+        description: 'AI tool name (default: the configured tool.name, "claude")',
+      }),
+    ),
+    persistent: Type.Optional(
+      Type.Boolean({ description: 'Persistent mode (default: defaults.persistent)' }),
+    ),
+    profile: Type.Optional(
+      Type.String({
+        pattern: '^[A-Za-z0-9_-]+$',
+        maxLength: 128,
+        description: 'A [profiles.<name>] of the config',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type CreateSessionBody = Static<typeof CreateSessionBodySchema>
+
+// A session id is one of our container names; the route checks the prefix and labels too.
+export const SessionParamsSchema = Type.Object({
+  id: Type.String({ maxLength: 128 }),
+})
+
+export const DeleteSessionQuerySchema = Type.Object(
+  {
+    force: Type.Optional(Type.Boolean({ description: 'Force-delete the container' })),
+  },
+  { additionalProperties: false },
+)
+
+export const ResumeResponseSchema = Type.Object({
+  id: Type.String(),
+  status: Type.Literal('running'),
+})
+
+export const HistoryEntrySchema = Type.Object({
+  session_id: Type.String(),
+  id: Type.String({ description: 'Container name' }),
+  workspace: Type.String(),
+  tool: Type.String(),
+  persistent: Type.Boolean(),
+  started_at: Type.String(),
+  ended_at: Type.Union([Type.String(), Type.Null()]),
+})
+export type HistoryEntry = Static<typeof HistoryEntrySchema>
+
+export const HistoryQuerySchema = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 0, maximum: 10000, default: 50 })),
+    offset: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+  },
+  { additionalProperties: false },
+)
