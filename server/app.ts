@@ -79,7 +79,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const app = Fastify({
     loggerInstance: logger,
     bodyLimit: BODY_LIMIT,
-    disableRequestLogging: false,
     ajv: {
       customOptions: {
         removeAdditional: false,

@@ -256,8 +256,11 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     }
   } catch (error) {
     const orphan = state.imported
-    if (orphan !== undefined && !state.published)
+    if (orphan !== undefined && !state.published) {
       await tryDelete(() => deleteImage(orphan, project))
+    }
+    // An abort surfaces as its own reason, not as whichever subprocess it happened to interrupt.
+    signal?.throwIfAborted()
     throw error
   } finally {
     await removeWorkDir(work)
@@ -300,7 +303,9 @@ export async function ensureTestImage(opts: EnsureTestImageOptions): Promise<Tes
   reporter.note(
     current === undefined
       ? `${TEST_IMAGE_ALIAS} image missing: building it`
-      : `${TEST_IMAGE_ALIAS} image is stale: rebuilding it`,
+      : current.properties[INPUT_HASH_PROPERTY] === hash
+        ? `${TEST_IMAGE_ALIAS} image is up to date: rebuilding it anyway (forced)`
+        : `${TEST_IMAGE_ALIAS} image is stale: rebuilding it`,
   )
   const built = await buildImage('clincus-test', {
     project: opts.project,

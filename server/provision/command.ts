@@ -23,14 +23,22 @@ export class CommandError extends Error {
 
   constructor(
     argv: readonly string[],
-    details: { exitCode: number | undefined; stderr: string; stdout: string; timedOut: boolean },
+    details: {
+      exitCode: number | undefined
+      stderr: string
+      stdout: string
+      timedOut: boolean
+      canceled: boolean
+    },
     cause: unknown,
   ) {
     const outcome = details.timedOut
       ? 'timed out'
-      : details.exitCode === undefined
-        ? 'could not run'
-        : `exited with code ${details.exitCode}`
+      : details.canceled
+        ? 'was cancelled'
+        : details.exitCode === undefined
+          ? 'could not run'
+          : `exited with code ${details.exitCode}`
     // apt-get and debootstrap print the interesting line on stdout as often as on stderr.
     const tail = lastLines(details.stderr.trim() || details.stdout.trim(), TAIL_LINES)
     const reason = tail || (cause instanceof Error ? cause.message : '')
@@ -72,6 +80,7 @@ export async function run(
           stderr: asText(error.stderr),
           stdout: asText(error.stdout),
           timedOut: error.timedOut,
+          canceled: error.isCanceled,
         },
         error,
       )

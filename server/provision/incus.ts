@@ -89,31 +89,8 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
   const reporter = opts.reporter ?? silentReporter
   const root = isRoot()
 
-  if ((await findExecutable('incus')) === undefined) {
-    if (!root) {
-      return notReady(
-        'incus is not installed',
-        `${SETUP_HINT}, or install Incus ≥ ${MIN_INCUS_MAJOR} yourself (Debian 12: apt-get install ` +
-          '--no-install-recommends -t bookworm-backports incus-base incus-client)',
-      )
-    }
-    if (!opts.install) return notReady('incus is not installed', SETUP_HINT)
-    const os = await readOsRelease()
-    if (!os || !isDebianFamily(os)) {
-      return notReady(
-        `incus is not installed and ${os?.prettyName ?? 'this system'} is not Debian or Ubuntu`,
-        `install Incus ≥ ${MIN_INCUS_MAJOR} with your distribution's packages, then run setup again`,
-      )
-    }
-    await installIncus(os, reporter)
-    if ((await findExecutable('incus')) === undefined) {
-      throw new Error(
-        `apt-get installed ${INCUS_PACKAGES.join(' ')} but no incus binary is on PATH`,
-      )
-    }
-  } else {
-    reporter.note('incus client already installed')
-  }
+  const missing = await ensurePackages(root, opts.install, reporter)
+  if (missing) return missing
 
   const clientVersion = await run('incus', ['--version'], { timeoutMs: QUERY_TIMEOUT_MS })
   if (majorVersion(clientVersion) < MIN_INCUS_MAJOR) {
@@ -123,24 +100,26 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
     )
   }
 
+  let probe = await probeIncus()
   if (root) {
     const changed = await ensureRootSubIds()
-    if (changed.length > 0)
-      reporter.note(`added root's subordinate id range to ${changed.join(', ')}`)
+    if (changed.length > 0) {
+      const restart = probe.reachable ? '; restart incusd for it to take effect' : ''
+      reporter.note(`added root's subordinate id range to ${changed.join(', ')}${restart}`)
+    }
   }
-
-  let probe = await probeIncus()
-  if (!probe.reachable) {
-    if (!root)
+  if (probe.reachable) {
+    reporter.note(`incusd already running (Incus ${probe.version})`)
+  } else {
+    if (!root) {
       return notReady(
         `the Incus daemon is not reachable: ${probe.reason}`,
         unreachableHint(probe.reason),
       )
+    }
     await reporter.step('start incusd', () => startDaemon())
     probe = await probeIncus(QUERY_TIMEOUT_MS)
     if (!probe.reachable) throw new Error(`incusd started but is not reachable: ${probe.reason}`)
-  } else {
-    reporter.note(`incusd already running (Incus ${probe.version})`)
   }
   if (majorVersion(probe.version) < MIN_INCUS_MAJOR) {
     return notReady(
@@ -161,6 +140,44 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
     reporter.note('incus already initialised (default profile has a root disk)')
   }
   return { ok: true, version: probe.version }
+}
+
+/**
+ * Installs the client and daemon packages where root may and either is missing; returns why
+ * Incus is unavailable when it cannot. A non-root user with a client but no local daemon may
+ * still reach a daemon (the probe decides), so only a missing client stops them here.
+ */
+async function ensurePackages(
+  root: boolean,
+  install: boolean,
+  reporter: SetupReporter,
+): Promise<IncusReadiness | undefined> {
+  const client = await findExecutable('incus')
+  const daemonPresent = !root || (await findIncusd()) !== undefined
+  if (client !== undefined && daemonPresent) {
+    reporter.note('incus already installed')
+    return undefined
+  }
+  if (!root) {
+    return notReady(
+      'incus is not installed',
+      `${SETUP_HINT}, or install Incus ≥ ${MIN_INCUS_MAJOR} yourself (Debian 12: apt-get install ` +
+        '--no-install-recommends -t bookworm-backports incus-base incus-client)',
+    )
+  }
+  if (!install) return notReady('incus is not installed', SETUP_HINT)
+  const os = await readOsRelease()
+  if (!os || !isDebianFamily(os)) {
+    return notReady(
+      `incus is not installed and ${os?.prettyName ?? 'this system'} is not Debian or Ubuntu`,
+      `install Incus ≥ ${MIN_INCUS_MAJOR} with your distribution's packages, then run setup again`,
+    )
+  }
+  await installIncus(os, reporter)
+  if ((await findExecutable('incus')) === undefined || (await findIncusd()) === undefined) {
+    throw new Error(`apt-get installed ${INCUS_PACKAGES.join(' ')} but incus or incusd is missing`)
+  }
+  return undefined
 }
 
 function unreachableHint(reason: string): string {
@@ -188,14 +205,11 @@ async function installIncus(os: OsRelease, reporter: SetupReporter): Promise<voi
   )
 }
 
-async function findIncusd(): Promise<string> {
+async function findIncusd(): Promise<string | undefined> {
   for (const candidate of INCUSD_CANDIDATES) {
     if (await fileExists(candidate)) return candidate
   }
-  const onPath = await findExecutable('incusd')
-  if (onPath === undefined)
-    throw new Error('incus is installed but its daemon (incusd) was not found')
-  return onPath
+  return findExecutable('incusd')
 }
 
 async function ensureAdminGroup(): Promise<void> {
@@ -223,6 +237,7 @@ async function startDaemon(): Promise<void> {
   }
   await ensureAdminGroup()
   const incusd = await findIncusd()
+  if (incusd === undefined) throw new Error('incus is installed but its daemon (incusd) is not')
   await mkdir('/var/log/incus', { recursive: true })
   // No init system: the daemon is our child, so it must leave our process group and keep no pipe
   // to us, or it would die with setup (the server and tests need it afterwards). Hence its own

@@ -1,0 +1,196 @@
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { tempDir } from '../test/helpers.ts'
+import { applyProfile, configForWorkspace, loadConfig } from './load.ts'
+import { ConfigError } from './merge.ts'
+import { configLocations } from './paths.ts'
+
+async function setup(
+  files: { system?: string; user?: string; extra?: string },
+  env: Record<string, string> = {},
+) {
+  const home = await tempDir()
+  const system = join(home, 'etc', 'config.toml')
+  const extra = join(home, 'extra.toml')
+  const allEnv: Record<string, string> = { CLINCUS_SYSTEM_CONFIG: system, ...env }
+  if (files.system !== undefined) {
+    await mkdir(join(home, 'etc'), { recursive: true })
+    await writeFile(system, files.system)
+  }
+  if (files.user !== undefined) {
+    await mkdir(join(home, '.config', 'clincus'), { recursive: true })
+    await writeFile(join(home, '.config', 'clincus', 'config.toml'), files.user)
+  }
+  if (files.extra !== undefined) {
+    await writeFile(extra, files.extra)
+    allEnv.CLINCUS_CONFIG = extra
+  }
+  const locations = configLocations(allEnv, home)
+  return { home, locations, env: allEnv }
+}
+
+describe('loadConfig', () => {
+  it('has the contract defaults', async () => {
+    const { home, locations, env } = await setup({})
+    const { config } = await loadConfig(locations, env, home)
+    expect(config.defaults).toEqual({
+      image: 'clincus',
+      persistent: false,
+      model: 'claude-sonnet-4-5',
+    })
+    expect(config.incus).toEqual({
+      project: 'default',
+      group: 'incus-admin',
+      code_uid: 1000,
+      code_user: 'code',
+      disable_shift: false,
+    })
+    expect(config.limits.memory).toEqual({ limit: '', enforce: 'soft', swap: 'true' })
+    expect(config.limits.runtime).toEqual({
+      max_duration: '',
+      max_processes: 0,
+      auto_stop: true,
+      stop_graceful: true,
+    })
+    expect(config.security.protected_paths).toEqual([
+      '.git/hooks',
+      '.git/config',
+      '.husky',
+      '.vscode',
+    ])
+    expect(config.dashboard).toEqual({ port: 3000, workspace_roots: [] })
+    expect(config.paths.sessions_dir).toBe(join(home, '.clincus', 'sessions'))
+    expect(Object.keys(config).sort()).toEqual([
+      'dashboard',
+      'defaults',
+      'git',
+      'incus',
+      'limits',
+      'mounts',
+      'paths',
+      'profiles',
+      'security',
+      'tool',
+    ])
+  })
+
+  it('merges /etc → user → $CLINCUS_CONFIG → env, and a later file can turn a boolean off', async () => {
+    const { home, locations, env } = await setup(
+      {
+        system:
+          '[defaults]\nimage = "sys"\npersistent = true\n[limits.runtime]\nauto_stop = true\n',
+        user: '[defaults]\nimage = "user"\n[limits.runtime]\nauto_stop = false\n',
+        extra: '[dashboard]\nport = 4000\n',
+      },
+      { CLINCUS_IMAGE: 'from-env' },
+    )
+    const { config } = await loadConfig(locations, env, home)
+    expect(config.defaults.image).toBe('from-env')
+    expect(config.defaults.persistent).toBe(true) // not clobbered by a file that omits it
+    expect(config.limits.runtime.auto_stop).toBe(false) // turned off by the later file
+    expect(config.limits.runtime.stop_graceful).toBe(true)
+    expect(config.dashboard.port).toBe(4000)
+  })
+
+  it('appends mounts and additional protected paths, replaces other arrays', async () => {
+    const { home, locations, env } = await setup({
+      system:
+        '[[mounts.default]]\nhost = "~/a"\ncontainer = "/a"\n[security]\nadditional_protected_paths = ["x"]\nprotected_paths = [".git/hooks"]\n',
+      user: '[[mounts.default]]\nhost = "~/b"\ncontainer = "/b"\n[security]\nadditional_protected_paths = ["y"]\nprotected_paths = [".husky"]\n',
+    })
+    const { config } = await loadConfig(locations, env, home)
+    expect(config.mounts.default.map((m) => m.container)).toEqual(['/a', '/b'])
+    expect(config.security.additional_protected_paths).toEqual(['x', 'y'])
+    expect(config.security.protected_paths).toEqual(['.husky'])
+  })
+
+  it.each([
+    ['[limits.cpu]\ncount = "two"\n', 'limits.cpu.count', 'a CPU count'],
+    ['[limits.memory]\nenforce = "maybe"\n', 'limits.memory.enforce', '"soft" or "hard"'],
+    ['[limits.runtime]\nmax_duration = "forever"\n', 'limits.runtime.max_duration', 'a duration'],
+    ['[dashboard]\nport = 70000\n', 'dashboard.port', 'a port 1-65535'],
+    ['[dashboard]\nport = "3000"\n', 'dashboard.port', 'got "3000"'],
+    ['[defaults]\npersistent = "yes"\n', 'defaults.persistent', 'true or false'],
+    ['[defaults]\nimgae = "x"\n', 'defaults.imgae', 'unknown key'],
+  ])('names the file, key and expected form for %j', async (text, key, expected) => {
+    const { home, locations, env } = await setup({ user: text })
+    const err = await loadConfig(locations, env, home).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ConfigError)
+    const msg = (err as ConfigError).message
+    expect(msg).toContain(locations.user)
+    expect(msg).toContain(key)
+    expect(msg).toContain(expected)
+  })
+
+  it('reports invalid TOML with its line', async () => {
+    const { home, locations, env } = await setup({ user: '[defaults]\nimage = \n' })
+    await expect(loadConfig(locations, env, home)).rejects.toThrow(
+      /config\.toml: invalid TOML at line 2/,
+    )
+  })
+
+  it('rejects bad environment values with the variable name', async () => {
+    const { home, locations, env } = await setup({}, { CLINCUS_PERSISTENT: 'perhaps' })
+    await expect(loadConfig(locations, env, home)).rejects.toThrow(/CLINCUS_PERSISTENT/)
+  })
+
+  it('honours XDG_CONFIG_HOME', async () => {
+    const home = await tempDir()
+    const xdg = join(home, 'xdg')
+    await mkdir(join(xdg, 'clincus'), { recursive: true })
+    await writeFile(join(xdg, 'clincus', 'config.toml'), '[defaults]\nimage = "xdg"\n')
+    const env = { XDG_CONFIG_HOME: xdg, CLINCUS_SYSTEM_CONFIG: join(home, 'none.toml') }
+    const { config } = await loadConfig(configLocations(env, home), env, home)
+    expect(config.defaults.image).toBe('xdg')
+  })
+})
+
+describe('workspace config and profiles', () => {
+  it('applies a workspace .clincus.toml between user config and env, but not trusted keys', async () => {
+    const { home, locations, env } = await setup(
+      { user: '[defaults]\nimage = "user"\n[limits.cpu]\ncount = "1"\n' },
+      { CLINCUS_LIMIT_CPU: '3' },
+    )
+    const loaded = await loadConfig(locations, env, home)
+    const ws = configForWorkspace(
+      loaded,
+      '/w/.clincus.toml',
+      { defaults: { image: 'ws' }, limits: { cpu: { count: '2' } } },
+      home,
+      locations,
+    )
+    expect(ws.defaults.image).toBe('ws')
+    expect(ws.limits.cpu.count).toBe('3')
+    expect(() =>
+      configForWorkspace(
+        loaded,
+        '/w/.clincus.toml',
+        { mounts: { default: [{ host: '/', container: '/host' }] } },
+        home,
+        locations,
+      ),
+    ).toThrow(/\[mounts\] is not allowed/)
+    expect(() =>
+      configForWorkspace(
+        loaded,
+        '/w/.clincus.toml',
+        { security: { disable_protection: true } },
+        home,
+        locations,
+      ),
+    ).toThrow(/not allowed/)
+  })
+
+  it('applies a profile and validates its limits', async () => {
+    const { home, locations, env } = await setup({
+      user: '[profiles.big]\nimage = "big-img"\npersistent = true\n[profiles.big.limits.memory]\nlimit = "4GiB"\n[profiles.bad.limits.cpu]\ncount = "lots"\n',
+    })
+    const { config } = await loadConfig(locations, env, home)
+    const big = applyProfile(config, 'big')
+    expect(big?.defaults).toMatchObject({ image: 'big-img', persistent: true })
+    expect(big?.limits.memory.limit).toBe('4GiB')
+    expect(applyProfile(config, 'missing')).toBeNull()
+    expect(() => applyProfile(config, 'bad')).toThrow(/profile "bad": limits.cpu.count/)
+  })
+})

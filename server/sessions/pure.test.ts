@@ -1,0 +1,169 @@
+import { mkdir, symlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { LimitsSchema } from '../../shared/schemas/config.ts'
+import { Value } from 'typebox/value'
+import { tempDir } from '../test/helpers.ts'
+import { instanceLimitConfig, parseDuration, rootDiskLimits, tmpfsSize } from './limits.ts'
+import { containerName, parseContainerName, validPrefix, workspaceHash } from './naming.ts'
+import { planProtectedPaths, protectDeviceName } from './protect.ts'
+import { mergeSettings, TOOL_SPECS, toolWrapperArgv } from './tools.ts'
+import { forbiddenReason } from './workspace-check.ts'
+
+describe('naming', () => {
+  it('hashes the real path and round-trips names', () => {
+    const hash = workspaceHash('/home/u/proj')
+    expect(hash).toMatch(/^[0-9a-f]{8}$/)
+    const name = containerName('clincus-', hash, 3)
+    expect(parseContainerName('clincus-', name)).toEqual({ hash, slot: 3 })
+  })
+
+  it.each([
+    '../x',
+    '--force',
+    'c2',
+    'clincus-ABCDEF12-1',
+    'clincus-abcdef12-0',
+    'clincus-abcdef12-11',
+    'clincus-abcdef12-01',
+    'clincus-abcdef12-1;rm',
+    'other-abcdef12-1',
+  ])('rejects %s', (name) => {
+    expect(parseContainerName('clincus-', name)).toBeNull()
+  })
+
+  it('validates prefixes', () => {
+    expect(validPrefix('clincus-')).toBe(true)
+    expect(validPrefix('ct1a2b3c-')).toBe(true)
+    expect(validPrefix('Bad')).toBe(false)
+    expect(validPrefix('-x')).toBe(false)
+    expect(validPrefix('a;b')).toBe(false)
+  })
+})
+
+describe('limits', () => {
+  const limits = (over: object) =>
+    Value.Default(LimitsSchema, structuredClone(over)) as Parameters<typeof instanceLimitConfig>[0]
+
+  it('sets nothing with defaults (the original always did)', () => {
+    expect(instanceLimitConfig(limits({}))).toEqual({})
+    expect(rootDiskLimits(limits({}))).toEqual({})
+  })
+
+  it('maps to real Incus keys; disk I/O goes to the root disk device', () => {
+    const l = limits({
+      cpu: { count: '2', allowance: '50%', priority: 5 },
+      memory: { limit: '1GiB', enforce: 'hard', swap: 'false' },
+      disk: { read: '10MiB/s', write: '5MiB/s', max: '100iops', priority: 3 },
+      runtime: { max_processes: 100 },
+    })
+    expect(instanceLimitConfig(l)).toEqual({
+      'limits.cpu': '2',
+      'limits.cpu.allowance': '50%',
+      'limits.cpu.priority': '5',
+      'limits.memory': '1GiB',
+      'limits.memory.enforce': 'hard',
+      'limits.memory.swap': 'false',
+      'limits.disk.priority': '3',
+      'limits.processes': '100',
+    })
+    expect(rootDiskLimits(l)).toEqual({
+      'limits.read': '10MiB/s',
+      'limits.write': '5MiB/s',
+      'limits.max': '100iops',
+    })
+  })
+
+  it('parses Go durations and tmpfs sizes', () => {
+    expect(parseDuration('5s')).toBe(5000)
+    expect(parseDuration('1h30m')).toBe(5_400_000)
+    expect(parseDuration('1.5h')).toBe(5_400_000)
+    expect(parseDuration('')).toBeNull()
+    expect(parseDuration('5 s')).toBeNull()
+    expect(parseDuration('forever')).toBeNull()
+    expect(tmpfsSize('2GiB')).toBe('2G')
+    expect(tmpfsSize('512MB')).toBe('512M')
+  })
+})
+
+describe('tools', () => {
+  it('builds the original argv for each tool', () => {
+    expect(TOOL_SPECS.claude.start('id-1')).toEqual([
+      'claude',
+      '--verbose',
+      '--permission-mode',
+      'bypassPermissions',
+      '--session-id',
+      'id-1',
+    ])
+    expect(TOOL_SPECS.claude.resume('id-1')).toContain('--resume')
+    expect(TOOL_SPECS.copilot.start('x')).toEqual(['copilot', '--allow-all-tools'])
+    expect(TOOL_SPECS.opencode.start('x')).toEqual(['opencode'])
+  })
+
+  it('passes the tool argv as positional parameters, never inside the script', () => {
+    const argv = toolWrapperArgv(['claude', '--session-id', "x'; rm -rf / #"])
+    expect(argv.slice(0, 2)).toEqual(['bash', '-c'])
+    expect(argv[2]).not.toContain('rm -rf')
+    expect(argv.slice(3)).toEqual(['clincus-tool', 'claude', '--session-id', "x'; rm -rf / #"])
+  })
+
+  it('merges settings like dict.update one level deep', () => {
+    expect(
+      mergeSettings(
+        { a: 1, env: { X: '1' }, permissions: { allow: ['x'] } },
+        { env: { Y: '2' }, b: 2 },
+      ),
+    ).toEqual({ a: 1, b: 2, env: { X: '1', Y: '2' }, permissions: { allow: ['x'] } })
+  })
+})
+
+describe('protected paths', () => {
+  it('derives device names like the original', () => {
+    expect(protectDeviceName('.git/hooks')).toBe('protect-git-hooks')
+    expect(protectDeviceName('.husky')).toBe('protect-husky')
+    expect(protectDeviceName('some/deep/path')).toBe('protect-some-deep-path')
+  })
+
+  it('skips .git paths without a real .git dir, creates only .git/hooks, refuses symlinks', async () => {
+    const ws = await tempDir()
+    expect(
+      await planProtectedPaths(ws, '/workspace', ['.git/hooks', '.git/config', '.husky']),
+    ).toEqual([])
+    await mkdir(join(ws, '.git'))
+    await writeFile(join(ws, '.git', 'config'), '')
+    await mkdir(join(ws, '.husky'))
+    const plan = await planProtectedPaths(ws, '/workspace', [
+      '.git/hooks',
+      '.git/config',
+      '.husky',
+      '.vscode',
+    ])
+    expect(plan.map((p) => [p.device, p.path])).toEqual([
+      ['protect-git-hooks', '/workspace/.git/hooks'],
+      ['protect-git-config', '/workspace/.git/config'],
+      ['protect-husky', '/workspace/.husky'],
+    ])
+    await symlink('/etc', join(ws, '.vscode'))
+    await expect(planProtectedPaths(ws, '/workspace', ['.vscode'])).rejects.toThrow(/symlink/)
+    await expect(planProtectedPaths(ws, '/workspace', ['../escape'])).rejects.toThrow(/relative/)
+  })
+})
+
+describe('forbidden workspaces', () => {
+  it.each([
+    ['/', true],
+    ['/etc', true],
+    ['/usr/local/src', true],
+    ['/home', true],
+    ['/home/u', true],
+    ['/home/u/.ssh', true],
+    ['/home/u/.ssh/keys', true],
+    ['/home/u/.config/clincus', true],
+    ['/home/u/projects/app', false],
+    ['/srv/code/app', false],
+    ['/tmp/x', false],
+  ])('%s forbidden: %s', (path, forbidden) => {
+    expect(forbiddenReason(path, '/home/u') !== null).toBe(forbidden)
+  })
+})

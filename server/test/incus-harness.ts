@@ -1,0 +1,113 @@
+// Starts the real server against the live Incus daemon for *.incus.test.ts and e2e tests: an
+// isolated HOME, a container prefix unique to the run, a random loopback port, and cleanup of
+// every container the run made, even when a test fails.
+import { randomBytes } from 'node:crypto'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { execa } from 'execa'
+import { pino } from 'pino'
+import { describe } from 'vitest'
+import { buildApp, type App } from '../app.ts'
+import { configLocations } from '../config/paths.ts'
+import { ConfigStore } from '../config/store.ts'
+import { HistoryStore } from '../history/store.ts'
+import { CliIncusDriver } from '../incus/cli-driver.ts'
+import { Listener } from '../listener.ts'
+
+export const incusAvailable = process.env.CLINCUS_IT_INCUS === '1'
+export const skipReason =
+  process.env.CLINCUS_IT_SKIP_REASON ??
+  'CLINCUS_IT_INCUS is not set (run through `npm test`, which provisions Incus)'
+
+/** describe() for tests that need the live daemon; skipped with the reason printed otherwise. */
+export const describeIncus: typeof describe = incusAvailable
+  ? describe
+  : (((name: string, fn: () => void) => {
+      describe.skip(`${name} [skipped: ${skipReason}]`, fn)
+    }) as unknown as typeof describe)
+
+export const TEST_IMAGE = 'clincus-test'
+
+export interface LiveServer extends App {
+  url: string
+  wsUrl: string
+  port: number
+  home: string
+  root: string
+  prefix: string
+  configFile: string
+  driver: CliIncusDriver
+  /** Makes a project folder (a git repo) inside the workspace root. */
+  project(name: string): Promise<string>
+  close(): Promise<void>
+}
+
+/** Deletes every instance whose name starts with `prefix` (the run's own containers). */
+export async function removeInstances(prefix: string): Promise<void> {
+  const { stdout } = await execa('incus', ['list', '--format=json', '--columns=n'], {
+    timeout: 30_000,
+  })
+  const names = (JSON.parse(stdout) as Array<{ name: string }>)
+    .map((i) => i.name)
+    .filter((n) => n.startsWith(prefix))
+  await Promise.all(
+    names.map((n) => execa('incus', ['delete', '--force', n], { timeout: 60_000, reject: false })),
+  )
+}
+
+export async function startLiveServer(
+  opts: { home: string; configText?: string; log?: boolean } = { home: '' },
+): Promise<LiveServer> {
+  const home = opts.home
+  const prefix = `ct${randomBytes(3).toString('hex')}-`
+  const root = join(home, 'projects')
+  await mkdir(root, { recursive: true })
+  const configFile = join(home, '.config', 'clincus', 'config.toml')
+  await mkdir(join(home, '.config', 'clincus'), { recursive: true })
+  await writeFile(
+    configFile,
+    opts.configText ??
+      `[defaults]\nimage = "${TEST_IMAGE}"\n\n[dashboard]\nworkspace_roots = ["${root}"]\n`,
+  )
+  const env = { HOME: home, CLINCUS_SYSTEM_CONFIG: join(home, 'etc-clincus.toml') }
+  const config = await ConfigStore.open(configLocations(env, home), env, home)
+  const driver = new CliIncusDriver({ project: config.current.incus.project })
+  const built = await buildApp({
+    driver,
+    config,
+    history: new HistoryStore(join(home, '.clincus', 'history.jsonl')),
+    log: pino({ level: opts.log ? 'info' : (process.env.TEST_LOG_LEVEL ?? 'silent') }),
+    prefix,
+    home,
+    version: '0.0.0-it',
+  })
+  await built.app.ready()
+  const listener = new Listener(built.app.server)
+  const port = await listener.listen(0, '127.0.0.1')
+  let closed = false
+  return {
+    ...built,
+    url: `http://127.0.0.1:${port}`,
+    wsUrl: `ws://127.0.0.1:${port}`,
+    port,
+    home,
+    root,
+    prefix,
+    configFile,
+    driver,
+    project: async (name: string) => {
+      const dir = join(root, name)
+      await mkdir(join(dir, '.git', 'hooks'), { recursive: true })
+      await writeFile(join(dir, '.git', 'config'), '[core]\n\tbare = false\n')
+      return dir
+    },
+    close: async () => {
+      if (closed) return
+      closed = true
+      await listener.close()
+      await built.app.close()
+      listener.destroySockets()
+      await removeInstances(prefix)
+    },
+  }
+}
