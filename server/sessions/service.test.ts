@@ -1,0 +1,146 @@
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { describe, expect, it, vi } from 'vitest'
+import { buildApp } from '../app.ts'
+import { HistoryStore } from '../history/store.ts'
+import { buildTestApp, json } from '../test/helpers.ts'
+
+function stopCall(t: Awaited<ReturnType<typeof buildTestApp>>): Promise<unknown[]> {
+  return new Promise((resolve) => {
+    t.driver.gate = async (method, args) => {
+      if (method === 'stop') resolve(args)
+    }
+  })
+}
+
+describe('max_duration', () => {
+  it.each([
+    [true, false],
+    [false, true],
+  ])('stop_graceful=%s stops with force=%s when the deadline passes', async (graceful, force) => {
+    const t = await buildTestApp({
+      configText: `[limits.runtime]\nmax_duration = "300ms"\nstop_graceful = ${graceful}\n`,
+    })
+    const stopped = stopCall(t)
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    expect(res.statusCode).toBe(200)
+    const id = res.json<{ id: string }>().id
+    expect(t.driver.instances.get(id)?.config['user.clincus.deadline']).toMatch(/^\d{4}-/)
+    const args = await stopped
+    expect(args).toEqual([id, { force }])
+    await vi.waitFor(async () => {
+      const history = (await t.app.inject({ url: '/api/sessions/history' })).json<
+        Array<{ ended_at: string | null }>
+      >()
+      expect(history[0]?.ended_at).not.toBeNull()
+    })
+  })
+
+  it('is cancelled by a stop, and re-armed from the instance after a server restart', async () => {
+    const t = await buildTestApp({ configText: `[limits.runtime]\nmax_duration = "1h"\n` })
+    const a = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/sessions',
+        ...json({ workspace: t.project }),
+      })
+    ).json<{ id: string }>().id
+    const b = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/sessions',
+        ...json({ workspace: t.project }),
+      })
+    ).json<{ id: string }>().id
+    expect(t.services.sessions.deadlines.has(a)).toBe(true)
+    expect((await t.app.inject({ method: 'DELETE', url: `/api/sessions/${a}` })).statusCode).toBe(
+      204,
+    )
+    expect(t.services.sessions.deadlines.has(a)).toBe(false)
+
+    // a second server over the same Incus (the first one "crashed")
+    const second = await buildApp({
+      driver: t.driver,
+      config: t.services.config,
+      history: new HistoryStore(join(t.home, '.clincus', 'history.jsonl')),
+      log: pino({ level: 'silent' }),
+      prefix: 'clincus-',
+      home: t.home,
+      version: 'x',
+      monitor: false,
+    })
+    try {
+      await second.services.sessions.restore()
+      expect(second.services.sessions.deadlines.has(b)).toBe(true)
+      expect(second.services.sessions.deadlines.has(a)).toBe(false)
+    } finally {
+      await second.app.close()
+    }
+  })
+
+  it('does nothing when auto_stop is off', async () => {
+    const t = await buildTestApp({
+      configText: `[limits.runtime]\nmax_duration = "1ms"\nauto_stop = false\n`,
+    })
+    const id = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/sessions',
+        ...json({ workspace: t.project }),
+      })
+    ).json<{ id: string }>().id
+    expect(t.services.sessions.deadlines.has(id)).toBe(false)
+  })
+})
+
+describe('transitions made outside clincus', () => {
+  it('an external stop updates the list, ends history and publishes session.stopped', async () => {
+    const t = await buildTestApp({ deps: { monitor: true } })
+    const events: string[] = []
+    t.services.hub.subscribe((e) =>
+      events.push(`${e.event.type}:${'id' in e.event ? e.event.id : ''}`),
+    )
+    const id = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/sessions',
+        ...json({ workspace: t.project }),
+      })
+    ).json<{ id: string }>().id
+    await vi.waitFor(() => {
+      expect(events).toContain(`session.started:${id}`)
+    })
+    // `incus stop` run by hand
+    const inst = t.driver.instances.get(id)
+    if (inst) inst.status = 'Stopped'
+    t.driver.emit({ action: 'instance-stopped', name: id })
+    await vi.waitFor(() => {
+      expect(events).toContain(`session.stopped:${id}`)
+    })
+    const list = (await t.app.inject({ url: '/api/sessions' })).json<Array<{ status: string }>>()
+    expect(list[0]?.status).toBe('stopped')
+    await vi.waitFor(async () => {
+      const history = (await t.app.inject({ url: '/api/sessions/history' })).json<
+        Array<{ ended_at: string | null }>
+      >()
+      expect(history[0]?.ended_at).not.toBeNull()
+    })
+  })
+
+  it('serves the list from the cache while the monitor is live', async () => {
+    const t = await buildTestApp({ deps: { monitor: true } })
+    await t.app.inject({ method: 'POST', url: '/api/sessions', ...json({ workspace: t.project }) })
+    await vi.waitFor(async () => {
+      const before = t.driver.callsOf('listInstances').length
+      await t.app.inject({ url: '/api/sessions' })
+      expect(t.driver.callsOf('listInstances').length).toBe(before)
+    })
+    const before = t.driver.callsOf('listInstances').length
+    for (let i = 0; i < 20; i++) await t.app.inject({ url: '/api/sessions' })
+    expect(t.driver.callsOf('listInstances').length).toBe(before)
+  })
+})
