@@ -53,26 +53,18 @@ export class Listener {
     const next = await this.#open(port, this.#host)
     const prev = this.#server
     this.#server = next
-    await new Promise<void>((resolve) => {
-      if (!prev) resolve()
-      else
-        prev.close(() => {
-          resolve()
-        })
-    })
+    // Stop accepting on the old port; its open connections keep being served (close's callback
+    // would wait for them, up to Fastify's 72 s keep-alive).
+    prev?.close()
     return this.port
   }
 
-  /** Stops accepting; existing sockets are ended by the app's close, then destroyed here. */
-  async close(): Promise<void> {
-    const server = this.#server
+  /** Stops accepting and drops idle keep-alive connections; busy ones finish their request. */
+  close(): Promise<void> {
+    this.#server?.close()
     this.#server = null
-    if (server)
-      await new Promise<void>((resolve) =>
-        server.close(() => {
-          resolve()
-        }),
-      )
+    this.#http.closeIdleConnections()
+    return Promise.resolve()
   }
 
   destroySockets(): void {

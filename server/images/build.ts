@@ -93,10 +93,14 @@ async function imageInputs(kind: ImageKind): Promise<ImageInputs> {
   const init = await readAsset('init.sh')
   const fakeTool = kind === 'clincus-test' ? await readAsset('fake-tool.sh') : undefined
   const files: Record<string, string> = { 'init.sh': init }
-  for (const { rule, content } of Object.values(TEMPLATES))
+  for (const { rule, content } of Object.values(TEMPLATES)) {
     files[`templates/${rule.template}`] = content
-  if (fakeTool !== undefined) files['fake-tool.sh'] = fakeTool
-  else files['npm-packages'] = TOOL_PACKAGES.map((tool) => tool.npm).join('\n')
+  }
+  if (fakeTool !== undefined) {
+    files['fake-tool.sh'] = fakeTool
+  } else {
+    files['npm-packages'] = TOOL_PACKAGES.map((tool) => tool.npm).join('\n')
+  }
   const hash = inputHash({
     kind,
     builderVersion: BUILDER_VERSION,
@@ -130,6 +134,9 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     () => true,
     () => false,
   )
+  // Even with a cache: a truncated cache falls back to debootstrap.
+  const needDebootstrap = (await findExecutable('debootstrap')) === undefined
+  const npmRoot = kind === 'clincus' ? await hostNpmRoot() : undefined
 
   const work = await makeWorkDir()
   const rootfs = join(work, 'rootfs')
@@ -139,7 +146,7 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
   const state: { imported?: string; published: boolean } = { published: false }
 
   const steps: Step[] = []
-  if (!cached && (await findExecutable('debootstrap')) === undefined) {
+  if (needDebootstrap) {
     steps.push({
       name: 'apt-get install debootstrap',
       weight: 3,
@@ -172,7 +179,6 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
       run: () => installFakeTool(rootfs, script, FAKE_TOOL_NAMES),
     })
   } else {
-    const npmRoot = await hostNpmRoot()
     steps.push({
       name: 'install node',
       weight: 2,
@@ -183,8 +189,9 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
         name: `npm install ${tool.npm}`,
         weight: 12,
         run: async () => {
-          if (npmRoot === undefined)
+          if (npmRoot === undefined) {
             throw new Error('npm is needed on the host to install the tools')
+          }
           await installNpmPackage(rootfs, tool.npm, {
             nodePath: process.execPath,
             npmRoot,

@@ -4,6 +4,7 @@
 import { chmod, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { run } from '../provision/command.ts'
+import { fileExists } from '../provision/host.ts'
 import { CODE_USER } from './recipe.ts'
 
 export const CACHE_DIR = '/var/cache/clincus'
@@ -23,9 +24,20 @@ export function cachedRootfsPath(key: string): string {
   return join(CACHE_DIR, `rootfs-${key}.tar`)
 }
 
-/** A fresh work directory under the cache, so finished tarballs can be renamed into place. */
+/**
+ * A fresh work directory under the cache, so finished tarballs can be renamed into place. Work
+ * directories of builds whose process is gone (killed mid-build) are removed first: each can
+ * hold a gigabyte.
+ */
 export async function makeWorkDir(): Promise<string> {
-  const dir = join(CACHE_DIR, 'work', `${Date.now()}-${process.pid}`)
+  const parent = join(CACHE_DIR, 'work')
+  for (const entry of await readdir(parent).catch(() => [])) {
+    const pid = /^\d+-(\d+)$/.exec(entry)?.[1]
+    if (pid !== undefined && !(await fileExists(`/proc/${pid}`))) {
+      await removeWorkDir(join(parent, entry))
+    }
+  }
+  const dir = join(parent, `${Date.now()}-${process.pid}`)
   await mkdir(dir, { recursive: true, mode: 0o700 })
   return dir
 }

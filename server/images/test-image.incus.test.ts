@@ -1,4 +1,4 @@
-// Real Incus, opt-in (INCUS_IT=1, after `tsx scripts/setup.ts --for test`): the clincus-test image
+// Real Incus, opt-in (CLINCUS_IT_INCUS=1, after `tsx scripts/setup.ts --for test`): the clincus-test image
 // does what the end-to-end tests will rely on.
 import { chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -7,8 +7,11 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import { run } from '../provision/command.ts'
 import { TEST_IMAGE_ALIAS } from './build.ts'
 
-const enabled = process.env.INCUS_IT === '1'
-if (!enabled) process.stdout.write('test-image.incus.test.ts skipped: set INCUS_IT=1 to run it\n')
+const enabled = process.env.CLINCUS_IT_INCUS === '1'
+if (!enabled)
+  process.stdout.write(
+    'test-image.incus.test.ts skipped: run it through npm test (CLINCUS_IT_INCUS=1)\n',
+  )
 
 let counter = 0
 async function launch(): Promise<string> {

@@ -17,7 +17,13 @@ import {
   readOsRelease,
   type OsRelease,
 } from './host.ts'
-import { planPreseed, ProfileSchema, renderPreseed, StoragePoolSchema } from './preseed.ts'
+import {
+  planPreseed,
+  ProfileSchema,
+  renderPreseed,
+  StoragePoolSchema,
+  type IncusInitState,
+} from './preseed.ts'
 import { silentReporter, type SetupReporter } from './reporter.ts'
 import { ensureRootSubIds } from './subid.ts'
 
@@ -38,8 +44,8 @@ export const INCUS_ADMIN_GROUP = 'incus-admin'
 export const INCUSD_LOG = '/var/log/incus/clincus-incusd.log'
 export const CHROMIUM_PATH = '/usr/bin/chromium'
 const INCUS_PACKAGES = ['incus-base', 'incus-client']
-// Debian's path first; other distributions put the daemon on PATH.
-const INCUSD_CANDIDATES = ['/usr/libexec/incus/incusd', '/usr/lib/incus/incusd']
+// Debian's and Ubuntu's path (off PATH); other distributions put the daemon on PATH.
+const INCUSD_CANDIDATES = ['/usr/libexec/incus/incusd']
 // What /etc/default/incus gives the daemon: its helpers live next to it.
 const DAEMON_PATH =
   '/usr/libexec/incus:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
@@ -261,7 +267,7 @@ async function startDaemon(): Promise<void> {
   }
 }
 
-async function readInitState(): Promise<Parameters<typeof planPreseed>[0]> {
+async function readInitState(): Promise<IncusInitState> {
   const pools = Value.Parse(
     Type.Union([Type.Array(StoragePoolSchema), Type.Null()]),
     await queryIncus('/1.0/storage-pools?recursion=1'),

@@ -1,4 +1,4 @@
-import { mkdir, symlink, writeFile, readFile } from 'node:fs/promises'
+import { chown, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { FakeMethod } from '../incus/fake-driver.ts'
@@ -11,6 +11,7 @@ async function create(t: Awaited<ReturnType<typeof buildTestApp>>, body: Record<
 describe('POST /api/sessions', () => {
   it('creates a running session with labels, workspace device and tool in tmux', async () => {
     const t = await buildTestApp()
+    await chown(t.project, 1000, 1000)
     const res = await create(t, { workspace: t.project })
     expect(res.statusCode).toBe(200)
     const body = res.json<{
@@ -37,6 +38,8 @@ describe('POST /api/sessions', () => {
       path: '/workspace',
       shift: 'true',
     })
+    // the workspace belongs to the code user's uid: an idmapped (shifted) mount is enough
+    expect(inst?.config['raw.idmap']).toBeUndefined()
     // .git exists, so .git/hooks is created and mounted read-only
     expect(inst?.devices?.['protect-git-hooks']).toMatchObject({
       readonly: 'true',
@@ -54,6 +57,17 @@ describe('POST /api/sessions', () => {
     expect(opts.env).toMatchObject({ HOME: '/home/code', TERM: 'xterm-256color' })
     const history = await readFile(join(t.home, '.clincus', 'history.jsonl'), 'utf8')
     expect(history).toContain('"type":"start"')
+  })
+
+  it('maps a workspace owned by another uid to the code user with raw.idmap, unshifted', async () => {
+    const t = await buildTestApp()
+    await chown(t.project, 1234, 4321)
+    const res = await create(t, { workspace: t.project })
+    expect(res.statusCode).toBe(200)
+    const inst = t.driver.instances.get(res.json<{ id: string }>().id)
+    expect(inst?.config['raw.idmap']).toBe('uid 1234 1000\ngid 4321 1000')
+    expect(inst?.devices?.workspace?.shift).toBeUndefined()
+    expect((await stat(t.project)).uid).toBe(1234)
   })
 
   it('gives 10 concurrent creates slots 1..10 and the 11th a 409', async () => {

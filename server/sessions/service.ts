@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { Config } from '../../shared/schemas/config.ts'
@@ -219,6 +220,7 @@ export class SessionService {
           ...config.security.additional_protected_paths,
         ])
     const maxDurationMs = parseDuration(config.limits.runtime.max_duration)
+    const idmap = await this.#ownerMapping(workspace, config)
 
     const hash = workspaceHash(workspace)
     const slot = await this.#reserveSlot(hash)
@@ -251,14 +253,15 @@ export class SessionService {
       if (body.profile) labels[LABEL.profile] = body.profile
       // Labels go on at creation, so a half-created container is already recognisably ours.
       await d.driver.init(image, name, {
-        config: { ...labels, ...instanceLimitConfig(config.limits) },
+        config: { ...labels, ...instanceLimitConfig(config.limits), ...idmap },
         rootDisk: rootDiskLimits(config.limits),
         signal,
       })
       initDone = true
 
       progress('workspace')
-      const shift: Record<string, string> = config.incus.disable_shift ? {} : { shift: 'true' }
+      const shift: Record<string, string> =
+        config.incus.disable_shift || Object.keys(idmap).length > 0 ? {} : { shift: 'true' }
       await d.driver.deviceAdd(
         name,
         'workspace',
@@ -378,6 +381,19 @@ export class SessionService {
       `${STEP_LABEL[step]} failed: ${err instanceof Error ? err.message : String(err)}`,
       { cause: err, expose: true },
     )
+  }
+
+  /**
+   * Files the agent writes must belong to whoever owns the workspace on the host. When that owner
+   * is the code user's uid, an idmapped mount (shift=true) does it; otherwise the container maps
+   * the owner to the code user with raw.idmap (and the mounts are not shifted).
+   */
+  async #ownerMapping(workspace: string, config: Config): Promise<Record<string, string>> {
+    if (config.incus.disable_shift) return {}
+    const st = await stat(workspace)
+    const uid = config.incus.code_uid
+    if (st.uid === uid && st.gid === uid) return {}
+    return { 'raw.idmap': `uid ${st.uid} ${uid}\ngid ${st.gid} ${uid}` }
   }
 
   #deadlineAction(config: Config): DeadlineAction {
