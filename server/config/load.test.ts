@@ -59,7 +59,15 @@ describe('loadConfig', () => {
       '.husky',
       '.vscode',
     ])
-    expect(config.dashboard).toEqual({ port: 3000, workspace_roots: [] })
+    expect(config.dashboard).toEqual({
+      port: 3000,
+      workspace_roots: [],
+      auth: 'token',
+      allowed_hosts: [],
+      rate_limit_per_minute: 120,
+      ws_max_message_bytes: 1048576,
+      max_terminals_per_session: 16,
+    })
     expect(config.paths.sessions_dir).toBe(join(home, '.clincus', 'sessions'))
     expect(Object.keys(config).sort()).toEqual([
       'dashboard',

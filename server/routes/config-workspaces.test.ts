@@ -21,7 +21,7 @@ describe('GET/PUT /api/config', () => {
       'security',
       'tool',
     ])
-    expect(body.dashboard).toEqual({ port: 3000, workspace_roots: [t.root] })
+    expect(body.dashboard).toMatchObject({ port: 3000, workspace_roots: [t.root], auth: 'token' })
     expect(body.tool).toEqual({ name: 'claude', binary: '', claude: { effort_level: '' } })
   })
 

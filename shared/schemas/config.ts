@@ -167,6 +167,27 @@ export const ConfigSchema = Type.Object(
           'x-expected': 'a port 1-65535',
         }),
         workspace_roots: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+        auth: Type.Union([Type.Literal('token'), Type.Literal('none')], {
+          default: 'token',
+          'x-expected': '"token" or "none"',
+        }),
+        allowed_hosts: Type.Array(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9.:\\[\\]-]+$' }), {
+          default: [],
+          'x-expected': 'a list of host names',
+        }),
+        rate_limit_per_minute: Type.Integer({ minimum: 1, default: 120, 'x-expected': 'an integer >= 1' }),
+        ws_max_message_bytes: Type.Integer({
+          minimum: 1024,
+          maximum: 64 * 1024 * 1024,
+          default: 1024 * 1024,
+          'x-expected': 'a byte count from 1024 to 64 MiB',
+        }),
+        max_terminals_per_session: Type.Integer({
+          minimum: 1,
+          maximum: 256,
+          default: 16,
+          'x-expected': 'an integer 1-256',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),
