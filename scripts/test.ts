@@ -60,41 +60,67 @@ async function main(): Promise<void> {
   await check('typecheck (tsc)', 'npx', ['tsc', '--noEmit', '-p', 'tsconfig.json'])
   await check('lint (eslint)', 'npx', ['eslint', '--max-warnings', '0', '.'])
 
-  const out = join(root, 'test-results', 'vitest.json')
+  // Two phases: the fast projects in parallel, then everything that drives the shared Incus
+  // daemon (and restarts or kills it in the fault tests) one file at a time.
   await mkdir(join(root, 'test-results'), { recursive: true })
-  await rm(out, { force: true })
-  const code = await run(
-    'tests (vitest)',
-    'npx',
-    ['vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${out}`],
-    env,
-  )
-  try {
-    const report = JSON.parse(await readFile(out, 'utf8')) as VitestJson
+  const phases: Array<{ name: string; projects: string[]; extra: string[] }> = [
+    { name: 'unit and component tests (vitest)', projects: ['server', 'web'], extra: [] },
+    {
+      name: 'real-Incus and browser tests (vitest)',
+      projects: ['incus', 'e2e'],
+      extra: ['--no-file-parallelism'],
+    },
+  ]
+  let incusRan = 0
+  const incusSkipped: string[] = []
+  for (const [i, phase] of phases.entries()) {
+    const out = join(root, 'test-results', `vitest-${i}.json`)
+    await rm(out, { force: true })
+    const code = await run(
+      phase.name,
+      'npx',
+      [
+        'vitest',
+        'run',
+        ...phase.projects.flatMap((p) => ['--project', p]),
+        ...phase.extra,
+        '--passWithNoTests',
+        '--reporter=default',
+        '--reporter=json',
+        `--outputFile.json=${out}`,
+      ],
+      env,
+    )
+    let report: VitestJson
+    try {
+      report = JSON.parse(await readFile(out, 'utf8')) as VitestJson
+    } catch {
+      console.log(`${phase.name}: vitest produced no report`)
+      failed++
+      continue
+    }
     passed += report.numPassedTests
     failed += report.numFailedTests
     skipped += report.numPendingTests + report.numTodoTests
-    const incusSkipped = report.testResults
-      .filter((f) => f.name.includes('.incus.test.') || f.name.includes('.e2e.test.'))
-      .flatMap((f) => f.assertionResults)
-      .filter((a) => a.status === 'skipped' || a.status === 'pending' || a.status === 'todo')
-    const incusRan = report.testResults
-      .filter((f) => f.name.includes('.incus.test.') || f.name.includes('.e2e.test.'))
-      .flatMap((f) => f.assertionResults)
-      .filter((a) => a.status === 'passed' || a.status === 'failed').length
-    console.log(`\nreal-Incus and browser tests: ${incusRan} ran, ${incusSkipped.length} skipped`)
-    if (incusSkipped.length > 0) {
-      console.log(`skipped because: ${env.CLINCUS_IT_SKIP_REASON ?? 'see the test output'}`)
-      if (isCI) {
-        console.log('CI=true: a skipped real-Incus test fails the run')
-        failed += incusSkipped.length
-        skipped -= incusSkipped.length
-      }
-    }
     if (code !== 0 && report.numFailedTests === 0) failed++ // a suite that crashed outside a test
-  } catch {
-    console.log('vitest produced no report')
-    failed++
+    const live = report.testResults
+      .filter((f) => f.name.includes('.incus.test.') || f.name.includes('.e2e.test.'))
+      .flatMap((f) => f.assertionResults)
+    incusRan += live.filter((a) => a.status === 'passed' || a.status === 'failed').length
+    incusSkipped.push(
+      ...live
+        .filter((a) => a.status === 'skipped' || a.status === 'pending' || a.status === 'todo')
+        .map((a) => a.fullName),
+    )
+  }
+  console.log(`\nreal-Incus and browser tests: ${incusRan} ran, ${incusSkipped.length} skipped`)
+  if (incusSkipped.length > 0) {
+    console.log(`skipped because: ${env.CLINCUS_IT_SKIP_REASON ?? 'see the test output'}`)
+    if (isCI) {
+      console.log('CI=true: a skipped real-Incus test fails the run')
+      failed += incusSkipped.length
+      skipped -= incusSkipped.length
+    }
   }
   console.log(`\nnpm test finished in ${((Date.now() - started) / 1000).toFixed(0)} s`)
   console.log(`${passed} passed, ${failed} failed${skipped > 0 ? `, ${skipped} skipped` : ''}`)
