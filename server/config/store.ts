@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import type { Config } from '../../shared/schemas/config.ts'
 import { writeFileAtomic } from '../fs/atomic-write.ts'
 import { loadConfig, type LoadedConfig } from './load.ts'
+import { AppError } from '../errors.ts'
 import { ConfigError } from './merge.ts'
 import type { ConfigLocations } from './paths.ts'
 import { setDashboardKeys, type DashboardPatch } from './toml-edit.ts'
@@ -103,15 +104,37 @@ export class ConfigStore {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
       }
-      const next = setDashboardKeys(text, patch)
-      await writeFileAtomic(file, next)
-      const ok = await this.reload()
-      if (!ok)
-        throw new ConfigError(
-          this.#lastError?.file ?? file,
-          '',
-          this.#lastError?.error ?? 'reload failed',
+      let next: string
+      try {
+        next = setDashboardKeys(text, patch)
+      } catch (err) {
+        throw new AppError(
+          409,
+          'config_not_editable',
+          `${file}: ${(err as Error).message}; edit the file by hand`,
+          { expose: true },
         )
+      }
+      try {
+        await writeFileAtomic(file, next)
+      } catch (err) {
+        throw new AppError(
+          500,
+          'config_write_failed',
+          `could not save the configuration to ${file}: ${(err as Error).message}`,
+          { cause: err, expose: true },
+        )
+      }
+      const ok = await this.reload()
+      if (!ok) {
+        const error = this.#lastError?.error ?? 'reload failed'
+        throw new AppError(
+          409,
+          'config_invalid',
+          `the configuration is invalid, fix it first: ${error}`,
+          { expose: true },
+        )
+      }
       return this.current
     })
     this.#writeChain = run.catch(() => undefined)

@@ -1,4 +1,4 @@
-import { appendFile, mkdir, readFile } from 'node:fs/promises'
+import { mkdir, open, readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { Type } from 'typebox'
 import { Value } from 'typebox/value'
@@ -28,6 +28,31 @@ export interface StartInfo {
   tool: string
   persistent: boolean
   time: Date
+}
+
+/**
+ * Appends one line; when the write fails part-way (a full disk), the file is cut back to its
+ * previous length so no half record is left for the next line to be glued to.
+ */
+export async function appendLine(file: string, line: string): Promise<void> {
+  const handle = await open(file, 'a', 0o600)
+  try {
+    const { size } = await handle.stat()
+    try {
+      // A full disk can first accept part of the line (a short write), then refuse the rest.
+      const buf = Buffer.from(line)
+      for (let off = 0; off < buf.length;) {
+        const { bytesWritten } = await handle.write(buf, off, buf.length - off)
+        off += bytesWritten
+      }
+      await handle.datasync()
+    } catch (err) {
+      await handle.truncate(size).catch(() => undefined)
+      throw err
+    }
+  } finally {
+    await handle.close()
+  }
 }
 
 export class HistoryWriteError extends AppError {
@@ -103,7 +128,7 @@ export class HistoryStore {
     const run = this.#chain.then(async () => {
       try {
         await mkdir(dirname(this.file), { recursive: true, mode: 0o700 })
-        await appendFile(this.file, JSON.stringify(record) + '\n', { mode: 0o600 })
+        await appendLine(this.file, JSON.stringify(record) + '\n')
       } catch (err) {
         throw new HistoryWriteError(this.file, err)
       }

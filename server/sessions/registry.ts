@@ -14,6 +14,8 @@ export const LABEL = {
   sessionId: 'user.clincus.session_id',
   deadline: 'user.clincus.deadline',
   deadlineAction: 'user.clincus.deadline_action',
+  /** Set as the last step of creation: without it a container is a half-made leftover. */
+  ready: 'user.clincus.ready',
 } as const
 
 const STATUS: Record<string, SessionStatus> = {

@@ -144,3 +144,34 @@ describe('transitions made outside clincus', () => {
     expect(t.driver.callsOf('listInstances').length).toBe(before)
   })
 })
+
+describe('half-created leftovers', () => {
+  it('removes a container a crashed server left half-made, and retries a failed rollback', async () => {
+    const t = await buildTestApp()
+    // left by a previous process: ours, never marked ready
+    t.driver.addInstance('clincus-0123abcd-1', {
+      status: 'Stopped',
+      config: { 'user.clincus.managed': 'true', 'user.clincus.created': '2020-01-01T00:00:00Z' },
+    })
+    // a finished session survives
+    const ok = (
+      await t.app.inject({
+        method: 'POST',
+        url: '/api/sessions',
+        ...json({ workspace: t.project }),
+      })
+    ).json<{ id: string }>().id
+    // a launch whose rollback fails because Incus went away at that moment
+    t.driver.failOn('start', 'Error: daemon went away')
+    t.driver.failOn('delete', 'Error: daemon went away')
+    const failed = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    expect(failed.statusCode).toBe(502)
+    expect(t.driver.instances.size).toBe(3)
+    await t.services.sessions.restore()
+    expect([...t.driver.instances.keys()]).toEqual([ok])
+  })
+})

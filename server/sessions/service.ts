@@ -106,6 +106,11 @@ export class SessionService {
   readonly #deadlines: DeadlineScheduler
   readonly #abort = new AbortController()
   readonly #inFlight = new Set<Promise<unknown>>()
+  /** Names being created by this process right now. */
+  readonly #creating = new Set<string>()
+  /** Half-created containers whose rollback failed. */
+  readonly #orphans = new Set<string>()
+  readonly #startedAt = Date.now()
 
   constructor(deps: SessionServiceDeps) {
     this.#d = deps
@@ -225,6 +230,7 @@ export class SessionService {
     const hash = workspaceHash(workspace)
     const slot = await this.#reserveSlot(hash)
     const name = containerName(d.prefix, hash, slot)
+    this.#creating.add(name)
     const sessionId = randomUUID()
     const created = new Date()
     const log = d.log.child({ session: name })
@@ -315,16 +321,15 @@ export class SessionService {
       progress('tool')
       await this.#startTool(name, config, spec.start(sessionId), body.profile, signal)
 
+      const finish: Record<string, string> = { [LABEL.ready]: 'true' }
+      let deadline: { at: Date; action: DeadlineAction } | null = null
       if (maxDurationMs) {
-        const action = this.#deadlineAction(config)
-        const deadline = new Date(Date.now() + maxDurationMs)
-        await d.driver.configSet(
-          name,
-          { [LABEL.deadline]: deadline.toISOString(), [LABEL.deadlineAction]: action },
-          { signal },
-        )
-        this.#deadlines.schedule(name, deadline, action)
+        deadline = { at: new Date(Date.now() + maxDurationMs), action: this.#deadlineAction(config) }
+        finish[LABEL.deadline] = deadline.at.toISOString()
+        finish[LABEL.deadlineAction] = deadline.action
       }
+      await d.driver.configSet(name, finish, { signal })
+      if (deadline) this.#deadlines.schedule(name, deadline.at, deadline.action)
       await d.history.recordStart({
         sessionId,
         id: name,
@@ -355,12 +360,15 @@ export class SessionService {
         try {
           await d.driver.delete(name, { force: true, timeoutMs: 60_000 })
         } catch (cleanupErr) {
-          log.error({ err: cleanupErr }, 'rollback could not delete the container')
+          // Incus may be down; the leftover is deleted when it is reachable again (restore).
+          this.#orphans.add(name)
+          log.error({ err: cleanupErr }, 'rollback could not delete the container; will retry')
         }
       }
       d.registry.remove(name)
       throw this.#stepError(step, err)
     } finally {
+      this.#creating.delete(name)
       this.#releaseSlot(hash, slot)
     }
   }
@@ -592,10 +600,29 @@ export class SessionService {
     return { id, status: 'running' }
   }
 
-  /** After (re)start of the server: re-arm deadlines and close history of sessions that stopped. */
+  /**
+   * After (re)start of the server or of Incus: remove half-created leftovers, re-arm deadlines and
+   * close the history of sessions that stopped meanwhile.
+   */
   async restore(): Promise<void> {
     await this.#d.registry.refresh()
     for (const inst of await this.#d.registry.instances()) {
+      const created = Date.parse(inst.config[LABEL.created] ?? '')
+      const leftover =
+        inst.config[LABEL.ready] !== 'true' &&
+        !this.#creating.has(inst.name) &&
+        (this.#orphans.has(inst.name) || Number.isNaN(created) || created < this.#startedAt)
+      if (leftover) {
+        this.#d.log.warn({ session: inst.name }, 'removing a half-created container')
+        try {
+          await this.#d.driver.delete(inst.name, { force: true, timeoutMs: 60_000 })
+          this.#orphans.delete(inst.name)
+          this.#d.registry.remove(inst.name)
+        } catch (err) {
+          this.#d.log.error({ err, session: inst.name }, 'could not remove a half-created container')
+        }
+        continue
+      }
       const running = inst.status.toLowerCase() === 'running'
       const deadline = inst.config[LABEL.deadline]
       const action = (inst.config[LABEL.deadlineAction] ?? 'graceful') as DeadlineAction
