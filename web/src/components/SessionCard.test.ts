@@ -1,0 +1,79 @@
+import { cleanup, fireEvent, screen, within } from '@testing-library/svelte'
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { renderWithApp, session, testApp } from '../lib/testing/app.ts'
+import SessionCard from './SessionCard.svelte'
+
+function renderCard(status: 'running' | 'stopped' = 'running'): ReturnType<typeof testApp> {
+  const t = testApp()
+  let last = session('clincus-1234abcd-2', { status, workspace: '/home/u/code/shop', slot: 2 })
+  t.app.sessions.list = [last]
+  // The card reads its session from the props; a parent re-renders it from the store.
+  renderWithApp(t.app, SessionCard, {
+    // After a delete the list drops it; the sidebar would unmount the card.
+    get session() {
+      last = t.app.sessions.get('clincus-1234abcd-2') ?? last
+      return last
+    },
+  })
+  return t
+}
+
+afterEach(() => {
+  cleanup()
+})
+
+describe('SessionCard', () => {
+  it('shows workspace, tool, slot and status, and follows status events without reload', async () => {
+    const { app } = renderCard()
+    const card = screen.getByRole('article', { name: 'Session shop (slot 2)' })
+    expect(within(card).getByRole('link', { name: 'shop' }).getAttribute('href')).toBe(
+      '/sessions/clincus-1234abcd-2',
+    )
+    expect(card.textContent).toContain('claude')
+    expect(card.textContent).toContain('slot 2')
+    expect(within(card).getByTestId('session-status').textContent.trim()).toBe('running')
+    app.sessions.apply({ type: 'session.stopped', id: 'clincus-1234abcd-2' })
+    await vi.waitFor(() => {
+      expect(within(card).getByTestId('session-status').textContent.trim()).toBe('stopped')
+    })
+    expect(within(card).getByRole('button', { name: 'Resume shop (slot 2)' })).toBeTruthy()
+  })
+
+  it('stops through the API once', async () => {
+    const { api } = renderCard()
+    const del = vi.spyOn(api, 'deleteSession').mockResolvedValue(undefined)
+    await fireEvent.click(screen.getByRole('button', { name: 'Stop shop (slot 2)' }))
+    expect(del).toHaveBeenCalledExactlyOnceWith('clincus-1234abcd-2', false)
+  })
+
+  it('asks before force-deleting, and cancelling deletes nothing', async () => {
+    const { api, app } = renderCard()
+    const del = vi.spyOn(api, 'deleteSession').mockResolvedValue(undefined)
+    await fireEvent.click(screen.getByRole('button', { name: 'Delete shop (slot 2)' }))
+    const dialog = screen.getByRole('dialog', { name: 'Delete session shop?' })
+    await fireEvent.click(within(dialog).getByRole('button', { name: 'Cancel' }))
+    expect(screen.queryByRole('dialog')).toBeNull()
+    expect(del).not.toHaveBeenCalled()
+
+    await fireEvent.click(screen.getByRole('button', { name: 'Delete shop (slot 2)' }))
+    await fireEvent.click(screen.getByRole('button', { name: 'Delete container' }))
+    expect(del).toHaveBeenCalledExactlyOnceWith('clincus-1234abcd-2', true)
+    await vi.waitFor(() => {
+      expect(app.sessions.get('clincus-1234abcd-2')).toBeUndefined()
+    })
+  })
+
+  it('shows a failed stop as a readable toast', async () => {
+    const { app, api } = renderCard()
+    const { ApiError } = await import('../lib/api.ts')
+    vi.spyOn(api, 'deleteSession').mockRejectedValue(
+      new ApiError(502, 'incus_failed', 'Error: The instance is already stopped'),
+    )
+    await fireEvent.click(screen.getByRole('button', { name: 'Stop shop (slot 2)' }))
+    await vi.waitFor(() => {
+      expect(app.toasts.items.map((t) => t.message)).toEqual([
+        'Could not stop shop: Error: The instance is already stopped',
+      ])
+    })
+  })
+})

@@ -1,0 +1,137 @@
+import { describe, expect, it, vi } from 'vitest'
+import { ApiClient, ApiError, errorMessage, messageForResponse } from './api.ts'
+
+function respond(status: number, body: string, type = 'application/json'): typeof fetch {
+  return vi.fn(() =>
+    Promise.resolve(
+      new Response(status === 204 ? null : body, { status, headers: { 'content-type': type } }),
+    ),
+  )
+}
+
+async function failure(p: Promise<unknown>): Promise<ApiError> {
+  try {
+    await p
+  } catch (err) {
+    if (err instanceof ApiError) return err
+    throw err
+  }
+  throw new Error('expected the request to fail')
+}
+
+describe('error mapping', () => {
+  it('uses the server message and code of an {error, code} body', () => {
+    const e = messageForResponse(
+      409,
+      { error: 'directory already exists: /p/x', code: 'folder_exists' },
+      '',
+    )
+    expect(e).toMatchObject({
+      status: 409,
+      code: 'folder_exists',
+      message: 'directory already exists: /p/x',
+    })
+  })
+
+  it('accepts the contract bare {error} shape', () => {
+    expect(messageForResponse(400, { error: 'workspace is required' }, '').message).toBe(
+      'workspace is required',
+    )
+  })
+
+  it('never shows raw JSON or HTML', () => {
+    const json = messageForResponse(500, { message: 'x' }, '{"message":"x"}')
+    expect(json.message).toBe('The server failed while handling the request (HTTP 500)')
+    const html = messageForResponse(502, undefined, '<html><body>Bad gateway</body></html>')
+    expect(html.message).toBe('The server could not talk to Incus (HTTP 502)')
+  })
+
+  it('shows a short plain-text body after a sentence for the status', () => {
+    expect(messageForResponse(503, undefined, 'upstream unavailable\n').message).toBe(
+      'The server is not ready yet; try again in a moment: upstream unavailable',
+    )
+    expect(messageForResponse(418, undefined, '').message).toBe('The request failed (HTTP 418)')
+  })
+
+  it('errorMessage reads anything thrown', () => {
+    expect(errorMessage(new ApiError(404, 'x', 'session not found'))).toBe('session not found')
+    expect(errorMessage('plain')).toBe('plain')
+    expect(errorMessage({ weird: true })).toBe('Something went wrong')
+  })
+})
+
+describe('ApiClient', () => {
+  it('returns schema-checked bodies', async () => {
+    const api = new ApiClient(respond(200, '["claude","copilot","opencode"]'))
+    await expect(api.tools()).resolves.toEqual(['claude', 'copilot', 'opencode'])
+  })
+
+  it('rejects a body that does not match the schema with a readable error', async () => {
+    const api = new ApiClient(respond(200, '{"not":"a list"}'))
+    const e = await failure(api.sessions())
+    expect(e.code).toBe('bad_response')
+    expect(e.message).toBe('The server sent an unexpected response for GET /api/sessions')
+  })
+
+  it('maps server errors to ApiError with the server message', async () => {
+    const api = new ApiClient(
+      respond(
+        400,
+        '{"error":"invalid folder name: must be lowercase","code":"invalid_folder_name"}',
+      ),
+    )
+    const e = await failure(api.createFolder('/r', 'Bad Name'))
+    expect(e).toMatchObject({ status: 400, code: 'invalid_folder_name' })
+    expect(e.message).toBe('invalid folder name: must be lowercase')
+  })
+
+  it('turns a network failure into a sentence', async () => {
+    const api = new ApiClient(vi.fn(() => Promise.reject(new TypeError('Failed to fetch'))))
+    const e = await failure(api.sessions())
+    expect(e).toMatchObject({ status: 0, code: 'network' })
+    expect(e.message).toBe('Cannot reach the clincus server. Check that it is still running.')
+  })
+
+  it('sends JSON with a content type only when there is a body, and never retries', async () => {
+    const fetchImpl = vi.fn<typeof fetch>(() =>
+      Promise.resolve(
+        new Response('{"error":"boom","code":"session_setup_failed"}', { status: 502 }),
+      ),
+    )
+    const api = new ApiClient(fetchImpl)
+    await failure(api.createSession({ workspace: '/w', tool: 'claude' }))
+    expect(fetchImpl).toHaveBeenCalledTimes(1)
+    const [url, init] = fetchImpl.mock.calls[0] ?? []
+    expect(url).toBe('/api/sessions')
+    expect(init?.method).toBe('POST')
+    expect(init?.headers).toMatchObject({ 'content-type': 'application/json' })
+    expect(init?.body).toBe('{"workspace":"/w","tool":"claude"}')
+
+    fetchImpl.mockClear()
+    fetchImpl.mockResolvedValueOnce(new Response(null, { status: 204 }))
+    await api.deleteSession('clincus-abc-1', true)
+    const [delUrl, delInit] = fetchImpl.mock.calls[0] ?? []
+    expect(delUrl).toBe('/api/sessions/clincus-abc-1?force=true')
+    expect(delInit?.method).toBe('DELETE')
+    expect(delInit?.headers).not.toHaveProperty('content-type')
+    expect(delInit?.body).toBeUndefined()
+  })
+
+  it('removes a workspace root with a JSON body {path}', async () => {
+    const fetchImpl = vi.fn<typeof fetch>(() =>
+      Promise.resolve(new Response('{"roots":[],"expanded_roots":[]}', { status: 200 })),
+    )
+    await new ApiClient(fetchImpl).removeRoot('~/code')
+    const [url, init] = fetchImpl.mock.calls[0] ?? []
+    expect(url).toBe('/api/workspaces')
+    expect(init).toMatchObject({ method: 'DELETE', body: '{"path":"~/code"}' })
+  })
+
+  it('pages the history with limit and offset', async () => {
+    const fetchImpl = vi.fn<typeof fetch>(() =>
+      Promise.resolve(new Response('[]', { status: 200 })),
+    )
+    await new ApiClient(fetchImpl).history(26, 50)
+    expect(fetchImpl.mock.calls[0]?.[0]).toBe('/api/sessions/history?limit=26&offset=50')
+  })
+})

@@ -1,0 +1,257 @@
+// The typed REST client. Every response is checked against the shared schema it is declared with
+// (parse at the boundary), and every failure becomes an ApiError whose message is meant for people:
+// the server's `{error, code}` body when it sent one, a plain sentence otherwise — never raw JSON.
+// Nothing here retries: POST/DELETE are not idempotent (the original retried them and could start
+// four containers for one click, clincus-behaviour §1.2), and GETs are re-run by the callers when
+// the events socket reconnects.
+import { Type, type Static, type TSchema } from 'typebox'
+import { Value } from 'typebox/value'
+import { ErrorBodySchema, StatusBodySchema } from '../../../shared/schemas/common.ts'
+import { ConfigSchema, type Config, type ConfigUpdate } from '../../../shared/schemas/config.ts'
+import { HealthSchema, type Health } from '../../../shared/schemas/health.ts'
+import {
+  HistoryEntrySchema,
+  ResumeResponseSchema,
+  SessionInfoSchema,
+  SessionListSchema,
+  type CreateSessionBody,
+  type HistoryEntry,
+  type SessionInfo,
+} from '../../../shared/schemas/sessions.ts'
+import {
+  CreateFolderResponseSchema,
+  RootsSchema,
+  WorkspaceListSchema,
+  type Roots,
+  type WorkspaceList,
+} from '../../../shared/schemas/workspaces.ts'
+
+export class ApiError extends Error {
+  /** HTTP status; 0 when the server could not be reached. */
+  readonly status: number
+  /** The server's stable error code, or one of ours: `network`, `bad_response`, `http_<status>`. */
+  readonly code: string
+
+  constructor(status: number, code: string, message: string) {
+    super(message)
+    this.name = 'ApiError'
+    this.status = status
+    this.code = code
+  }
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'The request was not accepted',
+  401: 'You are not signed in',
+  403: 'This is not allowed',
+  404: 'Not found',
+  405: 'This action is not supported by the server',
+  409: 'This conflicts with the current state',
+  413: 'The request is too large',
+  415: 'The request was sent in a format the server does not accept',
+  429: 'Too many requests; wait a moment and try again',
+  500: 'The server failed while handling the request',
+  502: 'The server could not talk to Incus',
+  503: 'The server is not ready yet; try again in a moment',
+  504: 'The server timed out',
+}
+
+/** A human sentence for a failed response: the `{error}` body when present, else the status. */
+export function messageForResponse(status: number, body: unknown, text: string): ApiError {
+  if (Value.Check(ErrorBodySchema, body)) return new ApiError(status, body.code, body.error)
+  // A bare `{error}` (the contract's shape, without our code) is still a readable message.
+  if (typeof body === 'object' && body !== null && 'error' in body) {
+    const error: unknown = body.error
+    if (typeof error === 'string' && error !== '')
+      return new ApiError(status, `http_${status}`, error)
+  }
+  const plain = text.trim()
+  const generic =
+    STATUS_TEXT[status] ?? (status >= 500 ? 'The server failed' : 'The request failed')
+  // Short plain-text bodies (a proxy's "Bad Gateway", a text/plain error) are worth showing;
+  // HTML pages and JSON we could not read are not.
+  const showable =
+    plain !== '' && plain.length <= 200 && !plain.startsWith('<') && !plain.startsWith('{')
+  return new ApiError(
+    status,
+    `http_${status}`,
+    showable ? `${generic}: ${plain}` : `${generic} (HTTP ${status})`,
+  )
+}
+
+/** The message to show for anything a request (or other async work) rejected with. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message || err.name
+  if (typeof err === 'string') return err
+  return 'Something went wrong'
+}
+
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE'
+type Query = Record<string, string | number | boolean | undefined>
+
+export interface RequestOptions {
+  query?: Query
+  body?: unknown
+  signal?: AbortSignal
+}
+
+export type AuthState = 'ok' | 'required'
+
+export class ApiClient {
+  readonly #fetch: typeof fetch
+  readonly #base: string
+  /** Called when any request is refused for want of a token (the page shows the sign-in). */
+  onUnauthorized: (() => void) | null = null
+
+  constructor(fetchImpl?: typeof fetch, base = '') {
+    // Bound lazily so tests can stub globalThis.fetch after the client was built.
+    this.#fetch = fetchImpl ?? ((input, init) => globalThis.fetch(input, init))
+    this.#base = base
+  }
+
+  /** A request whose success body must match `schema`. */
+  async json<S extends TSchema>(
+    method: Method,
+    path: string,
+    schema: S,
+    opts: RequestOptions = {},
+  ): Promise<Static<S>> {
+    const { status, body } = await this.#send(method, path, opts)
+    if (!Value.Check(schema, body)) {
+      throw new ApiError(
+        status,
+        'bad_response',
+        `The server sent an unexpected response for ${method} ${path}`,
+      )
+    }
+    return body
+  }
+
+  /** A request answered with no body (204). */
+  async empty(method: Method, path: string, opts: RequestOptions = {}): Promise<void> {
+    await this.#send(method, path, opts)
+  }
+
+  async #send(
+    method: Method,
+    path: string,
+    opts: RequestOptions,
+  ): Promise<{ status: number; body: unknown }> {
+    let url = this.#base + path
+    if (opts.query) {
+      const params = new URLSearchParams()
+      for (const [k, v] of Object.entries(opts.query)) if (v !== undefined) params.set(k, String(v))
+      const qs = params.toString()
+      if (qs) url += `?${qs}`
+    }
+    const init: RequestInit = { method, headers: { accept: 'application/json' } }
+    if (opts.signal) init.signal = opts.signal
+    if (opts.body !== undefined) {
+      // Only JSON bodies are accepted by the server (a form or text/plain POST gets 415).
+      init.headers = { accept: 'application/json', 'content-type': 'application/json' }
+      init.body = JSON.stringify(opts.body)
+    }
+    let res: Response
+    try {
+      res = await this.#fetch(url, init)
+    } catch (err) {
+      if (err instanceof DOMException && err.name === 'AbortError') throw err
+      throw new ApiError(
+        0,
+        'network',
+        'Cannot reach the clincus server. Check that it is still running.',
+      )
+    }
+    const text = await res.text().catch(() => '')
+    let body: unknown = undefined
+    if (text !== '') {
+      try {
+        body = JSON.parse(text)
+      } catch {
+        body = undefined
+      }
+    }
+    if (!res.ok) {
+      const err = messageForResponse(res.status, body, text)
+      if (res.status === 401 && path !== '/api/auth/login') this.onUnauthorized?.()
+      throw err
+    }
+    return { status: res.status, body }
+  }
+
+  config(): Promise<Config> {
+    return this.json('GET', '/api/config', ConfigSchema)
+  }
+
+  updateConfig(patch: ConfigUpdate): Promise<Static<typeof StatusBodySchema>> {
+    return this.json('PUT', '/api/config', StatusBodySchema, { body: patch })
+  }
+
+  tools(): Promise<string[]> {
+    return this.json('GET', '/api/tools', Type.Array(Type.String()))
+  }
+
+  sessions(): Promise<SessionInfo[]> {
+    return this.json('GET', '/api/sessions', SessionListSchema)
+  }
+
+  createSession(body: CreateSessionBody): Promise<SessionInfo> {
+    return this.json('POST', '/api/sessions', SessionInfoSchema, { body })
+  }
+
+  /** Stops the session (its container stays, stopped); with force, deletes the container. */
+  deleteSession(id: string, force = false): Promise<void> {
+    return this.empty('DELETE', `/api/sessions/${encodeURIComponent(id)}`, {
+      query: force ? { force: true } : {},
+    })
+  }
+
+  resumeSession(id: string): Promise<Static<typeof ResumeResponseSchema>> {
+    return this.json('POST', `/api/sessions/${encodeURIComponent(id)}/resume`, ResumeResponseSchema)
+  }
+
+  history(limit: number, offset: number): Promise<HistoryEntry[]> {
+    return this.json('GET', '/api/sessions/history', Type.Array(HistoryEntrySchema), {
+      query: { limit, offset },
+    })
+  }
+
+  workspaces(): Promise<WorkspaceList> {
+    return this.json('GET', '/api/workspaces', WorkspaceListSchema)
+  }
+
+  addRoot(path: string): Promise<Roots> {
+    return this.json('POST', '/api/workspaces', RootsSchema, { body: { path } })
+  }
+
+  removeRoot(path: string): Promise<Roots> {
+    return this.json('DELETE', '/api/workspaces', RootsSchema, { body: { path } })
+  }
+
+  createFolder(root: string, name: string): Promise<Static<typeof CreateFolderResponseSchema>> {
+    return this.json('POST', '/api/workspaces/folder', CreateFolderResponseSchema, {
+      body: { root, name },
+    })
+  }
+
+  /** Whether this browser is signed in; a server without access control counts as signed in. */
+  async authState(): Promise<AuthState> {
+    try {
+      await this.#send('GET', '/api/auth/session', {})
+      return 'ok'
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return 'required'
+      if (err instanceof ApiError && err.status === 404) return 'ok'
+      throw err
+    }
+  }
+
+  /** Trades the access token for the server's HttpOnly session cookie. */
+  login(token: string): Promise<void> {
+    return this.empty('POST', '/api/auth/login', { body: { token } })
+  }
+
+  health(): Promise<Health> {
+    return this.json('GET', '/api/health', HealthSchema)
+  }
+}

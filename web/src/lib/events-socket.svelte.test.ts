@@ -1,0 +1,98 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import type { ServerEvent } from '../../../shared/schemas/events.ts'
+import { Backoff } from './backoff.ts'
+import { EventsSocket, parseEvent } from './events-socket.svelte.ts'
+import { FakeWebSocket, FakeWebSocketCtor } from './testing/fake-websocket.ts'
+
+beforeEach(() => {
+  FakeWebSocket.reset()
+  vi.useFakeTimers()
+})
+afterEach(() => {
+  vi.useRealTimers()
+})
+
+function setup(): { socket: EventsSocket; events: ServerEvent[]; opens: number[] } {
+  const events: ServerEvent[] = []
+  const opens: number[] = []
+  const socket = new EventsSocket({
+    url: () => 'ws://h/ws/events',
+    onEvent: (e) => events.push(e),
+    onOpen: () => opens.push(Date.now()),
+    WebSocket: FakeWebSocketCtor,
+    backoff: new Backoff(500, 4000, 0),
+  })
+  return { socket, events, opens }
+}
+
+describe('parseEvent', () => {
+  it('accepts the contract events and ours', () => {
+    expect(parseEvent('{"type":"session.started","id":"c1"}')).toEqual({
+      type: 'session.started',
+      id: 'c1',
+    })
+    expect(
+      parseEvent('{"type":"session.launching","id":"c1","step":"start","progress":0.5}'),
+    ).toMatchObject({ step: 'start' })
+    expect(parseEvent('{"type":"config.invalid","file":"/f","error":"bad"}')).toMatchObject({
+      file: '/f',
+    })
+  })
+
+  it('ignores unknown types, malformed JSON, bad shapes and binary data', () => {
+    expect(parseEvent('{"type":"image.progress","x":1}')).toBeNull()
+    expect(parseEvent('{nope')).toBeNull()
+    expect(parseEvent('{"type":"session.started"}')).toBeNull()
+    expect(parseEvent(new ArrayBuffer(2))).toBeNull()
+  })
+})
+
+describe('EventsSocket', () => {
+  it('calls onOpen on every (re)connect so the page refetches what it missed', () => {
+    const { socket, events, opens } = setup()
+    socket.start()
+    expect(socket.state).toBe('connecting')
+    FakeWebSocket.last().open()
+    expect(socket.state).toBe('open')
+    expect(opens).toHaveLength(1)
+    FakeWebSocket.last().receive('{"type":"session.stopped","id":"c1"}')
+    expect(events).toEqual([{ type: 'session.stopped', id: 'c1' }])
+
+    FakeWebSocket.last().serverClose(1006)
+    expect(socket.state).toBe('reconnecting')
+    expect(socket.retryAt).toBe(Date.now() + 500)
+    vi.advanceTimersByTime(500)
+    FakeWebSocket.last().open()
+    expect(opens).toHaveLength(2)
+  })
+
+  it('backs off exponentially up to the cap and resets after a success', () => {
+    const { socket } = setup()
+    socket.start()
+    const delays: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const before = FakeWebSocket.instances.length
+      FakeWebSocket.last().serverClose(1006)
+      const start = Date.now()
+      while (FakeWebSocket.instances.length === before) vi.advanceTimersByTime(100)
+      delays.push(Date.now() - start)
+    }
+    expect(delays).toEqual([500, 1000, 2000, 4000, 4000])
+    FakeWebSocket.last().open()
+    FakeWebSocket.last().serverClose(1006)
+    expect(socket.retryAt).toBe(Date.now() + 500)
+  })
+
+  it('retryNow skips the wait; close stops for good', () => {
+    const { socket } = setup()
+    socket.start()
+    FakeWebSocket.last().serverClose(1006)
+    socket.retryNow()
+    expect(FakeWebSocket.instances).toHaveLength(2)
+    socket.close()
+    expect(FakeWebSocket.last().closedWith?.code).toBe(1000)
+    expect(socket.state).toBe('closed')
+    vi.advanceTimersByTime(60_000)
+    expect(FakeWebSocket.instances).toHaveLength(2)
+  })
+})

@@ -1,0 +1,145 @@
+// Everything the views share, created once in App.svelte and handed down through a typed context.
+import { createContext } from 'svelte'
+import type { ServerEvent } from '../../../../shared/schemas/events.ts'
+import { ApiClient, errorMessage } from '../api.ts'
+import { wsUrl } from '../backoff.ts'
+import { EventsSocket } from '../events-socket.svelte.ts'
+import { Router, type RouterWindow } from '../router.svelte.ts'
+import { Clock } from './clock.svelte.ts'
+import { ConfigStore } from './config.svelte.ts'
+import { SessionsStore } from './sessions.svelte.ts'
+import { ToastsStore } from './toasts.svelte.ts'
+import { WorkspacesStore } from './workspaces.svelte.ts'
+
+export interface AppOptions {
+  api?: ApiClient
+  win?: RouterWindow
+  WebSocket?: typeof WebSocket
+  eventsUrl?: () => string
+}
+
+export class AppState {
+  readonly api: ApiClient
+  readonly router: Router
+  readonly sessions: SessionsStore
+  readonly workspaces: WorkspacesStore
+  readonly config: ConfigStore
+  readonly toasts = new ToastsStore()
+  readonly clock = new Clock()
+  readonly events: EventsSocket
+  tools: string[] = $state.raw([])
+  /** 'checking' until the server said whether a token is needed. */
+  auth: 'checking' | 'ok' | 'required' | 'unreachable' = $state('checking')
+  #started = false
+  #fallback: ReturnType<typeof setTimeout> | null = null
+  #pruneTimer: ReturnType<typeof setInterval> | null = null
+  #onOnline = (): void => {
+    this.events.retryNow()
+  }
+
+  constructor(opts: AppOptions = {}) {
+    this.api = opts.api ?? new ApiClient()
+    this.router = new Router(opts.win)
+    this.sessions = new SessionsStore(this.api)
+    this.workspaces = new WorkspacesStore(this.api)
+    this.config = new ConfigStore(this.api)
+    const events: ConstructorParameters<typeof EventsSocket>[0] = {
+      url: opts.eventsUrl ?? (() => wsUrl('/ws/events')),
+      onEvent: (e) => {
+        this.onEvent(e)
+      },
+      onOpen: () => {
+        void this.refreshAll()
+      },
+    }
+    if (opts.WebSocket) events.WebSocket = opts.WebSocket
+    this.events = new EventsSocket(events)
+    this.api.onUnauthorized = () => {
+      this.#signedOut()
+    }
+  }
+
+  start(): void {
+    this.clock.start()
+    this.#pruneTimer = setInterval(() => {
+      this.sessions.prune()
+    }, 5000)
+    if (typeof window !== 'undefined') window.addEventListener('online', this.#onOnline)
+    void this.checkAuth()
+  }
+
+  /** Asks the server whether we are signed in, then goes live (or shows the sign-in page). */
+  async checkAuth(): Promise<void> {
+    try {
+      this.auth = await this.api.authState()
+    } catch {
+      this.auth = 'unreachable'
+      return
+    }
+    if (this.auth === 'ok') this.#goLive()
+  }
+
+  async signIn(token: string): Promise<void> {
+    await this.api.login(token)
+    this.auth = 'ok'
+    this.#goLive()
+  }
+
+  #goLive(): void {
+    if (this.#started) return
+    this.#started = true
+    this.events.start()
+    // The lists come with the events socket's first open; if it is slow or down, load them
+    // anyway (the sidebar shows that updates are not live).
+    this.#fallback = setTimeout(() => {
+      this.#fallback = null
+      if (this.events.state !== 'open') void this.refreshAll()
+    }, 1500)
+  }
+
+  #signedOut(): void {
+    this.auth = 'required'
+    this.#started = false
+    this.events.close()
+    if (this.#fallback) clearTimeout(this.#fallback)
+    this.#fallback = null
+  }
+
+  /** Everything from the REST API: on start and on every events (re)connect. */
+  async refreshAll(): Promise<void> {
+    await Promise.all([
+      this.sessions.load(),
+      this.workspaces.load(),
+      this.config.load(),
+      this.api.tools().then(
+        (t) => {
+          this.tools = t
+        },
+        (err: unknown) => {
+          this.toasts.error(`Could not load the tool list: ${errorMessage(err)}`)
+        },
+      ),
+    ])
+  }
+
+  onEvent(e: ServerEvent): void {
+    if (e.type === 'config.reloaded' || e.type === 'config.invalid') {
+      if (this.config.apply(e)) void this.workspaces.load()
+      return
+    }
+    // Active-session counts on project cards are derived from this list, so session events
+    // need no workspace refetch.
+    this.sessions.apply(e)
+  }
+
+  dispose(): void {
+    if (this.#fallback) clearTimeout(this.#fallback)
+    this.events.close()
+    this.clock.stop()
+    if (this.#pruneTimer) clearInterval(this.#pruneTimer)
+    this.router.dispose()
+    if (typeof window !== 'undefined') window.removeEventListener('online', this.#onOnline)
+  }
+}
+
+export const [getApp, setApp] = createContext<AppState>()

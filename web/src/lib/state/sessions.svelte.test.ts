@@ -1,0 +1,154 @@
+import { beforeEach, describe, expect, it, vi } from 'vitest'
+import type { SessionInfo } from '../../../../shared/schemas/sessions.ts'
+import { ApiClient, ApiError } from '../api.ts'
+import { SessionsStore } from './sessions.svelte.ts'
+
+function session(id: string, over: Partial<SessionInfo> = {}): SessionInfo {
+  return {
+    id,
+    workspace: `/p/${id}`,
+    tool: 'claude',
+    slot: 1,
+    status: 'running',
+    persistent: false,
+    ...over,
+  }
+}
+
+// The API, with each method this store calls replaced by a spy.
+function fakeApi(list: SessionInfo[] = []) {
+  const api = new ApiClient(() => Promise.reject(new Error('no network in tests')))
+  const calls = {
+    sessions: vi
+      .spyOn(api, 'sessions')
+      .mockImplementation(() => Promise.resolve(structuredClone(list))),
+    deleteSession: vi.spyOn(api, 'deleteSession').mockResolvedValue(undefined),
+    createSession: vi
+      .spyOn(api, 'createSession')
+      .mockImplementation((body) =>
+        Promise.resolve(session('c-new', { workspace: body.workspace })),
+      ),
+  }
+  vi.spyOn(api, 'resumeSession').mockImplementation((id) =>
+    Promise.resolve({ id, status: 'running' }),
+  )
+  return { api, calls }
+}
+
+let now = 1_000_000
+beforeEach(() => {
+  now = 1_000_000
+})
+
+describe('SessionsStore', () => {
+  it('loads the list and patches known sessions from events', async () => {
+    const { api, calls } = fakeApi([session('c1'), session('c2', { status: 'stopped' })])
+    const s = new SessionsStore(api, () => now)
+    await s.load()
+    expect(s.list.map((x) => x.id)).toEqual(['c1', 'c2'])
+    expect(s.running.map((x) => x.id)).toEqual(['c1'])
+
+    s.apply({ type: 'session.stopped', id: 'c1' })
+    s.apply({ type: 'session.started', id: 'c2' })
+    expect(s.get('c1')?.status).toBe('stopped')
+    expect(s.get('c2')?.status).toBe('running')
+    s.apply({ type: 'session.deleted', id: 'c1' })
+    expect(s.get('c1')).toBeUndefined()
+    expect(calls.sessions).toHaveBeenCalledTimes(1)
+  })
+
+  it('fetches the list once for an event about a session it does not know', async () => {
+    const { api, calls } = fakeApi([session('c1')])
+    const s = new SessionsStore(api, () => now)
+    s.apply({ type: 'session.created', id: 'c1' })
+    s.apply({ type: 'session.started', id: 'c1' })
+    await vi.waitFor(() => {
+      expect(s.get('c1')).toBeDefined()
+    })
+    // The second fetch is the re-run for the event that arrived while the first was in flight.
+    expect(calls.sessions.mock.calls.length).toBeLessThanOrEqual(2)
+  })
+
+  it('re-fetches when an event lands while a fetch is in flight (the fetch may predate it)', async () => {
+    let release: (v: SessionInfo[]) => void = () => undefined
+    const { api, calls } = fakeApi()
+    calls.sessions
+      .mockImplementationOnce(() => new Promise((r) => (release = r)))
+      .mockImplementationOnce(() => Promise.resolve([session('c1', { status: 'stopped' })]))
+    const s = new SessionsStore(api, () => now)
+    await Promise.resolve()
+    const first = s.load()
+    s.list = [session('c1')]
+    s.apply({ type: 'session.stopped', id: 'c1' })
+    release([session('c1', { status: 'running' })])
+    await first
+    await vi.waitFor(() => {
+      expect(calls.sessions).toHaveBeenCalledTimes(2)
+      expect(s.get('c1')?.status).toBe('stopped')
+    })
+  })
+
+  it('tracks launch progress until the session runs its agent', () => {
+    const s = new SessionsStore(fakeApi([]).api, () => now)
+    s.list = [session('c1', { status: 'stopped' })]
+    s.apply({ type: 'session.launching', id: 'c1', step: 'start', progress: 0.44 })
+    expect(s.launch('c1')).toMatchObject({ step: 'start', progress: 0.44 })
+    s.apply({ type: 'session.launching', id: 'c1', step: 'tool', progress: 0.89 })
+    expect(s.launches).toHaveLength(1)
+    expect(s.launch('c1')?.step).toBe('tool')
+    s.apply({ type: 'session.started', id: 'c1' })
+    expect(s.launch('c1')).toBeUndefined()
+  })
+
+  it('drops launches that went quiet', () => {
+    const s = new SessionsStore(fakeApi([]).api, () => now)
+    s.apply({ type: 'session.launching', id: 'c9', step: 'init', progress: 0 })
+    now += 60_000
+    s.prune()
+    expect(s.launches).toHaveLength(1)
+    now += 61_000
+    s.prune()
+    expect(s.launches).toHaveLength(0)
+  })
+
+  it('stop, force delete and resume call the API once and update the list', async () => {
+    const { api, calls } = fakeApi()
+    const s = new SessionsStore(api, () => now)
+    s.list = [session('c1'), session('c2', { status: 'stopped' })]
+    const stopping = s.stop('c1')
+    expect(s.pending).toEqual({ c1: 'stopping' })
+    await stopping
+    expect(calls.deleteSession).toHaveBeenCalledWith('c1', false)
+    expect(s.get('c1')?.status).toBe('stopped')
+    expect(s.pending).toEqual({})
+    await s.resume('c2')
+    expect(s.get('c2')?.status).toBe('running')
+    await s.forceDelete('c2')
+    expect(calls.deleteSession).toHaveBeenCalledWith('c2', true)
+    expect(s.get('c2')).toBeUndefined()
+  })
+
+  it('never retries a failed create, and reports the server message', async () => {
+    const { api, calls } = fakeApi()
+    calls.createSession.mockRejectedValue(
+      new ApiError(502, 'container_create_failed', 'Creating the container failed: no space'),
+    )
+    const s = new SessionsStore(api, () => now)
+    const p = s.create({ workspace: '/p/x' })
+    expect(s.creating).toEqual(['/p/x'])
+    await expect(p).rejects.toThrow('Creating the container failed: no space')
+    expect(calls.createSession).toHaveBeenCalledTimes(1)
+    expect(s.creating).toEqual([])
+  })
+
+  it('counts active sessions per workspace', () => {
+    const s = new SessionsStore(fakeApi().api, () => now)
+    s.list = [
+      session('a', { workspace: '/p/w' }),
+      session('b', { workspace: '/p/w', slot: 2 }),
+      session('c', { workspace: '/p/w', slot: 3, status: 'stopped' }),
+    ]
+    expect(s.activeCount('/p/w')).toBe(2)
+    expect(s.activeCount('/p/other')).toBe(0)
+  })
+})

@@ -1,0 +1,217 @@
+// The session list, kept current by /ws/events (no polling). Events carry only ids, so an event
+// about a session we do not know yet triggers one list fetch; events about known sessions patch
+// them in place. Launch progress (`session.launching`) is kept beside the list.
+import type { ServerEvent } from '../../../../shared/schemas/events.ts'
+import type {
+  CreateSessionBody,
+  SessionInfo,
+  SessionStatus,
+} from '../../../../shared/schemas/sessions.ts'
+import { errorMessage, type ApiClient } from '../api.ts'
+
+export interface Launch {
+  id: string
+  step: string
+  progress: number
+  /** Epoch ms of the last progress event. */
+  updated: number
+}
+
+export type PendingAction = 'stopping' | 'deleting' | 'resuming'
+
+/** Launch steps as the server names them (server/sessions/service.ts), in words. */
+export const STEP_LABELS: Record<string, string> = {
+  init: 'Creating the container',
+  workspace: 'Mounting the workspace',
+  mounts: 'Adding mounts',
+  protect: 'Protecting paths',
+  start: 'Starting the container',
+  ready: 'Waiting for the container',
+  tmpfs: 'Mounting /tmp',
+  'tool-config': 'Copying tool settings',
+  tool: 'Starting the agent',
+}
+
+export function stepLabel(step: string): string {
+  return STEP_LABELS[step] ?? step
+}
+
+/** A launch with no news for this long is dropped (it failed before a container existed). */
+const LAUNCH_STALE_MS = 120_000
+/** After the last step a launch is kept briefly, until the list shows the session running. */
+const LAUNCH_DONE_MS = 10_000
+
+export class SessionsStore {
+  list: SessionInfo[] = $state.raw([])
+  loaded = $state(false)
+  loadError: string | null = $state(null)
+  launches: Launch[] = $state.raw([])
+  pending: Record<string, PendingAction> = $state.raw({})
+  /** Workspaces this tab is launching into right now (POST in flight). */
+  creating: string[] = $state.raw([])
+
+  readonly running: SessionInfo[] = $derived(this.list.filter((s) => s.status === 'running'))
+  /** Launches still worth showing: not yet finished into a running session. */
+  readonly activeLaunches: Launch[] = $derived(
+    this.launches.filter(
+      (l) => !(l.step === 'tool' && this.list.some((s) => s.id === l.id && s.status === 'running')),
+    ),
+  )
+
+  readonly #api: ApiClient
+  readonly #now: () => number
+  #loading: Promise<void> | null = null
+  #dirty = false
+
+  constructor(api: ApiClient, now: () => number = Date.now) {
+    this.#api = api
+    this.#now = now
+  }
+
+  get(id: string): SessionInfo | undefined {
+    return this.list.find((s) => s.id === id)
+  }
+
+  launch(id: string): Launch | undefined {
+    return this.activeLaunches.find((l) => l.id === id)
+  }
+
+  /** Running sessions per workspace path. */
+  activeCount(workspace: string): number {
+    return this.running.filter((s) => s.workspace === workspace).length
+  }
+
+  /** Fetches the list; concurrent calls share one request, and a call during a fetch re-runs it. */
+  load(): Promise<void> {
+    if (this.#loading) {
+      this.#dirty = true
+      return this.#loading
+    }
+    this.#loading = this.#fetch().finally(() => {
+      this.#loading = null
+      if (this.#dirty) {
+        this.#dirty = false
+        void this.load()
+      }
+    })
+    return this.#loading
+  }
+
+  async #fetch(): Promise<void> {
+    try {
+      const list = await this.#api.sessions()
+      this.list = list
+      this.loaded = true
+      this.loadError = null
+    } catch (err) {
+      this.loadError = errorMessage(err)
+    }
+  }
+
+  apply(event: ServerEvent): void {
+    switch (event.type) {
+      case 'session.created':
+        if (!this.get(event.id)) void this.load()
+        return
+      case 'session.started':
+        this.#setStatus(event.id, 'running')
+        return
+      case 'session.stopped':
+        this.#setStatus(event.id, 'stopped')
+        return
+      case 'session.deleted':
+        this.#remove(event.id)
+        this.launches = this.launches.filter((l) => l.id !== event.id)
+        return
+      case 'session.launching':
+        this.launches = [
+          ...this.launches.filter((l) => l.id !== event.id),
+          { id: event.id, step: event.step, progress: event.progress, updated: this.#now() },
+        ]
+        if (!this.get(event.id) && event.step !== 'init') void this.load()
+        return
+      default:
+        return
+    }
+  }
+
+  /** Drops launches that went quiet (a launch that failed before its container existed). */
+  prune(): void {
+    const now = this.#now()
+    const keep = this.launches.filter((l) => {
+      const age = now - l.updated
+      return l.step === 'tool' ? age < LAUNCH_DONE_MS : age < LAUNCH_STALE_MS
+    })
+    if (keep.length !== this.launches.length) this.launches = keep
+  }
+
+  #setStatus(id: string, status: SessionStatus): void {
+    const current = this.get(id)
+    if (!current) {
+      void this.load()
+      return
+    }
+    if (current.status === status) return
+    // Any fetch in flight was answered before this event: make it fetch again.
+    if (this.#loading) this.#dirty = true
+    this.list = this.list.map((s) => (s.id === id ? { ...s, status } : s))
+  }
+
+  #remove(id: string): void {
+    if (this.#loading) this.#dirty = true
+    if (this.get(id)) this.list = this.list.filter((s) => s.id !== id)
+  }
+
+  #setPending(id: string, action: PendingAction | null): void {
+    const next = { ...this.pending }
+    if (action) next[id] = action
+    else Reflect.deleteProperty(next, id)
+    this.pending = next
+  }
+
+  async #act(id: string, action: PendingAction, fn: () => Promise<unknown>): Promise<void> {
+    if (this.pending[id]) return
+    this.#setPending(id, action)
+    try {
+      await fn()
+    } finally {
+      this.#setPending(id, null)
+    }
+  }
+
+  async create(body: CreateSessionBody): Promise<SessionInfo> {
+    this.creating = [...this.creating, body.workspace]
+    try {
+      const session = await this.#api.createSession(body)
+      this.list = [...this.list.filter((s) => s.id !== session.id), session]
+      this.launches = this.launches.filter((l) => l.id !== session.id)
+      return session
+    } finally {
+      const i = this.creating.indexOf(body.workspace)
+      this.creating = this.creating.filter((_, j) => j !== i)
+    }
+  }
+
+  /** Graceful stop: the container stays, stopped; the event stream brings the new status. */
+  stop(id: string): Promise<void> {
+    return this.#act(id, 'stopping', async () => {
+      await this.#api.deleteSession(id, false)
+      this.#setStatus(id, 'stopped')
+    })
+  }
+
+  /** Deletes the container for good (the UI confirms first). */
+  forceDelete(id: string): Promise<void> {
+    return this.#act(id, 'deleting', async () => {
+      await this.#api.deleteSession(id, true)
+      this.#remove(id)
+    })
+  }
+
+  resume(id: string): Promise<void> {
+    return this.#act(id, 'resuming', async () => {
+      await this.#api.resumeSession(id)
+      this.#setStatus(id, 'running')
+    })
+  }
+}

@@ -1,0 +1,335 @@
+// xterm.js 6 bound to a TerminalConnection, as a Svelte attachment: `{@attach view.attach}` creates
+// the terminal when its element mounts and disposes everything when it unmounts.
+//
+// Sizing follows the web-terminal pitfalls (peers §3.2): a ResizeObserver (not window resize)
+// refits, a hidden pane (zero size) is never fitted, and only a changed cols×rows is sent.
+// Rendering prefers WebGL and falls back to the DOM renderer when WebGL is unavailable or its
+// context is lost (xterm 6 has no canvas renderer).
+import { FitAddon } from '@xterm/addon-fit'
+import { SearchAddon } from '@xterm/addon-search'
+import { WebLinksAddon } from '@xterm/addon-web-links'
+import { WebglAddon } from '@xterm/addon-webgl'
+import { Terminal, type ITheme } from '@xterm/xterm'
+import { untrack } from 'svelte'
+import { TerminalConnection } from './connection.svelte.ts'
+import { rendererPreference, SCROLLBACK } from './preferences.ts'
+import { preparePaste } from './protocol.ts'
+
+export type TerminalKind = 'agent' | 'shell'
+const DARK: ITheme = {
+  background: '#0f1117',
+  foreground: '#e6e6e6',
+  cursor: '#e6e6e6',
+  cursorAccent: '#0f1117',
+  selectionBackground: '#3a4a6b',
+  black: '#1c1f26',
+  red: '#ff6b6b',
+  green: '#7bd88f',
+  yellow: '#e6c07b',
+  blue: '#6cb6ff',
+  magenta: '#d19bff',
+  cyan: '#56d4dd',
+  white: '#d0d0d0',
+  brightBlack: '#6b7280',
+  brightRed: '#ff8787',
+  brightGreen: '#95e6a8',
+  brightYellow: '#f0d399',
+  brightBlue: '#8cc8ff',
+  brightMagenta: '#e0b8ff',
+  brightCyan: '#7ee3ea',
+  brightWhite: '#ffffff',
+}
+
+const LIGHT: ITheme = {
+  background: '#fbfbfc',
+  foreground: '#1f2328',
+  cursor: '#1f2328',
+  cursorAccent: '#fbfbfc',
+  selectionBackground: '#b6d3ff',
+  black: '#24292f',
+  red: '#c62828',
+  green: '#1a7f37',
+  yellow: '#8a6100',
+  blue: '#0b5cd5',
+  magenta: '#8250df',
+  cyan: '#0f7b8a',
+  white: '#6e7781',
+  brightBlack: '#57606a',
+  brightRed: '#d73a49',
+  brightGreen: '#2da44e',
+  brightYellow: '#9a6700',
+  brightBlue: '#218bff',
+  brightMagenta: '#a475f9',
+  brightCyan: '#1b9aaa',
+  brightWhite: '#8c959f',
+}
+
+const isMac = typeof navigator !== 'undefined' && /Mac|iPhone|iPad/.test(navigator.userAgent)
+
+function webglAvailable(): boolean {
+  try {
+    return document.createElement('canvas').getContext('webgl2') !== null
+  } catch {
+    return false
+  }
+}
+
+async function writeClipboard(text: string): Promise<void> {
+  try {
+    await navigator.clipboard.writeText(text)
+    return
+  } catch {
+    // Plain HTTP on a LAN address has no clipboard API: fall back to a hidden textarea.
+  }
+  const ta = document.createElement('textarea')
+  ta.value = text
+  ta.setAttribute('readonly', '')
+  ta.style.position = 'fixed'
+  ta.style.opacity = '0'
+  document.body.append(ta)
+  ta.select()
+  // eslint-disable-next-line @typescript-eslint/no-deprecated -- the only copy path without the Clipboard API
+  document.execCommand('copy')
+  ta.remove()
+}
+
+export interface TerminalViewOptions {
+  sessionId: string
+  kind: TerminalKind
+  url: string
+  /** Opens the search bar (Ctrl+Shift+F inside the terminal). */
+  onSearchRequest?: () => void
+}
+
+export class TerminalView {
+  readonly kind: TerminalKind
+  readonly connection: TerminalConnection
+  renderer: 'webgl' | 'dom' | null = $state(null)
+  size: { cols: number; rows: number } | null = $state(null)
+  #term: Terminal | null = null
+  #search: SearchAddon | null = null
+  #running = false
+  #attached = false
+  readonly #opts: TerminalViewOptions
+
+  constructor(opts: TerminalViewOptions) {
+    this.#opts = opts
+    this.kind = opts.kind
+    this.connection = new TerminalConnection({
+      url: () => opts.url,
+      sink: {
+        write: (data, done) => {
+          if (this.#term) this.#term.write(data, done)
+          else done()
+        },
+        notice: (text) => {
+          this.#term?.write(`\r\n\x1b[2m${text}\x1b[0m\r\n`)
+        },
+        size: () => (this.#term ? { cols: this.#term.cols, rows: this.#term.rows } : null),
+      },
+    })
+  }
+
+  /** Whether the session is running: connect when it is, stop retrying when it is not. */
+  setRunning(running: boolean): void {
+    this.#running = running
+    const kind = this.connection.state.kind
+    if (!running) {
+      if (kind !== 'idle' && kind !== 'exited')
+        this.connection.suspend('The session is not running')
+      return
+    }
+    if (this.#attached && (kind === 'idle' || kind === 'unavailable')) this.connection.connect()
+  }
+
+  reconnect(): void {
+    this.connection.connect()
+  }
+
+  attach = (el: HTMLElement): (() => void) =>
+    untrack(() => {
+      const dark = window.matchMedia('(prefers-color-scheme: dark)')
+      const term = new Terminal({
+        scrollback: SCROLLBACK,
+        cursorBlink: true,
+        fontSize: 14,
+        fontFamily:
+          "ui-monospace, 'JetBrains Mono', 'Fira Code', 'Cascadia Mono', 'DejaVu Sans Mono', Menlo, Consolas, monospace",
+        theme: dark.matches ? DARK : LIGHT,
+        macOptionIsMeta: true,
+        allowProposedApi: false,
+      })
+      const fit = new FitAddon()
+      const search = new SearchAddon()
+      term.loadAddon(fit)
+      term.loadAddon(search)
+      term.loadAddon(new WebLinksAddon())
+      term.open(el)
+      this.#term = term
+      this.#search = search
+
+      let webgl: WebglAddon | null = null
+      if (rendererPreference() === 'auto' && webglAvailable()) {
+        try {
+          webgl = new WebglAddon()
+          webgl.onContextLoss(() => {
+            // Back to the DOM renderer; xterm redraws with it when the addon is gone.
+            webgl?.dispose()
+            webgl = null
+            this.renderer = 'dom'
+          })
+          term.loadAddon(webgl)
+          this.renderer = 'webgl'
+        } catch {
+          webgl?.dispose()
+          webgl = null
+          this.renderer = 'dom'
+        }
+      } else {
+        this.renderer = 'dom'
+      }
+
+      const onTheme = (e: MediaQueryListEvent): void => {
+        term.options.theme = e.matches ? DARK : LIGHT
+      }
+      dark.addEventListener('change', onTheme)
+
+      const disposables = [
+        term.onData((data) => {
+          this.connection.input(data)
+        }),
+        term.onBinary((data) => {
+          const bytes = new Uint8Array(data.length)
+          for (let i = 0; i < data.length; i++) bytes[i] = data.charCodeAt(i) & 0xff
+          this.connection.input(bytes)
+        }),
+        term.onResize(({ cols, rows }) => {
+          this.size = { cols, rows }
+          this.connection.resize(cols, rows)
+        }),
+      ]
+
+      term.attachCustomKeyEventHandler((e) => this.#onKey(e))
+
+      // Pastes go through preparePaste (bracketing, newline normalisation) and the connection's
+      // chunked sender; xterm's own handler would send one frame of any size.
+      const onPaste = (e: ClipboardEvent): void => {
+        const text = e.clipboardData?.getData('text/plain') ?? ''
+        e.preventDefault()
+        e.stopPropagation()
+        this.paste(text)
+      }
+      el.addEventListener('paste', onPaste, true)
+
+      let frame = 0
+      const refit = (): void => {
+        frame = 0
+        // A hidden pane (display: none) measures 0×0: fitting it would shrink the terminal to
+        // its minimum and send that size to the server.
+        if (el.clientWidth === 0 || el.clientHeight === 0) return
+        const dims = fit.proposeDimensions()
+        if (!dims || !Number.isFinite(dims.cols) || !Number.isFinite(dims.rows)) return
+        const cols = Math.max(2, dims.cols)
+        const rows = Math.max(1, dims.rows)
+        if (cols !== term.cols || rows !== term.rows) term.resize(cols, rows)
+      }
+      const observer = new ResizeObserver(() => {
+        if (frame === 0) frame = requestAnimationFrame(refit)
+      })
+      observer.observe(el)
+      refit()
+      this.size = { cols: term.cols, rows: term.rows }
+
+      this.#attached = true
+      if (this.#running) this.connection.connect()
+
+      return () => {
+        this.#attached = false
+        if (frame !== 0) cancelAnimationFrame(frame)
+        observer.disconnect()
+        el.removeEventListener('paste', onPaste, true)
+        dark.removeEventListener('change', onTheme)
+        for (const d of disposables) d.dispose()
+        this.connection.dispose()
+        webgl?.dispose()
+        term.dispose()
+        this.#term = null
+        this.#search = null
+      }
+    })
+
+  #onKey(e: KeyboardEvent): boolean {
+    const ctrl = e.ctrlKey && !e.metaKey && !e.altKey
+    const key = e.key.toLowerCase()
+    if (ctrl && e.shiftKey && key === 'c') {
+      if (e.type === 'keydown') void this.copySelection()
+      e.preventDefault()
+      return false
+    }
+    if (ctrl && e.shiftKey && key === 'f') {
+      if (e.type === 'keydown') this.#opts.onSearchRequest?.()
+      e.preventDefault()
+      return false
+    }
+    // Let the browser turn Ctrl+V / Ctrl+Shift+V into a paste event (handled above) instead of
+    // xterm sending ^V. Cmd+V on a Mac already does.
+    if (ctrl && key === 'v' && !isMac) return false
+    // Ctrl+C copies when text is selected, like most terminal apps; otherwise it is ^C.
+    if (ctrl && !e.shiftKey && key === 'c' && this.#term?.hasSelection()) {
+      if (e.type === 'keydown') {
+        void this.copySelection()
+        this.#term.clearSelection()
+      }
+      e.preventDefault()
+      return false
+    }
+    return true
+  }
+
+  /** Sends text as a paste: bracketed when the application asked for it, in chunks. */
+  paste(text: string): void {
+    if (!text || !this.#term) return
+    this.connection.input(preparePaste(text, this.#term.modes.bracketedPasteMode))
+    this.#term.scrollToBottom()
+  }
+
+  async pasteFromClipboard(): Promise<void> {
+    const text = await navigator.clipboard.readText()
+    this.paste(text)
+    this.focus()
+  }
+
+  async copySelection(): Promise<boolean> {
+    const text = this.#term?.getSelection() ?? ''
+    if (!text) return false
+    await writeClipboard(text)
+    return true
+  }
+
+  /** Sends raw keys (the phone key bar). */
+  sendKeys(seq: string): void {
+    this.connection.input(seq)
+    this.focus()
+  }
+
+  focus(): void {
+    this.#term?.focus()
+  }
+
+  findNext(query: string, caseSensitive = false): boolean {
+    return this.#search?.findNext(query, { caseSensitive, incremental: false }) ?? false
+  }
+
+  findIncremental(query: string, caseSensitive = false): boolean {
+    return this.#search?.findNext(query, { caseSensitive, incremental: true }) ?? false
+  }
+
+  findPrevious(query: string, caseSensitive = false): boolean {
+    return this.#search?.findPrevious(query, { caseSensitive }) ?? false
+  }
+
+  clearSearch(): void {
+    this.#search?.clearActiveDecoration()
+    this.#term?.clearSelection()
+  }
+}
