@@ -56,7 +56,13 @@ export async function removeInstances(prefix: string): Promise<void> {
 }
 
 export async function startLiveServer(
-  opts: { home: string; configText?: string; log?: boolean } = { home: '' },
+  opts: {
+    home: string
+    configText?: string
+    log?: boolean
+    /** A built SPA to serve (the browser tests build one); without it the API only. */
+    webRoot?: string
+  } = { home: '' },
 ): Promise<LiveServer> {
   const home = opts.home
   const prefix = `ct${randomBytes(3).toString('hex')}-`
@@ -80,6 +86,7 @@ export async function startLiveServer(
     prefix,
     home,
     version: '0.0.0-it',
+    ...(opts.webRoot ? { webRoot: opts.webRoot } : {}),
   })
   await built.app.ready()
   const listener = new Listener(built.app.server)
