@@ -171,11 +171,18 @@ export const ConfigSchema = Type.Object(
           default: 'token',
           'x-expected': '"token" or "none"',
         }),
-        allowed_hosts: Type.Array(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9.:\\[\\]-]+$' }), {
-          default: [],
-          'x-expected': 'a list of host names',
+        allowed_hosts: Type.Array(
+          Type.String({ minLength: 1, pattern: '^[A-Za-z0-9.:\\[\\]-]+$' }),
+          {
+            default: [],
+            'x-expected': 'a list of host names',
+          },
+        ),
+        rate_limit_per_minute: Type.Integer({
+          minimum: 1,
+          default: 120,
+          'x-expected': 'an integer >= 1',
         }),
-        rate_limit_per_minute: Type.Integer({ minimum: 1, default: 120, 'x-expected': 'an integer >= 1' }),
         ws_max_message_bytes: Type.Integer({
           minimum: 1024,
           maximum: 64 * 1024 * 1024,
@@ -200,7 +207,9 @@ export const ConfigUpdateSchema = Type.Object(
   {
     port: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     workspace_roots: Type.Optional(
-      Type.Array(Type.String({ minLength: 1, maxLength: 4096 }), { maxItems: 256 }),
+      Type.Array(Type.String({ minLength: 1, maxLength: 4096, pattern: '^[/~]' }), {
+        maxItems: 256,
+      }),
     ),
   },
   { additionalProperties: false },
