@@ -13,9 +13,9 @@ export const USAGE = `usage:
   clincus --version`
 
 function portValue(raw: string | undefined): number {
-  if (raw === undefined || !/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 65535) {
+  if (raw === undefined || !/^\d+$/.test(raw) || Number(raw) > 65535) {
     throw new UsageError(
-      `--port needs a number from 1 to 65535, got ${raw === undefined ? 'nothing' : JSON.stringify(raw)}`,
+      `--port needs a number from 0 (any free port) to 65535, got ${raw === undefined ? 'nothing' : JSON.stringify(raw)}`,
     )
   }
   return Number(raw)

@@ -9,7 +9,9 @@ function get(port: number): Promise<string> {
     const req = request({ host: '127.0.0.1', port, path: '/', agent: false }, (res) => {
       let body = ''
       res.on('data', (c: Buffer) => (body += c.toString()))
-      res.on('end', () => { resolve(body); })
+      res.on('end', () => {
+        resolve(body)
+      })
     })
     req.on('error', reject)
     req.end()
@@ -52,7 +54,7 @@ describe('parseArgs', () => {
     expect(parseArgs(['build', '--test'])).toEqual({ kind: 'build', image: 'clincus-test' })
   })
 
-  it.each([['serve', '--port', 'x'], ['serve', '--port', '0'], ['serve', '--bogus'], ['nope']])(
+  it.each([['serve', '--port', 'x'], ['serve', '--port', '70000'], ['serve', '--bogus'], ['nope']])(
     'rejects %j',
     (...args) => {
       expect(() => parseArgs(args)).toThrow(UsageError)

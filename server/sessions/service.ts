@@ -324,7 +324,10 @@ export class SessionService {
       const finish: Record<string, string> = { [LABEL.ready]: 'true' }
       let deadline: { at: Date; action: DeadlineAction } | null = null
       if (maxDurationMs) {
-        deadline = { at: new Date(Date.now() + maxDurationMs), action: this.#deadlineAction(config) }
+        deadline = {
+          at: new Date(Date.now() + maxDurationMs),
+          action: this.#deadlineAction(config),
+        }
         finish[LABEL.deadline] = deadline.at.toISOString()
         finish[LABEL.deadlineAction] = deadline.action
       }
@@ -356,7 +359,10 @@ export class SessionService {
     } catch (err) {
       log.warn({ err, step }, 'session creation failed; rolling back')
       this.#deadlines.cancel(name)
-      if (initDone) {
+      if (!initDone) {
+        // A failed (or interrupted) init may still have left the instance behind.
+        this.#orphans.add(name)
+      } else {
         try {
           await d.driver.delete(name, { force: true, timeoutMs: 60_000 })
         } catch (cleanupErr) {
@@ -619,7 +625,10 @@ export class SessionService {
           this.#orphans.delete(inst.name)
           this.#d.registry.remove(inst.name)
         } catch (err) {
-          this.#d.log.error({ err, session: inst.name }, 'could not remove a half-created container')
+          this.#d.log.error(
+            { err, session: inst.name },
+            'could not remove a half-created container',
+          )
         }
         continue
       }
