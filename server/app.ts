@@ -5,18 +5,28 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Health, ImageState } from '../shared/schemas/health.ts'
 import type { ServerEvent } from '../shared/schemas/events.ts'
+import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
 import type { ConfigStore } from './config/store.ts'
+import { ConfigWatcher, type ConfigWatcherOptions } from './config/watcher.ts'
 import { registerErrorHandler } from './errors.ts'
+import { registerSecurity, type AuthSetting } from './security/plugin.ts'
 import { EventHub } from './events/hub.ts'
 import { LifecycleMonitor } from './events/lifecycle-monitor.ts'
+import { SessionStateTracker, resyncEvents } from './events/resync.ts'
 import type { HistoryStore } from './history/store.ts'
 import type { ImageManager } from './image-manager.ts'
 import type { IncusDriver, LifecycleEvent } from './incus/driver.ts'
+import type { BridgeOptions } from './pty/bridge.ts'
+import { nodePtySpawner, type PtySpawner } from './pty/spawner.ts'
+import { TerminalManager } from './pty/terminals.ts'
 import { configRoutes } from './routes/config.ts'
+import { SseStreams, sseEventsRoutes, type SseOptions } from './routes/events-sse.ts'
 import { healthRoutes } from './routes/health.ts'
 import { sessionRoutes } from './routes/sessions.ts'
 import { isApiPath, registerSpa } from './routes/spa.ts'
 import { workspaceRoutes } from './routes/workspaces.ts'
+import { EventSockets, wsEventsRoutes, type EventSocketOptions } from './routes/ws-events.ts'
+import { terminalRoutes } from './routes/ws-terminal.ts'
 import type { AppServices } from './services.ts'
 import { parseContainerName } from './sessions/naming.ts'
 import { SessionRegistry } from './sessions/registry.ts'
@@ -41,11 +51,32 @@ export interface AppDeps {
   monitor?: boolean
   readyTimeoutMs?: number
   registryTtlMs?: number
+  /** Access control: the token, or none (unit tests; main.ts allows none only on loopback). */
+  auth?: AuthSetting
+  /** The address the listener binds to (an extra allowed Host when it is not loopback). */
+  bindHost?: string
+  /** PTYs for /ws/terminal and /ws/shell (default node-pty). */
+  pty?: PtySpawner
+  /** Hot reload of the config files (default on; false in unit tests). */
+  watchConfig?: false | ConfigWatcherOptions
+  /** Tuning of the live transports (tests shorten intervals and bounds). */
+  realtime?: RealtimeOptions
+}
+
+export interface RealtimeOptions {
+  pingIntervalMs?: number
+  maxTerminalsPerSession?: number
+  terminal?: Omit<BridgeOptions, 'protocol' | 'log'>
+  events?: EventSocketOptions
+  sse?: SseOptions
 }
 
 export interface App {
   app: FastifyInstance
   services: AppServices
+  terminals: TerminalManager
+  /** null when hot reload is off. */
+  configWatcher: ConfigWatcher | null
 }
 
 const BODY_LIMIT = 1024 * 1024
@@ -92,8 +123,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // Only JSON bodies: a cross-site form or text/plain POST is refused with 415.
   app.removeContentTypeParser(['text/plain'])
   registerErrorHandler(app)
+  registerSecurity(app, {
+    auth: deps.auth ?? { mode: 'none' },
+    config: deps.config,
+    bindHost: deps.bindHost,
+  })
 
-  const hub = new EventHub()
+  // Ids start from the clock (µs), so an SSE client's Last-Event-ID from before a restart is
+  // older than anything kept now and it is told to refetch, instead of silently missing events.
+  const hub = new EventHub(1024, Date.now() * 1000)
+  const tracker = new SessionStateTracker(hub)
   const registry = new SessionRegistry(
     deps.driver,
     deps.prefix,
@@ -155,10 +194,49 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         version: deps.version,
         description: 'Run AI coding agents in Incus containers',
       },
-      tags: [{ name: 'sessions' }, { name: 'workspaces' }, { name: 'config' }, { name: 'health' }],
+      tags: [
+        { name: 'sessions' },
+        { name: 'workspaces' },
+        { name: 'config' },
+        { name: 'events' },
+        { name: 'health' },
+      ],
     },
   })
-  await app.register(fastifyWebsocket, { options: { maxPayload: BODY_LIMIT } })
+  const rt = deps.realtime ?? {}
+  const terminals = new TerminalManager({
+    spawner: deps.pty ?? nodePtySpawner,
+    driver: deps.driver,
+    registry,
+    config: deps.config,
+    log: deps.log.child({ component: 'terminals' }),
+    maxPerSession:
+      rt.maxTerminalsPerSession ?? deps.config.current.dashboard.max_terminals_per_session,
+    bridge: rt.terminal,
+  })
+  const eventSockets = new EventSockets(hub, deps.log.child({ component: 'ws-events' }), {
+    pingIntervalMs: rt.pingIntervalMs,
+    ...rt.events,
+  })
+  const sseStreams = new SseStreams(hub, deps.log.child({ component: 'sse' }), rt.sse)
+  // Registered before @fastify/websocket, whose own preClose closes every socket without a
+  // code: ours go first so clients get 1001 and every PTY is gone before the server closes.
+  app.addHook('preClose', async () => {
+    eventSockets.closeAll()
+    sseStreams.closeAll()
+    await terminals.closeAll()
+  })
+  await app.register(fastifyWebsocket, {
+    options: {
+      maxPayload: deps.config.current.dashboard.ws_max_message_bytes,
+      // `ws` would otherwise accept whatever subprotocol a client lists first.
+      handleProtocols: (offered: Set<string>) =>
+        offered.has(TERMINAL_SUBPROTOCOL) ? TERMINAL_SUBPROTOCOL : false,
+    },
+  })
+  await app.register(terminalRoutes({ terminals, pingIntervalMs: rt.pingIntervalMs }))
+  await app.register(wsEventsRoutes(eventSockets))
+  await app.register(sseEventsRoutes(sseStreams))
 
   await app.register(sessionRoutes(services))
   await app.register(configRoutes(services))
@@ -196,6 +274,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     onConnect: async () => {
       await sessions.restore()
       registry.setLive(true)
+      // Transitions missed while the monitor was down (daemon restart) are published now.
+      const now = await registry.list()
+      if (!tracker.seeded) tracker.seed(now)
+      else for (const ev of resyncEvents(tracker.known, now)) hub.publish(ev)
     },
     onDisconnect: () => {
       registry.setLive(false)
@@ -211,13 +293,28 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       monitor.start()
     })
   }
+  const configWatcher =
+    deps.watchConfig === false
+      ? null
+      : new ConfigWatcher(
+          deps.config,
+          deps.log.child({ component: 'config-watcher' }),
+          deps.watchConfig,
+        )
+  if (configWatcher) {
+    app.addHook('onReady', async () => {
+      await configWatcher.start()
+    })
+  }
 
   app.addHook('onClose', async () => {
+    await configWatcher?.close()
+    tracker.dispose()
     unsubscribeConfig()
     await monitor.stop()
     await sessions.dispose()
     await deps.images?.dispose()
   })
 
-  return { app, services }
+  return { app, services, terminals, configWatcher }
 }

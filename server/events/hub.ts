@@ -18,8 +18,10 @@ export class EventHub {
   readonly #capacity: number
   #nextId = 1
 
-  constructor(capacity = 1024) {
+  /** `firstId`: where ids start (the app starts them from the clock, see buildApp). */
+  constructor(capacity = 1024, firstId = 1) {
     this.#capacity = capacity
+    this.#nextId = firstId
   }
 
   publish(event: ServerEvent): StampedEvent {

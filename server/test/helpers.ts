@@ -58,6 +58,7 @@ export async function buildTestApp(
     home,
     version: '0.0.0-test',
     monitor: false,
+    watchConfig: false,
     readyTimeoutMs: 2000,
     ...opts.deps,
   })

@@ -44,3 +44,23 @@ export const ServerEventSchema = Type.Union([
   ConfigInvalidEventSchema,
 ])
 export type ServerEvent = Static<typeof ServerEventSchema>
+
+/** GET /api/events: where to resume (EventSource sends the Last-Event-ID header by itself). */
+export const EventsQuerySchema = Type.Object({
+  last_event_id: Type.Optional(
+    Type.Integer({
+      minimum: 0,
+      description: 'Replay the events after this id (like Last-Event-ID)',
+    }),
+  ),
+})
+export const EventsHeadersSchema = Type.Object({
+  'last-event-id': Type.Optional(Type.String({ pattern: '^\\s*[0-9]{1,16}\\s*$' })),
+})
+
+/** Sent (as SSE event type `reset`) when the replay cannot reach back to Last-Event-ID. */
+export const StreamResetSchema = Type.Object({
+  type: Type.Literal('stream.reset'),
+  reason: Type.String(),
+})
+export type StreamReset = Static<typeof StreamResetSchema>

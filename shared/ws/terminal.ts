@@ -4,6 +4,8 @@
 // Without the subprotocol, /ws/terminal/{id} speaks the contract's raw protocol: output as text
 // frames of whole UTF-8 characters, input as text or binary frames, size from ?cols=&rows=.
 
+import { Type, type Static } from 'typebox'
+
 export const TERMINAL_SUBPROTOCOL = 'clincus.v1'
 
 export const Op = {
@@ -13,7 +15,10 @@ export const Op = {
   INPUT: 0x02,
   /** client → server: uint16 BE cols, uint16 BE rows. */
   RESIZE: 0x03,
-  /** client → server: uint32 BE count of OUTPUT payload bytes the client has processed. */
+  /**
+   * client → server: uint32 BE count of OUTPUT payload bytes the client has processed since its
+   * previous ACK (incremental, so it never wraps on long sessions).
+   */
   ACK: 0x04,
   /** server → client: int32 BE exit code of the process behind the socket. */
   EXIT: 0x05,
@@ -33,8 +38,26 @@ export const CloseCode = {
   NOT_FOUND: 4404,
   NOT_RUNNING: 4409,
   TOO_MANY: 4429,
+  /** /ws/events: the client read too slowly and its backlog passed the server's bound. */
+  SLOW_CLIENT: 4408,
   EXITED: 4000,
 } as const
+export type CloseCodeValue = (typeof CloseCode)[keyof typeof CloseCode]
+
+/** Terminal size bounds: the query string and RESIZE frames outside them are rejected. */
+export const TERMINAL_SIZE = {
+  MIN: 1,
+  MAX: 1000,
+  DEFAULT_COLS: 80,
+  DEFAULT_ROWS: 24,
+} as const
+
+/** The query string of /ws/terminal/{id} and /ws/shell/{id}: the initial size (both protocols). */
+export const TerminalQuerySchema = Type.Object({
+  cols: Type.Optional(Type.Integer({ minimum: TERMINAL_SIZE.MIN, maximum: TERMINAL_SIZE.MAX })),
+  rows: Type.Optional(Type.Integer({ minimum: TERMINAL_SIZE.MIN, maximum: TERMINAL_SIZE.MAX })),
+})
+export type TerminalQuery = Static<typeof TerminalQuerySchema>
 
 /** Flow-control defaults: the client acks at least every ACK_EVERY bytes it has rendered. */
 export const FLOW = {
@@ -62,6 +85,14 @@ export function ackFrame(bytes: number): Uint8Array {
   const payload = new Uint8Array(4)
   new DataView(payload.buffer).setUint32(0, bytes)
   return frame(Op.ACK, payload)
+}
+
+export function inputFrame(data: Uint8Array | string): Uint8Array {
+  return frame(Op.INPUT, typeof data === 'string' ? new TextEncoder().encode(data) : data)
+}
+
+export function errorFrame(message: string): Uint8Array {
+  return frame(Op.ERROR, new TextEncoder().encode(message))
 }
 
 export function exitFrame(code: number): Uint8Array {

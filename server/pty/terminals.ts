@@ -1,0 +1,191 @@
+import type { Logger } from 'pino'
+import { Value } from 'typebox/value'
+import type { WebSocket } from '@fastify/websocket'
+import {
+  CloseCode,
+  TERMINAL_SIZE,
+  TERMINAL_SUBPROTOCOL,
+  TerminalQuerySchema,
+} from '../../shared/ws/terminal.ts'
+import type { ConfigStore } from '../config/store.ts'
+import type { IncusDriver } from '../incus/driver.ts'
+import { parseContainerName, tmuxSessionName } from '../sessions/naming.ts'
+import type { SessionRegistry } from '../sessions/registry.ts'
+import { CONTAINER_WORKSPACE } from '../sessions/service.ts'
+import { TerminalBridge, type BridgeOptions } from './bridge.ts'
+import type { PtySpawner } from './spawner.ts'
+
+/** `attach`: the session's tmux session (/ws/terminal); `shell`: a login shell (/ws/shell). */
+export type TerminalKind = 'attach' | 'shell'
+
+/** Terminals one session may have open at once (issue 6 moves this into the config). */
+export const MAX_TERMINALS_PER_SESSION = 16
+
+export interface TerminalManagerDeps {
+  spawner: PtySpawner
+  driver: IncusDriver
+  registry: SessionRegistry
+  config: ConfigStore
+  log: Logger
+  maxPerSession?: number
+  bridge?: Omit<BridgeOptions, 'protocol' | 'log'>
+}
+
+export interface OpenRequest {
+  id: string
+  kind: TerminalKind
+  /** The parsed query string, still unchecked. */
+  query: unknown
+}
+
+/** The argv (after the incus binary) of a terminal's process inside the container. */
+export function terminalArgv(
+  driver: IncusDriver,
+  id: string,
+  kind: TerminalKind,
+  user: { uid: number; name: string },
+): string[] {
+  const home = `/home/${user.name}`
+  // tmux replaces every non-ASCII character with '_' for a client it believes cannot do UTF-8:
+  // `-u` and a UTF-8 locale make sure it never does (C.UTF-8 is built into Debian's libc).
+  const env = { TERM: 'xterm-256color', HOME: home, LANG: 'C.UTF-8' }
+  if (kind === 'attach') {
+    return driver.execArgv(id, ['tmux', '-u', 'attach-session', '-t', `=${tmuxSessionName(id)}`], {
+      user: user.uid,
+      group: user.uid,
+      env,
+      tty: true,
+    })
+  }
+  return driver.execArgv(id, ['bash', '--login'], {
+    user: user.uid,
+    group: user.uid,
+    cwd: CONTAINER_WORKSPACE,
+    env: { ...env, USER: user.name, LOGNAME: user.name, SHELL: '/bin/bash' },
+    tty: true,
+  })
+}
+
+/**
+ * Owns every terminal: one PTY (`incus exec … tmux attach` or a shell) per WebSocket.
+ *
+ * Why a PTY per viewer rather than one PTY fanned out to many sockets: tmux already is the
+ * multiplexer. Each attach is its own tmux client, so a late or reconnecting viewer gets the
+ * current screen from tmux's redraw (a fan-out would need a server-side terminal emulator to
+ * replay the screen), and each client has its own flow control: a stalled viewer pauses only its
+ * own PTY while tmux keeps serving the others, where a shared PTY would either stall everyone or
+ * buffer without bound for the slowest. The cost is one `incus exec` process per viewer, capped
+ * per session.
+ */
+export class TerminalManager {
+  readonly #d: TerminalManagerDeps
+  readonly #max: number
+  /** Every bridge until it is done; the session id once it passed the checks (for the cap). */
+  readonly #bridges = new Map<TerminalBridge, string | null>()
+  #closing = false
+
+  constructor(deps: TerminalManagerDeps) {
+    this.#d = deps
+    this.#max = deps.maxPerSession ?? MAX_TERMINALS_PER_SESSION
+  }
+
+  /** Open terminals (of one session, or all). */
+  count(id?: string): number {
+    let n = 0
+    for (const owner of this.#bridges.values()) if (owner !== null && (!id || owner === id)) n++
+    return n
+  }
+
+  /** PIDs of the live PTY processes (tests check none survives close). */
+  pids(): number[] {
+    const out: number[] = []
+    for (const b of this.#bridges.keys()) if (b.pid !== undefined) out.push(b.pid)
+    return out
+  }
+
+  /** Takes a new socket. Synchronous up to the point where the bridge listens for frames. */
+  open(ws: WebSocket, req: OpenRequest): void {
+    const protocol = ws.protocol === TERMINAL_SUBPROTOCOL ? 'v1' : 'raw'
+    const log = this.#d.log.child({ session: req.id, kind: req.kind, protocol })
+    const bridge = new TerminalBridge(ws, { ...this.#d.bridge, protocol, log })
+    this.#bridges.set(bridge, null)
+    void bridge.done.then(() => this.#bridges.delete(bridge))
+    if (this.#closing) {
+      bridge.reject(CloseCode.GOING_AWAY, 'server shutting down')
+      return
+    }
+    this.#start(bridge, req, log).catch((err: unknown) => {
+      log.error({ err }, 'terminal failed to start')
+      bridge.reject(CloseCode.INTERNAL, 'terminal failed to start')
+    })
+  }
+
+  async #start(bridge: TerminalBridge, req: OpenRequest, log: Logger): Promise<void> {
+    const d = this.#d
+    const query = Value.Convert(TerminalQuerySchema, req.query)
+    if (!Value.Check(TerminalQuerySchema, query)) {
+      bridge.reject(
+        CloseCode.BAD_REQUEST,
+        `cols and rows must be integers from ${TERMINAL_SIZE.MIN} to ${TERMINAL_SIZE.MAX}`,
+      )
+      return
+    }
+    // Anything that is not one of our names never reaches incus.
+    if (!parseContainerName(d.registry.prefix, req.id)) {
+      bridge.reject(CloseCode.NOT_FOUND, 'session not found')
+      return
+    }
+    let found
+    try {
+      found = await d.registry.fetch(req.id)
+    } catch (err) {
+      log.warn({ err }, 'session lookup failed')
+      bridge.reject(CloseCode.INTERNAL, 'incus is unavailable; try again')
+      return
+    }
+    if (bridge.closed) {
+      bridge.reject(CloseCode.NORMAL, 'client left')
+      return
+    }
+    if (!found) {
+      bridge.reject(CloseCode.NOT_FOUND, 'session not found')
+      return
+    }
+    if (found.session.status !== 'running') {
+      bridge.reject(CloseCode.NOT_RUNNING, `session is ${found.session.status}, not running`)
+      return
+    }
+    if (this.#closing) {
+      bridge.reject(CloseCode.GOING_AWAY, 'server shutting down')
+      return
+    }
+    if (this.count(req.id) >= this.#max) {
+      bridge.reject(
+        CloseCode.TOO_MANY,
+        `this session already has ${this.#max} terminals open; close one first`,
+      )
+      return
+    }
+    const incus = d.config.current.incus
+    const argv = terminalArgv(d.driver, req.id, req.kind, {
+      uid: incus.code_uid,
+      name: incus.code_user,
+    })
+    const pty = d.spawner.spawn(d.driver.binary, argv, {
+      cols: query.cols ?? TERMINAL_SIZE.DEFAULT_COLS,
+      rows: query.rows ?? TERMINAL_SIZE.DEFAULT_ROWS,
+      name: 'xterm-256color',
+    })
+    this.#bridges.set(bridge, req.id)
+    log.info({ pid: pty.pid }, 'terminal opened')
+    bridge.attach(pty)
+  }
+
+  /** Closes every terminal (1001 to the client) and waits until no PTY process is left. */
+  async closeAll(): Promise<void> {
+    this.#closing = true
+    await Promise.all(
+      [...this.#bridges.keys()].map((b) => b.close(CloseCode.GOING_AWAY, 'server shutting down')),
+    )
+  }
+}

@@ -1,0 +1,88 @@
+// A PTY that lives in memory: tests drive its output and exit and read what it was asked to do.
+import type { PtyExit, PtyProcess, PtySpawner, PtySpawnOptions } from '../pty/spawner.ts'
+
+let nextPid = 900_000
+
+export class FakePty implements PtyProcess {
+  readonly pid = nextPid++
+  readonly file: string
+  readonly args: readonly string[]
+  readonly opts: PtySpawnOptions
+  readonly written: Buffer[] = []
+  readonly resizes: Array<[number, number]> = []
+  readonly signals: string[] = []
+  paused = false
+  exited = false
+  /** Whether SIGHUP ends the process (false: only SIGKILL does, like a hung `incus exec`). */
+  exitOnHup = true
+  #data: Array<(d: Buffer) => void> = []
+  #exit: Array<(e: PtyExit) => void> = []
+
+  constructor(file: string, args: readonly string[], opts: PtySpawnOptions) {
+    this.file = file
+    this.args = args
+    this.opts = opts
+  }
+
+  get input(): string {
+    return Buffer.concat(this.written).toString()
+  }
+
+  onData(listener: (data: Buffer) => void): void {
+    this.#data.push(listener)
+  }
+
+  onExit(listener: (exit: PtyExit) => void): void {
+    this.#exit.push(listener)
+  }
+
+  write(data: Buffer | string): void {
+    this.written.push(Buffer.from(data))
+  }
+
+  resize(cols: number, rows: number): void {
+    this.resizes.push([cols, rows])
+  }
+
+  pause(): void {
+    this.paused = true
+  }
+
+  resume(): void {
+    this.paused = false
+  }
+
+  kill(signal: NodeJS.Signals = 'SIGHUP'): void {
+    this.signals.push(signal)
+    if (signal === 'SIGKILL' || this.exitOnHup) this.exit(0, signal === 'SIGKILL' ? 9 : 1)
+  }
+
+  /** Output from the process (delivered even while paused: the bridge must cope with in-flight reads). */
+  emit(data: Buffer | string): void {
+    for (const l of this.#data) l(Buffer.from(data))
+  }
+
+  exit(exitCode: number, signal?: number): void {
+    if (this.exited) return
+    this.exited = true
+    setImmediate(() => {
+      for (const l of this.#exit) l({ exitCode, signal })
+    })
+  }
+}
+
+export class FakeSpawner implements PtySpawner {
+  readonly spawned: FakePty[] = []
+
+  spawn(file: string, args: readonly string[], opts: PtySpawnOptions): FakePty {
+    const p = new FakePty(file, args, opts)
+    this.spawned.push(p)
+    return p
+  }
+
+  get last(): FakePty {
+    const p = this.spawned.at(-1)
+    if (!p) throw new Error('no PTY spawned yet')
+    return p
+  }
+}
