@@ -55,6 +55,17 @@ function parseCookies(header: string | undefined): Map<string, string> {
   return out
 }
 
+/** Whether an Origin header names this server (same host and port, default ports normalised). */
+export function sameOrigin(origin: string, host: string): boolean {
+  try {
+    const o = new URL(origin)
+    if (o.protocol !== 'http:' && o.protocol !== 'https:') return false
+    return o.host === new URL(`${o.protocol}//${host}`).host
+  } catch {
+    return false
+  }
+}
+
 type Credential = { kind: 'header' | 'cookie'; key: string } | null
 
 function fail(
@@ -119,7 +130,9 @@ export function registerSecurity(app: FastifyInstance, opts: SecurityOptions): v
     reply.header('x-frame-options', 'DENY')
     reply.header('cross-origin-opener-policy', 'same-origin')
 
-    const host = req.headers.host ?? ''
+    // Node's HTTP server refuses requests without a Host header (requireHostHeader), so only
+    // in-process injections arrive without one.
+    const host = req.headers.host ?? 'localhost'
     if (!allowedHosts().has(hostName(host))) {
       throw fail(
         403,
@@ -134,8 +147,7 @@ export function registerSecurity(app: FastifyInstance, opts: SecurityOptions): v
       path === '/api' || path.startsWith('/api/') || path === '/ws' || path.startsWith('/ws/')
     const isUpgrade = (req.headers.upgrade ?? '').toLowerCase() === 'websocket'
     const origin = req.headers.origin
-    const originOk =
-      origin === undefined ? undefined : origin === `http://${host}` || origin === `https://${host}`
+    const originOk = origin === undefined ? undefined : sameOrigin(origin, host)
     if (originOk === false && (isUpgrade || MUTATING.has(req.method))) {
       throw fail(403, 'origin_not_allowed', 'cross-origin request refused')
     }
