@@ -16,6 +16,8 @@ import { ImageManager } from './image-manager.ts'
 import { buildImage } from './images/build.ts'
 import { CliIncusDriver } from './incus/cli-driver.ts'
 import { Listener } from './listener.ts'
+import { isLoopbackHost, type AuthSetting } from './security/plugin.ts'
+import { loadOrCreateToken } from './security/token.ts'
 import { DEFAULT_PREFIX, validPrefix } from './sessions/naming.ts'
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -98,7 +100,22 @@ async function main(): Promise<void> {
           }).then(() => undefined)
       : undefined,
   )
+  // Access: a token by default; "none" only while bound to loopback (anyone who can reach the
+  // port could otherwise start containers with host folders mounted).
+  const authMode = config.current.dashboard.auth
+  if (authMode === 'none' && !isLoopbackHost(command.host)) {
+    fail(
+      `refusing to listen on ${command.host} without authentication: [dashboard] auth = "none" is only allowed on 127.0.0.1, ::1 or localhost`,
+    )
+  }
+  const tokenFile = join(dirname(config.locations.user), 'token')
+  const auth: AuthSetting =
+    authMode === 'token'
+      ? { mode: 'token', token: await loadOrCreateToken(tokenFile) }
+      : { mode: 'none' }
   const { app } = await buildApp({
+    auth,
+    bindHost: command.host,
     driver,
     config,
     history: new HistoryStore(join(home, '.clincus', 'history.jsonl')),
@@ -122,7 +139,14 @@ async function main(): Promise<void> {
   }
   const url = `http://${command.host.includes(':') ? `[${command.host}]` : command.host}:${listener.port}`
   log.info({ url, version, prefix }, 'clincus dashboard listening')
-  process.stdout.write(`\n  clincus dashboard: ${url}/\n\n`)
+  if (auth.mode === 'token') {
+    // The sign-in link sets an HttpOnly cookie and drops the token from the address bar.
+    process.stdout.write(
+      `\n  clincus dashboard: ${url}/\n  sign in:           ${url}/?token=${auth.token}\n  API token file:    ${tokenFile}\n\n`,
+    )
+  } else {
+    process.stdout.write(`\n  clincus dashboard: ${url}/ (no authentication)\n\n`)
+  }
 
   // A port change in the config moves the listener (unless --port pinned it).
   config.subscribe((change) => {
