@@ -1,45 +1,20 @@
 import type { Readable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
 import { buildTestApp } from '../test/helpers.ts'
-import { waitUntil } from '../test/ws-client.ts'
-
-interface Parsed {
-  id?: number
-  event?: string
-  data: string
-}
+import { SseParser, waitUntil } from '../test/ws-client.ts'
 
 /** Reads an SSE stream into events (and counts comments). */
 function reader(stream: Readable) {
-  let buf = ''
-  const events: Parsed[] = []
-  let comments = 0
+  const p = new SseParser()
   let ended = false
   stream.on('data', (chunk: Buffer) => {
-    buf += chunk.toString()
-    let i
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const block = buf.slice(0, i)
-      buf = buf.slice(i + 2)
-      const e: Parsed = { data: '' }
-      let isEvent = false
-      for (const line of block.split('\n')) {
-        if (line.startsWith(':')) comments++
-        else if (line.startsWith('id: ')) e.id = Number(line.slice(4))
-        else if (line.startsWith('event: ')) e.event = line.slice(7)
-        else if (line.startsWith('data: ')) {
-          e.data += line.slice(6)
-          isEvent = true
-        }
-      }
-      if (isEvent) events.push(e)
-    }
+    p.push(chunk.toString())
   })
   stream.on('end', () => (ended = true))
   return {
-    events,
+    events: p.events,
     get comments() {
-      return comments
+      return p.comments
     },
     get ended() {
       return ended

@@ -210,3 +210,74 @@ export class EventsClient {
     return this.closed
   }
 }
+
+export interface SseEvent {
+  id?: number
+  event?: string
+  data: string
+}
+
+/** Parses an SSE byte stream into events (comments counted, not kept). */
+export class SseParser {
+  events: SseEvent[] = []
+  comments = 0
+  #buf = ''
+
+  push(chunk: string): void {
+    this.#buf += chunk
+    let i
+    while ((i = this.#buf.indexOf('\n\n')) >= 0) {
+      const block = this.#buf.slice(0, i)
+      this.#buf = this.#buf.slice(i + 2)
+      const e: SseEvent = { data: '' }
+      let isEvent = false
+      for (const line of block.split('\n')) {
+        if (line.startsWith(':')) this.comments++
+        else if (line.startsWith('id: ')) e.id = Number(line.slice(4))
+        else if (line.startsWith('event: ')) e.event = line.slice(7)
+        else if (line.startsWith('data: ')) {
+          e.data += (isEvent ? '\n' : '') + line.slice(6)
+          isEvent = true
+        }
+      }
+      if (isEvent) this.events.push(e)
+    }
+  }
+}
+
+/** GET /api/events over real HTTP (fetch), optionally resuming after `lastEventId`. */
+export class SseClient {
+  readonly parser = new SseParser()
+  readonly #abort = new AbortController()
+  readonly done: Promise<void>
+  status = 0
+
+  constructor(url: string, lastEventId?: number) {
+    const headers: Record<string, string> = {}
+    if (lastEventId !== undefined) headers['last-event-id'] = String(lastEventId)
+    this.done = (async () => {
+      try {
+        const res = await fetch(url, { headers, signal: this.#abort.signal })
+        this.status = res.status
+        if (!res.body) return
+        const decoder = new TextDecoder()
+        const reader = res.body.getReader()
+        for (let r = await reader.read(); !r.done; r = await reader.read()) {
+          const chunk: unknown = r.value
+          if (chunk instanceof Uint8Array) this.parser.push(decoder.decode(chunk, { stream: true }))
+        }
+      } catch (err) {
+        if (!this.#abort.signal.aborted) throw err
+      }
+    })()
+  }
+
+  get events(): SseEvent[] {
+    return this.parser.events
+  }
+
+  async close(): Promise<void> {
+    this.#abort.abort()
+    await this.done
+  }
+}
