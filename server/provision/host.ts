@@ -93,3 +93,24 @@ export async function fileExists(path: string): Promise<boolean> {
     return false
   }
 }
+
+/**
+ * The Incus daemon itself: an `incusd` process that is not one of its `forkexec`/`forkfile`/…
+ * helpers (those share the name and can outlive a killed daemon for a moment).
+ */
+export async function findIncusDaemon(): Promise<number | undefined> {
+  const entries = await readdir('/proc').catch(() => [])
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '')
+    const close = stat.lastIndexOf(')')
+    if (stat.slice(stat.indexOf('(') + 1, close) !== 'incusd') continue
+    const state = stat.slice(close + 2, close + 3)
+    if (state === 'Z' || state === 'X') continue
+    const argv = (await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '')).split('\0')
+    // helpers are `incusd forkexec …`; container monitors rename themselves `[lxc monitor] …`
+    if (!argv[0]?.endsWith('incusd') || argv[1]?.startsWith('fork')) continue
+    return Number(entry)
+  }
+  return undefined
+}

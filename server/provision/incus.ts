@@ -10,7 +10,7 @@ import { CommandError, lastLines, run } from './command.ts'
 import {
   fileExists,
   findExecutable,
-  findProcess,
+  findIncusDaemon,
   hasSystemd,
   isDebianFamily,
   isRoot,
@@ -237,7 +237,7 @@ async function startDaemon(): Promise<void> {
     return
   }
   // A daemon that is still starting (or one that a previous run left behind) only needs waiting for.
-  if ((await findProcess('incusd')) !== undefined) {
+  if ((await findIncusDaemon()) !== undefined) {
     await waitReady()
     return
   }

@@ -1,0 +1,83 @@
+// Runs the real entry point (`server/main.ts serve`) as a child process, for the tests that kill,
+// restart or signal the server itself.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { waitUntil } from './ws-client.ts'
+
+const repoRoot = join(import.meta.dirname, '..', '..')
+
+export interface ServerProcess {
+  child: ChildProcess
+  pid: number
+  port: number
+  url: string
+  token: string
+  output: () => string
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  headers: Record<string, string>
+}
+
+export async function spawnServer(opts: {
+  home: string
+  prefix: string
+  port?: number
+}): Promise<ServerProcess> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', 'server/main.ts', 'serve', '--port', String(opts.port ?? 0), '--no-build'],
+    {
+      cwd: repoRoot,
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: opts.home,
+        CLINCUS_CONTAINER_PREFIX: opts.prefix,
+        CLINCUS_SYSTEM_CONFIG: join(opts.home, 'etc-clincus.toml'),
+        LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  )
+  let out = ''
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()))
+  child.stderr.on('data', (c: Buffer) => (out += c.toString()))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => {
+      resolve({ code, signal })
+    })
+  })
+  const url = await waitUntil(
+    'the server to print its address',
+    () => /clincus dashboard: (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1],
+    { timeoutMs: 30_000, intervalMs: 50 },
+  )
+  const token = (await readFile(join(opts.home, '.config', 'clincus', 'token'), 'utf8')).trim()
+  return {
+    child,
+    pid: child.pid ?? 0,
+    port: Number(new URL(url).port),
+    url,
+    token,
+    output: () => out,
+    exited,
+    headers: { authorization: `Bearer ${token}` },
+  }
+}
+
+/** Pids of live processes whose command line contains every one of `needles`. */
+export async function processesMatching(...needles: string[]): Promise<number[]> {
+  const { readdir } = await import('node:fs/promises')
+  const out: number[] = []
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const cmd = (await readFile(`/proc/${entry}/cmdline`, 'utf8')).split('\0').join(' ')
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8')
+      if (/\) Z /.test(stat)) continue // zombies are dead already
+      if (needles.every((n) => cmd.includes(n))) out.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out
+}
