@@ -66,7 +66,7 @@ export interface AppDeps {
 export interface RealtimeOptions {
   pingIntervalMs?: number
   maxTerminalsPerSession?: number
-  terminal?: Omit<BridgeOptions, 'protocol' | 'log'>
+  terminal?: Omit<BridgeOptions, 'protocol' | 'log' | 'onDelivered'>
   events?: EventSocketOptions
   sse?: SseOptions
 }
@@ -210,8 +210,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     registry,
     config: deps.config,
     log: deps.log.child({ component: 'terminals' }),
+    // Read per connection, so a config reload changes the cap without a restart.
     maxPerSession:
-      rt.maxTerminalsPerSession ?? deps.config.current.dashboard.max_terminals_per_session,
+      rt.maxTerminalsPerSession ?? (() => deps.config.current.dashboard.max_terminals_per_session),
+    pingIntervalMs: rt.pingIntervalMs,
     bridge: rt.terminal,
   })
   const eventSockets = new EventSockets(hub, deps.log.child({ component: 'ws-events' }), {
@@ -234,7 +236,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         offered.has(TERMINAL_SUBPROTOCOL) ? TERMINAL_SUBPROTOCOL : false,
     },
   })
-  await app.register(terminalRoutes({ terminals, pingIntervalMs: rt.pingIntervalMs }))
+  await app.register(terminalRoutes({ terminals }))
   await app.register(wsEventsRoutes(eventSockets))
   await app.register(sseEventsRoutes(sseStreams))
 

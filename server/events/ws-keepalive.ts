@@ -2,20 +2,26 @@ import type { WebSocket } from '@fastify/websocket'
 
 export const DEFAULT_PING_INTERVAL_MS = 30_000
 
+export interface KeepAlive {
+  /** Records that the peer is alive without a pong (it took data, or sent a frame). */
+  readonly touch: () => void
+  readonly stop: () => void
+}
+
 /**
  * Pings the client every `intervalMs` and terminates the socket when a whole interval passed
- * without a pong: a peer that vanished (laptop closed, network gone) never sends a close frame,
- * and its terminal or subscription would otherwise live for ever.
+ * without a sign of life: a peer that vanished (laptop closed, network gone) never sends a close
+ * frame, and its terminal or subscription would otherwise live for ever. A pong is not the only
+ * sign: behind megabytes of queued output a pong comes late although the client is reading, so
+ * incoming frames and `touch()` (output the kernel accepted) count too.
  */
-export function keepAlive(
-  ws: WebSocket,
-  intervalMs: number = DEFAULT_PING_INTERVAL_MS,
-): () => void {
+export function keepAlive(ws: WebSocket, intervalMs: number = DEFAULT_PING_INTERVAL_MS): KeepAlive {
   let alive = true
-  const onPong = (): void => {
+  const touch = (): void => {
     alive = true
   }
-  ws.on('pong', onPong)
+  ws.on('pong', touch)
+  ws.on('message', touch)
   const timer = setInterval(() => {
     if (!alive) {
       ws.terminate()
@@ -27,10 +33,11 @@ export function keepAlive(
   timer.unref()
   const stop = (): void => {
     clearInterval(timer)
-    ws.off('pong', onPong)
+    ws.off('pong', touch)
+    ws.off('message', touch)
   }
   ws.once('close', stop)
-  return stop
+  return { touch, stop }
 }
 
 /** A close reason fits in 123 bytes of UTF-8 (RFC 6455 §5.5); longer ones make `ws` throw. */

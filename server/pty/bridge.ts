@@ -30,6 +30,8 @@ export interface BridgeOptions {
   killGraceMs?: number
   /** Input that may queue while the session is looked up, before the PTY exists. */
   maxQueuedInput?: number
+  /** Called whenever output reached the kernel: the client is reading (keepalive). */
+  onDelivered?: () => void
 }
 
 const DEFAULT_FLOW: Watermarks = { high: FLOW.HIGH_WATER, low: FLOW.LOW_WATER }
@@ -64,6 +66,7 @@ export class TerminalBridge {
   readonly #log: Logger
   readonly #killGraceMs: number
   readonly #maxQueuedInput: number
+  readonly #onDelivered: () => void
   readonly #coalescer: OutputCoalescer
   readonly #splitter = new Utf8Splitter()
   readonly #socketFlow: FlowCounter
@@ -86,6 +89,7 @@ export class TerminalBridge {
     this.#log = opts.log
     this.#killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS
     this.#maxQueuedInput = opts.maxQueuedInput ?? DEFAULT_MAX_QUEUED_INPUT
+    this.#onDelivered = opts.onDelivered ?? (() => undefined)
     const flow = opts.flow ?? DEFAULT_FLOW
     this.#socketFlow = new FlowCounter(flow)
     this.#ackFlow = new FlowCounter(flow)
@@ -276,7 +280,8 @@ export class TerminalBridge {
     if (this.#socketFlow.add(size)) this.#gate.set('socket', true)
     // The callback runs once `ws` has handed the frame to the kernel (or the socket died), so
     // the counter tracks exactly what `ws.bufferedAmount` reports, without polling it.
-    this.#ws.send(payload, { binary }, () => {
+    this.#ws.send(payload, { binary }, (err) => {
+      if (!err) this.#onDelivered()
       if (this.#socketFlow.release(size)) this.#gate.set('socket', false)
     })
   }

@@ -8,6 +8,7 @@ import {
   TerminalQuerySchema,
 } from '../../shared/ws/terminal.ts'
 import type { ConfigStore } from '../config/store.ts'
+import { keepAlive } from '../events/ws-keepalive.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import { parseContainerName, tmuxSessionName } from '../sessions/naming.ts'
 import type { SessionRegistry } from '../sessions/registry.ts'
@@ -18,7 +19,7 @@ import type { PtySpawner } from './spawner.ts'
 /** `attach`: the session's tmux session (/ws/terminal); `shell`: a login shell (/ws/shell). */
 export type TerminalKind = 'attach' | 'shell'
 
-/** Terminals one session may have open at once (issue 6 moves this into the config). */
+/** Terminals one session may have open at once when the config does not say. */
 export const MAX_TERMINALS_PER_SESSION = 16
 
 export interface TerminalManagerDeps {
@@ -27,8 +28,10 @@ export interface TerminalManagerDeps {
   registry: SessionRegistry
   config: ConfigStore
   log: Logger
-  maxPerSession?: number
-  bridge?: Omit<BridgeOptions, 'protocol' | 'log'>
+  /** The cap, or how to read it (from the config, at each connection). */
+  maxPerSession?: number | (() => number)
+  pingIntervalMs?: number
+  bridge?: Omit<BridgeOptions, 'protocol' | 'log' | 'onDelivered'>
 }
 
 export interface OpenRequest {
@@ -79,14 +82,15 @@ export function terminalArgv(
  */
 export class TerminalManager {
   readonly #d: TerminalManagerDeps
-  readonly #max: number
+  readonly #max: () => number
   /** Every bridge until it is done; the session id once it passed the checks (for the cap). */
   readonly #bridges = new Map<TerminalBridge, string | null>()
   #closing = false
 
   constructor(deps: TerminalManagerDeps) {
     this.#d = deps
-    this.#max = deps.maxPerSession ?? MAX_TERMINALS_PER_SESSION
+    const max = deps.maxPerSession ?? MAX_TERMINALS_PER_SESSION
+    this.#max = typeof max === 'number' ? () => max : max
   }
 
   /** Open terminals (of one session, or all). */
@@ -107,7 +111,13 @@ export class TerminalManager {
   open(ws: WebSocket, req: OpenRequest): void {
     const protocol = ws.protocol === TERMINAL_SUBPROTOCOL ? 'v1' : 'raw'
     const log = this.#d.log.child({ session: req.id, kind: req.kind, protocol })
-    const bridge = new TerminalBridge(ws, { ...this.#d.bridge, protocol, log })
+    const alive = keepAlive(ws, this.#d.pingIntervalMs)
+    const bridge = new TerminalBridge(ws, {
+      ...this.#d.bridge,
+      protocol,
+      log,
+      onDelivered: alive.touch,
+    })
     this.#bridges.set(bridge, null)
     void bridge.done.then(() => this.#bridges.delete(bridge))
     if (this.#closing) {
@@ -159,10 +169,11 @@ export class TerminalManager {
       bridge.reject(CloseCode.GOING_AWAY, 'server shutting down')
       return
     }
-    if (this.count(req.id) >= this.#max) {
+    const max = this.#max()
+    if (this.count(req.id) >= max) {
       bridge.reject(
         CloseCode.TOO_MANY,
-        `this session already has ${this.#max} terminals open; close one first`,
+        `this session already has ${max} terminals open; close one first`,
       )
       return
     }

@@ -1,12 +1,10 @@
 import type { FastifyPluginAsync } from 'fastify'
 import { Value } from 'typebox/value'
 import { SessionParamsSchema } from '../../shared/schemas/sessions.ts'
-import { keepAlive } from '../events/ws-keepalive.ts'
 import type { TerminalKind, TerminalManager } from '../pty/terminals.ts'
 
 export interface TerminalRouteOptions {
   terminals: TerminalManager
-  pingIntervalMs?: number
 }
 
 /**
@@ -19,7 +17,6 @@ export function terminalRoutes(o: TerminalRouteOptions): FastifyPluginAsync {
   return async (app) => {
     const route = (path: string, kind: TerminalKind): void => {
       app.get(path, { websocket: true }, (socket, req) => {
-        keepAlive(socket, o.pingIntervalMs)
         // An id that fails the schema becomes '' and is refused with 4404 like any unknown one.
         const id = Value.Check(SessionParamsSchema, req.params) ? req.params.id : ''
         o.terminals.open(socket, { id, kind, query: req.query })
