@@ -59,6 +59,12 @@ async function main(): Promise<void> {
   }
   await check('typecheck (tsc)', 'npx', ['tsc', '--noEmit', '-p', 'tsconfig.json'])
   await check('lint (eslint)', 'npx', ['eslint', '--max-warnings', '0', '.'])
+  await check('typecheck web (svelte-check)', 'npx', [
+    'svelte-check',
+    '--tsconfig',
+    'web/tsconfig.json',
+    '--fail-on-warnings',
+  ])
 
   // Two phases: the fast projects in parallel, then everything that drives the shared Incus
   // daemon (and restarts or kills it in the fault tests) one file at a time.

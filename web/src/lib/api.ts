@@ -95,8 +95,6 @@ export interface RequestOptions {
   signal?: AbortSignal
 }
 
-export type AuthState = 'ok' | 'required'
-
 export class ApiClient {
   readonly #fetch: typeof fetch
   readonly #base: string
@@ -232,18 +230,6 @@ export class ApiClient {
     return this.json('POST', '/api/workspaces/folder', CreateFolderResponseSchema, {
       body: { root, name },
     })
-  }
-
-  /** Whether this browser is signed in; a server without access control counts as signed in. */
-  async authState(): Promise<AuthState> {
-    try {
-      await this.#send('GET', '/api/auth/session', {})
-      return 'ok'
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 401) return 'required'
-      if (err instanceof ApiError && err.status === 404) return 'ok'
-      throw err
-    }
   }
 
   /** Trades the access token for the server's HttpOnly session cookie. */

@@ -28,8 +28,8 @@ export class AppState {
   readonly clock = new Clock()
   readonly events: EventsSocket
   tools: string[] = $state.raw([])
-  /** 'checking' until the server said whether a token is needed. */
-  auth: 'checking' | 'ok' | 'required' | 'unreachable' = $state('checking')
+  /** Optimistic: the first request refused for want of a token switches to the sign-in page. */
+  auth: 'ok' | 'required' = $state('ok')
   #started = false
   #fallback: ReturnType<typeof setTimeout> | null = null
   #pruneTimer: ReturnType<typeof setInterval> | null = null
@@ -65,18 +65,7 @@ export class AppState {
       this.sessions.prune()
     }, 5000)
     if (typeof window !== 'undefined') window.addEventListener('online', this.#onOnline)
-    void this.checkAuth()
-  }
-
-  /** Asks the server whether we are signed in, then goes live (or shows the sign-in page). */
-  async checkAuth(): Promise<void> {
-    try {
-      this.auth = await this.api.authState()
-    } catch {
-      this.auth = 'unreachable'
-      return
-    }
-    if (this.auth === 'ok') this.#goLive()
+    this.#goLive()
   }
 
   async signIn(token: string): Promise<void> {

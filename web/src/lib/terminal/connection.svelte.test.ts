@@ -19,7 +19,13 @@ interface Written {
   done: () => void
 }
 
-function setup(opts: { size?: { cols: number; rows: number } | null; autoRender?: boolean } = {}): {
+function setup(
+  opts: {
+    size?: { cols: number; rows: number } | null
+    autoRender?: boolean
+    earlyExitMs?: number
+  } = {},
+): {
   conn: TerminalConnection
   written: Written[]
   notices: string[]
@@ -41,6 +47,7 @@ function setup(opts: { size?: { cols: number; rows: number } | null; autoRender?
     sink,
     WebSocket: FakeWebSocketCtor,
     backoff: new Backoff(100, 1000, 0),
+    earlyExitMs: opts.earlyExitMs ?? 0,
   })
   return { conn, written, notices, sink: state }
 }
@@ -194,6 +201,38 @@ describe('TerminalConnection', () => {
     expect(notices).toEqual(['[process exited with code 3]'])
     vi.advanceTimersByTime(60_000)
     expect(FakeWebSocket.instances).toHaveLength(1)
+  })
+
+  it('retries an exit right after attaching (the agent is not up yet), but not for ever', () => {
+    const { conn, notices } = setup({ earlyExitMs: 3000 })
+    conn.connect()
+    for (let i = 0; i < 5; i++) {
+      const ws = FakeWebSocket.last()
+      ws.open()
+      ws.receive(exitFrame(1))
+      ws.serverClose(CloseCode.EXITED)
+      expect(conn.state.kind).toBe('reconnecting')
+      if (conn.state.kind === 'reconnecting')
+        expect(conn.state.reason).toBe('Waiting for the agent to start')
+      vi.advanceTimersByTime(1000)
+    }
+    const last = FakeWebSocket.last()
+    last.open()
+    last.receive(exitFrame(1))
+    last.serverClose(CloseCode.EXITED)
+    expect(conn.state).toEqual({ kind: 'exited', code: 1 })
+    expect(notices).toEqual(['[process exited with code 1]'])
+  })
+
+  it('treats an exit after the early window as the end', () => {
+    const { conn } = setup({ earlyExitMs: 3000 })
+    conn.connect()
+    const ws = FakeWebSocket.last()
+    ws.open()
+    vi.advanceTimersByTime(3001)
+    ws.receive(exitFrame(0))
+    ws.serverClose(CloseCode.EXITED)
+    expect(conn.state).toEqual({ kind: 'exited', code: 0 })
   })
 
   it('shows ERROR frames as notices', () => {

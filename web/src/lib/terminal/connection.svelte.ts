@@ -40,7 +40,15 @@ export interface ConnectionOptions {
   ackEvery?: number
   /** Acknowledge leftovers after output has been quiet this long. */
   ackIdleMs?: number
+  /**
+   * Treat an exit this soon after connecting as "not ready yet" and retry (a few times): the
+   * agent's tmux session appears a moment after its container reports running, so a terminal
+   * that attaches on the `session.started` event can find no session to attach to.
+   */
+  earlyExitMs?: number
 }
+
+const EARLY_EXIT_RETRIES = 5
 
 /** Above this many queued bytes on the socket, input waits (a big paste must not flood it). */
 const MAX_BUFFERED = 256 * 1024
@@ -83,6 +91,8 @@ export class TerminalConnection {
   #pumpId = 0
   #lastSize: { cols: number; rows: number } | null = null
   #disposed = false
+  #openedAt = 0
+  #earlyExits = 0
   readonly #encoder = new TextEncoder()
 
   constructor(opts: ConnectionOptions) {
@@ -104,6 +114,7 @@ export class TerminalConnection {
     const generation = ++this.#generation
     this.#acks = new AckCounter(this.#opts.ackEvery)
     this.#lastSize = null
+    this.#openedAt = 0
     this.received = 0
     this.state = { kind: 'connecting', attempt: this.#backoff.attempt }
     // The initial size rides on the URL, so the PTY starts at the right size and the first
@@ -126,7 +137,7 @@ export class TerminalConnection {
     let exited = false
     socket.onopen = () => {
       if (generation !== this.#generation) return
-      this.#backoff.reset()
+      this.#openedAt = Date.now()
       this.state = { kind: 'open' }
       // The terminal may have been resized while the socket was connecting.
       const now = this.#opts.sink.size()
@@ -147,6 +158,7 @@ export class TerminalConnection {
         }
         case Op.EXIT:
           exited = true
+          if (this.#isEarlyExit()) return
           this.state = { kind: 'exited', code: f.code }
           this.#opts.sink.notice(`[process exited with code ${f.code}]`)
           return
@@ -162,8 +174,18 @@ export class TerminalConnection {
       this.#socket = null
       this.#queue = []
       if (exited || e.code === CloseCode.EXITED) {
+        if (this.#isEarlyExit()) {
+          this.#earlyExits++
+          this.#retry('Waiting for the agent to start')
+          return
+        }
         if (this.state.kind !== 'exited') this.state = { kind: 'exited', code: 0 }
         return
+      }
+      // A connection that lived a while earns a fresh start next time.
+      if (this.#openedAt > 0 && Date.now() - this.#openedAt > 5000) {
+        this.#backoff.reset()
+        this.#earlyExits = 0
       }
       const reason = closeReason(e.code, e.reason)
       if (e.code === CloseCode.NOT_FOUND || e.code === CloseCode.NOT_RUNNING) {
@@ -214,6 +236,13 @@ export class TerminalConnection {
     this.#drop()
     this.#generation++
     this.state = { kind: 'idle' }
+  }
+
+  #isEarlyExit(): boolean {
+    const window = this.#opts.earlyExitMs ?? 0
+    return (
+      window > 0 && this.#earlyExits < EARLY_EXIT_RETRIES && Date.now() - this.#openedAt < window
+    )
   }
 
   #rendered(generation: number, bytes: number): void {

@@ -127,11 +127,15 @@ export class TerminalView {
         },
         size: () => (this.#term ? { cols: this.#term.cols, rows: this.#term.rows } : null),
       },
+      // The agent's tmux session may not exist yet right after a start or resume; a shell that
+      // exits is the user's doing.
+      earlyExitMs: opts.kind === 'agent' ? 3000 : 0,
     })
   }
 
   /** Whether the session is running: connect when it is, stop retrying when it is not. */
   setRunning(running: boolean): void {
+    const was = this.#running
     this.#running = running
     const kind = this.connection.state.kind
     if (!running) {
@@ -139,7 +143,9 @@ export class TerminalView {
         this.connection.suspend('The session is not running')
       return
     }
-    if (this.#attached && (kind === 'idle' || kind === 'unavailable')) this.connection.connect()
+    if (!this.#attached || kind === 'open' || kind === 'connecting') return
+    // Running again (resumed): whatever ended the previous connection is over.
+    if (!was || kind === 'idle' || kind === 'unavailable') this.connection.connect()
   }
 
   reconnect(): void {
