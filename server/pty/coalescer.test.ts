@@ -11,7 +11,9 @@ describe('OutputCoalescer', () => {
 
   const make = (): { c: OutputCoalescer; out: string[] } => {
     const out: string[] = []
-    const c = new OutputCoalescer({ windowMs: 4, maxBytes: 16 }, (d) => out.push(d.toString()))
+    const c = new OutputCoalescer({ windowMs: 4, maxBytes: 16, streamBytes: 4 }, (d) =>
+      out.push(d.toString()),
+    )
     return { c, out }
   }
 
@@ -26,16 +28,27 @@ describe('OutputCoalescer', () => {
     expect(Date.now()).toBe(t0)
   })
 
-  it('batches output that keeps coming within the window', () => {
+  it('batches output that keeps streaming within the window', () => {
     const { c, out } = make()
-    c.push(Buffer.from('1'))
+    c.push(Buffer.from('1111'))
     vi.advanceTimersToNextTimer()
     c.push(Buffer.from('2'))
     c.push(Buffer.from('3'))
     vi.advanceTimersByTime(3)
-    expect(out).toEqual(['1'])
+    expect(out).toEqual(['1111'])
     vi.advanceTimersByTime(1)
-    expect(out).toEqual(['1', '23'])
+    expect(out).toEqual(['1111', '23'])
+  })
+
+  it('never delays small output that follows small output (echoes typed back to back)', () => {
+    const { c, out } = make()
+    const t0 = Date.now()
+    for (const ch of ['a', 'b', 'c']) {
+      c.push(Buffer.from(ch))
+      vi.advanceTimersToNextTimer() // the setImmediate, no timer window
+    }
+    expect(out).toEqual(['a', 'b', 'c'])
+    expect(Date.now()).toBe(t0)
   })
 
   it('flushes at once when maxBytes have gathered', () => {

@@ -1,18 +1,27 @@
 export interface CoalesceOptions {
-  /** After a flush, further output waits up to this long to be sent together. */
+  /** While output streams, it waits up to this long after the last send to go out together. */
   windowMs: number
   /** A batch this large is sent at once. */
   maxBytes: number
+  /**
+   * A send at least this large means output is streaming (a PTY read is at most ~4 KiB; an echo
+   * or a small redraw is far less). Smaller ones never delay what follows.
+   */
+  streamBytes?: number
 }
 
-export const DEFAULT_COALESCE: CoalesceOptions = { windowMs: 4, maxBytes: 64 * 1024 }
+export const DEFAULT_COALESCE: CoalesceOptions = {
+  windowMs: 4,
+  maxBytes: 64 * 1024,
+  streamBytes: 2048,
+}
 
 /**
- * Batches PTY output into fewer, larger frames without delaying keystroke echoes: output that
- * follows a quiet period goes out on the next turn of the event loop (merging whatever else the
- * same poll read), while output that keeps coming within `windowMs` of the last send is held
- * until the window closes or `maxBytes` have gathered. A flood thus becomes ~64 KiB frames
- * instead of thousands of 4 KiB ones, and a lone echo pays no timer.
+ * Batches PTY output into fewer, larger frames without delaying keystroke echoes. Output goes
+ * out on the next turn of the event loop (merging whatever else the same poll read), unless the
+ * terminal is streaming — the last send was large and less than `windowMs` ago — in which case
+ * it is held until the window closes or `maxBytes` have gathered. A flood thus becomes ~64 KiB
+ * frames instead of thousands of 4 KiB ones, while echoes, even typed back to back, pay no timer.
  */
 export class OutputCoalescer {
   readonly #o: CoalesceOptions
@@ -22,6 +31,7 @@ export class OutputCoalescer {
   #timer: NodeJS.Timeout | null = null
   #immediate: NodeJS.Immediate | null = null
   #lastFlush = Number.NEGATIVE_INFINITY
+  #lastFlushBytes = 0
   #disposed = false
 
   constructor(opts: CoalesceOptions, onFlush: (data: Buffer) => void) {
@@ -43,7 +53,8 @@ export class OutputCoalescer {
     }
     if (this.#timer || this.#immediate) return
     const quietFor = performance.now() - this.#lastFlush
-    if (quietFor >= this.#o.windowMs) {
+    const streaming = this.#lastFlushBytes >= (this.#o.streamBytes ?? 0)
+    if (!streaming || quietFor >= this.#o.windowMs) {
       this.#immediate = setImmediate(() => {
         this.#immediate = null
         this.flush()
@@ -65,6 +76,7 @@ export class OutputCoalescer {
     this.#chunks = []
     this.#size = 0
     this.#lastFlush = performance.now()
+    this.#lastFlushBytes = data.length
     this.#onFlush(data)
   }
 

@@ -140,7 +140,10 @@ export class TerminalClient {
         return typeof needle === 'string' ? t.includes(needle) : needle.test(t)
       },
       { timeoutMs, intervalMs: 20 },
-    )
+    ).catch((err: unknown) => {
+      const tail = JSON.stringify(stripAnsi(this.text).slice(-600))
+      throw new Error(`${String(err)}; ${this.bytes} bytes so far, ending ${tail}`, { cause: err })
+    })
   }
 
   async close(): Promise<Closed> {
