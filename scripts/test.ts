@@ -65,6 +65,12 @@ async function main(): Promise<void> {
     'web/tsconfig.json',
     '--fail-on-warnings',
   ])
+  await check('typecheck browser tests (tsc)', 'npx', [
+    'tsc',
+    '--noEmit',
+    '-p',
+    'web/e2e/tsconfig.json',
+  ])
 
   // Two phases: the fast projects in parallel, then everything that drives the shared Incus
   // daemon (and restarts or kills it in the fault tests) one file at a time.

@@ -31,7 +31,6 @@ export class AppState {
   /** Optimistic: the first request refused for want of a token switches to the sign-in page. */
   auth: 'ok' | 'required' = $state('ok')
   #started = false
-  #fallback: ReturnType<typeof setTimeout> | null = null
   #pruneTimer: ReturnType<typeof setInterval> | null = null
   #onOnline = (): void => {
     this.events.retryNow()
@@ -74,24 +73,23 @@ export class AppState {
     this.#goLive()
   }
 
+  /**
+   * Loads everything, then subscribes to events (whose every open loads everything again, so
+   * nothing that happened in between is missed). Loading first means a signed-out page learns
+   * it from a plain 401 instead of a refused WebSocket, and shows data without waiting for it.
+   */
   #goLive(): void {
     if (this.#started) return
     this.#started = true
-    this.events.start()
-    // The lists come with the events socket's first open; if it is slow or down, load them
-    // anyway (the sidebar shows that updates are not live).
-    this.#fallback = setTimeout(() => {
-      this.#fallback = null
-      if (this.events.state !== 'open') void this.refreshAll()
-    }, 1500)
+    void this.refreshAll().then(() => {
+      if (this.#started && this.auth === 'ok') this.events.start()
+    })
   }
 
   #signedOut(): void {
     this.auth = 'required'
     this.#started = false
     this.events.close()
-    if (this.#fallback) clearTimeout(this.#fallback)
-    this.#fallback = null
   }
 
   /** Everything from the REST API: on start and on every events (re)connect. */
@@ -122,7 +120,6 @@ export class AppState {
   }
 
   dispose(): void {
-    if (this.#fallback) clearTimeout(this.#fallback)
     this.events.close()
     this.clock.stop()
     if (this.#pruneTimer) clearInterval(this.#pruneTimer)

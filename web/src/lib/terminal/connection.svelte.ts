@@ -4,6 +4,7 @@
 import {
   CloseCode,
   Op,
+  TERMINAL_SIZE,
   TERMINAL_SUBPROTOCOL,
   ackFrame,
   parseFrame,
@@ -52,11 +53,10 @@ const EARLY_EXIT_RETRIES = 5
 
 /** Above this many queued bytes on the socket, input waits (a big paste must not flood it). */
 const MAX_BUFFERED = 256 * 1024
-/** The server refuses sizes outside 1..1000 (TERMINAL_SIZE in the terminal routes). */
-const MAX_SIZE = 1000
-
+/** The server refuses sizes outside TERMINAL_SIZE. */
 function validSize(cols: number, rows: number): boolean {
-  const ok = (n: number): boolean => Number.isInteger(n) && n >= 1 && n <= MAX_SIZE
+  const ok = (n: number): boolean =>
+    Number.isInteger(n) && n >= TERMINAL_SIZE.MIN && n <= TERMINAL_SIZE.MAX
   return ok(cols) && ok(rows)
 }
 
@@ -206,6 +206,7 @@ export class TerminalConnection {
 
   /** Stops without retrying, e.g. because the session was stopped. */
   suspend(reason: string): void {
+    if (this.state.kind === 'unavailable' && !this.#socket && !this.#retryTimer) return
     this.#clearRetry()
     this.#drop()
     this.#generation++

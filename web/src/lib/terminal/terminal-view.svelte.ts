@@ -135,6 +135,14 @@ export class TerminalView {
 
   /** Whether the session is running: connect when it is, stop retrying when it is not. */
   setRunning(running: boolean): void {
+    // Called from an effect: reading the connection state here must not make the effect
+    // depend on it (the state changes right below, which would re-run the effect for ever).
+    untrack(() => {
+      this.#setRunning(running)
+    })
+  }
+
+  #setRunning(running: boolean): void {
     const was = this.#running
     this.#running = running
     const kind = this.connection.state.kind

@@ -1,0 +1,271 @@
+// Issue 5 acceptance: the dashboard in Debian's Chromium (driven by playwright-core, never a
+// downloaded browser) against the real server and the live Incus daemon. The steps run in order
+// on one page, like a person would; each saves a screenshot under test-results/e2e/.
+//
+// UPDATE_SCREENSHOTS=1 also copies the README's three (projects, live terminal, phone) into
+// docs/screenshots/.
+import { copyFile, mkdir, mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Browser, BrowserContext, Page } from 'playwright-core'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { describeIncus, startLiveServer, type LiveServer } from '../../server/test/incus-harness.ts'
+import { buildSpa, launchChromium, newContext, PageProblems, repo } from './support.ts'
+
+const shots = join(repo, 'test-results', 'e2e')
+const readme = join(repo, 'docs', 'screenshots')
+
+let home: string
+let webRoot: string
+let server: LiveServer
+let browser: Browser
+let context: BrowserContext
+let page: Page
+let sessionId = ''
+const problems = new PageProblems()
+
+async function shot(p: Page, name: string, readmeName?: string): Promise<void> {
+  const file = join(shots, `${name}.png`)
+  await p.screenshot({ path: file })
+  if (readmeName && process.env.UPDATE_SCREENSHOTS === '1') {
+    await mkdir(readme, { recursive: true })
+    await copyFile(file, join(readme, `${readmeName}.png`))
+  }
+}
+
+/** What a terminal pane shows (the DOM renderer keeps the rows as text). */
+function termText(p: Page, kind: 'agent' | 'shell'): Promise<string> {
+  return p.locator(`[data-terminal="${kind}"] .xterm-rows`).innerText()
+}
+
+async function typeInto(p: Page, kind: 'agent' | 'shell', text: string): Promise<void> {
+  await p.locator(`[data-terminal="${kind}"] .term`).click()
+  await p.keyboard.type(text)
+  await p.keyboard.press('Enter')
+}
+
+async function newPage(c: BrowserContext, label: string): Promise<Page> {
+  return problems.watch(await c.newPage(), label)
+}
+
+describeIncus('the dashboard in Chromium', () => {
+  beforeAll(async () => {
+    home = await realpath(await mkdtemp(join(tmpdir(), 'clincus-e2e-')))
+    webRoot = join(home, 'web')
+    await buildSpa(webRoot)
+    server = await startLiveServer({ home, webRoot })
+    await server.project('demo')
+    await mkdir(shots, { recursive: true })
+    browser = await launchChromium()
+    context = await newContext(browser, { width: 1280, height: 800 })
+    page = await newPage(context, 'desktop')
+  })
+
+  afterAll(async () => {
+    await browser.close().catch(() => undefined)
+    await server.close()
+    await rm(home, { recursive: true, force: true })
+  })
+
+  it('opens the dashboard: projects grouped by root, live updates on', async () => {
+    await page.goto(server.url)
+    await expect.poll(() => page.title()).toBe('Projects · clincus')
+    const card = page.getByRole('article', { name: 'demo', exact: true })
+    await card.waitFor()
+    expect(await card.innerText()).toContain(join(server.root, 'demo'))
+    await page.getByRole('status').filter({ hasText: 'Live updates' }).waitFor()
+    await shot(page, '01-projects', 'projects')
+  })
+
+  it('launches a session on a project with one click, showing launch progress', async () => {
+    await page.getByRole('button', { name: 'Launch a session in demo' }).click()
+    // The card follows session.launching events until the server answers.
+    await page
+      .getByRole('progressbar', { name: 'Launch progress for demo' })
+      .waitFor({ timeout: 10_000 })
+    await shot(page, '02-launching')
+    await page.waitForURL(/\/sessions\/[^/]+$/, { timeout: 120_000 })
+    sessionId = decodeURIComponent(new URL(page.url()).pathname.split('/').pop() ?? '')
+    expect(sessionId.startsWith(server.prefix)).toBe(true)
+    await page.locator('[data-terminal="agent"][data-state="open"]').waitFor({ timeout: 30_000 })
+    expect(await page.getByRole('heading', { level: 1 }).innerText()).toBe('demo')
+  })
+
+  it('types hello + Enter in the agent terminal and sees hello-BACK', async () => {
+    await expect
+      .poll(() => termText(page, 'agent'), { timeout: 30_000 })
+      .toContain('clincus fake tool')
+    await typeInto(page, 'agent', 'hello')
+    await expect.poll(() => termText(page, 'agent'), { timeout: 30_000 }).toContain('hello-BACK')
+    await shot(page, '03-terminal', 'session')
+  })
+
+  it('opens the shell tab and runs id -u: 1000', async () => {
+    await page.getByRole('tab', { name: 'Shell' }).click()
+    await page.locator('[data-terminal="shell"][data-state="open"]').waitFor({ timeout: 30_000 })
+    // The hidden agent pane kept its size: a hidden tab is never fitted to zero.
+    expect(await page.locator('[data-terminal="agent"]').getAttribute('data-size')).toMatch(
+      /^\d{2,}x\d{2,}$/,
+    )
+    await typeInto(page, 'shell', 'id -u')
+    await expect.poll(() => termText(page, 'shell'), { timeout: 30_000 }).toMatch(/^1000\s*$/m)
+    await shot(page, '04-shell')
+    await page.getByRole('tab', { name: 'Agent' }).click()
+  })
+
+  it('keeps the terminal output across a reload in the middle of the session', async () => {
+    await page.reload()
+    await page.locator('[data-terminal="agent"][data-state="open"]').waitFor({ timeout: 30_000 })
+    await expect.poll(() => termText(page, 'agent'), { timeout: 30_000 }).toContain('hello-BACK')
+    await shot(page, '05-after-reload')
+  })
+
+  it('works on a 390×844 phone', async () => {
+    const phone = await newContext(browser, { width: 390, height: 844 })
+    try {
+      const p = await newPage(phone, 'phone')
+      await p.goto(server.url)
+      await p.getByRole('article', { name: 'demo', exact: true }).waitFor()
+      await p.getByTestId('active-count').waitFor()
+      const overflow = await p.evaluate(
+        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      )
+      expect(overflow).toBe(0)
+      await shot(p, '06-phone-projects', 'phone')
+      await p.goto(`${server.url}/sessions/${encodeURIComponent(sessionId)}`)
+      await p.locator('[data-terminal="agent"][data-state="open"]').waitFor({ timeout: 30_000 })
+      await expect.poll(() => termText(p, 'agent'), { timeout: 30_000 }).toContain('hello-BACK')
+      await shot(p, '07-phone-session')
+      // The session list lives in a drawer on a phone.
+      await p.getByRole('button', { name: /Sessions/ }).click()
+      await p.getByRole('article', { name: 'Session demo (slot 1)' }).waitFor()
+      await shot(p, '08-phone-drawer')
+    } finally {
+      await phone.close()
+    }
+  })
+
+  it('renders with WebGL when the browser has it, else the DOM renderer, in the dark theme', async () => {
+    const dark = await newContext(
+      browser,
+      { width: 1280, height: 800 },
+      {
+        renderer: 'auto',
+        colorScheme: 'dark',
+      },
+    )
+    try {
+      const p = await newPage(dark, 'auto-renderer')
+      await p.goto(`${server.url}/sessions/${encodeURIComponent(sessionId)}`)
+      const pane = p.locator('[data-terminal="agent"][data-state="open"]')
+      await pane.waitFor({ timeout: 30_000 })
+      const webgl = await p.evaluate(
+        () => document.createElement('canvas').getContext('webgl2') !== null,
+      )
+      expect(await pane.getAttribute('data-renderer')).toBe(webgl ? 'webgl' : 'dom')
+      await shot(p, '08b-dark-session')
+    } finally {
+      await dark.close()
+    }
+  })
+
+  it('stops the session from its card and shows the new status without a reload', async () => {
+    await page.evaluate(() => {
+      sessionStorage.setItem('e2e-marker', 'same page')
+      Object.assign(window, { e2eMarker: true })
+    })
+    const card = page.getByRole('article', { name: 'Session demo (slot 1)' })
+    expect(await card.getAttribute('data-status')).toBe('running')
+    await card.getByRole('button', { name: 'Stop demo (slot 1)' }).click()
+    await page
+      .locator(`[data-session="${sessionId}"][data-status="stopped"]`)
+      .waitFor({ timeout: 60_000 })
+    expect(await page.evaluate(() => 'e2eMarker' in window)).toBe(true)
+    // The terminal notices too, and offers to resume.
+    await page.getByRole('button', { name: 'Resume the session' }).waitFor()
+    await shot(page, '09-stopped')
+  })
+
+  it('resumes the stopped session and the terminal reconnects by itself', async () => {
+    await page.getByRole('button', { name: 'Resume the session' }).click()
+    await page
+      .locator(`[data-session="${sessionId}"][data-status="running"]`)
+      .waitFor({ timeout: 60_000 })
+    await page.locator('[data-terminal="agent"][data-state="open"]').waitFor({ timeout: 30_000 })
+    await typeInto(page, 'agent', 'again')
+    await expect.poll(() => termText(page, 'agent'), { timeout: 30_000 }).toContain('again-BACK')
+  })
+
+  it('creates a project folder', async () => {
+    await page
+      .getByRole('navigation', { name: 'Main' })
+      .getByRole('link', { name: 'Projects' })
+      .click()
+    await page.getByRole('button', { name: 'New project in projects' }).click()
+    const dialog = page.getByRole('dialog', { name: 'New project in projects' })
+    const name = dialog.getByRole('textbox', { name: 'Folder name' })
+    await name.fill('Not Valid')
+    await dialog.getByRole('button', { name: 'Create', exact: true }).click()
+    await dialog.getByText('Use lowercase letters, digits and single hyphens').waitFor()
+    await name.fill('fresh-app')
+    await shot(page, '10-new-project')
+    await dialog.getByRole('button', { name: 'Create', exact: true }).click()
+    await page.getByRole('article', { name: 'fresh-app', exact: true }).waitFor()
+    expect((await stat(join(server.root, 'fresh-app'))).isDirectory()).toBe(true)
+    // The same name again: the server's refusal is shown as a sentence.
+    problems.expected.add('POST /api/workspaces/folder 409')
+    await page.getByRole('button', { name: 'New project in projects' }).click()
+    await dialog.getByRole('textbox', { name: 'Folder name' }).fill('fresh-app')
+    await dialog.getByRole('button', { name: 'Create', exact: true }).click()
+    const alert = dialog.getByRole('alert')
+    await alert.waitFor()
+    expect(await alert.innerText()).toMatch(/already exists/)
+    expect(await alert.innerText()).not.toContain('{')
+    await dialog.getByRole('button', { name: 'Cancel' }).click()
+    await shot(page, '11-project-created')
+  })
+
+  it('adds and removes a workspace root in settings (saved to the config file)', async () => {
+    const extra = join(home, 'more-projects')
+    await mkdir(join(extra, 'other', '.git'), { recursive: true })
+    await page
+      .getByRole('navigation', { name: 'Main' })
+      .getByRole('link', { name: 'Settings' })
+      .click()
+    await page.getByRole('heading', { name: 'Workspace roots' }).waitFor()
+    await page.getByRole('textbox', { name: 'New workspace root' }).fill(extra)
+    await page.getByRole('button', { name: 'Add root' }).click()
+    const remove = page.getByRole('button', { name: `Remove workspace root ${extra}` })
+    await remove.waitFor()
+    await expect.poll(() => readFile(server.configFile, 'utf8')).toContain(extra)
+    await shot(page, '12-settings-root-added')
+    await page
+      .getByRole('navigation', { name: 'Main' })
+      .getByRole('link', { name: 'Projects' })
+      .click()
+    await page.getByRole('article', { name: 'other', exact: true }).waitFor()
+    await page
+      .getByRole('navigation', { name: 'Main' })
+      .getByRole('link', { name: 'Settings' })
+      .click()
+    await remove.click()
+    await remove.waitFor({ state: 'detached' })
+    await expect.poll(() => readFile(server.configFile, 'utf8')).not.toContain(extra)
+    await shot(page, '13-settings-root-removed')
+  })
+
+  it('shows the history, one page at a time', async () => {
+    await page
+      .getByRole('navigation', { name: 'Main' })
+      .getByRole('link', { name: 'History' })
+      .click()
+    const row = page.getByRole('row').filter({ hasText: sessionId }).first()
+    await row.waitFor()
+    expect(await row.innerText()).toContain('demo')
+    await shot(page, '14-history')
+  })
+
+  it('logged no console errors and no unexpected failed requests', () => {
+    expect(problems.list).toEqual([])
+  })
+})
