@@ -1,11 +1,14 @@
 // `tsx scripts/dev-fake.ts [--port N] [--delay MS]`: the real server over the in-memory
 // FakeIncusDriver, for working on the dashboard without Incus. A throwaway HOME holds a workspace
 // root with a few projects and two existing sessions; every Incus call takes `--delay` ms so launch
-// progress is visible. Serves dist/web (run `npx vite build`, or `npx vite` with
-// CLINCUS_DEV_PORT=N for hot reload against this server).
+// progress is visible. Terminals are local stand-ins: the agent tab runs a fake agent (a line in,
+// `<line>-BACK` out, like the test image's), the shell tab a plain bash in the throwaway HOME.
+// Token auth is on, as in `npm start`: open the printed link. Serves dist/web (run
+// `npx vite build`, or `npx vite` with CLINCUS_DEV_PORT=N for hot reload against this server).
 import { mkdir, mkdtemp, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { buildApp } from '../server/app.ts'
@@ -14,6 +17,7 @@ import { ConfigStore } from '../server/config/store.ts'
 import { HistoryStore } from '../server/history/store.ts'
 import { FakeIncusDriver } from '../server/incus/fake-driver.ts'
 import { Listener } from '../server/listener.ts'
+import { nodePtySpawner, type PtySpawner } from '../server/pty/spawner.ts'
 import { LABEL } from '../server/sessions/registry.ts'
 import { containerName, workspaceHash } from '../server/sessions/naming.ts'
 
@@ -57,6 +61,7 @@ const seed = (project: string, slot: number, status: 'Running' | 'Stopped', tool
     status,
     config: {
       [LABEL.managed]: 'true',
+      [LABEL.ready]: 'true',
       [LABEL.workspace]: workspace,
       [LABEL.tool]: tool,
       [LABEL.persistent]: String(status === 'Stopped'),
@@ -66,6 +71,30 @@ const seed = (project: string, slot: number, status: 'Running' | 'Stopped', tool
 }
 seed('web-app', 1, 'Running', 'claude')
 seed('api-server', 1, 'Stopped', 'opencode')
+
+const FAKE_AGENT = `echo "fake agent ready (dev-fake)"
+while IFS= read -r line; do printf '%s-BACK\\n' "$line"; done`
+// The server asks for `incus exec … tmux attach` or `… bash --login`; run a local stand-in.
+const pty: PtySpawner = {
+  spawn: (_file, args, opts) =>
+    args.includes('tmux')
+      ? nodePtySpawner.spawn('bash', ['--norc', '--noprofile', '-c', FAKE_AGENT], opts)
+      : nodePtySpawner.spawn(
+          'env',
+          [
+            '-i',
+            `HOME=${home}`,
+            'TERM=xterm-256color',
+            'PS1=dev-fake$ ',
+            'bash',
+            '--norc',
+            '--noprofile',
+            '-i',
+          ],
+          opts,
+        ),
+}
+const token = randomBytes(24).toString('base64url')
 
 const env = { HOME: home, CLINCUS_SYSTEM_CONFIG: join(home, 'etc-clincus.toml') }
 const config = await ConfigStore.open(configLocations(env, home), env, home)
@@ -79,11 +108,14 @@ const { app } = await buildApp({
   version: '0.0.0-dev-fake',
   webRoot: resolve(import.meta.dirname, '..', 'dist', 'web'),
   readyTimeoutMs: 5000,
+  pty,
+  auth: { mode: 'token', token },
 })
 await app.ready()
 const listener = new Listener(app.server)
 const actual = await listener.listen(port, '127.0.0.1')
 console.log(`clincus (fake Incus) on http://127.0.0.1:${actual}/  HOME=${home}`)
+console.log(`sign in: http://127.0.0.1:${actual}/?token=${token}`)
 
 let closing = false
 const close = async (): Promise<void> => {

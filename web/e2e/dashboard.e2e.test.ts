@@ -4,7 +4,7 @@
 //
 // UPDATE_SCREENSHOTS=1 also copies the README's three (projects, live terminal, phone) into
 // docs/screenshots/.
-import { copyFile, mkdir, mkdtemp, readFile, realpath, rm, stat } from 'node:fs/promises'
+import { copyFile, mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
@@ -55,6 +55,8 @@ describeIncus('the dashboard in Chromium', () => {
     await buildSpa(webRoot)
     server = await startLiveServer({ home, webRoot })
     await server.project('demo')
+    await server.project('api-server')
+    await writeFile(join(await server.project('docs-site'), '.clincus.toml'), '[defaults]\n')
     await mkdir(shots, { recursive: true })
     browser = await launchChromium()
     context = await newContext(browser, { width: 1280, height: 800 })
@@ -74,7 +76,9 @@ describeIncus('the dashboard in Chromium', () => {
     await card.waitFor()
     expect(await card.innerText()).toContain(join(server.root, 'demo'))
     await page.getByRole('status').filter({ hasText: 'Live updates' }).waitFor()
-    await shot(page, '01-projects', 'projects')
+    const docs = page.getByRole('article', { name: 'docs-site', exact: true })
+    expect(await docs.innerText()).toContain('.clincus.toml')
+    await shot(page, '01-projects')
   })
 
   it('launches a session on a project with one click, showing launch progress', async () => {
@@ -120,6 +124,16 @@ describeIncus('the dashboard in Chromium', () => {
     await shot(page, '05-after-reload')
   })
 
+  it('counts the running session on its project card', async () => {
+    const main = page.getByRole('navigation', { name: 'Main' })
+    await main.getByRole('link', { name: 'Projects' }).click()
+    const card = page.getByRole('article', { name: 'demo', exact: true })
+    expect(await card.getByTestId('active-count').innerText()).toBe('1 active')
+    await shot(page, '05b-projects-active', 'projects')
+    await page.goBack()
+    await page.locator('[data-terminal="agent"][data-state="open"]').waitFor({ timeout: 30_000 })
+  })
+
   it('works on a 390×844 phone', async () => {
     const phone = await newContext(browser, { width: 390, height: 844 })
     try {
@@ -131,11 +145,11 @@ describeIncus('the dashboard in Chromium', () => {
         () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
       )
       expect(overflow).toBe(0)
-      await shot(p, '06-phone-projects', 'phone')
+      await shot(p, '06-phone-projects')
       await p.goto(`${server.url}/sessions/${encodeURIComponent(sessionId)}`)
       await p.locator('[data-terminal="agent"][data-state="open"]').waitFor({ timeout: 30_000 })
       await expect.poll(() => termText(p, 'agent'), { timeout: 30_000 }).toContain('hello-BACK')
-      await shot(p, '07-phone-session')
+      await shot(p, '07-phone-session', 'phone')
       // The session list lives in a drawer on a phone.
       await p.getByRole('button', { name: /Sessions/ }).click()
       await p.getByRole('article', { name: 'Session demo (slot 1)' }).waitFor()
