@@ -270,6 +270,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     return spa(req, reply)
   })
 
+  let recheck: NodeJS.Timeout | undefined
   const monitor = new LifecycleMonitor({
     driver: deps.driver,
     log: deps.log.child({ component: 'monitor' }),
@@ -280,8 +281,23 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       const now = await registry.list()
       if (!tracker.seeded) tracker.seed(now)
       else for (const ev of resyncEvents(tracker.known, now)) hub.publish(ev)
+      // `incus monitor` subscribes a few ms after it starts: a transition in that window would
+      // be seen by neither the list above nor the stream, so look once more a moment later.
+      clearTimeout(recheck)
+      recheck = setTimeout(() => {
+        registry
+          .refresh()
+          .then(async () => {
+            for (const ev of resyncEvents(tracker.known, await registry.list())) hub.publish(ev)
+          })
+          .catch((err: unknown) => {
+            deps.log.warn({ err }, 'resync after connect failed')
+          })
+      }, 1000)
+      recheck.unref()
     },
     onDisconnect: () => {
+      clearTimeout(recheck)
       registry.setLive(false)
     },
     onEvent: async (e) => {
@@ -310,6 +326,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   }
 
   app.addHook('onClose', async () => {
+    clearTimeout(recheck)
     await configWatcher?.close()
     tracker.dispose()
     unsubscribeConfig()

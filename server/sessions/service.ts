@@ -259,7 +259,14 @@ export class SessionService {
       if (body.profile) labels[LABEL.profile] = body.profile
       // Labels go on at creation, so a half-created container is already recognisably ours.
       await d.driver.init(image, name, {
-        config: { ...labels, ...instanceLimitConfig(config.limits), ...idmap },
+        // boot.autostart=false: after a host or daemon restart a session comes back stopped (and
+        // resumable), never running without its agent.
+        config: {
+          ...labels,
+          'boot.autostart': 'false',
+          ...instanceLimitConfig(config.limits),
+          ...idmap,
+        },
         rootDisk: rootDiskLimits(config.limits),
         signal,
       })
