@@ -1,0 +1,210 @@
+// `npm run bench`: measures clincus against the floor it runs on (issue 7), on the live Incus
+// daemon, and writes bench/results.json and bench/results.md. Every figure's baseline is measured
+// in the same run. The server runs in its own process, so its CPU and memory are its own.
+//
+//   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,memory,scaling,events,listing]
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { execa } from 'execa'
+import type { BenchContext, Figure } from './bench/context.ts'
+import { benchCreation } from './bench/creation.ts'
+import { benchEvents } from './bench/events.ts'
+import { prepareSession } from './bench/fixtures.ts'
+import { incus, removeByPrefix } from './bench/incus.ts'
+import { benchLatency } from './bench/latency.ts'
+import { benchListing } from './bench/listing.ts'
+import { benchAttachedMemory, benchIdleMemory, benchStalledFlood } from './bench/memory.ts'
+import { machineInfo, markdown, writeResults, type Results } from './bench/report.ts'
+import { benchScaling } from './bench/scaling.ts'
+import { ServerProcess } from './bench/server-process.ts'
+import { benchThroughput } from './bench/throughput.ts'
+import { runSetup } from './setup.ts'
+
+const ALL = ['creation', 'throughput', 'latency', 'memory', 'scaling', 'events', 'listing'] as const
+type Step = (typeof ALL)[number]
+const IMAGE = 'clincus-test'
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const outDir = join(repoRoot, 'bench')
+
+function isStep(s: string): s is Step {
+  return (ALL as readonly string[]).includes(s)
+}
+
+async function terminalsLanded(): Promise<string | null> {
+  const files = ['server/routes/ws-terminal.ts', 'server/pty/bridge.ts', 'server/pty/terminals.ts']
+  const r = await execa('git', ['ls-files', '--error-unmatch', ...files], {
+    cwd: repoRoot,
+    reject: false,
+  })
+  if (r.exitCode === 0) {
+    const dirty = await execa(
+      'git',
+      ['status', '--porcelain', '--', 'server/pty', 'server/routes'],
+      {
+        cwd: repoRoot,
+        reject: false,
+      },
+    )
+    return dirty.stdout.trim() === '' ? null : 'uncommitted changes in server/pty or server/routes'
+  }
+  return 'the /ws/terminal code (issue 4) is not committed yet'
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: { reps: { type: 'string', default: '3' }, only: { type: 'string' } },
+  })
+  const reps = Math.max(1, Number(values.reps) || 3)
+  const only = values.only?.split(',').map((s) => s.trim()) ?? [...ALL]
+  const unknown = only.filter((s) => !isStep(s))
+  if (unknown.length > 0) throw new Error(`unknown benchmark(s): ${unknown.join(', ')}`)
+  const want = new Set(only.filter(isStep))
+
+  const started = Date.now()
+  const progress = (message: string): void => {
+    const s = Math.round((Date.now() - started) / 1000)
+    const stamp = `${String(Math.floor(s / 60)).padStart(2, '0')}:${String(s % 60).padStart(2, '0')}`
+    console.log(`[${stamp}] ${message}`)
+  }
+
+  progress('setup: Incus and the clincus-test image')
+  const setup = await runSetup('test')
+  if (!setup.incus.ok) throw new Error(`Incus is not available: ${setup.incus.reason}`)
+  const machine = await machineInfo()
+
+  const runId = `bn${randomBytes(3).toString('hex')}`
+  const prefix = `${runId}-`
+  const home = await mkdtemp(join(tmpdir(), 'clincus-bench-'))
+  const root = join(home, 'projects')
+  await mkdir(root, { recursive: true })
+  await mkdir(join(home, '.config', 'clincus'), { recursive: true })
+  await writeFile(
+    join(home, '.config', 'clincus', 'config.toml'),
+    `[defaults]\nimage = "${IMAGE}"\n\n[dashboard]\nworkspace_roots = ["${root}"]\n`,
+  )
+  const token = randomBytes(32).toString('base64url')
+  await writeFile(join(home, '.config', 'clincus', 'token'), `${token}\n`, { mode: 0o600 })
+  await mkdir(outDir, { recursive: true })
+  const figures: Figure[] = []
+  const errors: string[] = []
+  const pending: string[] = []
+  const landed = await terminalsLanded()
+  if (landed)
+    pending.push(
+      `terminal figures (1, 2, 6, 7) were measured against the working tree, not a commit: ${landed}`,
+    )
+
+  let server: ServerProcess | null = null
+  let interrupted = false
+  const cleanup = async (): Promise<void> => {
+    await server?.stop().catch(() => undefined)
+    server = null
+    const n = await removeByPrefix(runId).catch((err: unknown) => {
+      console.error(`cleanup failed: ${String(err)}`)
+      return 0
+    })
+    progress(`cleanup: removed ${n} containers starting with ${runId}`)
+    await rm(home, { recursive: true, force: true })
+  }
+  process.once('SIGINT', () => {
+    interrupted = true
+    console.error('interrupted: cleaning up')
+    void cleanup().finally(() => process.exit(130))
+  })
+
+  try {
+    progress(`starting the server (prefix ${prefix})`)
+    server = await ServerProcess.start({
+      repoRoot,
+      home,
+      token,
+      prefix,
+      image: IMAGE,
+      logFile: join(outDir, 'server.log'),
+    })
+    const ctx: BenchContext = {
+      server,
+      repoRoot,
+      runId,
+      prefix,
+      home,
+      root,
+      image: IMAGE,
+      sessions: [],
+      reps,
+      record: (f) => {
+        figures.push(f)
+      },
+      progress,
+    }
+    const run = async (name: string, fn: () => Promise<void>): Promise<void> => {
+      if (interrupted) return
+      const t0 = Date.now()
+      progress(`${name}: start`)
+      try {
+        await fn()
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err)
+        errors.push(`${name}: ${message}`)
+        progress(`${name}: FAILED: ${message}`)
+        return
+      }
+      progress(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    }
+
+    if (want.has('memory')) await run('memory (idle)', () => benchIdleMemory(ctx))
+    const needSessions = ['throughput', 'latency', 'memory', 'scaling'].some((s) =>
+      want.has(s as Step),
+    )
+    if (want.has('creation') || needSessions)
+      await run('session creation', () => benchCreation(ctx, 2))
+    if (ctx.sessions.length >= 2) {
+      const [first] = ctx.sessions
+      machine.tmux = first
+        ? (await incus(['exec', first, '--', 'tmux', '-V']).catch(() => 'tmux ?')).trim()
+        : machine.tmux
+      await run('preparing sessions', async () => {
+        await Promise.all(ctx.sessions.map((id) => prepareSession(id)))
+      })
+      if (want.has('throughput')) await run('terminal throughput', () => benchThroughput(ctx))
+      if (want.has('latency')) await run('keystroke latency', () => benchLatency(ctx))
+      if (want.has('memory')) {
+        await run('memory (20 attached)', () => benchAttachedMemory(ctx))
+        await run('memory (stalled flood)', () => benchStalledFlood(ctx))
+      }
+      if (want.has('scaling')) await run('scaling', () => benchScaling(ctx))
+    } else if (needSessions) {
+      pending.push('terminal benchmarks skipped: no sessions could be created')
+    }
+    if (want.has('events')) await run('event latency', () => benchEvents(ctx))
+    if (want.has('listing')) await run('listing', () => benchListing(ctx))
+  } finally {
+    await cleanup()
+  }
+
+  const results: Results = {
+    date: new Date().toISOString(),
+    durationSeconds: Math.round((Date.now() - started) / 1000),
+    machine,
+    figures,
+    pending,
+    errors,
+  }
+  await writeResults(outDir, results)
+  console.log(`\n${markdown(results)}`)
+  progress(`wrote ${join('bench', 'results.json')} and ${join('bench', 'results.md')}`)
+  const missed = figures.filter((f) => f.met === false).length
+  console.log(
+    `${figures.length} figures, ${missed} goals missed, ${errors.length} errors in ${results.durationSeconds} s`,
+  )
+  if (errors.length > 0) process.exitCode = 1
+}
+
+main().catch((err: unknown) => {
+  console.error(err instanceof Error ? (err.stack ?? err.message) : String(err))
+  process.exit(1)
+})
