@@ -6,6 +6,7 @@
 // docs/screenshots/.
 import { copyFile, mkdir, mkdtemp, readFile, realpath, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
@@ -114,6 +115,37 @@ describeIncus('the dashboard in Chromium', () => {
     await typeInto(page, 'shell', 'id -u')
     await expect.poll(() => termText(page, 'shell'), { timeout: 30_000 }).toMatch(/^1000\s*$/m)
     await shot(page, '04-shell')
+  })
+
+  it('pastes 190 KB into the shell intact (chunked), and a multi-line paste bracketed', async () => {
+    const lines = Array.from(
+      { length: 3000 },
+      (_, i) => `${String(i).padStart(5, '0')} ${'x'.repeat(57)}`,
+    )
+    const text = `${lines.join('\n')}\n`
+    const paste = (t: string): Promise<void> =>
+      page.locator('[data-terminal="shell"] .term').evaluate((el, data) => {
+        const dt = new DataTransfer()
+        dt.setData('text/plain', data)
+        el.dispatchEvent(new ClipboardEvent('paste', { clipboardData: dt, bubbles: true }))
+      }, t)
+    await typeInto(page, 'shell', 'stty -echo; cat > /tmp/paste.txt; stty echo')
+    await paste(text)
+    await page.keyboard.press('Control+D')
+    await typeInto(page, 'shell', 'clear; wc -c < /tmp/paste.txt; md5sum < /tmp/paste.txt')
+    const md5 = createHash('md5').update(text).digest('hex')
+    await expect
+      .poll(() => termText(page, 'shell'), { timeout: 60_000 })
+      .toMatch(new RegExp(`^${Buffer.byteLength(text)}\\s*$[\\s\\S]*${md5}`, 'm'))
+
+    // bash turns on bracketed paste at its prompt: the two lines arrive as one paste and wait
+    // for Enter instead of running line by line.
+    await typeInto(page, 'shell', 'clear')
+    await paste('echo first-line\necho second-line')
+    await expect.poll(() => termText(page, 'shell')).toContain('echo second-line')
+    expect(await termText(page, 'shell')).not.toMatch(/^first-line\s*$/m)
+    await page.keyboard.press('Enter')
+    await expect.poll(() => termText(page, 'shell')).toMatch(/^second-line\s*$/m)
     await page.getByRole('tab', { name: 'Agent' }).click()
   })
 
@@ -268,6 +300,17 @@ describeIncus('the dashboard in Chromium', () => {
     await shot(page, '13-settings-root-removed')
   })
 
+  it('shows a config file that stopped parsing until it is fixed', async () => {
+    const good = await readFile(server.configFile, 'utf8')
+    await writeFile(server.configFile, `${good}\n[dashboard\nbroken = \n`)
+    const banner = page.getByTestId('config-invalid')
+    await banner.waitFor({ timeout: 30_000 })
+    expect(await banner.innerText()).toContain(server.configFile)
+    await shot(page, '13b-config-invalid')
+    await writeFile(server.configFile, good)
+    await banner.waitFor({ state: 'detached', timeout: 30_000 })
+  })
+
   it('shows the history, one page at a time', async () => {
     await page
       .getByRole('navigation', { name: 'Main' })
@@ -277,6 +320,32 @@ describeIncus('the dashboard in Chromium', () => {
     await row.waitFor()
     expect(await row.innerText()).toContain('demo')
     await shot(page, '14-history')
+  })
+
+  it('names every control for assistive technology on every page', async () => {
+    for (const path of [
+      '/',
+      `/sessions/${encodeURIComponent(sessionId)}`,
+      '/history',
+      '/settings',
+    ]) {
+      await page.goto(server.url + path)
+      await page.getByRole('heading', { level: 1 }).first().waitFor()
+      const unnamed = await page.evaluate(() => {
+        const named = (el: Element): boolean => {
+          const label = el.getAttribute('aria-label') ?? el.getAttribute('aria-labelledby')
+          if (label) return true
+          if ((el as HTMLElement).innerText.trim() !== '') return true
+          const id = el.getAttribute('id')
+          if (id && document.querySelector(`label[for="${CSS.escape(id)}"]`)) return true
+          return el.closest('label') !== null
+        }
+        return [...document.querySelectorAll('button, a[href], input, select, textarea')]
+          .filter((el) => !el.closest('.xterm') && !(el as HTMLElement).hidden && !named(el))
+          .map((el) => el.outerHTML.slice(0, 120))
+      })
+      expect(unnamed, path).toEqual([])
+    }
   })
 
   it('logged no console errors and no unexpected failed requests', () => {
