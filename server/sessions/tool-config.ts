@@ -5,6 +5,7 @@ import { mergeSettings, type ToolSpec } from './tools.ts'
 
 const MAX_FILES = 2000
 const MAX_BYTES = 64 * 1024 * 1024
+const PUSH_CONCURRENCY = 6
 
 interface CopyContext {
   driver: IncusDriver
@@ -135,13 +136,32 @@ export async function copyToolConfig(spec: ToolSpec, ctx: CopyContext): Promise<
     if (res.exitCode !== 0)
       throw new Error(`could not create tool config directories: ${res.stderr.trim()}`)
   }
-  for (const p of pushes) {
-    await ctx.driver.filePush(ctx.name, p.content, p.dest, {
-      uid: ctx.uid,
-      gid: ctx.uid,
-      mode: p.mode,
-      signal: ctx.signal,
-    })
+  // Each push is its own `incus file push` process (~20-90 ms), so a populated ~/.claude made
+  // creation wait seconds when they ran one after another (docs/performance.md). A few at a time;
+  // all of them settle before an error is thrown, so a rollback never races a push in flight.
+  let next = 0
+  let stop = false
+  const worker = async (): Promise<void> => {
+    while (!stop && next < pushes.length) {
+      const p = pushes[next++]
+      if (!p) return
+      try {
+        await ctx.driver.filePush(ctx.name, p.content, p.dest, {
+          uid: ctx.uid,
+          gid: ctx.uid,
+          mode: p.mode,
+          signal: ctx.signal,
+        })
+      } catch (err) {
+        stop = true
+        throw err
+      }
+    }
   }
+  const results = await Promise.allSettled(
+    Array.from({ length: Math.min(PUSH_CONCURRENCY, pushes.length) }, worker),
+  )
+  const failed = results.find((r) => r.status === 'rejected')
+  if (failed) throw failed.reason
   return pushes.length
 }
