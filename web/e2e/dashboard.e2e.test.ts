@@ -146,7 +146,16 @@ describeIncus('the dashboard in Chromium', () => {
     expect(await termText(page, 'shell')).not.toMatch(/^first-line\s*$/m)
     await page.keyboard.press('Enter')
     await expect.poll(() => termText(page, 'shell')).toMatch(/^second-line\s*$/m)
-    await page.getByRole('tab', { name: 'Agent' }).click()
+
+    // The terminal takes Tab for itself; Ctrl+Shift+M is the keyboard's way out, to the tabs,
+    // and the arrow keys move between them.
+    await page.keyboard.press('Control+Shift+M')
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('tab-shell')
+    await page.keyboard.press('ArrowLeft')
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('tab-agent')
+    expect(await page.getByRole('tab', { name: 'Agent' }).getAttribute('aria-selected')).toBe(
+      'true',
+    )
   })
 
   it('keeps the terminal output across a reload in the middle of the session', async () => {

@@ -99,6 +99,13 @@ export interface TerminalViewOptions {
   url: string
   /** Opens the search bar (Ctrl+Shift+F inside the terminal). */
   onSearchRequest?: () => void
+  /**
+   * Moves focus out of the terminal (Ctrl+Shift+M): the terminal takes Tab for itself, so
+   * keyboard users need a way out (WCAG 2.1.2, no keyboard trap).
+   */
+  onLeave?: () => void
+  /** Takes the keyboard focus when it opens. */
+  autofocus?: boolean
 }
 
 export class TerminalView {
@@ -255,6 +262,7 @@ export class TerminalView {
       this.size = { cols: term.cols, rows: term.rows }
 
       this.#attached = true
+      if (this.#opts.autofocus) term.focus()
       if (this.#running) this.connection.connect()
 
       return () => {
@@ -277,6 +285,11 @@ export class TerminalView {
     const key = e.key.toLowerCase()
     if (ctrl && e.shiftKey && key === 'c') {
       if (e.type === 'keydown') void this.copySelection()
+      e.preventDefault()
+      return false
+    }
+    if (ctrl && e.shiftKey && key === 'm') {
+      if (e.type === 'keydown') this.#opts.onLeave?.()
       e.preventDefault()
       return false
     }
