@@ -1,7 +1,7 @@
 // Everything the views share, created once in App.svelte and handed down through a typed context.
 import { createContext } from 'svelte'
 import type { ServerEvent } from '../../../../shared/schemas/events.ts'
-import { ApiClient, errorMessage } from '../api.ts'
+import { ApiClient, ApiError, errorMessage } from '../api.ts'
 import { wsUrl } from '../backoff.ts'
 import { EventsSocket } from '../events-socket.svelte.ts'
 import { Router, type RouterWindow } from '../router.svelte.ts'
@@ -103,6 +103,8 @@ export class AppState {
           this.tools = t
         },
         (err: unknown) => {
+          // Signed out: the sign-in page says so; a toast would linger after signing in.
+          if (err instanceof ApiError && err.status === 401) return
           this.toasts.error(`Could not load the tool list: ${errorMessage(err)}`)
         },
       ),
