@@ -295,3 +295,41 @@ describe('stop, delete, resume, history', () => {
     )
   })
 })
+
+describe('tool configuration', () => {
+  it('copies only existing files, owned by the code user, credentials 0600, settings merged', async () => {
+    const t = await buildTestApp()
+    await mkdir(join(t.home, '.claude', 'hooks'), { recursive: true })
+    await writeFile(join(t.home, '.claude', '.credentials.json'), '{"token":"secret"}')
+    await writeFile(
+      join(t.home, '.claude', 'settings.json'),
+      JSON.stringify({ theme: 'dark', statusLine: `${t.home}/bin/x` }),
+    )
+    await writeFile(join(t.home, '.claude', 'hooks', 'pre.sh'), 'echo hi')
+    const res = await create(t, { workspace: t.project })
+    expect(res.statusCode).toBe(200)
+    const id = res.json<{ id: string }>().id
+    const cred = t.driver.files.get(`${id}:/home/code/.claude/.credentials.json`)
+    expect(cred).toMatchObject({
+      uid: 1000,
+      gid: 1000,
+      mode: '0600',
+      content: '{"token":"secret"}',
+    })
+    const settings = t.driver.files.get(`${id}:/home/code/.claude/settings.json`)
+    expect(settings?.uid).toBe(1000)
+    const parsed = JSON.parse(settings?.content ?? '{}') as Record<string, unknown>
+    expect(parsed).toMatchObject({
+      theme: 'dark',
+      statusLine: '/home/code/bin/x',
+      permissions: { defaultMode: 'bypassPermissions' },
+    })
+    expect(t.driver.files.get(`${id}:/home/code/.claude/hooks/pre.sh`)).toMatchObject({
+      uid: 1000,
+      content: 'echo hi',
+    })
+    // files that do not exist on the host are not invented (config.yml), the state file is private
+    expect(t.driver.files.has(`${id}:/home/code/.claude/config.yml`)).toBe(false)
+    expect(t.driver.files.get(`${id}:/home/code/.claude.json`)?.mode).toBe('0600')
+  })
+})
