@@ -14,7 +14,7 @@ import type { BenchContext, Figure } from './bench/context.ts'
 import { benchCreation } from './bench/creation.ts'
 import { benchEvents } from './bench/events.ts'
 import { prepareSession } from './bench/fixtures.ts'
-import { incus, removeByPrefix } from './bench/incus.ts'
+import { daemonPid, incus, removeByPrefix, waitForDaemon } from './bench/incus.ts'
 import { benchLatency } from './bench/latency.ts'
 import { benchListing } from './bench/listing.ts'
 import { benchAttachedMemory, benchIdleMemory, benchStalledFlood } from './bench/memory.ts'
@@ -90,6 +90,7 @@ async function main(): Promise<void> {
   await writeFile(join(home, '.config', 'clincus', 'token'), `${token}\n`, { mode: 0o600 })
   await mkdir(outDir, { recursive: true })
   const figures: Figure[] = []
+  let staged: Figure[] = []
   const errors: string[] = []
   const pending: string[] = []
   const landed = await terminalsLanded()
@@ -137,23 +138,48 @@ async function main(): Promise<void> {
       sessions: [],
       reps,
       record: (f) => {
-        figures.push(f)
+        staged.push(f)
       },
       progress,
     }
-    const run = async (name: string, fn: () => Promise<void>): Promise<void> => {
-      if (interrupted) return
-      const t0 = Date.now()
-      progress(`${name}: start`)
-      try {
-        await fn()
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err)
-        errors.push(`${name}: ${message}`)
-        progress(`${name}: FAILED: ${message}`)
+    // The Incus daemon is shared: other work on the machine may restart it, which ends every
+    // `incus exec` (terminals) and fails calls in flight. A step during which the daemon's pid
+    // changed is measured again once; its figures from the disturbed attempt are dropped.
+    const run = async (
+      name: string,
+      fn: () => Promise<void>,
+      reset?: () => Promise<void>,
+    ): Promise<void> => {
+      for (let attempt = 1; attempt <= 2 && !interrupted; attempt++) {
+        const t0 = Date.now()
+        progress(`${name}: start${attempt > 1 ? ' (again)' : ''}`)
+        staged = []
+        const pid0 = await daemonPid()
+        let failure: string | null = null
+        try {
+          await fn()
+        } catch (err) {
+          failure = err instanceof Error ? err.message : String(err)
+        }
+        await waitForDaemon()
+        const restarted = pid0 !== (await daemonPid())
+        if (restarted && attempt === 1) {
+          progress(`${name}: the Incus daemon restarted meanwhile (other work on this machine)`)
+          await reset?.()
+          continue
+        }
+        if (restarted)
+          for (const f of staged) f.note = `${f.note ? `${f.note}; ` : ''}Incus restarted meanwhile`
+        figures.push(...staged)
+        staged = []
+        if (failure !== null) {
+          errors.push(`${name}: ${failure}${restarted ? ' (the Incus daemon restarted)' : ''}`)
+          progress(`${name}: FAILED: ${failure}`)
+          return
+        }
+        progress(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
         return
       }
-      progress(`${name}: done in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     }
 
     if (want.has('memory')) await run('memory (idle)', () => benchIdleMemory(ctx))
@@ -161,7 +187,16 @@ async function main(): Promise<void> {
       want.has(s as Step),
     )
     if (want.has('creation') || needSessions)
-      await run('session creation', () => benchCreation(ctx, 2))
+      await run(
+        'session creation',
+        () => benchCreation(ctx, 2),
+        async () => {
+          await Promise.all(
+            ctx.sessions.map((id) => incus(['delete', '--force', id]).catch(() => '')),
+          )
+          ctx.sessions.length = 0
+        },
+      )
     if (ctx.sessions.length >= 2) {
       const [first] = ctx.sessions
       machine.tmux = first

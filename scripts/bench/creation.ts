@@ -255,7 +255,7 @@ export async function benchCreation(ctx: BenchContext, keep: number): Promise<vo
       baseline: { name: 'the same with an empty home (median)', value: round(c, 0), unit: 'ms' },
       ratio: round(r.ms - c, 0),
       ratioKind: 'delta',
-      note: `tool-config step ${Math.round(r.steps['tool-config'] ?? 0)} ms (empty home: ${cs['tool-config'] ?? 0} ms): one \`incus file push\` per file, one after another`,
+      note: `tool-config step ${Math.round(r.steps['tool-config'] ?? 0)} ms (empty home: ${cs['tool-config'] ?? 0} ms): one \`incus file push\` process per file (6 at a time)`,
       detail: { steps: medianSteps([r.steps]) },
     })
   } finally {

@@ -18,6 +18,12 @@ export async function waitForDaemon(): Promise<void> {
   await execa('incus', ['admin', 'waitready', '--timeout', '120'], { reject: false })
 }
 
+/** The daemon's process id (changes when something restarts the shared daemon). */
+export async function daemonPid(): Promise<number> {
+  const out = await incus(['query', '/1.0'])
+  return (JSON.parse(out) as { environment?: { server_pid?: number } }).environment?.server_pid ?? 0
+}
+
 /** One incus call; retried after the daemon is back when it was restarting meanwhile. */
 export async function incus(args: readonly string[], timeoutMs = 120_000): Promise<string> {
   for (let attempt = 0; ; attempt++) {

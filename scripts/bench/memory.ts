@@ -104,7 +104,7 @@ export async function benchStalledFlood(ctx: BenchContext, stallMs = 4000): Prom
       const before = await steadyRss(ctx)
       ep.stall()
       const marker = '__BENCH_STALL__'
-      const done = timeToMarker(ep, marker, 180_000)
+      const done = timeToMarker(ep, marker, 90_000)
       ep.write(commandWithMarker(`cat ${BIG.path}`, marker))
       const samples = await ctx.server.sampleRss(sleep(stallMs), 20)
       const received = ep.bytes

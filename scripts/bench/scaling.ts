@@ -20,7 +20,7 @@ async function streamAll(endpoints: Endpoint[]): Promise<ScaleResult> {
     await Promise.all(endpoints.map((e) => opened(e)))
     await Promise.all(endpoints.map((e) => e.settle(500)))
     const before = endpoints.map((e) => e.bytes)
-    const done = endpoints.map((e) => timeToMarker(e, MARKER, 300_000))
+    const done = endpoints.map((e) => timeToMarker(e, MARKER, 120_000))
     const t0 = performance.now()
     for (const e of endpoints) e.write(commandWithMarker(`cat ${SMALL.path}`, MARKER))
     const ends = await Promise.all(done)

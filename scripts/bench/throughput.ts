@@ -27,7 +27,7 @@ import {
 } from './terminal-clients.ts'
 
 const MARKER = '__BENCH_END__'
-const TIMEOUT_MS = 180_000
+const TIMEOUT_MS = 90_000
 
 interface Path {
   key: string
