@@ -218,6 +218,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   })
   const eventSockets = new EventSockets(hub, deps.log.child({ component: 'ws-events' }), {
     pingIntervalMs: rt.pingIntervalMs,
+    // A page that connects while a config file is broken learns it at once.
+    greeting: () => {
+      const e = deps.config.lastError
+      return e ? [{ type: 'config.invalid', file: e.file, error: e.error }] : []
+    },
     ...rt.events,
   })
   const sseStreams = new SseStreams(hub, deps.log.child({ component: 'sse' }), rt.sse)

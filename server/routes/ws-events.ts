@@ -2,6 +2,7 @@ import type { FastifyPluginAsync } from 'fastify'
 import type { Logger } from 'pino'
 import type { WebSocket } from '@fastify/websocket'
 import { CloseCode } from '../../shared/ws/terminal.ts'
+import type { ServerEvent } from '../../shared/schemas/events.ts'
 import type { EventHub } from '../events/hub.ts'
 import { keepAlive } from '../events/ws-keepalive.ts'
 
@@ -12,6 +13,8 @@ export interface EventSocketOptions {
    */
   maxBufferedBytes?: number
   pingIntervalMs?: number
+  /** Events every new subscriber gets first: the current state a late joiner would miss. */
+  greeting?: () => ServerEvent[]
 }
 
 const DEFAULT_MAX_BUFFERED = 1024 * 1024
@@ -27,12 +30,14 @@ export class EventSockets {
   readonly #max: number
   readonly #pingMs: number | undefined
   readonly #sockets = new Set<WebSocket>()
+  readonly #greeting: () => ServerEvent[]
 
   constructor(hub: EventHub, log: Logger, opts: EventSocketOptions = {}) {
     this.#hub = hub
     this.#log = log
     this.#max = opts.maxBufferedBytes ?? DEFAULT_MAX_BUFFERED
     this.#pingMs = opts.pingIntervalMs
+    this.#greeting = opts.greeting ?? (() => [])
   }
 
   get size(): number {
@@ -42,6 +47,7 @@ export class EventSockets {
   add(ws: WebSocket): void {
     this.#sockets.add(ws)
     keepAlive(ws, this.#pingMs)
+    for (const event of this.#greeting()) ws.send(JSON.stringify(event))
     const unsubscribe = this.#hub.subscribe(({ event }) => {
       if (ws.readyState !== ws.OPEN) return
       const data = JSON.stringify(event)

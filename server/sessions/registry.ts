@@ -16,6 +16,7 @@ export const LABEL = {
   deadlineAction: 'user.clincus.deadline_action',
   /** Set as the last step of creation: without it a container is a half-made leftover. */
   ready: 'user.clincus.ready',
+  started: 'user.clincus.started',
 } as const
 
 const STATUS: Record<string, SessionStatus> = {
@@ -45,6 +46,8 @@ export function toSession(prefix: string, inst: IncusInstance): SessionInfo | nu
   }
   const created = inst.config[LABEL.created]
   if (created) info.created_at = created
+  const started = inst.config[LABEL.started]
+  if (started) info.started_at = started
   const profile = inst.config[LABEL.profile]
   if (profile) info.profile = profile
   return info

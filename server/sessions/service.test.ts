@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { describe, expect, it, vi } from 'vitest'
@@ -173,5 +174,64 @@ describe('half-created leftovers', () => {
     expect(t.driver.instances.size).toBe(3)
     await t.services.sessions.restore()
     expect([...t.driver.instances.keys()]).toEqual([ok])
+  })
+})
+
+describe('launch progress and start times', () => {
+  it('ends every launch with done or failed, and keeps started_at per launch', async () => {
+    const t = await buildTestApp()
+    const launching: Array<{ step: string; error?: string }> = []
+    t.services.hub.subscribe(({ event }) => {
+      if (event.type === 'session.launching') launching.push(event)
+    })
+    const ok = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    const s = ok.json<{ id: string; started_at: string; created_at: string }>()
+    expect(launching.at(-1)).toMatchObject({ step: 'done' })
+    expect(s.started_at).toBe(s.created_at)
+    t.driver.failOn('start', 'Error: no luck')
+    await t.app.inject({ method: 'POST', url: '/api/sessions', ...json({ workspace: t.project }) })
+    expect(launching.at(-1)).toMatchObject({
+      step: 'failed',
+      error: 'starting the container failed: no luck',
+    })
+
+    await t.app.inject({ method: 'DELETE', url: `/api/sessions/${s.id}` })
+    t.driver.execHandler = (_n, argv) =>
+      argv[1] === 'has-session' ? { stdout: '', stderr: '', exitCode: 1 } : undefined
+    await t.app.inject({ method: 'POST', url: `/api/sessions/${s.id}/resume` })
+    const after = (await t.app.inject({ url: '/api/sessions' })).json<
+      Array<{ id: string; started_at: string }>
+    >()
+    expect(Date.parse(after.find((x) => x.id === s.id)?.started_at ?? '')).toBeGreaterThan(
+      Date.parse(s.started_at),
+    )
+  })
+
+  it('tells a new /ws/events subscriber about a config file that is broken right now', async () => {
+    const t = await buildTestApp()
+    await writeFile(t.configFile, '[dashboard\n')
+    expect(await t.services.config.reload()).toBe(false)
+    let resolveFirst: (text: string) => void = () => undefined
+    const firstMessage = new Promise<string>((resolve) => {
+      resolveFirst = resolve
+    })
+    const ws = await t.app.injectWS(
+      '/ws/events',
+      {},
+      {
+        onInit: (client) => {
+          client.once('message', (d: Buffer) => {
+            resolveFirst(d.toString())
+          })
+        },
+      },
+    )
+    const first = await firstMessage
+    expect(JSON.parse(first)).toMatchObject({ type: 'config.invalid', file: t.configFile })
+    ws.terminate()
   })
 })

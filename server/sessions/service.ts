@@ -254,6 +254,7 @@ export class SessionService {
         [LABEL.tool]: toolName,
         [LABEL.persistent]: String(persistent),
         [LABEL.created]: created.toISOString(),
+        [LABEL.started]: created.toISOString(),
         [LABEL.sessionId]: sessionId,
       }
       if (body.profile) labels[LABEL.profile] = body.profile
@@ -352,6 +353,7 @@ export class SessionService {
       const inst = await d.driver.getInstance(name, { signal })
       const session = inst ? d.registry.upsert(inst) : null
       log.info({ workspace, tool: toolName, slot }, 'session created')
+      d.hub.publish({ type: 'session.launching', id: name, step: 'done', progress: 1 })
       return (
         session ?? {
           id: name,
@@ -379,7 +381,15 @@ export class SessionService {
         }
       }
       d.registry.remove(name)
-      throw this.#stepError(step, err)
+      const failure = this.#stepError(step, err)
+      d.hub.publish({
+        type: 'session.launching',
+        id: name,
+        step: 'failed',
+        progress: 1,
+        error: failure instanceof Error ? failure.message : String(failure),
+      })
+      throw failure
     } finally {
       this.#creating.delete(name)
       this.#releaseSlot(hash, slot)
@@ -590,7 +600,10 @@ export class SessionService {
     const sessionId = randomUUID()
     const previous = labels[LABEL.sessionId]
     await this.#startTool(id, config, TOOL_SPECS[toolName].resume(previous), profile, signal)
-    const patch: Record<string, string> = { [LABEL.sessionId]: sessionId }
+    const patch: Record<string, string> = {
+      [LABEL.sessionId]: sessionId,
+      [LABEL.started]: new Date().toISOString(),
+    }
     const maxMs = parseDuration(config.limits.runtime.max_duration)
     if (maxMs && !wasRunning) {
       const action = this.#deadlineAction(config)

@@ -21,8 +21,10 @@ export const SessionDeletedEventSchema = Type.Object({
 export const SessionLaunchingEventSchema = Type.Object({
   type: Type.Literal('session.launching'),
   id: Type.String(),
+  /** A creation step; `done` or `failed` (with `error`) ends the launch. */
   step: Type.String(),
   progress: Type.Number({ minimum: 0, maximum: 1 }),
+  error: Type.Optional(Type.String()),
 })
 export const ConfigReloadedEventSchema = Type.Object({
   type: Type.Literal('config.reloaded'),

@@ -20,6 +20,11 @@ export const SessionInfoSchema = Type.Object(
     status: SessionStatusSchema,
     persistent: Type.Boolean(),
     created_at: Type.Optional(Type.String({ description: 'ISO 8601 creation time' })),
+    started_at: Type.Optional(
+      Type.String({
+        description: 'ISO 8601 time of the last launch or resume (uptime counts from here)',
+      }),
+    ),
     profile: Type.Optional(Type.String()),
   },
   { $id: 'SessionInfo' },
