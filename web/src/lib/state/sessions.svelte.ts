@@ -124,6 +124,12 @@ export class SessionsStore {
         this.launches = this.launches.filter((l) => l.id !== event.id)
         return
       case 'session.launching':
+        // The server ends every launch with `done` or `failed`; prune() only covers older servers.
+        if (event.step === 'done' || event.step === 'failed') {
+          this.launches = this.launches.filter((l) => l.id !== event.id)
+          if (event.step === 'done' && !this.get(event.id)) void this.load()
+          return
+        }
         this.launches = [
           ...this.launches.filter((l) => l.id !== event.id),
           { id: event.id, step: event.step, progress: event.progress, updated: this.#now() },
