@@ -3,8 +3,9 @@
 // in the same run. The server runs in its own process, so its CPU and memory are its own.
 //
 //   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,memory,scaling,events,listing]
+//   tsx scripts/bench.ts --render    (bench/results.md again from bench/results.json)
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -56,8 +57,19 @@ async function terminalsLanded(): Promise<string | null> {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { reps: { type: 'string', default: '3' }, only: { type: 'string' } },
+    options: {
+      reps: { type: 'string', default: '3' },
+      only: { type: 'string' },
+      // Re-renders bench/results.md from bench/results.json without measuring anything.
+      render: { type: 'boolean', default: false },
+    },
   })
+  if (values.render) {
+    const results = JSON.parse(await readFile(join(outDir, 'results.json'), 'utf8')) as Results
+    await writeResults(outDir, results)
+    console.log(markdown(results))
+    return
+  }
   const reps = Math.max(1, Number(values.reps) || 3)
   const only = values.only?.split(',').map((s) => s.trim()) ?? [...ALL]
   const unknown = only.filter((s) => !isStep(s))

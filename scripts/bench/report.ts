@@ -81,6 +81,7 @@ export function markdown(r: Results): string {
     '| --- | --- | --- | --- | --- | --- |',
   ]
   let section = ''
+  const notes: string[] = []
   for (const f of r.figures) {
     if (f.section !== section) {
       section = f.section
@@ -88,10 +89,17 @@ export function markdown(r: Results): string {
     }
     const base = f.baseline ? `${fmt(f.baseline.value, f.baseline.unit)} (${f.baseline.name})` : '—'
     const met = f.met === undefined ? '—' : f.met ? 'met' : '**missed**'
-    const name = f.note ? `${f.name} — ${f.note}` : f.name
+    let name = f.name
+    if (f.note) {
+      notes.push(f.note)
+      name += ` [${notes.length}]`
+    }
     lines.push(
       `| ${cell(name)} | ${cell(fmt(f.value, f.unit))} | ${cell(base)} | ${cell(ratioText(f))} | ${cell(f.goal ?? '—')} | ${met} |`,
     )
+  }
+  if (notes.length > 0) {
+    lines.push('', ...notes.map((n, i) => `${i + 1}. ${n}`))
   }
   if (r.pending.length > 0) {
     lines.push('', '**Pending:**', '', ...r.pending.map((p) => `- ${p}`))

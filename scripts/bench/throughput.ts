@@ -91,7 +91,7 @@ async function plainCat(id: string): Promise<RunResult> {
     '--',
     'sh',
     '-c',
-    `cat ${BIG.path}; echo '${MARKER.slice(0, cut)}''${MARKER.slice(cut)}'`,
+    `cat ${BIG.path}; echo '${MARKER.slice(0, cut)}''${MARKER.slice(cut)}'; sleep 2`,
   ])
   const done = timeToMarker(ep, MARKER, TIMEOUT_MS)
   const t0 = performance.now()
