@@ -307,8 +307,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     },
     onEvent: async (e) => {
       if (!parseContainerName(deps.prefix, e.name)) return
-      await sessions.handleLifecycle(e)
+      // Cache first, then publish, then the slower follow-up (history, a fresh read) in the
+      // background: an event never waits for an incus query, and a burst does not queue on one.
+      sessions.noteLifecycle(e)
       for (const ev of lifecycleToEvents(e)) hub.publish(ev)
+      sessions.followUpLifecycle(e).catch((err: unknown) => {
+        deps.log.warn({ err, session: e.name }, 'lifecycle follow-up failed')
+      })
     },
   })
   if (deps.monitor !== false) {

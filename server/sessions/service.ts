@@ -102,6 +102,7 @@ const STEP_ORDER: Step[] = [
 export class SessionService {
   readonly #d: SessionServiceDeps
   readonly #locks = new KeyedMutex()
+  readonly #eventChains = new KeyedMutex()
   readonly #reserved = new Map<string, Set<number>>()
   readonly #deadlines: DeadlineScheduler
   readonly #abort = new AbortController()
@@ -663,6 +664,15 @@ export class SessionService {
 
   /** Keeps cache, timers and history right for transitions made outside clincus. */
   async handleLifecycle(e: LifecycleEvent): Promise<void> {
+    this.noteLifecycle(e)
+    await this.followUpLifecycle(e)
+  }
+
+  /**
+   * The part of an event's handling that needs no Incus call: the cache says what the event says
+   * right away, so the event can be published (and a client's refetch is right) without waiting.
+   */
+  noteLifecycle(e: LifecycleEvent): void {
     if (!parseContainerName(this.#d.prefix, e.name)) return
     const r = this.#d.registry
     switch (e.action) {
@@ -670,26 +680,53 @@ export class SessionService {
       case 'instance-shutdown':
         r.setStatus(e.name, 'stopped')
         this.#deadlines.cancel(e.name)
-        await this.#d.history.recordEnd(e.name, new Date(e.timestamp))
-        await r.sync(e.name)
         break
       case 'instance-deleted':
         r.remove(e.name)
         this.#deadlines.cancel(e.name)
-        await this.#d.history.recordEnd(e.name, new Date(e.timestamp))
         break
       case 'instance-started':
-      case 'instance-created':
-      case 'instance-updated':
       case 'instance-restarted':
-      case 'instance-paused':
       case 'instance-resumed':
-      case 'instance-renamed':
-        await r.sync(e.name)
+        r.setStatus(e.name, 'running')
+        break
+      case 'instance-paused':
+        r.setStatus(e.name, 'frozen')
         break
       default:
         break
     }
+  }
+
+  /** History and a fresh read of the instance, in order per instance, off the event path. */
+  followUpLifecycle(e: LifecycleEvent): Promise<void> {
+    if (!parseContainerName(this.#d.prefix, e.name)) return Promise.resolve()
+    const r = this.#d.registry
+    return this.#track(
+      this.#eventChains.run(e.name, async () => {
+        switch (e.action) {
+          case 'instance-stopped':
+          case 'instance-shutdown':
+            await this.#d.history.recordEnd(e.name, new Date(e.timestamp))
+            await r.sync(e.name)
+            break
+          case 'instance-deleted':
+            await this.#d.history.recordEnd(e.name, new Date(e.timestamp))
+            break
+          case 'instance-started':
+          case 'instance-created':
+          case 'instance-updated':
+          case 'instance-restarted':
+          case 'instance-paused':
+          case 'instance-resumed':
+          case 'instance-renamed':
+            await r.sync(e.name)
+            break
+          default:
+            break
+        }
+      }),
+    )
   }
 }
 
