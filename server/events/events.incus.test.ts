@@ -7,6 +7,7 @@ import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { CloseCode } from '../../shared/ws/terminal.ts'
 import { describeIncus, startLiveServer, type LiveServer } from '../test/incus-harness.ts'
+import { alive } from '../test/process-harness.ts'
 import { EventsClient, SseClient, TerminalClient, waitUntil } from '../test/ws-client.ts'
 
 let server: LiveServer
@@ -61,15 +62,6 @@ async function startDaemon(d: Daemon): Promise<void> {
   })
   child.unref()
   await execa('incus', ['admin', 'waitready', '--timeout', '60'], { timeout: 70_000 })
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 describeIncus('live events and config reload on a live Incus daemon', () => {

@@ -13,7 +13,7 @@ import { findIncusDaemon } from '../provision/host.ts'
 import { ensureIncus } from '../provision/incus.ts'
 import { workspaceHash } from '../sessions/naming.ts'
 import { describeIncus, removeInstances, TEST_IMAGE } from './incus-harness.ts'
-import { spawnServer, type ServerProcess } from './process-harness.ts'
+import { alive, spawnServer, type ServerProcess } from './process-harness.ts'
 import { stripAnsi, waitUntil } from './ws-client.ts'
 
 let home: string
@@ -103,15 +103,6 @@ async function descendants(pid: number): Promise<number[]> {
   }
   walk(pid)
   return out
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 describeIncus('faults on a live Incus daemon', () => {

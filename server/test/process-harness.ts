@@ -81,3 +81,13 @@ export async function processesMatching(...needles: string[]): Promise<number[]>
   }
   return out
 }
+
+/** Whether a process with this pid exists (signal 0 probes without sending anything). */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
