@@ -2,8 +2,7 @@
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { homedir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { dirname, join } from 'node:path'
 import closeWithGrace from 'close-with-grace'
 import { pino } from 'pino'
 import { buildApp } from './app.ts'
@@ -16,11 +15,11 @@ import { ImageManager } from './image-manager.ts'
 import { buildImage } from './images/build.ts'
 import { CliIncusDriver } from './incus/cli-driver.ts'
 import { Listener } from './listener.ts'
+import { repoRoot } from './paths.ts'
 import { isLoopbackHost, type AuthSetting } from './security/plugin.ts'
 import { loadOrCreateToken } from './security/token.ts'
 import { DEFAULT_PREFIX, validPrefix } from './sessions/naming.ts'
 
-const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const version = (
   JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { version: string }
 ).version

@@ -19,12 +19,16 @@ async function steadyRss(ctx: BenchContext, samples = 5, everyMs = 200): Promise
   return median(out)
 }
 
-/** RSS of the runtime alone: node with the tsx loader (how the server runs), doing nothing. */
+/** RSS of the runtime alone: node (how `npm start` runs the bundled server), doing nothing. */
 async function runtimeRss(repoRoot: string): Promise<number> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', 'setTimeout(() => {}, 60000)'], {
-    cwd: repoRoot,
-    stdio: 'ignore',
-  })
+  const child = spawn(
+    process.execPath,
+    ['--enable-source-maps', '-e', 'setTimeout(() => {}, 60000)'],
+    {
+      cwd: repoRoot,
+      stdio: 'ignore',
+    },
+  )
   try {
     await sleep(3000)
     return await rssOf(child.pid ?? 0)
@@ -43,7 +47,7 @@ export async function benchIdleMemory(ctx: BenchContext): Promise<void> {
     value: round(rss / MB, 1),
     unit: 'MB',
     baseline: {
-      name: 'node + tsx loader running nothing',
+      name: 'node running nothing',
       value: round(runtime / MB, 1),
       unit: 'MB',
     },

@@ -89,16 +89,16 @@ export class ServerProcess {
     // own scheduling into the server's request path (pino writes synchronously).
     const log = await open(o.logFile, 'a')
     const startedAt = (await log.stat()).size
-    // `node --import tsx` rather than the tsx CLI: one process, so its pid is the server's.
+    // The bundle `npm start` runs (dist/server/main.js, built by scripts/ensure-deps.mjs): one
+    // process, so its pid is the server's.
     // BENCH_SERVER_NODE_OPTIONS adds node flags, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
     const extra = process.env.BENCH_SERVER_NODE_OPTIONS?.split(/\s+/).filter(Boolean) ?? []
     const child = spawn(
       process.execPath,
       [
         ...extra,
-        '--import',
-        'tsx',
-        'server/main.ts',
+        '--enable-source-maps',
+        'dist/server/main.js',
         'serve',
         '--port',
         String(port),

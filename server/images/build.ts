@@ -3,6 +3,7 @@
 // so the previous image keeps serving launches until the new one is published (spec §5.4).
 import { access, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { repoRoot } from '../paths.ts'
 import { aptInstall } from '../provision/apt.ts'
 import { configuredArchive } from '../provision/apt-sources.ts'
 import { findExecutable, isRoot } from '../provision/host.ts'
@@ -79,7 +80,7 @@ interface Step {
 }
 
 async function readAsset(name: string): Promise<string> {
-  return readFile(new URL(`./${name}`, import.meta.url), 'utf8')
+  return readFile(join(repoRoot, 'server', 'images', name), 'utf8')
 }
 
 interface ImageInputs {

@@ -18,14 +18,40 @@ export interface ServerProcess {
   headers: Record<string, string>
 }
 
+let built: Promise<void> | undefined
+
+/** What `npm start` does first: bring node_modules, the SPA and the server bundle up to date. */
+function ensureBuilt(): Promise<void> {
+  built ??= new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['scripts/ensure-deps.mjs'], {
+      cwd: repoRoot,
+      stdio: 'ignore',
+    })
+    child.once('exit', (code) => {
+      if (code === 0) resolve()
+      else reject(new Error(`scripts/ensure-deps.mjs exited with ${String(code)}`))
+    })
+  })
+  return built
+}
+
+/** Starts the server the way `npm start` runs it: the bundle, under plain node. */
 export async function spawnServer(opts: {
   home: string
   prefix: string
   port?: number
 }): Promise<ServerProcess> {
+  await ensureBuilt()
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'server/main.ts', 'serve', '--port', String(opts.port ?? 0), '--no-build'],
+    [
+      '--enable-source-maps',
+      'dist/server/main.js',
+      'serve',
+      '--port',
+      String(opts.port ?? 0),
+      '--no-build',
+    ],
     {
       cwd: repoRoot,
       env: {
