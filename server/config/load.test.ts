@@ -202,3 +202,44 @@ describe('workspace config and profiles', () => {
     expect(() => applyProfile(config, 'bad')).toThrow(/profile "bad": limits.cpu.count/)
   })
 })
+
+describe('values that become argv elements (issue 10 row 12)', () => {
+  it.each(['--help', '--vm', '-x', 'images:debian', 'local:clincus', 'a b', ''])(
+    'refuses defaults.image = %j at load, naming the file and the key',
+    async (image) => {
+      const { home, locations, env } = await setup({
+        user: `[defaults]\nimage = ${JSON.stringify(image)}\n`,
+      })
+      const err = await loadConfig(locations, env, home).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(ConfigError)
+      expect((err as ConfigError).key).toBe('defaults.image')
+      expect((err as ConfigError).message).toMatch(
+        /config\.toml: defaults\.image: expected a local image alias/,
+      )
+    },
+  )
+
+  it('refuses the same in a profile, in CLINCUS_IMAGE and in tool.binary', async () => {
+    const profile = await setup({ user: '[profiles.p]\nimage = "--vm"\n' })
+    await expect(loadConfig(profile.locations, profile.env, profile.home)).rejects.toThrow(
+      /profiles\.p\.image: expected a local image alias/,
+    )
+    const env = await setup({}, { CLINCUS_IMAGE: 'images:debian/12' })
+    await expect(loadConfig(env.locations, env.env, env.home)).rejects.toThrow(/defaults\.image/)
+    const binary = await setup({ user: '[tool]\nbinary = "--version"\n' })
+    await expect(loadConfig(binary.locations, binary.env, binary.home)).rejects.toThrow(
+      /tool\.binary/,
+    )
+    const tool = await setup({ user: '[profiles.p]\ntool = "--help"\n' })
+    await expect(loadConfig(tool.locations, tool.env, tool.home)).rejects.toThrow(
+      /profiles\.p\.tool/,
+    )
+  })
+
+  it('accepts local aliases and fingerprints', async () => {
+    for (const image of ['clincus', 'clincus-test', 'ubuntu/24.04', 'my_img.v2', 'a1b2c3d4e5f6']) {
+      const { home, locations, env } = await setup({ user: `[defaults]\nimage = "${image}"\n` })
+      expect((await loadConfig(locations, env, home)).config.defaults.image).toBe(image)
+    }
+  })
+})
