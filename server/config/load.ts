@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
-import type { Config } from '../../shared/schemas/config.ts'
+import type { Config, Profile } from '../../shared/schemas/config.ts'
 import { applyLayer, ConfigError, defaultConfig, type Layer } from './merge.ts'
 import { expandHome, type ConfigLocations } from './paths.ts'
 
@@ -166,9 +166,15 @@ export function configForWorkspace(
   return expandPaths(config, home)
 }
 
+/** The user's `[profiles.<name>]`, looked up as an own property. */
+export function findProfile(config: Config, name: string): Profile | undefined {
+  return Object.hasOwn(config.profiles, name) ? config.profiles[name] : undefined
+}
+
 /** Applies `[profiles.<name>]` to a config; unknown names are the caller's 400. */
 export function applyProfile(config: Config, name: string): Config | null {
-  const profile = config.profiles[name]
+  // Own properties only: "__proto__" or "constructor" must not name a profile nobody defined.
+  const profile = findProfile(config, name)
   if (!profile) return null
   const layer: Layer = { defaults: {} }
   const defaults = layer.defaults as Layer

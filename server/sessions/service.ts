@@ -6,7 +6,7 @@ import type { Config } from '../../shared/schemas/config.ts'
 import type { ImageState } from '../../shared/schemas/health.ts'
 import type { CreateSessionBody, SessionInfo } from '../../shared/schemas/sessions.ts'
 import { isToolName } from '../../shared/tools.ts'
-import { applyProfile, configForWorkspace, readLayer } from '../config/load.ts'
+import { applyProfile, configForWorkspace, findProfile, readLayer } from '../config/load.ts'
 import { ConfigError } from '../config/merge.ts'
 import { expandPath } from '../config/paths.ts'
 import type { ConfigStore } from '../config/store.ts'
@@ -483,7 +483,7 @@ export class SessionService {
     const uid = config.incus.code_uid
     const home = `/home/${config.incus.code_user}`
     const env: Record<string, string> = {
-      ...(profile ? (config.profiles[profile]?.environment ?? {}) : {}),
+      ...(profile ? (findProfile(config, profile)?.environment ?? {}) : {}),
       HOME: home,
       USER: config.incus.code_user,
       LOGNAME: config.incus.code_user,
