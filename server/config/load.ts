@@ -1,8 +1,13 @@
-import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
 import type { Config, Profile } from '../../shared/schemas/config.ts'
 import { applyLayer, ConfigError, defaultConfig, type Layer } from './merge.ts'
 import { expandHome, type ConfigLocations } from './paths.ts'
+import {
+  readSmallFile,
+  UnsafeFileError,
+  WORKSPACE_FILE_MAX_BYTES,
+  type SafeReadOptions,
+} from './safe-read.ts'
 
 export interface LayerSource {
   file: string
@@ -32,16 +37,33 @@ function parseToml(text: string, file: string): Layer {
   }
 }
 
-/** Reads one TOML file; null when it does not exist. */
-export async function readLayer(file: string): Promise<Layer | null> {
-  let text: string
+const USER_FILE_MAX_BYTES = 1024 * 1024
+
+async function readTomlFile(file: string, opts: SafeReadOptions): Promise<Layer | null> {
+  let text: string | null
   try {
-    text = await readFile(file, 'utf8')
+    text = await readSmallFile(file, opts)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    if (err instanceof UnsafeFileError) throw new ConfigError(file, '', err.message)
     throw new ConfigError(file, '', `cannot read: ${(err as Error).message}`)
   }
-  return parseToml(text, file)
+  return text === null ? null : parseToml(text, file)
+}
+
+/**
+ * Reads one of the user's TOML files; null when it does not exist. Links are followed (dotfiles
+ * managers link config.toml), but a FIFO, a device or a huge file is refused, never waited on.
+ */
+export async function readLayer(file: string): Promise<Layer | null> {
+  return readTomlFile(file, { followLinks: true, maxBytes: USER_FILE_MAX_BYTES })
+}
+
+/**
+ * Reads a workspace's .clincus.toml, which the repository or the agent controls: no link is
+ * followed, only a regular file of at most 64 KiB is read, within 2 s (safe-read.ts).
+ */
+export async function readWorkspaceLayer(file: string): Promise<Layer | null> {
+  return readTomlFile(file, { followLinks: false, maxBytes: WORKSPACE_FILE_MAX_BYTES })
 }
 
 type EnvParser = (raw: string, name: string) => unknown

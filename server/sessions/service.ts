@@ -6,7 +6,12 @@ import type { Config } from '../../shared/schemas/config.ts'
 import type { ImageState } from '../../shared/schemas/health.ts'
 import type { CreateSessionBody, SessionInfo } from '../../shared/schemas/sessions.ts'
 import { isToolName } from '../../shared/tools.ts'
-import { applyProfile, configForWorkspace, findProfile, readLayer } from '../config/load.ts'
+import {
+  applyProfile,
+  configForWorkspace,
+  findProfile,
+  readWorkspaceLayer,
+} from '../config/load.ts'
 import { ConfigError } from '../config/merge.ts'
 import { expandPath } from '../config/paths.ts'
 import type { ConfigStore } from '../config/store.ts'
@@ -144,7 +149,7 @@ export class SessionService {
     const file = join(workspace, '.clincus.toml')
     let config: Config
     try {
-      const layer = await readLayer(file)
+      const layer = await readWorkspaceLayer(file)
       config = configForWorkspace(store.loaded, file, layer, store.home, store.locations)
     } catch (err) {
       if (err instanceof ConfigError)
