@@ -155,7 +155,7 @@ describe('loadConfig', () => {
 })
 
 describe('workspace config and profiles', () => {
-  it('applies a workspace .clincus.toml between user config and env, but not trusted keys', async () => {
+  it('applies a workspace .clincus.toml under the user config; its limits only tighten', async () => {
     const { home, locations, env } = await setup(
       { user: '[defaults]\nimage = "user"\n[limits.cpu]\ncount = "1"\n' },
       { CLINCUS_LIMIT_CPU: '3' },
@@ -164,12 +164,21 @@ describe('workspace config and profiles', () => {
     const ws = configForWorkspace(
       loaded,
       '/w/.clincus.toml',
-      { defaults: { image: 'ws' }, limits: { cpu: { count: '2' } } },
+      { defaults: { persistent: true }, limits: { cpu: { count: '2' } } },
       home,
       locations,
     )
-    expect(ws.defaults.image).toBe('ws')
-    expect(ws.limits.cpu.count).toBe('3')
+    expect(ws?.defaults).toMatchObject({ image: 'user', persistent: true })
+    // the environment says 3, the workspace 2: the stricter holds
+    expect(ws?.limits.cpu.count).toBe('2')
+    const looser = configForWorkspace(
+      loaded,
+      '/w/.clincus.toml',
+      { limits: { cpu: { count: '8' } } },
+      home,
+      locations,
+    )
+    expect(looser?.limits.cpu.count).toBe('3')
     expect(() =>
       configForWorkspace(
         loaded,
