@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { readFile, stat } from 'node:fs/promises'
+import { readFile, realpath, stat } from 'node:fs/promises'
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { Logger } from 'pino'
@@ -61,9 +61,30 @@ async function fingerprint(files: readonly string[]): Promise<string> {
   return h.digest('hex')
 }
 
+type Role = 'own' | 'parent' | 'target'
+
 interface Armed {
   dir: string
   watcher: FSWatcher
+}
+
+/** file → the real path it resolves to, for the files that are (or sit behind) symbolic links. */
+async function linkTargets(files: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const f of files) {
+    const real = await realpath(f).catch(() => null)
+    if (real !== null && dirname(real) !== (await realpath(dirname(f)).catch(() => dirname(f))))
+      out.set(f, real)
+  }
+  return out
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  return a.size === b.size && [...a].every((x) => b.has(x))
+}
+
+function sameMap(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  return a.size === b.size && [...a].every(([k, v]) => b.get(k) === v)
 }
 
 /**
@@ -76,7 +97,9 @@ interface Armed {
  * the directory is moved away, deleted, re-created or a directory symlink is swapped, only the
  * parent sees it. Any such event (or a watch error) re-arms every watch on the paths as they are
  * now, then compares the files' bytes: a file that went or came back is a reload, which publishes
- * `config.reloaded` (or `config.invalid` when it is broken).
+ * `config.reloaded` (or `config.invalid` when it is broken). A config file that is itself a
+ * symbolic link (a dotfiles manager's) is also watched where its target lives, and re-pointing
+ * the link moves that watch.
  *
  * Changes are debounced, then the store reloads (it keeps the last good config for a broken file).
  * A change that leaves every file's bytes as they were at the last reload (a touch, an editor's
@@ -91,6 +114,8 @@ export class ConfigWatcher {
   #armed: Armed[] = []
   /** The directories that hold (or lead to) the config files now. */
   #dirs = new Set<string>()
+  /** Where the config files that are symbolic links lead. */
+  #targets = new Map<string, string>()
   #started = false
   #arming: Promise<void> | null = null
   #rearmAgain = false
@@ -170,20 +195,27 @@ export class ConfigWatcher {
   /** Sets up the watches on the paths as they are now (closing the old ones first). */
   async #arm(): Promise<void> {
     let dirs = await this.#wantedDirs()
+    let targets = await linkTargets(this.#files)
     for (;;) {
       if (this.#closed) return
       this.#disarm()
       this.#dirs = dirs
+      this.#targets = targets
       for (const dir of dirs) this.#watchDir(dir, 'own')
       for (const dir of dirs) {
         const parent = dirname(dir)
         if (parent !== dir && !dirs.has(parent)) this.#watchDir(parent, 'parent')
       }
+      // A config file that is a symbolic link (dotfiles): its target is edited where it lives.
+      for (const dir of new Set([...targets.values()].map((t) => dirname(t))))
+        this.#watchDir(dir, 'target')
       // A directory created between the lookup and the watch sent its event to nobody: look
       // again now that the watches are in place, until the answer holds still.
       const now = await this.#wantedDirs()
-      if (now.size === dirs.size && [...now].every((d) => dirs.has(d))) return
+      const nowTargets = await linkTargets(this.#files)
+      if (sameSet(now, dirs) && sameMap(nowTargets, targets)) return
       dirs = now
+      targets = nowTargets
     }
   }
 
@@ -191,7 +223,7 @@ export class ConfigWatcher {
     return new Set(await Promise.all(this.#files.map((f) => nearestExistingDir(f))))
   }
 
-  #watchDir(dir: string, role: 'own' | 'parent'): void {
+  #watchDir(dir: string, role: Role): void {
     let watcher: FSWatcher
     try {
       watcher = watch(dir, { persistent: false }, (_event, name) => {
@@ -211,13 +243,20 @@ export class ConfigWatcher {
     this.#armed.push({ dir, watcher })
   }
 
-  #onEvent(dir: string, role: 'own' | 'parent', name: string | null): void {
+  #onEvent(dir: string, role: Role, name: string | null): void {
     if (this.#closed) return
     if (name === null) {
       this.#rearm()
       return
     }
     const path = join(dir, name)
+    if (role === 'target') {
+      if ([...this.#targets.values()].includes(path)) {
+        this.#changes++
+        this.#schedule()
+      }
+      return
+    }
     if (role === 'parent') {
       // Only the entries that are (or lead to) one of our directories matter here.
       if (this.#dirs.has(path) || this.#leadsToFile(path)) this.#rearm()
@@ -299,6 +338,9 @@ export class ConfigWatcher {
       try {
         do {
           this.#again = false
+          // A config file re-pointed to another target (or turned into or from a link): the
+          // target's directory must be watched from now on.
+          if (!sameMap(await linkTargets(this.#files), this.#targets)) this.#rearm()
           const fp = await fingerprint(this.#files)
           if (this.#closed || fp === this.#last) continue
           this.#last = fp
