@@ -1,7 +1,7 @@
 // Issue 10 row 9: a workspace file is hostile input (FIFO, links, devices, sizes).
-import { mkdir, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, open, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished, vi } from 'vitest'
 import { tempDir } from '../test/helpers.ts'
 import { fifo } from './fifo-fixture.ts'
 import { readSmallFile, UnsafeFileError } from './safe-read.ts'
@@ -72,5 +72,44 @@ describe('readSmallFile', () => {
   it('caps files whose reported size is 0 (procfs) by what it reads', async () => {
     const err = await refused('/proc/self/maps', { maxBytes: 16, followLinks: true })
     expect(err.reason).toBe('too_large')
+  })
+
+  it('gives up after the deadline when open or read hangs (a dead network mount), closing later', async () => {
+    const dir = await tempDir()
+    await writeFile(join(dir, 'a.toml'), 'a = 1\n')
+    let release: () => void = () => undefined
+    const gate = new Promise<void>((r) => {
+      release = r
+    })
+    let closed = false
+    const hangingOpen = async (path: string, flags: number) => {
+      await gate
+      const handle = await open(path, flags)
+      const close = handle.close.bind(handle)
+      handle.close = async () => {
+        closed = true
+        await close()
+      }
+      return handle
+    }
+    const started = Date.now()
+    const err = await refused(join(dir, 'a.toml'), { timeoutMs: 50, open: hangingOpen })
+    expect(err.reason).toBe('timeout')
+    expect(err.message).toMatch(/took too long/)
+    expect(Date.now() - started).toBeLessThan(1000)
+    // the open that finally completes is closed, not leaked
+    release()
+    await vi.waitFor(() => {
+      expect(closed).toBe(true)
+    })
+
+    const hangingRead = async (path: string, flags: number) => {
+      const handle = await open(path, flags)
+      handle.read = () => new Promise(() => undefined)
+      onTestFinished(() => handle.close())
+      return handle
+    }
+    const slow = await refused(join(dir, 'a.toml'), { timeoutMs: 50, open: hangingRead })
+    expect(slow.reason).toBe('timeout')
   })
 })

@@ -17,6 +17,8 @@ export interface SafeReadOptions {
    * the user's own config files (dotfiles managers link them).
    */
   followLinks?: boolean
+  /** How to open the file (tests pass one that hangs, as a dead network mount would). */
+  open?: (path: string, flags: number) => Promise<FileHandle>
 }
 
 /** Why a file was refused; the message says what to do. */
@@ -94,7 +96,7 @@ export async function readSmallFile(
     (opts.followLinks ? 0 : constants.O_NOFOLLOW)
   let handle: FileHandle
   try {
-    handle = await bounded(open(path, flags), deadline, path, (late) => {
+    handle = await bounded((opts.open ?? open)(path, flags), deadline, path, (late) => {
       void late.close().catch(() => undefined)
     })
   } catch (err) {
