@@ -252,3 +252,18 @@ describe('values that become argv elements (issue 10 row 12)', () => {
     }
   })
 })
+
+describe('record keys are checked (profile names, environment names)', () => {
+  it.each([
+    ['[profiles."-x"]\npersistent = true\n', /profiles\.-x: invalid profile name/],
+    ['[profiles."a b"]\npersistent = true\n', /profiles\.a b: invalid profile name/],
+    [
+      '[profiles.p.environment]\n"-e" = "1"\n',
+      /profiles\.p\.environment\.-e: invalid variable name/,
+    ],
+    ['[profiles.p.environment]\n"A=B" = "1"\n', /invalid variable name/],
+  ])('refuses %j', async (text, message) => {
+    const { home, locations, env } = await setup({ user: text })
+    await expect(loadConfig(locations, env, home)).rejects.toThrow(message)
+  })
+})

@@ -136,6 +136,11 @@ export function validateConfig(candidate: unknown, file: string): Config {
   if (any.keyword === 'additionalProperties' && Array.isArray(params.additionalProperties)) {
     const extra = String(params.additionalProperties[0])
     const key = [...path, extra].join('.')
+    const parent = path.join('.')
+    if (parent === 'profiles')
+      return fail(file, key, `invalid profile name: use letters, digits, "_" and "-" (not first)`)
+    if (/^profiles\.[^.]+\.environment$/.test(parent))
+      return fail(file, key, 'invalid variable name: use letters, digits and "_" (no digit first)')
     return fail(file, key, `unknown key "${key}"`)
   }
   const key = path.join('.')

@@ -15,6 +15,8 @@ const TMPFS = '^\\d+([KMGT]i?B)?$'
 export const IMAGE_ALIAS = '^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$'
 const IMAGE_EXPECTED =
   'a local image alias like "clincus" (letters, digits, ".", "_", "-", "/"; no "remote:" and no leading "-")'
+export const PROFILE_NAME = '^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$'
+const ENV_NAME = '^[A-Za-z_][A-Za-z0-9_]*$'
 const BINARY = '^(|[A-Za-z0-9_./][A-Za-z0-9_./+-]*)$'
 
 function imageAlias(opts: { default?: string } = {}): TString {
@@ -91,7 +93,11 @@ export const ProfileSchema = Type.Object(
     image: Type.Optional(imageAlias()),
     persistent: Type.Optional(Type.Boolean()),
     environment: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String()),
+      // Record keys are only checked when other keys are refused (TypeBox emits
+      // patternProperties alone otherwise).
+      Type.Record(Type.String({ pattern: ENV_NAME }), Type.String(), {
+        additionalProperties: false,
+      }),
     ),
     tool: Type.Optional(
       Type.Union([Type.Literal('claude'), Type.Literal('copilot'), Type.Literal('opencode')], {
@@ -179,7 +185,8 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    profiles: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), ProfileSchema, {
+    profiles: Type.Record(Type.String({ pattern: PROFILE_NAME }), ProfileSchema, {
+      additionalProperties: false,
       default: {},
     }),
     dashboard: Type.Object(
