@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { tempDir } from '../test/helpers.ts'
+import { fifo } from './fifo-fixture.ts'
 import { waitUntil } from '../test/ws-client.ts'
 import { configLocations, type ConfigLocations } from './paths.ts'
 import { ConfigStore, type ConfigChange } from './store.ts'
@@ -221,5 +222,20 @@ describe('ConfigWatcher re-arms when the config directory moves, goes, comes bac
     await r.watcher.settled()
     await writeFile(join(dots, 'two.toml'), r.port(3042))
     expect(await r.next()).toBe(3042)
+  })
+
+  it('a FIFO in place of config.toml is reported invalid at once, and the watcher goes on', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    await writeFile(r.file, r.port(3051))
+    expect(await r.next()).toBe(3051)
+    await rm(r.file)
+    fifo(r.file)
+    // (the removal and the FIFO may be seen as one change or two)
+    await waitUntil('invalid', async () => (await r.next()) === 'invalid')
+    await r.watcher.settled()
+    await rm(r.file)
+    await writeFile(r.file, r.port(3052))
+    expect(await r.next()).toBe(3052)
   })
 })

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
-import { readFile, realpath, stat } from 'node:fs/promises'
+import { realpath, stat } from 'node:fs/promises'
 import { watch, type FSWatcher } from 'node:fs'
 import { basename, dirname, join, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import type { ConfigLocations } from './paths.ts'
+import { readSmallFile } from './safe-read.ts'
 
 export interface ConfigWatcherOptions {
   /** Quiet time after the last change before reloading (editors write in several steps). */
@@ -49,13 +50,13 @@ export async function nearestExistingDir(file: string): Promise<string> {
 async function fingerprint(files: readonly string[]): Promise<string> {
   const h = createHash('sha256')
   for (const f of files) {
+    h.update(f).update('\0')
     try {
-      h.update(f)
-        .update('\0')
-        .update(await readFile(f))
-        .update('\0')
-    } catch {
-      h.update(f).update('\0missing\0')
+      // The safe reader: a FIFO or a device in place of a config file must not hang the watcher.
+      const text = await readSmallFile(f, { followLinks: true, maxBytes: 1024 * 1024 })
+      h.update(text === null ? '\0missing' : `\0${text}`).update('\0')
+    } catch (err) {
+      h.update(`\0unreadable: ${(err as Error).message}\0`)
     }
   }
   return h.digest('hex')
