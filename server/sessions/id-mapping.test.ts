@@ -117,6 +117,25 @@ describe('the id mapping of a created session', () => {
     expect(t.driver.callsOf('start')).toHaveLength(3)
   })
 
+  it('names the missing sub-id line when a raw.idmap start fails', async () => {
+    const t = await created()
+    await chown(t.project, 1234, 1234)
+    t.driver.failOn(
+      'start',
+      'Error: Failed to run: /usr/libexec/incus/incusd forkstart x: exit status 1\nTry `incus info --show-log x` for more info\n',
+    )
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    expect(res.statusCode).toBe(502)
+    expect(res.json<{ error: string }>().error).toMatch(
+      /^starting the container failed: Failed to run: .*exit status 1 \(mapping the workspace owner with raw\.idmap needs 'root:1234:1' to \/etc\/subuid/,
+    )
+    expect(t.driver.instances.size).toBe(0)
+  })
+
   it('uses an idmapped mount when the owner is the code user', async () => {
     const t = await created()
     const res = await t.app.inject({

@@ -16,6 +16,7 @@ import {
   BadRequestError,
   ConflictError,
   IncusCommandError,
+  incusReason,
   NotFoundError,
   UnavailableError,
 } from '../errors.ts'
@@ -358,34 +359,41 @@ export class SessionService {
       ]
       // Every host folder is mounted the same way: shifted, or unshifted under raw.idmap.
       const addDisks = async (plan: IdMappingPlan, report: boolean): Promise<void> => {
-        for (const disk of disks) {
-          if (report && step !== disk.step) progress(disk.step)
-          await d.driver.deviceAdd(name, disk.device, { ...disk.props, ...plan.disk }, { signal })
+        for (const group of ['workspace', 'mounts', 'protect'] as const) {
+          if (report) progress(group)
+          for (const disk of disks.filter((x) => x.step === group))
+            await d.driver.deviceAdd(name, disk.device, { ...disk.props, ...plan.disk }, { signal })
         }
       }
       await addDisks(mapping, true)
 
       progress('start')
+      // A refused raw.idmap fails deep in LXC ("forkstart ... exit status 1"): name the cause.
+      const start = async (): Promise<void> => {
+        try {
+          await d.driver.start(name, { signal })
+        } catch (err) {
+          if (mapping.method !== 'raw.idmap' || !(err instanceof IncusCommandError)) throw err
+          const hint = await rawIdmapHint({ uid: wsStat.uid, gid: wsStat.gid })
+          if (!hint) throw err
+          throw new IncusCommandError({
+            argv: err.argv,
+            exitCode: err.exitCode,
+            // incus' reason is its last "Error:" line: the hint goes on a new one.
+            stderr: `${err.stderr.trimEnd()}\nError: ${incusReason(err.stderr)}${hint}`,
+            cause: err,
+          })
+        }
+      }
       try {
-        await d.driver.start(name, { signal })
+        await start()
       } catch (err) {
         if (
           mapping.method !== 'shift' ||
           !(err instanceof IncusCommandError) ||
           !isIdmapUnsupported(err.stderr)
-        ) {
-          if (mapping.method === 'raw.idmap' && err instanceof IncusCommandError) {
-            const hint = await rawIdmapHint({ uid: wsStat.uid, gid: wsStat.gid })
-            if (hint)
-              throw new IncusCommandError({
-                argv: err.argv,
-                exitCode: err.exitCode,
-                stderr: err.stderr + hint,
-                cause: err,
-              })
-          }
+        )
           throw err
-        }
         // The workspace's filesystem has no idmapped mounts (Incus says so at start): map the
         // owner with raw.idmap instead, and remember the filesystem for the next sessions.
         this.#noIdmappedMounts.add(wsStat.dev)
@@ -403,7 +411,7 @@ export class SessionService {
           { signal },
         )
         await addDisks(mapping, false)
-        await d.driver.start(name, { signal })
+        await start()
       }
 
       progress('ready')
