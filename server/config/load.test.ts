@@ -46,10 +46,10 @@ describe('loadConfig', () => {
       code_user: 'code',
       disable_shift: false,
     })
-    expect(config.limits.memory).toEqual({ limit: '', enforce: 'soft', swap: 'true' })
+    expect(config.limits.memory).toEqual({ limit: '50%', enforce: 'hard', swap: 'true' })
     expect(config.limits.runtime).toEqual({
       max_duration: '',
-      max_processes: 0,
+      max_processes: 4096,
       auto_stop: true,
       stop_graceful: true,
     })
