@@ -92,6 +92,10 @@ describe('access', () => {
     expect(
       (await t.app.inject({ url: '/api/openapi.json', headers: { host: HOST } })).statusCode,
     ).toBe(401)
+    const head = (url: string) => t.app.inject({ method: 'HEAD', url, headers: { host: HOST } })
+    expect((await head('/api/health')).statusCode).toBe(200)
+    expect((await head('/api/sessions')).statusCode).toBe(401)
+    expect((await head('/api/config')).statusCode).toBe(401)
     // The SPA and unknown paths are public: they hold no data.
     expect((await t.app.inject({ url: '/settings', headers: { host: HOST } })).statusCode).toBe(200)
     expect((await t.app.inject({ url: '/api/nope', headers: { host: HOST } })).statusCode).toBe(404)
