@@ -64,6 +64,7 @@ describe('loadConfig', () => {
       workspace_roots: [],
       auth: 'token',
       allowed_hosts: [],
+      public_origins: [],
       rate_limit_per_minute: 120,
       ws_max_message_bytes: 1048576,
       max_terminals_per_session: 16,

@@ -188,6 +188,16 @@ export const ConfigSchema = Type.Object(
             'x-expected': 'a list of host names',
           },
         ),
+        // Origins (scheme://host[:port]) accepted on WebSocket upgrades and mutating requests
+        // besides the server's own: for a reverse proxy that keeps the browser's Origin but
+        // rewrites Host to the listener's address.
+        public_origins: Type.Array(
+          Type.String({ minLength: 1, pattern: '^https?://[A-Za-z0-9.\\[\\]:-]+$' }),
+          {
+            default: [],
+            'x-expected': 'a list of origins like "https://dash.example"',
+          },
+        ),
         rate_limit_per_minute: Type.Integer({
           minimum: 1,
           default: 120,
