@@ -17,6 +17,7 @@ import { ConfigStore } from '../server/config/store.ts'
 import { HistoryStore } from '../server/history/store.ts'
 import { FakeIncusDriver } from '../server/incus/fake-driver.ts'
 import { Listener } from '../server/listener.ts'
+import { loggerOptions } from '../server/security/log-redaction.ts'
 import { nodePtySpawner, type PtySpawner } from '../server/pty/spawner.ts'
 import { LABEL } from '../server/sessions/registry.ts'
 import { containerName, workspaceHash } from '../server/sessions/naming.ts'
@@ -98,11 +99,11 @@ const token = randomBytes(24).toString('base64url')
 
 const env = { HOME: home, CLINCUS_SYSTEM_CONFIG: join(home, 'etc-clincus.toml') }
 const config = await ConfigStore.open(configLocations(env, home), env, home)
-const { app } = await buildApp({
+const { app, security } = await buildApp({
   driver,
   config,
   history: new HistoryStore(join(home, '.clincus', 'history.jsonl')),
-  log: pino({ level: process.env.LOG_LEVEL ?? 'warn' }),
+  log: pino(loggerOptions(process.env.LOG_LEVEL ?? 'warn')),
   prefix,
   home,
   version: '0.0.0-dev-fake',
@@ -115,7 +116,9 @@ await app.ready()
 const listener = new Listener(app.server)
 const actual = await listener.listen(port, '127.0.0.1')
 console.log(`clincus (fake Incus) on http://127.0.0.1:${actual}/  HOME=${home}`)
-console.log(`sign in: http://127.0.0.1:${actual}/?token=${token}`)
+console.log(
+  `sign in: http://127.0.0.1:${actual}/?code=${security.credentials.issueCode().code}  (once, 10 min; token: ${token})`,
+)
 
 let closing = false
 const close = async (): Promise<void> => {

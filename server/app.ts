@@ -9,7 +9,8 @@ import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
 import type { ConfigStore } from './config/store.ts'
 import { ConfigWatcher, type ConfigWatcherOptions } from './config/watcher.ts'
 import { registerErrorHandler } from './errors.ts'
-import { registerSecurity, type AuthSetting } from './security/plugin.ts'
+import type { CredentialLimits } from './security/credentials.ts'
+import { registerSecurity, type AuthSetting, type Security } from './security/plugin.ts'
 import { EventHub } from './events/hub.ts'
 import { LifecycleMonitor } from './events/lifecycle-monitor.ts'
 import { SessionStateTracker, resyncEvents } from './events/resync.ts'
@@ -19,6 +20,7 @@ import type { IncusDriver, LifecycleEvent } from './incus/driver.ts'
 import type { BridgeOptions } from './pty/bridge.ts'
 import { nodePtySpawner, type PtySpawner } from './pty/spawner.ts'
 import { TerminalManager } from './pty/terminals.ts'
+import { authRoutes } from './routes/auth.ts'
 import { configRoutes } from './routes/config.ts'
 import { SseStreams, sseEventsRoutes, type SseOptions } from './routes/events-sse.ts'
 import { healthRoutes } from './routes/health.ts'
@@ -55,6 +57,8 @@ export interface AppDeps {
   auth?: AuthSetting
   /** The address the listener binds to (an extra allowed Host when it is not loopback). */
   bindHost?: string
+  /** Lifetimes of sign-in codes, sessions and tickets (tests shorten them). */
+  credentialLimits?: Partial<CredentialLimits>
   /** PTYs for /ws/terminal and /ws/shell (default node-pty). */
   pty?: PtySpawner
   /** Hot reload of the config files (default on; false in unit tests). */
@@ -77,6 +81,8 @@ export interface App {
   terminals: TerminalManager
   /** null when hot reload is off. */
   configWatcher: ConfigWatcher | null
+  /** Access control: main.ts prints a sign-in code from it. */
+  security: Security
 }
 
 const BODY_LIMIT = 1024 * 1024
@@ -123,10 +129,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // Only JSON bodies: a cross-site form or text/plain POST is refused with 415.
   app.removeContentTypeParser(['text/plain'])
   registerErrorHandler(app)
-  registerSecurity(app, {
+  const security = await registerSecurity(app, {
     auth: deps.auth ?? { mode: 'none' },
     config: deps.config,
     bindHost: deps.bindHost,
+    limits: deps.credentialLimits,
   })
 
   // Ids start from the clock (µs), so an SSE client's Last-Event-ID from before a restart is
@@ -200,6 +207,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         { name: 'config' },
         { name: 'events' },
         { name: 'health' },
+        { name: 'auth' },
       ],
     },
   })
@@ -249,9 +257,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(configRoutes(services))
   await app.register(workspaceRoutes(services))
   await app.register(healthRoutes(services))
+  await app.register(authRoutes(security))
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
   const spa = await registerSpa(app, deps.webRoot)
+  // Public (no route matched, so nothing to protect): it only ever answers 404, 405 or index.html.
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? '/'
     const allowed = METHODS.filter(
@@ -263,8 +273,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         .header('allow', allowed.join(', '))
         .send({ error: `method ${req.method} not allowed on ${path}`, code: 'method_not_allowed' })
     }
+    // Client routes are plain (`/settings`, `/session/<id>`): an encoded path is nothing of ours.
     if (
       isApiPath(path) ||
+      path.includes('%') ||
       (req.method !== 'GET' && req.method !== 'HEAD') ||
       path.startsWith('/assets/')
     ) {
@@ -345,5 +357,5 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await deps.images?.dispose()
   })
 
-  return { app, services, terminals, configWatcher }
+  return { app, services, terminals, configWatcher, security }
 }

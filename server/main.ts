@@ -16,6 +16,7 @@ import { buildImage } from './images/build.ts'
 import { CliIncusDriver } from './incus/cli-driver.ts'
 import { Listener } from './listener.ts'
 import { repoRoot } from './paths.ts'
+import { loggerOptions } from './security/log-redaction.ts'
 import { isLoopbackHost, type AuthSetting } from './security/plugin.ts'
 import { loadOrCreateToken } from './security/token.ts'
 import { DEFAULT_PREFIX, validPrefix } from './sessions/naming.ts'
@@ -48,10 +49,8 @@ async function main(): Promise<void> {
 
   const env = process.env
   const home = env.HOME ?? homedir()
-  const log = pino({
-    level: env.LOG_LEVEL ?? 'info',
-    redact: ['req.headers.authorization', 'req.headers.cookie', 'req.headers["x-api-key"]'],
-  })
+  // Request URLs are logged with every credential-like query value redacted (log-redaction.ts).
+  const log = pino(loggerOptions(env.LOG_LEVEL ?? 'info'))
   let config: ConfigStore
   try {
     config = await ConfigStore.open(configLocations(env, home), env, home)
@@ -112,7 +111,7 @@ async function main(): Promise<void> {
     authMode === 'token'
       ? { mode: 'token', token: await loadOrCreateToken(tokenFile) }
       : { mode: 'none' }
-  const { app } = await buildApp({
+  const { app, security } = await buildApp({
     auth,
     bindHost: command.host,
     driver,
@@ -139,9 +138,11 @@ async function main(): Promise<void> {
   const url = `http://${command.host.includes(':') ? `[${command.host}]` : command.host}:${listener.port}`
   log.info({ url, version, prefix }, 'clincus dashboard listening')
   if (auth.mode === 'token') {
-    // The sign-in link sets an HttpOnly cookie and drops the token from the address bar.
+    // The link carries a single-use code valid for 10 minutes, never the token: the page trades
+    // it for a sign-in session and drops it from the address bar. Scripts read the token file.
+    const { code } = security.credentials.issueCode()
     process.stdout.write(
-      `\n  clincus dashboard: ${url}/\n  sign in:           ${url}/?token=${auth.token}\n  API token file:    ${tokenFile}\n\n`,
+      `\n  clincus dashboard: ${url}/\n  sign in:           ${url}/?code=${code}  (works once, for 10 minutes)\n  API token file:    ${tokenFile}\n\n`,
     )
   } else {
     process.stdout.write(`\n  clincus dashboard: ${url}/ (no authentication)\n\n`)

@@ -46,10 +46,10 @@ describe('loadConfig', () => {
       code_user: 'code',
       disable_shift: false,
     })
-    expect(config.limits.memory).toEqual({ limit: '', enforce: 'soft', swap: 'true' })
+    expect(config.limits.memory).toEqual({ limit: '50%', enforce: 'hard', swap: 'true' })
     expect(config.limits.runtime).toEqual({
       max_duration: '',
-      max_processes: 0,
+      max_processes: 4096,
       auto_stop: true,
       stop_graceful: true,
     })
@@ -64,6 +64,7 @@ describe('loadConfig', () => {
       workspace_roots: [],
       auth: 'token',
       allowed_hosts: [],
+      public_origins: [],
       rate_limit_per_minute: 120,
       ws_max_message_bytes: 1048576,
       max_terminals_per_session: 16,

@@ -18,7 +18,9 @@ import {
   IncusInstanceListSchema,
   IncusInstanceSchema,
   IncusLifecycleEventSchema,
+  IncusProfileSchema,
   IncusServerSchema,
+  IncusStoragePoolSchema,
   type IncusInstance,
 } from './schemas.ts'
 
@@ -153,6 +155,31 @@ export class CliIncusDriver implements IncusDriver {
       if (err instanceof IncusCommandError && err.isNotFound) return false
       throw err
     }
+  }
+
+  async rootPoolDriver(opts?: CallOptions): Promise<string | null> {
+    const q = `project=${encodeURIComponent(this.project)}`
+    const profileArgv = ['query', `/1.0/profiles/default?${q}`]
+    const profile = parseJson(await this.#run(profileArgv, opts), profileArgv)
+    if (!Value.Check(IncusProfileSchema, profile))
+      throw new IncusCommandError({
+        argv: profileArgv,
+        exitCode: 0,
+        stderr: 'unexpected profile shape from incus',
+      })
+    const root = Object.values(profile.devices ?? {}).find(
+      (d) => d.type === 'disk' && d.path === '/' && d.pool,
+    )
+    if (!root?.pool) return null
+    const poolArgv = ['query', `/1.0/storage-pools/${encodeURIComponent(root.pool)}?${q}`]
+    const pool = parseJson(await this.#run(poolArgv, opts), poolArgv)
+    if (!Value.Check(IncusStoragePoolSchema, pool))
+      throw new IncusCommandError({
+        argv: poolArgv,
+        exitCode: 0,
+        stderr: 'unexpected storage pool shape from incus',
+      })
+    return pool.driver
   }
 
   async init(image: string, name: string, opts: InitOptions = {}): Promise<void> {

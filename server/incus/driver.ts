@@ -11,7 +11,8 @@ export interface ExecOptions extends CallOptions {
   group?: number
   cwd?: string
   env?: Record<string, string>
-  stdin?: string
+  /** Bytes for the command's stdin (e.g. a tar archive for `tar -x`); stdin is closed without. */
+  stdin?: string | Uint8Array
 }
 
 export interface ExecResult {
@@ -44,6 +45,11 @@ export interface IncusDriver {
   /** null when the instance does not exist. */
   getInstance(name: string, opts?: CallOptions): Promise<IncusInstance | null>
   imageExists(alias: string, opts?: CallOptions): Promise<boolean>
+  /**
+   * The storage driver (dir, btrfs, zfs, lvm, ...) of the pool that new instances' root disks use
+   * (the project's default profile); null when the profile has no root disk.
+   */
+  rootPoolDriver(opts?: CallOptions): Promise<string | null>
   init(image: string, name: string, opts?: InitOptions): Promise<void>
   deviceAdd(
     name: string,

@@ -1,5 +1,7 @@
 import { EventEmitter, on } from 'node:events'
+import { posix } from 'node:path'
 import { IncusCommandError } from '../errors.ts'
+import { unpackTar } from '../sessions/tar.ts'
 import type {
   CallOptions,
   ExecOptions,
@@ -14,6 +16,7 @@ export type FakeMethod =
   | 'listInstances'
   | 'getInstance'
   | 'imageExists'
+  | 'rootPoolDriver'
   | 'init'
   | 'deviceAdd'
   | 'deviceRemove'
@@ -57,8 +60,12 @@ export class FakeIncusDriver implements IncusDriver {
     opts: ExecOptions,
   ) => ExecResult | undefined = () => undefined
   /** Resolves before each call completes; tests use it to hold calls and observe concurrency. */
-  gate: ((method: FakeMethod, args: unknown[]) => Promise<void>) | undefined
+  gate:
+    | ((method: FakeMethod, args: unknown[], opts: CallOptions | undefined) => Promise<void>)
+    | undefined
   reachable = true
+  /** Storage driver of the root disk's pool (`dir`, like the machines the live tests run on). */
+  poolDriver: string | null = 'dir'
 
   constructor(project = 'default') {
     this.project = project
@@ -105,7 +112,7 @@ export class FakeIncusDriver implements IncusDriver {
 
   async #enter(method: FakeMethod, args: unknown[], opts?: CallOptions): Promise<void> {
     this.calls.push({ method, args })
-    if (this.gate) await this.gate(method, args)
+    if (this.gate) await this.gate(method, args, opts)
     opts?.signal?.throwIfAborted()
     if (!this.reachable) {
       throw new IncusCommandError({
@@ -157,6 +164,11 @@ export class FakeIncusDriver implements IncusDriver {
   async imageExists(alias: string, opts?: CallOptions): Promise<boolean> {
     await this.#enter('imageExists', [alias], opts)
     return this.images.has(alias)
+  }
+
+  async rootPoolDriver(opts?: CallOptions): Promise<string | null> {
+    await this.#enter('rootPoolDriver', [], opts)
+    return this.poolDriver
   }
 
   async init(image: string, name: string, opts: InitOptions = {}): Promise<void> {
@@ -269,7 +281,7 @@ export class FakeIncusDriver implements IncusDriver {
   async exec(name: string, argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
     await this.#enter(
       'exec',
-      [name, [...argv], { user: opts.user, cwd: opts.cwd, env: opts.env }],
+      [name, [...argv], { user: opts.user, cwd: opts.cwd, env: opts.env, stdin: opts.stdin }],
       opts,
     )
     const inst = this.#need(name, 'exec')
@@ -279,7 +291,26 @@ export class FakeIncusDriver implements IncusDriver {
         exitCode: 1,
         stderr: 'Error: Instance is not running',
       })
-    return this.execHandler(name, argv, opts) ?? { stdout: '', stderr: '', exitCode: 0 }
+    const scripted = this.execHandler(name, argv, opts)
+    if (scripted) return scripted
+    if (argv[0] === 'tar' && argv.includes('-x') && opts.stdin !== undefined)
+      this.#extract(name, argv, opts)
+    return { stdout: '', stderr: '', exitCode: 0 }
+  }
+
+  /** `tar -x -C <dir>` of an archive on stdin, as the exec's user: files land in `files`. */
+  #extract(name: string, argv: readonly string[], opts: ExecOptions): void {
+    const dir = argv[argv.indexOf('-C') + 1] ?? '/'
+    const data = typeof opts.stdin === 'string' ? Buffer.from(opts.stdin) : (opts.stdin ?? [])
+    for (const e of unpackTar(Uint8Array.from(data))) {
+      if (e.typeflag !== '0') continue
+      this.files.set(`${name}:${posix.join(dir, e.path)}`, {
+        content: e.content.toString(),
+        uid: opts.user,
+        gid: opts.group,
+        mode: `0${e.mode.toString(8)}`,
+      })
+    }
   }
 
   async filePush(

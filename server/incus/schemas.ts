@@ -34,3 +34,11 @@ export const IncusServerSchema = Type.Object({
     }),
   ),
 })
+
+export const IncusProfileSchema = Type.Object({
+  devices: Type.Optional(Type.Record(Type.String(), Type.Record(Type.String(), Type.String()))),
+})
+
+export const IncusStoragePoolSchema = Type.Object({
+  driver: Type.String(),
+})

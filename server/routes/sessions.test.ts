@@ -1,7 +1,7 @@
 import { chown, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import type { FakeMethod } from '../incus/fake-driver.ts'
+import { FakeIncusDriver, type FakeMethod } from '../incus/fake-driver.ts'
 import { buildTestApp, json } from '../test/helpers.ts'
 
 async function create(t: Awaited<ReturnType<typeof buildTestApp>>, body: Record<string, unknown>) {
@@ -88,7 +88,7 @@ describe('POST /api/sessions', () => {
     ['workspace device', 'deviceAdd', (a) => a[1] === 'workspace'],
     ['protect device', 'deviceAdd', (a) => String(a[1]).startsWith('protect-')],
     ['start', 'start', undefined],
-    ['tool config', 'filePush', undefined],
+    ['tool config', 'exec', (a) => (a[1] as string[])[0] === 'tar'],
     ['tmux', 'exec', (a) => (a[1] as string[])[0] === 'tmux'],
     ['deadline label', 'configSet', undefined],
   ]
@@ -198,9 +198,26 @@ describe('POST /api/sessions', () => {
     expect(init?.[2]).toMatchObject({
       'limits.cpu': '2',
       'limits.memory': '1GiB',
-      'limits.memory.enforce': 'soft',
+      'limits.memory.enforce': 'hard',
+      'limits.processes': '4096',
     })
+    // the machines' `dir` pool does not enforce a size: none is set (and the log says so)
     expect(init?.[3]).toEqual({ 'limits.read': '10MiB/s' })
+  })
+
+  it('gives a default session a process cap, a hard memory limit and, on btrfs, a disk size', async () => {
+    const driver = new FakeIncusDriver()
+    driver.poolDriver = 'btrfs'
+    const t = await buildTestApp({ driver })
+    const res = await create(t, { workspace: t.project })
+    expect(res.statusCode).toBe(200)
+    const init = t.driver.callsOf('init')[0]?.args
+    expect(init?.[2]).toMatchObject({
+      'limits.processes': '4096',
+      'limits.memory': '50%',
+      'limits.memory.enforce': 'hard',
+    })
+    expect(init?.[3]).toEqual({ size: '20GiB' })
   })
 })
 

@@ -31,7 +31,21 @@ export function sessionRoutes(s: AppServices): FastifyPluginAsyncTypebox {
         body: CreateSessionBodySchema,
         response: { 200: SessionInfoSchema, ...errorResponses },
       },
-      handler: async (req) => s.sessions.create(req.body),
+      handler: async (req, reply) => {
+        // A client that goes away before the answer cancels the creation (rolled back): a
+        // request left behind by a closed tab must not make a container minutes later.
+        const gone = new AbortController()
+        const onClose = (): void => {
+          if (!reply.raw.writableFinished) gone.abort()
+        }
+        reply.raw.once('close', onClose)
+        if (req.raw.socket.destroyed) gone.abort()
+        try {
+          return await s.sessions.create(req.body, gone.signal)
+        } finally {
+          reply.raw.off('close', onClose)
+        }
+      },
     })
 
     app.get('/api/sessions/history', {

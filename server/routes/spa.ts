@@ -22,16 +22,25 @@ export async function registerSpa(
 ): Promise<(req: FastifyRequest, reply: FastifyReply) => FastifyReply> {
   const hasBuild = webRoot !== undefined && existsSync(join(webRoot, 'index.html'))
   if (hasBuild) {
-    await app.register(fastifyStatic, {
-      root: webRoot,
-      wildcard: false,
-      index: false,
-      setHeaders: (res, path) => {
-        res.header(
-          'cache-control',
-          path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
-        )
-      },
+    // `sendFile` for the index.html fallback, on the app itself.
+    await app.register(fastifyStatic, { root: webRoot, serve: false })
+    // One route per built file, all public: the page and its assets hold no data.
+    await app.register(async (scope) => {
+      scope.addHook('onRoute', (route) => {
+        route.config = { ...route.config, public: true }
+      })
+      await scope.register(fastifyStatic, {
+        root: webRoot,
+        wildcard: false,
+        index: false,
+        decorateReply: false,
+        setHeaders: (res, path) => {
+          res.header(
+            'cache-control',
+            path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache',
+          )
+        },
+      })
     })
   }
   return (req, reply) => {

@@ -1,25 +1,51 @@
-import { createHash } from 'node:crypto'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { Type } from 'typebox'
-import { errorResponses } from '../../shared/schemas/common.ts'
+import fastifyRateLimit from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ConfigStore } from '../config/store.ts'
 import { AppError } from '../errors.ts'
-import { RateLimiter } from './rate-limit.ts'
-import { cookieValue, safeEqual } from './token.ts'
-
-export const COOKIE_NAME = 'clincus_session'
+import { Credentials, secretHash, type CredentialLimits } from './credentials.ts'
+import { nonCanonicalTarget } from './request-target.ts'
+import { safeEqual } from './token.ts'
 
 export type AuthSetting = { mode: 'token'; token: string } | { mode: 'none' }
+
+/** How a request proved who it is (set by the security hook on every non-public route). */
+export interface RequestAuth {
+  via: 'none' | 'token' | 'session' | 'ticket'
+  /** The sign-in session's id (a hash) when a session or one of its tickets was used. */
+  session: string | null
+  /** The rate limiter's key: a hash of the credential (or the client address without auth). */
+  limitKey: string
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Served without credentials. Every route is protected unless it says so. */
+    public?: boolean
+  }
+  interface FastifyRequest {
+    auth: RequestAuth | null
+  }
+}
 
 export interface SecurityOptions {
   auth: AuthSetting
   config: ConfigStore
   /** The address the server is bound to; a non-loopback IP is also an allowed Host. */
   bindHost?: string
+  /** Lifetimes and bounds of the browser credentials (tests shorten them). */
+  limits?: Partial<CredentialLimits>
+  now?: () => number
+}
+
+export interface Security {
+  auth: AuthSetting
+  credentials: Credentials
 }
 
 const LOOPBACK_HOSTS = ['127.0.0.1', 'localhost', '[::1]', '::1']
-const MUTATING = new Set(['POST', 'PUT', 'DELETE', 'PATCH'])
+export const MUTATING = new Set(['POST', 'PUT', 'DELETE', 'PATCH'])
+/** Routes anyone may call: the health probe (version, uptime, Incus reachability). */
+export const PUBLIC_ROUTES = new Set(['GET /api/health', 'HEAD /api/health'])
 
 // No inline script anywhere; styles may be inline because xterm.js sets element styles.
 export const CSP = [
@@ -46,15 +72,6 @@ export function hostName(authority: string): string {
   return authority.split(':')[0]?.toLowerCase() ?? ''
 }
 
-function parseCookies(header: string | undefined): Map<string, string> {
-  const out = new Map<string, string>()
-  for (const part of (header ?? '').split(';')) {
-    const i = part.indexOf('=')
-    if (i > 0) out.set(part.slice(0, i).trim(), part.slice(i + 1).trim())
-  }
-  return out
-}
-
 /** Whether an Origin header names this server (same host and port, default ports normalised). */
 export function sameOrigin(origin: string, host: string): boolean {
   try {
@@ -66,7 +83,16 @@ export function sameOrigin(origin: string, host: string): boolean {
   }
 }
 
-type Credential = { kind: 'header' | 'cookie'; key: string } | null
+/** An origin in canonical form (`https://Dash.example:443` → `https://dash.example`), or null. */
+export function normalOrigin(origin: string): string | null {
+  try {
+    const o = new URL(origin)
+    if (o.protocol !== 'http:' && o.protocol !== 'https:') return null
+    return o.origin
+  } catch {
+    return null
+  }
+}
 
 function fail(
   status: number,
@@ -77,17 +103,45 @@ function fail(
   return new AppError(status, code, message, { headers })
 }
 
+export function unauthorized(message: string, code = 'unauthorized'): AppError {
+  return fail(401, code, message, { 'www-authenticate': 'Bearer realm="clincus"' })
+}
+
+function presentedSecret(req: FastifyRequest): string | undefined {
+  const header = req.headers.authorization
+  if (typeof header === 'string' && /^Bearer\s+/i.test(header))
+    return header.replace(/^Bearer\s+/i, '').trim()
+  const apiKey = req.headers['x-api-key']
+  return typeof apiKey === 'string' ? apiKey.trim() : undefined
+}
+
+function isUpgrade(req: FastifyRequest): boolean {
+  return (req.headers.upgrade ?? '').toLowerCase() === 'websocket'
+}
+
+function ticketParam(url: string): string | null {
+  const q = url.indexOf('?')
+  return q < 0 ? null : new URLSearchParams(url.slice(q + 1)).get('ticket')
+}
+
 /**
- * The browser guards and access control, in one onRequest hook that runs before routing work:
- * Host allow-list (DNS rebinding), Origin check on WebSocket upgrades and cookie-authenticated
- * mutating requests (CSRF / cross-site WebSocket hijacking), the token, a rate limit on mutating
- * requests, and security headers on every response.
+ * The browser guards and access control. One onRequest hook, after routing and before any
+ * handler work: security headers; the Host allow-list (DNS rebinding); the request target in
+ * canonical form; the Origin check on WebSocket upgrades and mutating requests (own origin or
+ * `[dashboard] public_origins`); then, unless the **matched route** is marked `public` (or no
+ * route matched: the not-found handler only answers 404/405/index.html), a credential: the
+ * long-term token or a sign-in session as `Authorization: Bearer` / `X-Api-Key`, or on a
+ * WebSocket upgrade a single-use ticket. There is no cookie: browsers send cookies to every port
+ * of a host, so a cookie would reach any other local user's listener.
+ * Mutating requests are rate-limited per credential by @fastify/rate-limit.
  */
-export function registerSecurity(app: FastifyInstance, opts: SecurityOptions): void {
+export async function registerSecurity(
+  app: FastifyInstance,
+  opts: SecurityOptions,
+): Promise<Security> {
   const { auth, config } = opts
-  const expectedCookie = auth.mode === 'token' ? cookieValue(auth.token) : ''
-  let limiter = new RateLimiter(config.current.dashboard.rate_limit_per_minute)
-  let perMinute = config.current.dashboard.rate_limit_per_minute
+  const credentials = new Credentials(opts.limits, opts.now)
+  const tokenKey = auth.mode === 'token' ? secretHash(auth.token) : ''
 
   const allowedHosts = (): Set<string> => {
     const set = new Set(LOOPBACK_HOSTS)
@@ -98,37 +152,47 @@ export function registerSecurity(app: FastifyInstance, opts: SecurityOptions): v
     return set
   }
 
-  const credential = (req: FastifyRequest): Credential => {
-    if (auth.mode === 'none') return { kind: 'header', key: 'anonymous' }
-    const header = req.headers.authorization
-    const bearer =
-      typeof header === 'string' && /^Bearer\s+/i.test(header)
-        ? header.replace(/^Bearer\s+/i, '').trim()
-        : undefined
-    const apiKey = req.headers['x-api-key']
-    const presented = bearer ?? (typeof apiKey === 'string' ? apiKey.trim() : undefined)
+  const originAllowed = (origin: string, host: string): boolean => {
+    if (sameOrigin(origin, host)) return true
+    const o = normalOrigin(origin)
+    if (o === null) return false
+    return config.current.dashboard.public_origins.some((p) => normalOrigin(p) === o)
+  }
+
+  const authenticate = (req: FastifyRequest, upgrade: boolean): RequestAuth | null => {
+    if (auth.mode === 'none') return { via: 'none', session: null, limitKey: `ip:${req.ip}` }
+    const presented = presentedSecret(req)
     if (presented !== undefined) {
-      return safeEqual(presented, auth.token) ? { kind: 'header', key: 'token' } : null
+      if (safeEqual(presented, auth.token))
+        return { via: 'token', session: null, limitKey: tokenKey }
+      const s = credentials.useSession(presented)
+      return s ? { via: 'session', session: s.id, limitKey: s.id } : null
     }
-    const cookie = parseCookies(req.headers.cookie).get(COOKIE_NAME)
-    if (cookie !== undefined && safeEqual(cookie, expectedCookie))
-      return { kind: 'cookie', key: 'cookie' }
+    if (upgrade) {
+      const ticket = ticketParam(req.url)
+      const t = ticket === null ? null : credentials.consumeTicket(ticket)
+      if (t) return { via: 'ticket', session: t.owner, limitKey: t.owner ?? tokenKey }
+    }
     return null
   }
 
-  const setCookie = (reply: FastifyReply): void => {
-    reply.header(
-      'set-cookie',
-      `${COOKIE_NAME}=${expectedCookie}; Path=/; HttpOnly; SameSite=Strict`,
-    )
-  }
+  // The explicit allow-list of routes served without credentials that do not say so themselves
+  // (the sign-in route and the SPA's static files carry `config.public`).
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method]
+    if (methods.every((m) => PUBLIC_ROUTES.has(`${m} ${route.url}`)))
+      route.config = { ...route.config, public: true }
+  })
 
+  app.decorateRequest('auth', null)
   app.addHook('onRequest', async (req, reply) => {
     reply.header('content-security-policy', CSP)
     reply.header('x-content-type-options', 'nosniff')
     reply.header('referrer-policy', 'same-origin')
     reply.header('x-frame-options', 'DENY')
     reply.header('cross-origin-opener-policy', 'same-origin')
+    const upgrade = isUpgrade(req)
+    if (upgrade) reply.header('connection', 'close')
 
     // Node's HTTP server refuses requests without a Host header (requireHostHeader), so only
     // in-process injections arrive without one.
@@ -140,114 +204,49 @@ export function registerSecurity(app: FastifyInstance, opts: SecurityOptions): v
         `host "${hostName(host)}" is not allowed; add it to [dashboard] allowed_hosts`,
       )
     }
+    const why = nonCanonicalTarget(req.raw.url ?? '')
+    if (why !== null) throw fail(400, 'bad_request_target', why)
 
-    const url = req.url
-    const path = url.split('?')[0] ?? '/'
-    const isApi =
-      path === '/api' || path.startsWith('/api/') || path === '/ws' || path.startsWith('/ws/')
-    const isUpgrade = (req.headers.upgrade ?? '').toLowerCase() === 'websocket'
     const origin = req.headers.origin
-    const originOk = origin === undefined ? undefined : sameOrigin(origin, host)
-    if (originOk === false && (isUpgrade || MUTATING.has(req.method))) {
+    if (
+      origin !== undefined &&
+      (upgrade || MUTATING.has(req.method)) &&
+      !originAllowed(origin, host)
+    )
       throw fail(403, 'origin_not_allowed', 'cross-origin request refused')
-    }
 
-    // Sign-in link: /?token=… sets the cookie and redirects to the same page without the token.
-    if (!isApi && req.method === 'GET' && auth.mode === 'token') {
-      const q = new URL(url, 'http://x').searchParams
-      const given = q.get('token')
-      if (given !== null) {
-        q.delete('token')
-        const rest = q.toString()
-        const location = `${path}${rest ? `?${rest}` : ''}`
-        if (safeEqual(given, auth.token)) setCookie(reply)
-        return reply
-          .code(303)
-          .header('location', location)
-          .header('cache-control', 'no-store')
-          .send()
-      }
-      return undefined
-    }
-    if (!isApi) return undefined
-    if (path === '/api/health' && req.method === 'GET') return undefined
-
-    if (path === '/api/auth/login' && req.method === 'POST') {
-      // Unauthenticated by design, so limited per client address (the token is 256 bits anyway).
-      const verdict = limiter.take(`login:${req.ip}`)
-      if (!verdict.ok) {
-        throw fail(
-          429,
-          'rate_limited',
-          `too many sign-in attempts; retry in ${verdict.retryAfterS} s`,
-          {
-            'retry-after': String(verdict.retryAfterS),
-          },
-        )
-      }
-      return undefined
-    }
-    const cred = credential(req)
+    if (req.is404 || req.routeOptions.config.public === true) return
+    const cred = authenticate(req, upgrade)
     if (!cred) {
-      throw fail(
-        401,
-        'unauthorized',
+      throw unauthorized(
         'a token is required: send "Authorization: Bearer <token>" (the token is in ~/.config/clincus/token) or sign in',
-        {
-          'www-authenticate': 'Bearer realm="clincus"',
-        },
       )
     }
-    // A browser always sends Origin on WebSocket upgrades and on its own cross-site POSTs; a
-    // cookie without one on those requests is not our page.
-    if (cred.kind === 'cookie' && (isUpgrade || MUTATING.has(req.method)) && originOk !== true) {
-      throw fail(403, 'origin_required', 'cross-origin request refused')
-    }
-    if (MUTATING.has(req.method)) {
-      const current = config.current.dashboard.rate_limit_per_minute
-      if (current !== perMinute) {
-        perMinute = current
-        limiter = new RateLimiter(current)
-      }
-      const key = cred.key === 'anonymous' ? `ip:${req.ip}` : cred.key
-      const verdict = limiter.take(createHash('sha256').update(key).digest('hex'))
-      if (!verdict.ok) {
-        throw fail(429, 'rate_limited', `too many requests; retry in ${verdict.retryAfterS} s`, {
-          'retry-after': String(verdict.retryAfterS),
-        })
-      }
-    }
-    return undefined
+    req.auth = cred
   })
 
-  app.post('/api/auth/login', {
-    schema: {
-      tags: ['auth'],
-      summary: 'Exchange the token for an HttpOnly session cookie (browser sign-in)',
-      body: Type.Object(
-        { token: Type.String({ minLength: 1, maxLength: 1024 }) },
-        { additionalProperties: false },
-      ),
-      response: { 204: Type.Null(), ...errorResponses },
-    },
-    handler: async (req, reply) => {
-      const { token } = req.body as { token: string }
-      if (auth.mode === 'none') return reply.code(204).send(null)
-      if (!safeEqual(token, auth.token))
-        throw fail(401, 'invalid_token', 'that token is not valid', {
-          'www-authenticate': 'Bearer realm="clincus"',
-        })
-      setCookie(reply)
-      return reply.code(204).send(null)
-    },
+  // A refused upgrade is answered on the raw socket, which no HTTP parser reads any more and
+  // Node does not close by itself: end it once the answer is out (an accepted upgrade is
+  // hijacked by @fastify/websocket and never gets here).
+  app.addHook('onResponse', async (req) => {
+    if (isUpgrade(req)) req.raw.socket.end()
   })
 
-  app.get('/api/auth/session', {
-    schema: {
-      tags: ['auth'],
-      summary: 'Whether this request is signed in (200) — 401 otherwise',
-      response: { 200: Type.Object({ auth: Type.String() }), ...errorResponses },
-    },
-    handler: async () => ({ auth: auth.mode }),
+  // Registered before any route: its onRoute hook adds a preHandler (after the hook above has
+  // named the credential, and after the body is parsed for the sign-in route's allow-list).
+  await app.register(fastifyRateLimit, {
+    global: true,
+    hook: 'preHandler',
+    timeWindow: 60_000,
+    max: () => config.current.dashboard.rate_limit_per_minute,
+    // A bounded LRU: a flood of keys evicts the oldest buckets instead of growing or clearing all.
+    cache: 10_000,
+    keyGenerator: (req) => req.auth?.limitKey ?? `ip:${req.ip}`,
+    // Reads are not limited; the sign-in route sets its own rule.
+    allowList: (req) => !MUTATING.has(req.method),
+    errorResponseBuilder: (_req, ctx) =>
+      fail(429, 'rate_limited', `too many requests; retry in ${ctx.after}`),
   })
+
+  return { auth, credentials }
 }

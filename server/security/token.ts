@@ -1,4 +1,4 @@
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { chmod, readFile, stat } from 'node:fs/promises'
 import { writeFileAtomic } from '../fs/atomic-write.ts'
 
@@ -29,9 +29,4 @@ export function safeEqual(a: string, b: string): boolean {
   const da = createHash('sha256').update(a).digest()
   const db = createHash('sha256').update(b).digest()
   return timingSafeEqual(da, db)
-}
-
-/** The cookie value: derived from the token, so the cookie never holds the token itself. */
-export function cookieValue(token: string): string {
-  return createHmac('sha256', token).update('clincus-session-cookie-v1').digest('base64url')
 }

@@ -20,13 +20,39 @@ export function instanceLimitConfig(limits: Limits): Record<string, string> {
   return out
 }
 
-/** Disk I/O limits are options of the root disk device in Incus, not instance keys. */
-export function rootDiskLimits(limits: Limits): Record<string, string> {
-  const out: Record<string, string> = {}
-  if (limits.disk.read) out['limits.read'] = limits.disk.read
-  if (limits.disk.write) out['limits.write'] = limits.disk.write
-  if (limits.disk.max) out['limits.max'] = limits.disk.max
-  return out
+/**
+ * Storage drivers whose volumes take a `size` quota. The `dir` driver only enforces one with
+ * project quotas on the backing filesystem, and otherwise accepts `size` and ignores it (seen on
+ * Incus 6.0.4): a quota we cannot trust is not set at all, and the log says so.
+ */
+const QUOTA_DRIVERS = new Set(['btrfs', 'zfs', 'lvm', 'lvmcluster', 'ceph'])
+
+export interface RootDiskPlan {
+  /** Options of the root disk device given at creation. */
+  device: Record<string, string>
+  /** Why the configured size was not applied, when it was not. */
+  sizeSkipped?: string
+}
+
+/**
+ * Disk I/O limits and the size quota are options of the root disk device in Incus, not instance
+ * keys. `poolDriver` is the storage driver of the pool the root disk lives on (null: unknown).
+ */
+export function rootDiskLimits(limits: Limits, poolDriver: string | null = null): RootDiskPlan {
+  const device: Record<string, string> = {}
+  if (limits.disk.read) device['limits.read'] = limits.disk.read
+  if (limits.disk.write) device['limits.write'] = limits.disk.write
+  if (limits.disk.max) device['limits.max'] = limits.disk.max
+  const plan: RootDiskPlan = { device }
+  if (limits.disk.size) {
+    if (poolDriver !== null && QUOTA_DRIVERS.has(poolDriver)) device.size = limits.disk.size
+    else
+      plan.sizeSkipped =
+        poolDriver === null
+          ? 'the storage pool of the root disk is unknown'
+          : `the '${poolDriver}' storage pool does not enforce a root-disk size`
+  }
+  return plan
 }
 
 /** "2GiB" → "2G" for mount(8)'s size= option. */

@@ -45,9 +45,24 @@ describe('limits', () => {
   const limits = (over: object) =>
     Value.Default(LimitsSchema, structuredClone(over)) as Parameters<typeof instanceLimitConfig>[0]
 
-  it('sets nothing with defaults (the original always did)', () => {
-    expect(instanceLimitConfig(limits({}))).toEqual({})
-    expect(rootDiskLimits(limits({}))).toEqual({})
+  it('caps processes and memory by default, and sizes the root disk only where the pool enforces it', () => {
+    expect(instanceLimitConfig(limits({}))).toEqual({
+      'limits.memory': '50%',
+      'limits.memory.enforce': 'hard',
+      'limits.processes': '4096',
+    })
+    for (const pool of ['btrfs', 'zfs', 'lvm', 'ceph'])
+      expect(rootDiskLimits(limits({}), pool), pool).toEqual({ device: { size: '20GiB' } })
+    expect(rootDiskLimits(limits({}), 'dir')).toEqual({
+      device: {},
+      sizeSkipped: "the 'dir' storage pool does not enforce a root-disk size",
+    })
+    expect(rootDiskLimits(limits({}), null).device).toEqual({})
+    // explicit opt-outs
+    expect(
+      instanceLimitConfig(limits({ memory: { limit: '' }, runtime: { max_processes: 0 } })),
+    ).toEqual({})
+    expect(rootDiskLimits(limits({ disk: { size: '' } }), 'btrfs')).toEqual({ device: {} })
   })
 
   it('maps to real Incus keys; disk I/O goes to the root disk device', () => {
@@ -67,10 +82,11 @@ describe('limits', () => {
       'limits.disk.priority': '3',
       'limits.processes': '100',
     })
-    expect(rootDiskLimits(l)).toEqual({
+    expect(rootDiskLimits(l, 'zfs').device).toEqual({
       'limits.read': '10MiB/s',
       'limits.write': '5MiB/s',
       'limits.max': '100iops',
+      size: '20GiB',
     })
   })
 

@@ -17,6 +17,8 @@ export const LABEL = {
   /** Set as the last step of creation: without it a container is a half-made leftover. */
   ready: 'user.clincus.ready',
   started: 'user.clincus.started',
+  /** The id mapping chosen at creation: shift or raw.idmap. */
+  idMapping: 'user.clincus.id_mapping',
 } as const
 
 const STATUS: Record<string, SessionStatus> = {
@@ -50,6 +52,8 @@ export function toSession(prefix: string, inst: IncusInstance): SessionInfo | nu
   if (started) info.started_at = started
   const profile = inst.config[LABEL.profile]
   if (profile) info.profile = profile
+  const mapping = inst.config[LABEL.idMapping]
+  if (mapping === 'shift' || mapping === 'raw.idmap') info.id_mapping = mapping
   return info
 }
 

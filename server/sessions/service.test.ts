@@ -164,7 +164,7 @@ describe('half-created leftovers', () => {
     ).json<{ id: string }>().id
     // a launch whose rollback fails because Incus went away at that moment
     t.driver.failOn('start', 'Error: daemon went away')
-    t.driver.failOn('delete', 'Error: daemon went away')
+    t.driver.failOn('delete', 'Error: daemon went away', { times: 4 })
     const failed = await t.app.inject({
       method: 'POST',
       url: '/api/sessions',

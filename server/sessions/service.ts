@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
 import { Value } from 'typebox/value'
 import { LimitsSchema, type Config, type Limits } from '../../shared/schemas/config.ts'
@@ -16,6 +17,7 @@ import {
   BadRequestError,
   ConflictError,
   IncusCommandError,
+  incusReason,
   NotFoundError,
   UnavailableError,
 } from '../errors.ts'
@@ -23,6 +25,12 @@ import type { EventHub } from '../events/hub.ts'
 import type { HistoryStore } from '../history/store.ts'
 import type { IncusDriver, LifecycleEvent } from '../incus/driver.ts'
 import { DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
+import {
+  chooseIdMapping,
+  isIdmapUnsupported,
+  rawIdmapHint,
+  type IdMappingPlan,
+} from './id-mapping.ts'
 import { instanceLimitConfig, parseDuration, rootDiskLimits, tmpfsSize } from './limits.ts'
 import { planMounts } from './mounts.ts'
 import {
@@ -42,6 +50,15 @@ export const CONTAINER_WORKSPACE = '/workspace'
 /** The session's limits at creation (JSON), applied again on resume. */
 export const CREATED_LIMITS = 'user.clincus.limits'
 const STOP_TIMEOUT_S = 30
+/** How long the root pool's storage driver is trusted before it is asked again. */
+const POOL_DRIVER_TTL_MS = 60_000
+
+/** The client of a creation went away before the answer: the work is undone, nothing is sent. */
+export class CreationCancelledError extends AppError {
+  constructor() {
+    super(499, 'client_closed', 'the client closed the connection; the session was rolled back')
+  }
+}
 
 export interface SessionServiceDeps {
   driver: IncusDriver
@@ -115,6 +132,10 @@ export class SessionService {
   /** Half-created containers whose rollback failed. */
   readonly #orphans = new Set<string>()
   readonly #startedAt = Date.now()
+  /** Filesystems (st_dev) where Incus refused an idmapped mount: raw.idmap from the start. */
+  readonly #noIdmappedMounts = new Set<number>()
+  #pool: { driver: string | null; at: number } | null = null
+  #poolWarned = false
 
   constructor(deps: SessionServiceDeps) {
     this.#d = deps
@@ -174,14 +195,12 @@ export class SessionService {
     return limits ? { ...config, limits } : config
   }
 
-  async #reserveSlot(hash: string): Promise<number> {
+  async #reserveSlot(hash: string, signal: AbortSignal): Promise<number> {
     return this.#locks.run(hash, async () => {
+      signal.throwIfAborted()
       const used = new Set(this.#reserved.get(hash) ?? [])
       // Any instance with the name holds the slot, ours or not, running or stopped.
-      for (const inst of await this.#d.driver.listInstances({
-        timeoutMs: 10_000,
-        signal: this.#abort.signal,
-      })) {
+      for (const inst of await this.#d.driver.listInstances({ timeoutMs: 10_000, signal })) {
         const parsed = parseContainerName(this.#d.prefix, inst.name)
         if (parsed?.hash === hash) used.add(parsed.slot)
       }
@@ -206,12 +225,38 @@ export class SessionService {
     if (set?.size === 0) this.#reserved.delete(hash)
   }
 
-  async create(body: CreateSessionBody): Promise<SessionInfo> {
-    return this.#track(this.#create(body))
+  /**
+   * Creates a session. `signal` is the client's: when it aborts before the answer (the client
+   * went away), the creation stops at the next step and is rolled back like a failure.
+   */
+  async create(body: CreateSessionBody, signal?: AbortSignal): Promise<SessionInfo> {
+    return this.#track(this.#create(body, signal))
   }
 
-  async #create(body: CreateSessionBody): Promise<SessionInfo> {
+  /** The storage driver of the root disk's pool, cached; null when Incus cannot tell. */
+  async #rootPoolDriver(signal: AbortSignal): Promise<string | null> {
+    const now = Date.now()
+    if (this.#pool && now - this.#pool.at < POOL_DRIVER_TTL_MS) return this.#pool.driver
+    let driver: string | null
+    try {
+      driver = await this.#d.driver.rootPoolDriver({ timeoutMs: 10_000, signal })
+    } catch (err) {
+      if (signal.aborted) throw err
+      this.#d.log.warn({ err }, 'could not read the storage pool of the root disk')
+      driver = null
+    }
+    this.#pool = { driver, at: now }
+    return driver
+  }
+
+  async #create(body: CreateSessionBody, clientSignal?: AbortSignal): Promise<SessionInfo> {
     const d = this.#d
+    // Cancelled by the client going away or by the server shutting down.
+    const signal = clientSignal
+      ? AbortSignal.any([this.#abort.signal, clientSignal])
+      : this.#abort.signal
+    const cancelled = (): boolean => clientSignal?.aborted === true
+    signal.throwIfAborted()
     const global = d.config.current
     const roots = global.dashboard.workspace_roots.map((r) => expandPath(r, d.config.home))
     const workspace = await resolveWorkspace(body.workspace, { home: d.config.home, roots })
@@ -238,18 +283,34 @@ export class SessionService {
           ...config.security.additional_protected_paths,
         ])
     const maxDurationMs = parseDuration(config.limits.runtime.max_duration)
-    const idmap = await this.#ownerMapping(workspace, config)
+    const wsStat = await stat(workspace)
+    let mapping = chooseIdMapping({
+      disableShift: config.incus.disable_shift,
+      owner: { uid: wsStat.uid, gid: wsStat.gid },
+      codeUid: config.incus.code_uid,
+      idmappedMounts: !this.#noIdmappedMounts.has(wsStat.dev),
+    })
+    const poolDriver = await this.#rootPoolDriver(signal)
+    const rootDisk = rootDiskLimits(config.limits, poolDriver)
+    if (rootDisk.sizeSkipped && !this.#poolWarned) {
+      this.#poolWarned = true
+      d.log.warn(
+        { size: config.limits.disk.size, reason: rootDisk.sizeSkipped },
+        'root-disk size not applied: sessions can fill the storage pool',
+      )
+    }
+    signal.throwIfAborted()
 
     const hash = workspaceHash(workspace)
-    const slot = await this.#reserveSlot(hash)
+    const slot = await this.#reserveSlot(hash, signal)
     const name = containerName(d.prefix, hash, slot)
     this.#creating.add(name)
     const sessionId = randomUUID()
     const created = new Date()
     const log = d.log.child({ session: name })
-    const signal = this.#abort.signal
     let step: Step = 'init'
     let initDone = false
+    let historyStarted = false
     const progress = (s: Step): void => {
       step = s
       d.hub.publish({
@@ -274,52 +335,98 @@ export class SessionService {
       }
       if (body.profile) labels[LABEL.profile] = body.profile
       // Labels go on at creation, so a half-created container is already recognisably ours.
+      // The client's signal does not reach init: killing `incus init` does not stop the daemon's
+      // creation, which would leave a container behind after the rollback. It ends (bounded by
+      // its timeout), then the cancellation is noticed and the container deleted.
       await d.driver.init(image, name, {
         // boot.autostart=false: after a host or daemon restart a session comes back stopped (and
         // resumable), never running without its agent.
         config: {
           ...labels,
+          [LABEL.idMapping]: mapping.method,
           'boot.autostart': 'false',
           ...instanceLimitConfig(config.limits),
-          ...idmap,
+          ...mapping.config,
         },
-        rootDisk: rootDiskLimits(config.limits),
-        signal,
+        rootDisk: rootDisk.device,
+        signal: this.#abort.signal,
       })
       initDone = true
+      signal.throwIfAborted()
 
-      progress('workspace')
-      const shift: Record<string, string> =
-        config.incus.disable_shift || Object.keys(idmap).length > 0 ? {} : { shift: 'true' }
-      await d.driver.deviceAdd(
-        name,
-        'workspace',
-        { type: 'disk', source: workspace, path: ctrWorkspace, ...shift },
-        { signal },
-      )
-
-      progress('mounts')
-      for (const m of mounts) {
-        await d.driver.deviceAdd(
-          name,
-          m.device,
-          { type: 'disk', source: m.source, path: m.path, ...shift },
-          { signal },
-        )
+      const disks: Array<{ step: Step; device: string; props: Record<string, string> }> = [
+        {
+          step: 'workspace',
+          device: 'workspace',
+          props: { type: 'disk', source: workspace, path: ctrWorkspace },
+        },
+        ...mounts.map((m) => ({
+          step: 'mounts' as const,
+          device: m.device,
+          props: { type: 'disk', source: m.source, path: m.path },
+        })),
+        ...protectedPaths.map((p) => ({
+          step: 'protect' as const,
+          device: p.device,
+          props: { type: 'disk', source: p.source, path: p.path, readonly: 'true' },
+        })),
+      ]
+      // Every host folder is mounted the same way: shifted, or unshifted under raw.idmap.
+      const addDisks = async (plan: IdMappingPlan, report: boolean): Promise<void> => {
+        for (const group of ['workspace', 'mounts', 'protect'] as const) {
+          if (report) progress(group)
+          for (const disk of disks.filter((x) => x.step === group))
+            await d.driver.deviceAdd(name, disk.device, { ...disk.props, ...plan.disk }, { signal })
+        }
       }
-
-      progress('protect')
-      for (const p of protectedPaths) {
-        await d.driver.deviceAdd(
-          name,
-          p.device,
-          { type: 'disk', source: p.source, path: p.path, readonly: 'true', ...shift },
-          { signal },
-        )
-      }
+      await addDisks(mapping, true)
 
       progress('start')
-      await d.driver.start(name, { signal })
+      // A refused raw.idmap fails deep in LXC ("forkstart ... exit status 1"): name the cause.
+      const start = async (): Promise<void> => {
+        try {
+          await d.driver.start(name, { signal })
+        } catch (err) {
+          if (mapping.method !== 'raw.idmap' || !(err instanceof IncusCommandError)) throw err
+          const hint = await rawIdmapHint({ uid: wsStat.uid, gid: wsStat.gid })
+          if (!hint) throw err
+          throw new IncusCommandError({
+            argv: err.argv,
+            exitCode: err.exitCode,
+            // incus' reason is its last "Error:" line: the hint goes on a new one.
+            stderr: `${err.stderr.trimEnd()}\nError: ${incusReason(err.stderr)}${hint}`,
+            cause: err,
+          })
+        }
+      }
+      try {
+        await start()
+      } catch (err) {
+        if (
+          mapping.method !== 'shift' ||
+          !(err instanceof IncusCommandError) ||
+          !isIdmapUnsupported(err.stderr)
+        )
+          throw err
+        // The workspace's filesystem has no idmapped mounts (Incus says so at start): map the
+        // owner with raw.idmap instead, and remember the filesystem for the next sessions.
+        this.#noIdmappedMounts.add(wsStat.dev)
+        mapping = chooseIdMapping({
+          disableShift: config.incus.disable_shift,
+          owner: { uid: wsStat.uid, gid: wsStat.gid },
+          codeUid: config.incus.code_uid,
+          idmappedMounts: false,
+        })
+        log.info({ workspace }, 'idmapped mounts unsupported here; mapping with raw.idmap')
+        for (const disk of disks) await d.driver.deviceRemove(name, disk.device, { signal })
+        await d.driver.configSet(
+          name,
+          { ...mapping.config, [LABEL.idMapping]: mapping.method },
+          { signal },
+        )
+        await addDisks(mapping, false)
+        await start()
+      }
 
       progress('ready')
       await this.#waitReady(name, signal)
@@ -356,6 +463,9 @@ export class SessionService {
       }
       await d.driver.configSet(name, finish, { signal })
       if (deadline) this.#deadlines.schedule(name, deadline.at, deadline.action)
+      const inst = await d.driver.getInstance(name, { signal })
+      signal.throwIfAborted()
+      historyStarted = true
       await d.history.recordStart({
         sessionId,
         id: name,
@@ -364,8 +474,8 @@ export class SessionService {
         persistent,
         time: created,
       })
-
-      const inst = await d.driver.getInstance(name, { signal })
+      // The last point of no return: a client gone by now gets its session rolled back too.
+      signal.throwIfAborted()
       const session = inst ? d.registry.upsert(inst) : null
       log.info({ workspace, tool: toolName, slot }, 'session created')
       d.hub.publish({ type: 'session.launching', id: name, step: 'done', progress: 1 })
@@ -381,22 +491,21 @@ export class SessionService {
         }
       )
     } catch (err) {
-      log.warn({ err, step }, 'session creation failed; rolling back')
+      const byClient = cancelled() && !this.#abort.signal.aborted
+      if (byClient) log.info({ step }, 'session creation cancelled by the client; rolling back')
+      else log.warn({ err, step }, 'session creation failed; rolling back')
       this.#deadlines.cancel(name)
       if (!initDone) {
         // A failed (or interrupted) init may still have left the instance behind.
         this.#orphans.add(name)
-      } else {
-        try {
-          await d.driver.delete(name, { force: true, timeoutMs: 60_000 })
-        } catch (cleanupErr) {
-          // Incus may be down; the leftover is deleted when it is reachable again (restore).
-          this.#orphans.add(name)
-          log.error({ err: cleanupErr }, 'rollback could not delete the container; will retry')
-        }
+      } else if (!(await this.#rollback(name))) {
+        // Incus may be down; the leftover is deleted when it is reachable again (restore).
+        this.#orphans.add(name)
+        log.error('rollback could not delete the container; will retry')
       }
       d.registry.remove(name)
-      const failure = this.#stepError(step, err)
+      if (historyStarted) await d.history.recordEnd(name, new Date()).catch(() => undefined)
+      const failure = byClient ? new CreationCancelledError() : this.#stepError(step, err)
       d.hub.publish({
         type: 'session.launching',
         id: name,
@@ -409,6 +518,24 @@ export class SessionService {
       this.#creating.delete(name)
       this.#releaseSlot(hash, slot)
     }
+  }
+
+  /**
+   * Deletes a half-made container. An operation still running on it (a start whose client was
+   * killed by the cancellation) can make Incus refuse for a moment, so a few tries.
+   */
+  async #rollback(name: string): Promise<boolean> {
+    for (let attempt = 0; attempt < 4; attempt++) {
+      try {
+        await this.#d.driver.delete(name, { force: true, timeoutMs: 60_000 })
+        return true
+      } catch (err) {
+        if (err instanceof IncusCommandError && err.isNotFound) return true
+        this.#d.log.warn({ err, session: name, attempt }, 'rollback delete failed')
+        if (attempt < 3) await sleep(100 * 2 ** attempt)
+      }
+    }
+    return false
   }
 
   #stepError(step: Step, err: unknown): unknown {
@@ -427,19 +554,6 @@ export class SessionService {
       `${STEP_LABEL[step]} failed: ${err instanceof Error ? err.message : String(err)}`,
       { cause: err, expose: true },
     )
-  }
-
-  /**
-   * Files the agent writes must belong to whoever owns the workspace on the host. When that owner
-   * is the code user's uid, an idmapped mount (shift=true) does it; otherwise the container maps
-   * the owner to the code user with raw.idmap (and the mounts are not shifted).
-   */
-  async #ownerMapping(workspace: string, config: Config): Promise<Record<string, string>> {
-    if (config.incus.disable_shift) return {}
-    const st = await stat(workspace)
-    const uid = config.incus.code_uid
-    if (st.uid === uid && st.gid === uid) return {}
-    return { 'raw.idmap': `uid ${st.uid} ${uid}\ngid ${st.gid} ${uid}` }
   }
 
   #deadlineAction(config: Config): DeadlineAction {
@@ -470,7 +584,7 @@ export class SessionService {
           `the container did not become ready within ${timeout / 1000} s${last ? `: ${last}` : ''}`,
           { expose: true },
         )
-      await new Promise((r) => setTimeout(r, delay))
+      await sleep(delay, undefined, { signal })
       delay = Math.min(delay * 2, 500)
     }
   }

@@ -1,11 +1,16 @@
-import { readdir, readFile, stat } from 'node:fs/promises'
+import { constants } from 'node:fs'
+import { open, readdir } from 'node:fs/promises'
 import { join, posix } from 'node:path'
 import type { IncusDriver } from '../incus/driver.ts'
+import { packTar, type TarEntry } from './tar.ts'
 import { mergeSettings, type ToolSpec } from './tools.ts'
 
 const MAX_FILES = 2000
-const MAX_BYTES = 64 * 1024 * 1024
-const PUSH_CONCURRENCY = 6
+/** Bytes copied from the directories (plugins, hooks, ...) in all. */
+const MAX_DIR_BYTES = 64 * 1024 * 1024
+/** Bytes read of one named file (a long-used ~/.claude.json grows with history). */
+const MAX_FILE_BYTES = 64 * 1024 * 1024
+const EXTRACT_TIMEOUT_MS = 60_000
 
 interface CopyContext {
   driver: IncusDriver
@@ -17,15 +22,34 @@ interface CopyContext {
   signal?: AbortSignal
 }
 
-async function readIfFile(path: string): Promise<Buffer | null> {
+export interface PlannedFile {
+  /** Relative to the home. */
+  path: string
+  content: Buffer
+  mode: number
+}
+
+/** A regular file's bytes (links followed: the host home is the user's own), else null. */
+async function readRegular(path: string, max: number): Promise<Buffer | null> {
+  let fh
   try {
-    if (!(await stat(path)).isFile()) return null
-    return await readFile(path)
+    // O_NONBLOCK: a FIFO in place of a config file must not hang the creation.
+    fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK)
   } catch {
     return null
   }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile() || st.size > max) return null
+    return await fh.readFile()
+  } catch {
+    return null
+  } finally {
+    await fh.close()
+  }
 }
 
+/** Regular files below `dir` (relative paths); links and special files are skipped. */
 async function walk(dir: string, rel = ''): Promise<string[]> {
   const out: string[] = []
   let entries
@@ -42,126 +66,118 @@ async function walk(dir: string, rel = ''): Promise<string[]> {
   return out
 }
 
-function parseJsonObject(buf: Buffer | null): Record<string, unknown> {
-  if (!buf) return {}
+function parseJsonObject(buf: Buffer | null): Record<string, unknown> | null {
+  if (!buf) return null
   try {
     const v: unknown = JSON.parse(buf.toString('utf8'))
     return typeof v === 'object' && v !== null && !Array.isArray(v)
       ? (v as Record<string, unknown>)
-      : {}
+      : null
   } catch {
-    return {}
+    return null
   }
 }
 
 /**
- * Copies the tool's config and credentials from the host home into the container (clincus-behaviour
- * §1.4): only files that exist, owned by the code user, credentials 0600, JSON paths rewritten
- * from the host home to the container home, sandbox settings merged in.
+ * What a session gets of the host's tool config (README "What a session gets of your tool
+ * config"): the spec's named files, JSON narrowed by its selector and with host-home paths
+ * rewritten to the container home; the spec's directories (regular files only); the sandbox
+ * settings merged in. Secret-bearing files are 0600, everything else 0644.
  */
-export async function copyToolConfig(spec: ToolSpec, ctx: CopyContext): Promise<number> {
-  const pushes: { dest: string; content: Buffer | string; mode: string }[] = []
-  const dirs = new Set<string>()
-  const rewrite = (rel: string, buf: Buffer): Buffer | string =>
-    rel.endsWith('.json') && ctx.hostHome !== ctx.containerHome
-      ? buf.toString('utf8').replaceAll(ctx.hostHome, ctx.containerHome)
-      : buf
+export async function planToolConfig(
+  spec: ToolSpec,
+  ctx: Pick<CopyContext, 'hostHome' | 'containerHome' | 'effortLevel'>,
+): Promise<PlannedFile[]> {
+  const out: PlannedFile[] = []
+  const rewrite = (text: string): string =>
+    ctx.hostHome === ctx.containerHome ? text : text.replaceAll(ctx.hostHome, ctx.containerHome)
   const sandbox = spec.sandboxSettings(ctx.effortLevel)
   const hasSandbox = Object.keys(sandbox).length > 0
 
-  if (spec.configDir) {
-    const { dir, files, secretFiles, dirs: subdirs } = spec.configDir
-    const hostDir = join(ctx.hostHome, dir)
-    const ctrDir = posix.join(ctx.containerHome, dir)
-    const hostDirExists = await stat(hostDir).then(
-      (s) => s.isDirectory(),
-      () => false,
-    )
-    if (hostDirExists || hasSandbox) dirs.add(ctrDir)
-    if (hostDirExists) {
-      for (const f of [...files, ...secretFiles]) {
-        if (f === 'settings.json') continue
-        const buf = await readIfFile(join(hostDir, f))
-        if (buf)
-          pushes.push({
-            dest: posix.join(ctrDir, f),
-            content: rewrite(f, buf),
-            mode: secretFiles.includes(f) ? '0600' : '0644',
-          })
-      }
-      let total = 0
-      for (const sub of subdirs) {
-        for (const rel of await walk(join(hostDir, sub))) {
-          if (pushes.length >= MAX_FILES) break
-          const buf = await readIfFile(join(hostDir, sub, rel))
-          if (!buf || (total += buf.length) > MAX_BYTES) continue
-          const dest = posix.join(ctrDir, sub, rel)
-          dirs.add(posix.dirname(dest))
-          pushes.push({ dest, content: rewrite(rel, buf), mode: '0644' })
-        }
-      }
+  for (const f of spec.copy.files) {
+    const buf = await readRegular(join(ctx.hostHome, f.path), MAX_FILE_BYTES)
+    const mode = f.secret ? 0o600 : 0o644
+    const isJson = f.select !== undefined || f.sandbox === true
+    if (!isJson) {
+      if (buf) out.push({ path: f.path, content: buf, mode })
+      continue
     }
-    if (files.includes('settings.json') && (hostDirExists || hasSandbox)) {
-      const host = parseJsonObject(await readIfFile(join(hostDir, 'settings.json')))
-      const merged = mergeSettings(host, sandbox)
-      if (Object.keys(merged).length > 0) {
-        const text = JSON.stringify(merged, null, 2).replaceAll(ctx.hostHome, ctx.containerHome)
-        pushes.push({
-          dest: posix.join(ctrDir, 'settings.json'),
-          content: text + '\n',
-          mode: '0644',
-        })
-      }
+    const host = parseJsonObject(buf)
+    // An unparsable file is not copied raw: its secrets would pass the selector.
+    if (!host && !(f.sandbox && hasSandbox)) continue
+    let value = f.select ? f.select(host ?? {}) : (host ?? {})
+    if (f.sandbox && hasSandbox) value = mergeSettings(value, sandbox)
+    out.push({
+      path: f.path,
+      content: Buffer.from(rewrite(JSON.stringify(value, null, 2)) + '\n'),
+      mode,
+    })
+  }
+
+  let total = 0
+  for (const dir of spec.copy.dirs) {
+    for (const rel of await walk(join(ctx.hostHome, dir))) {
+      if (out.length >= MAX_FILES) break
+      const buf = await readRegular(join(ctx.hostHome, dir, rel), MAX_DIR_BYTES)
+      if (!buf || (total += buf.length) > MAX_DIR_BYTES) continue
+      const text = rel.endsWith('.json') ? Buffer.from(rewrite(buf.toString('utf8'))) : buf
+      out.push({ path: posix.join(dir, rel), content: text, mode: 0o644 })
     }
   }
-  if (spec.stateFile) {
-    const buf = await readIfFile(join(ctx.hostHome, spec.stateFile))
-    if (buf || hasSandbox) {
-      const merged = mergeSettings(parseJsonObject(buf), sandbox)
-      // The state file can hold tokens (e.g. .claude.json oauth account): keep it private.
-      pushes.push({
-        dest: posix.join(ctx.containerHome, spec.stateFile),
-        content: JSON.stringify(merged, null, 2).replaceAll(ctx.hostHome, ctx.containerHome) + '\n',
-        mode: '0600',
-      })
+  return out
+}
+
+/** Tar entries for `files`: each parent directory once (0700), before its children. */
+export function toTarEntries(files: readonly PlannedFile[]): TarEntry[] {
+  const entries: TarEntry[] = []
+  const dirs = new Set<string>()
+  for (const f of files) {
+    const parts = f.path.split('/').slice(0, -1)
+    for (let i = 1; i <= parts.length; i++) {
+      const d = parts.slice(0, i).join('/')
+      if (dirs.has(d)) continue
+      dirs.add(d)
+      entries.push({ path: d, type: 'dir', mode: 0o700 })
     }
+    entries.push({ path: f.path, type: 'file', mode: f.mode, content: f.content })
   }
-  if (pushes.length === 0) return 0
-  if (dirs.size > 0) {
-    const res = await ctx.driver.exec(ctx.name, ['mkdir', '-p', '--', ...dirs], {
+  return entries
+}
+
+/**
+ * Copies the tool's config into the container home in one transfer: one tar archive extracted by
+ * one `tar -x` run as the code user (so every file is the code user's, and the archive, checked
+ * entry by entry in packTar, holds no links, absolute paths or `..`). One process for any number
+ * of files, where one `incus file push` per file took seconds with a populated ~/.claude.
+ */
+export async function copyToolConfig(spec: ToolSpec, ctx: CopyContext): Promise<number> {
+  const files = await planToolConfig(spec, ctx)
+  if (files.length === 0) return 0
+  const archive = packTar(toTarEntries(files), ctx.uid)
+  const res = await ctx.driver.exec(
+    ctx.name,
+    // -p: the archive's modes (0600 for secrets) instead of the umask's; --no-overwrite-dir: the
+    // home's existing directories keep their owner and mode.
+    [
+      'tar',
+      '-x',
+      '-p',
+      '--no-same-owner',
+      '--no-overwrite-dir',
+      '-C',
+      ctx.containerHome,
+      '-f',
+      '-',
+    ],
+    {
       user: ctx.uid,
       group: ctx.uid,
+      stdin: archive,
+      timeoutMs: EXTRACT_TIMEOUT_MS,
       signal: ctx.signal,
-    })
-    if (res.exitCode !== 0)
-      throw new Error(`could not create tool config directories: ${res.stderr.trim()}`)
-  }
-  // Each push is its own `incus file push` process (~20-90 ms), so a populated ~/.claude made
-  // creation wait seconds when they ran one after another (docs/performance.md). A few at a time;
-  // all of them settle before an error is thrown, so a rollback never races a push in flight.
-  let next = 0
-  let stop = false
-  const worker = async (): Promise<void> => {
-    while (!stop && next < pushes.length) {
-      const p = pushes[next++]
-      if (!p) return
-      try {
-        await ctx.driver.filePush(ctx.name, p.content, p.dest, {
-          uid: ctx.uid,
-          gid: ctx.uid,
-          mode: p.mode,
-          signal: ctx.signal,
-        })
-      } catch (err) {
-        stop = true
-        throw err
-      }
-    }
-  }
-  const results = await Promise.allSettled(
-    Array.from({ length: Math.min(PUSH_CONCURRENCY, pushes.length) }, worker),
+    },
   )
-  const failed = results.find((r) => r.status === 'rejected')
-  if (failed) throw failed.reason
-  return pushes.length
+  if (res.exitCode !== 0)
+    throw new Error(`extracting the tool configuration failed: ${res.stderr.trim()}`)
+  return files.length
 }

@@ -7,6 +7,7 @@ import { buildApp, type App, type AppDeps } from '../app.ts'
 import { configLocations } from '../config/paths.ts'
 import { ConfigStore } from '../config/store.ts'
 import { HistoryStore } from '../history/store.ts'
+import { loggerOptions } from '../security/log-redaction.ts'
 import { FakeIncusDriver } from '../incus/fake-driver.ts'
 
 export interface TestApp extends App {
@@ -53,7 +54,7 @@ export async function buildTestApp(
     driver,
     config,
     history: new HistoryStore(join(home, '.clincus', 'history.jsonl')),
-    log: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    log: pino(loggerOptions(process.env.TEST_LOG_LEVEL ?? 'silent')),
     prefix: 'clincus-',
     home,
     version: '0.0.0-test',

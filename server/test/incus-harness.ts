@@ -11,6 +11,7 @@ import { buildApp, type App } from '../app.ts'
 import { configLocations } from '../config/paths.ts'
 import { ConfigStore } from '../config/store.ts'
 import { HistoryStore } from '../history/store.ts'
+import { loggerOptions } from '../security/log-redaction.ts'
 import { CliIncusDriver } from '../incus/cli-driver.ts'
 import { Listener } from '../listener.ts'
 
@@ -82,7 +83,7 @@ export async function startLiveServer(
     driver,
     config,
     history: new HistoryStore(join(home, '.clincus', 'history.jsonl')),
-    log: pino({ level: opts.log ? 'info' : (process.env.TEST_LOG_LEVEL ?? 'silent') }),
+    log: pino(loggerOptions(opts.log ? 'info' : (process.env.TEST_LOG_LEVEL ?? 'silent'))),
     prefix,
     home,
     version: '0.0.0-it',

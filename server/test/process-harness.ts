@@ -13,6 +13,8 @@ export interface ServerProcess {
   port: number
   url: string
   token: string
+  /** The banner's sign-in link (with its single-use code). */
+  signInLink: string
   output: () => string
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>
   headers: Record<string, string>
@@ -40,6 +42,8 @@ export async function spawnServer(opts: {
   home: string
   prefix: string
   port?: number
+  /** LOG_LEVEL of the server (default warn). */
+  logLevel?: string
 }): Promise<ServerProcess> {
   await ensureBuilt()
   const child = spawn(
@@ -59,7 +63,7 @@ export async function spawnServer(opts: {
         HOME: opts.home,
         CLINCUS_CONTAINER_PREFIX: opts.prefix,
         CLINCUS_SYSTEM_CONFIG: join(opts.home, 'etc-clincus.toml'),
-        LOG_LEVEL: 'warn',
+        LOG_LEVEL: opts.logLevel ?? 'warn',
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -77,6 +81,11 @@ export async function spawnServer(opts: {
     () => /clincus dashboard: (http:\/\/127\.0\.0\.1:\d+)/.exec(out)?.[1],
     { timeoutMs: 30_000, intervalMs: 50 },
   )
+  const signInLink = await waitUntil(
+    'the server to print its sign-in link',
+    () => /sign in:\s+(\S+)/.exec(out)?.[1],
+    { timeoutMs: 5000, intervalMs: 20 },
+  )
   const token = (await readFile(join(opts.home, '.config', 'clincus', 'token'), 'utf8')).trim()
   return {
     child,
@@ -84,6 +93,7 @@ export async function spawnServer(opts: {
     port: Number(new URL(url).port),
     url,
     token,
+    signInLink,
     output: () => out,
     exited,
     headers: { authorization: `Bearer ${token}` },

@@ -8,6 +8,7 @@ const SIZE = '^\\d+(%|[KMGT]i?B)$'
 const DISK_IO = '^(\\d+[KMGT]i?B/s|\\d+iops)$'
 const DURATION = '^((\\d+(\\.\\d+)?)(ns|us|µs|ms|s|m|h))+$'
 const TMPFS = '^\\d+([KMGT]i?B)?$'
+const DISK_SIZE = '^\\d+[KMGT]i?B$'
 
 // Values that end up as argv elements of `incus` or of a command in the container. An image is a
 // local alias or fingerprint: never a remote (`images:debian`), never anything that starts like a
@@ -43,9 +44,11 @@ export const LimitsSchema = Type.Object(
     ),
     memory: Type.Object(
       {
-        limit: optionalPattern(SIZE, 'a size like "2GiB", "512MiB" or "50%"'),
+        // Safe defaults (issue 10 row 11): a session can take half the host's memory, no more;
+        // "hard" because a soft limit only applies under host memory pressure, too late.
+        limit: optionalPattern(SIZE, 'a size like "2GiB", "512MiB" or "50%"', '50%'),
         enforce: Type.Union([Type.Literal('soft'), Type.Literal('hard')], {
-          default: 'soft',
+          default: 'hard',
           'x-expected': '"soft" or "hard"',
         }),
         swap: Type.Union([Type.Literal('true'), Type.Literal('false')], {
@@ -62,13 +65,20 @@ export const LimitsSchema = Type.Object(
         max: optionalPattern(DISK_IO, 'a rate like "100MiB/s" or "1000iops"'),
         priority: priority(),
         tmpfs_size: optionalPattern(TMPFS, 'a size like "2GiB" or "512MiB"'),
+        // Root-disk quota; applied only on pools that enforce it (btrfs, zfs, lvm, ceph).
+        size: optionalPattern(DISK_SIZE, 'a size like "20GiB" or "500MiB"', '20GiB'),
       },
       { additionalProperties: false, default: {} },
     ),
     runtime: Type.Object(
       {
         max_duration: optionalPattern(DURATION, 'a duration like "30m", "2h" or "1h30m"'),
-        max_processes: Type.Integer({ minimum: 0, default: 0, 'x-expected': 'an integer >= 0' }),
+        // Tasks (processes and threads) per session: ends a fork bomb, leaves room for builds.
+        max_processes: Type.Integer({
+          minimum: 0,
+          default: 4096,
+          'x-expected': 'an integer >= 0 (0: no cap)',
+        }),
         auto_stop: Type.Boolean({ default: true }),
         stop_graceful: Type.Boolean({ default: true }),
       },
@@ -207,6 +217,16 @@ export const ConfigSchema = Type.Object(
           {
             default: [],
             'x-expected': 'a list of host names',
+          },
+        ),
+        // Origins (scheme://host[:port]) accepted on WebSocket upgrades and mutating requests
+        // besides the server's own: for a reverse proxy that keeps the browser's Origin but
+        // rewrites Host to the listener's address.
+        public_origins: Type.Array(
+          Type.String({ minLength: 1, pattern: '^https?://[A-Za-z0-9.\\[\\]:-]+$' }),
+          {
+            default: [],
+            'x-expected': 'a list of origins like "https://dash.example"',
           },
         ),
         rate_limit_per_minute: Type.Integer({

@@ -11,6 +11,12 @@ export const SessionStatusSchema = Type.Union([
 ])
 export type SessionStatus = Static<typeof SessionStatusSchema>
 
+export const IdMappingSchema = Type.Union([Type.Literal('shift'), Type.Literal('raw.idmap')], {
+  description:
+    'How workspace files map to the host owner: an idmapped mount (shift) or raw.idmap from the owner to the code user',
+})
+export type IdMapping = Static<typeof IdMappingSchema>
+
 export const SessionInfoSchema = Type.Object(
   {
     id: Type.String({ description: 'Container name (used in all other API calls)' }),
@@ -26,6 +32,7 @@ export const SessionInfoSchema = Type.Object(
       }),
     ),
     profile: Type.Optional(Type.String()),
+    id_mapping: Type.Optional(IdMappingSchema),
   },
   { $id: 'SessionInfo' },
 )

@@ -1,5 +1,12 @@
 import { describe, expect, it, vi } from 'vitest'
-import { ApiClient, ApiError, errorMessage, messageForResponse } from './api.ts'
+import {
+  ApiClient,
+  ApiError,
+  errorMessage,
+  localCredentialStore,
+  memoryCredentialStore,
+  messageForResponse,
+} from './api.ts'
 
 function respond(status: number, body: string, type = 'application/json'): typeof fetch {
   return vi.fn(() =>
@@ -133,5 +140,51 @@ describe('ApiClient', () => {
     )
     await new ApiClient(fetchImpl).history(26, 50)
     expect(fetchImpl.mock.calls[0]?.[0]).toBe('/api/sessions/history?limit=26&offset=50')
+  })
+})
+
+describe('credentials', () => {
+  it('sends the sign-in session as a Bearer header, never cookies, and forgets it on 401', async () => {
+    const seen: RequestInit[] = []
+    let status = 200
+    const fetchImpl = vi.fn((_url: RequestInfo | URL, init?: RequestInit) => {
+      seen.push(init ?? {})
+      return Promise.resolve(new Response('[]', { status }))
+    })
+    const store = memoryCredentialStore('secret-1')
+    const api = new ApiClient(fetchImpl, '', store)
+    let signedOut = 0
+    api.onUnauthorized = () => signedOut++
+    await api.sessions()
+    expect(new Headers(seen[0]?.headers).get('authorization')).toBe('Bearer secret-1')
+    expect(seen[0]?.credentials).toBe('omit')
+    status = 401
+    await failure(api.sessions())
+    expect(store.get()).toBeNull()
+    expect(signedOut).toBe(1)
+    status = 200
+    await api.sessions()
+    expect(new Headers(seen[2]?.headers).has('authorization')).toBe(false)
+  })
+
+  it("keeps the session in this origin's localStorage", () => {
+    const store = localCredentialStore()
+    store.set('abc')
+    expect(localStorage.getItem('clincus.session')).toBe('abc')
+    expect(localCredentialStore().get()).toBe('abc')
+    store.set(null)
+    expect(localStorage.getItem('clincus.session')).toBeNull()
+  })
+
+  it('builds WebSocket URLs with a fresh ticket', async () => {
+    let n = 0
+    const fetchImpl = vi.fn(() =>
+      Promise.resolve(
+        new Response(JSON.stringify({ ticket: `t/${++n}`, expires_at: 'x' }), { status: 200 }),
+      ),
+    )
+    const api = new ApiClient(fetchImpl, 'http://127.0.0.1:9')
+    expect(await api.socketUrl('/ws/events')).toBe('ws://127.0.0.1:9/ws/events?ticket=t%2F1')
+    expect(await api.socketUrl('/ws/shell/c1')).toBe('ws://127.0.0.1:9/ws/shell/c1?ticket=t%2F2')
   })
 })

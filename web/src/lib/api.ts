@@ -6,6 +6,11 @@
 // the events socket reconnects.
 import { Type, type Static, type TSchema } from 'typebox'
 import { Value } from 'typebox/value'
+import {
+  SignInResponseSchema,
+  TicketResponseSchema,
+  type SignInBody,
+} from '../../../shared/schemas/auth.ts'
 import { ErrorBodySchema, StatusBodySchema } from '../../../shared/schemas/common.ts'
 import { ConfigSchema, type Config, type ConfigUpdate } from '../../../shared/schemas/config.ts'
 import { HealthSchema, type Health } from '../../../shared/schemas/health.ts'
@@ -25,6 +30,7 @@ import {
   type Roots,
   type WorkspaceList,
 } from '../../../shared/schemas/workspaces.ts'
+import { wsUrl } from './backoff.ts'
 
 export class ApiError extends Error {
   /** HTTP status; 0 when the server could not be reached. */
@@ -95,16 +101,67 @@ export interface RequestOptions {
   signal?: AbortSignal
 }
 
+/** Where the page keeps its sign-in session secret. */
+export interface CredentialStore {
+  get(): string | null
+  set(secret: string | null): void
+}
+
+const SESSION_KEY = 'clincus.session'
+
+/**
+ * The page's own localStorage: per scheme, host **and port**, so another server on this host
+ * (a second clincus, or another user's listener) never sees it, unlike a cookie.
+ */
+export function localCredentialStore(): CredentialStore {
+  const storage = (): Storage | null => {
+    try {
+      return typeof localStorage === 'undefined' ? null : localStorage
+    } catch {
+      return null
+    }
+  }
+  let memory: string | null = null
+  return {
+    get: () => storage()?.getItem(SESSION_KEY) ?? memory,
+    set: (secret) => {
+      memory = secret
+      const s = storage()
+      if (!s) return
+      if (secret === null) s.removeItem(SESSION_KEY)
+      else s.setItem(SESSION_KEY, secret)
+    },
+  }
+}
+
+/** A store that forgets on reload (tests, and pages without storage). */
+export function memoryCredentialStore(initial: string | null = null): CredentialStore {
+  let secret = initial
+  return {
+    get: () => secret,
+    set: (v) => {
+      secret = v
+    },
+  }
+}
+
 export class ApiClient {
   readonly #fetch: typeof fetch
   readonly #base: string
-  /** Called when any request is refused for want of a token (the page shows the sign-in). */
+  readonly #credentials: CredentialStore
+  /** Called when any request is refused for want of a credential (the page shows the sign-in). */
   onUnauthorized: (() => void) | null = null
 
-  constructor(fetchImpl?: typeof fetch, base = '') {
+  constructor(fetchImpl?: typeof fetch, base = '', credentials?: CredentialStore) {
     // Bound lazily so tests can stub globalThis.fetch after the client was built.
     this.#fetch = fetchImpl ?? ((input, init) => globalThis.fetch(input, init))
     this.#base = base
+    this.#credentials = credentials ?? memoryCredentialStore()
+  }
+
+  /** Whether the page holds a sign-in session (it may still have expired on the server). */
+  get signedIn(): boolean {
+    return this.#credentials.get() !== null
   }
 
   /** A request whose success body must match `schema`. */
@@ -142,11 +199,15 @@ export class ApiClient {
       const qs = params.toString()
       if (qs) url += `?${qs}`
     }
-    const init: RequestInit = { method, headers: { accept: 'application/json' } }
+    const headers: Record<string, string> = { accept: 'application/json' }
+    // The credential is a header, never a cookie: nothing is sent that the page did not add.
+    const secret = this.#credentials.get()
+    if (secret !== null) headers.authorization = `Bearer ${secret}`
+    const init: RequestInit = { method, headers, credentials: 'omit' }
     if (opts.signal) init.signal = opts.signal
     if (opts.body !== undefined) {
       // Only JSON bodies are accepted by the server (a form or text/plain POST gets 415).
-      init.headers = { accept: 'application/json', 'content-type': 'application/json' }
+      headers['content-type'] = 'application/json'
       init.body = JSON.stringify(opts.body)
     }
     let res: Response
@@ -171,7 +232,11 @@ export class ApiClient {
     }
     if (!res.ok) {
       const err = messageForResponse(res.status, body, text)
-      if (res.status === 401 && path !== '/api/auth/login') this.onUnauthorized?.()
+      if (res.status === 401 && path !== '/api/auth/login') {
+        // The session expired or was revoked: forget it and ask again.
+        this.#credentials.set(null)
+        this.onUnauthorized?.()
+      }
       throw err
     }
     return { status: res.status, body }
@@ -232,9 +297,29 @@ export class ApiClient {
     })
   }
 
-  /** Trades the access token for the server's HttpOnly session cookie. */
-  login(token: string): Promise<void> {
-    return this.empty('POST', '/api/auth/login', { body: { token } })
+  /** Trades the token or a sign-in code for a sign-in session, kept in this origin's storage. */
+  async signIn(body: SignInBody): Promise<void> {
+    const res = await this.json('POST', '/api/auth/login', SignInResponseSchema, { body })
+    this.#credentials.set(res.session)
+  }
+
+  /** Revokes the sign-in session on the server and forgets it here. */
+  async signOut(): Promise<void> {
+    try {
+      if (this.#credentials.get() !== null) await this.empty('DELETE', '/api/auth/session')
+    } finally {
+      this.#credentials.set(null)
+    }
+  }
+
+  /**
+   * The URL of a WebSocket on this server, with a fresh single-use ticket (a browser cannot put
+   * a header on a WebSocket; the ticket is good once, for 30 s).
+   */
+  async socketUrl(path: string): Promise<string> {
+    const { ticket } = await this.json('POST', '/api/auth/ticket', TicketResponseSchema)
+    const url = this.#base ? this.#base.replace(/^http/, 'ws') + path : wsUrl(path)
+    return `${url}${url.includes('?') ? '&' : '?'}ticket=${encodeURIComponent(ticket)}`
   }
 
   health(): Promise<Health> {

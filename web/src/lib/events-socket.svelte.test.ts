@@ -95,4 +95,45 @@ describe('EventsSocket', () => {
     vi.advanceTimersByTime(60_000)
     expect(FakeWebSocket.instances).toHaveLength(2)
   })
+
+  it('asks for a fresh URL (a ticket) on every attempt and retries when that fails', async () => {
+    const urls = ['ws://h/ws/events?ticket=a', 'ws://h/ws/events?ticket=b']
+    let calls = 0
+    const socket = new EventsSocket({
+      url: () => {
+        calls++
+        if (calls === 1) return Promise.reject(new Error('signed out'))
+        return Promise.resolve(urls[calls - 2] ?? 'ws://h/ws/events?ticket=z')
+      },
+      onEvent: () => undefined,
+      onOpen: () => undefined,
+      WebSocket: FakeWebSocketCtor,
+      backoff: new Backoff(500, 4000, 0),
+    })
+    socket.start()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(FakeWebSocket.instances).toHaveLength(0)
+    expect(socket.state).toBe('reconnecting')
+    await vi.advanceTimersByTimeAsync(500)
+    expect(FakeWebSocket.last().url).toBe('ws://h/ws/events?ticket=a')
+    FakeWebSocket.last().serverClose(1006)
+    await vi.advanceTimersByTimeAsync(1000)
+    expect(FakeWebSocket.last().url).toBe('ws://h/ws/events?ticket=b')
+    socket.close()
+  })
+
+  it('does not open a socket whose URL arrives after close()', async () => {
+    let resolve: (u: string) => void = () => undefined
+    const socket = new EventsSocket({
+      url: () => new Promise<string>((r) => (resolve = r)),
+      onEvent: () => undefined,
+      onOpen: () => undefined,
+      WebSocket: FakeWebSocketCtor,
+    })
+    socket.start()
+    socket.close()
+    resolve('ws://h/ws/events?ticket=late')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(FakeWebSocket.instances).toHaveLength(0)
+  })
 })

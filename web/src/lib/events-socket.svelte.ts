@@ -8,7 +8,8 @@ import { Backoff } from './backoff.ts'
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'closed'
 
 export interface EventsSocketOptions {
-  url: () => string
+  /** The socket's URL; may first fetch a single-use ticket (so it is asked anew per attempt). */
+  url: () => string | Promise<string>
   onEvent: (event: ServerEvent) => void
   onOpen: () => void
   WebSocket?: typeof WebSocket
@@ -39,6 +40,8 @@ export class EventsSocket {
   #socket: WebSocket | null = null
   #timer: ReturnType<typeof setTimeout> | null = null
   #closed = false
+  /** Bumped by close() and each attempt, so a URL that arrives late is not used. */
+  #attempt = 0
 
   constructor(opts: EventsSocketOptions) {
     this.#opts = opts
@@ -61,6 +64,7 @@ export class EventsSocket {
 
   close(): void {
     this.#closed = true
+    this.#attempt++
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = null
     const s = this.#socket
@@ -77,9 +81,32 @@ export class EventsSocket {
     if (this.#closed) return
     this.state = this.#backoff.attempt === 0 ? 'connecting' : 'reconnecting'
     this.retryAt = null
+    const attempt = ++this.#attempt
+    let url: string | Promise<string>
+    try {
+      url = this.#opts.url()
+    } catch {
+      this.#schedule()
+      return
+    }
+    if (typeof url === 'string') {
+      this.#open(url)
+      return
+    }
+    url.then(
+      (u) => {
+        if (attempt === this.#attempt && !this.#closed) this.#open(u)
+      },
+      () => {
+        if (attempt === this.#attempt) this.#schedule()
+      },
+    )
+  }
+
+  #open(url: string): void {
     let socket: WebSocket
     try {
-      socket = new this.#WS(this.#opts.url())
+      socket = new this.#WS(url)
     } catch {
       this.#schedule()
       return

@@ -1,8 +1,7 @@
 // Everything the views share, created once in App.svelte and handed down through a typed context.
 import { createContext } from 'svelte'
 import type { ServerEvent } from '../../../../shared/schemas/events.ts'
-import { ApiClient, ApiError, errorMessage } from '../api.ts'
-import { wsUrl } from '../backoff.ts'
+import { ApiClient, ApiError, errorMessage, localCredentialStore } from '../api.ts'
 import { EventsSocket } from '../events-socket.svelte.ts'
 import { Router, type RouterWindow } from '../router.svelte.ts'
 import { Clock } from './clock.svelte.ts'
@@ -15,7 +14,7 @@ export interface AppOptions {
   api?: ApiClient
   win?: RouterWindow
   WebSocket?: typeof WebSocket
-  eventsUrl?: () => string
+  eventsUrl?: () => string | Promise<string>
 }
 
 export class AppState {
@@ -30,20 +29,24 @@ export class AppState {
   tools: string[] = $state.raw([])
   /** Optimistic: the first request refused for want of a token switches to the sign-in page. */
   auth: 'ok' | 'required' = $state('ok')
+  /** Why the sign-in link did not work (shown on the sign-in page). */
+  signInProblem: string | null = $state(null)
   #started = false
+  readonly #win: AppOptions['win']
   #pruneTimer: ReturnType<typeof setInterval> | null = null
   #onOnline = (): void => {
     this.events.retryNow()
   }
 
   constructor(opts: AppOptions = {}) {
-    this.api = opts.api ?? new ApiClient()
+    this.api = opts.api ?? new ApiClient(undefined, '', localCredentialStore())
+    this.#win = opts.win
     this.router = new Router(opts.win)
     this.sessions = new SessionsStore(this.api)
     this.workspaces = new WorkspacesStore(this.api)
     this.config = new ConfigStore(this.api)
     const events: ConstructorParameters<typeof EventsSocket>[0] = {
-      url: opts.eventsUrl ?? (() => wsUrl('/ws/events')),
+      url: opts.eventsUrl ?? (() => this.api.socketUrl('/ws/events')),
       onEvent: (e) => {
         this.onEvent(e)
       },
@@ -64,13 +67,63 @@ export class AppState {
       this.sessions.prune()
     }, 5000)
     if (typeof window !== 'undefined') window.addEventListener('online', this.#onOnline)
-    this.#goLive()
+    const code = this.#takeCode()
+    if (code === null) {
+      this.#goLive()
+      return
+    }
+    this.api.signIn({ code }).then(
+      () => {
+        this.#goLive()
+      },
+      (err: unknown) => {
+        this.signInProblem =
+          err instanceof ApiError && err.status === 401
+            ? 'That sign-in link has expired or was used already. Paste the token instead.'
+            : errorMessage(err)
+        // Someone signed in before still is; otherwise the first request asks for the token.
+        this.#goLive()
+      },
+    )
+  }
+
+  /** The one-time `?code=` of the printed sign-in link, removed from the address bar at once. */
+  #takeCode(): string | null {
+    const win = this.#win ?? (typeof window === 'undefined' ? undefined : window)
+    if (!win) return null
+    // A local value read once, not reactive state.
+    // eslint-disable-next-line svelte/prefer-svelte-reactivity
+    const params = new URLSearchParams(win.location.search)
+    const code = params.get('code')
+    // A stale `?token=` link is dropped from the address bar (and history) too, never used.
+    if (code === null && !params.has('token')) return null
+    params.delete('code')
+    params.delete('token')
+    const rest = params.toString()
+    win.history.replaceState(
+      null,
+      '',
+      `${win.location.pathname}${rest ? `?${rest}` : ''}${win.location.hash}`,
+    )
+    return code
   }
 
   async signIn(token: string): Promise<void> {
-    await this.api.login(token)
+    await this.api.signIn({ token })
+    this.signInProblem = null
     this.auth = 'ok'
     this.#goLive()
+  }
+
+  /** Revokes this browser's sign-in session; other browsers and the token stay valid. */
+  async signOut(): Promise<void> {
+    try {
+      await this.api.signOut()
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401))
+        this.toasts.error(`Signing out on the server failed: ${errorMessage(err)}`)
+    }
+    this.#signedOut()
   }
 
   /**

@@ -304,4 +304,38 @@ describe('TerminalConnection', () => {
     conn.connect()
     expect(FakeWebSocket.last().url).toBe('ws://host/ws/terminal/c1')
   })
+
+  it('fetches a ticketed URL per attempt, and drops one that arrives after dispose', async () => {
+    let n = 0
+    const pending: ((u: string) => void)[] = []
+    const conn = new TerminalConnection({
+      url: () =>
+        new Promise<string>((r) => {
+          n++
+          pending.push(r)
+        }),
+      sink: {
+        write: (_d, done) => {
+          done()
+        },
+        notice: () => undefined,
+        size: () => null,
+      },
+      WebSocket: FakeWebSocketCtor,
+      backoff: new Backoff(100, 1000, 0),
+    })
+    conn.connect()
+    expect(conn.state.kind).toBe('connecting')
+    pending[0]?.('ws://host/ws/shell/c1?ticket=one')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(FakeWebSocket.last().url).toBe('ws://host/ws/shell/c1?ticket=one')
+    FakeWebSocket.last().open()
+    FakeWebSocket.last().serverClose(1006)
+    await vi.advanceTimersByTimeAsync(100)
+    expect(n).toBe(2)
+    conn.dispose()
+    pending[1]?.('ws://host/ws/shell/c1?ticket=two')
+    await vi.advanceTimersByTimeAsync(0)
+    expect(FakeWebSocket.instances).toHaveLength(1)
+  })
 })

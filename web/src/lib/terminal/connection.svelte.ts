@@ -34,7 +34,8 @@ export interface TerminalSink {
 }
 
 export interface ConnectionOptions {
-  url: () => string
+  /** The socket's URL; may first fetch a single-use ticket (so it is asked anew per attempt). */
+  url: () => string | Promise<string>
   sink: TerminalSink
   WebSocket?: typeof WebSocket
   backoff?: Backoff
@@ -117,10 +118,32 @@ export class TerminalConnection {
     this.#openedAt = 0
     this.received = 0
     this.state = { kind: 'connecting', attempt: this.#backoff.attempt }
+    let url: string | Promise<string>
+    try {
+      url = this.#opts.url()
+    } catch {
+      this.#retry('Could not open the connection')
+      return
+    }
+    if (typeof url === 'string') {
+      this.#open(url, generation)
+      return
+    }
+    url.then(
+      (u) => {
+        if (generation === this.#generation && !this.#disposed) this.#open(u, generation)
+      },
+      () => {
+        if (generation === this.#generation) this.#retry('Could not open the connection')
+      },
+    )
+  }
+
+  #open(base: string, generation: number): void {
     // The initial size rides on the URL, so the PTY starts at the right size and the first
     // screen (tmux redraws on attach) is drawn for it.
     const size = this.#opts.sink.size()
-    let url = this.#opts.url()
+    let url = base
     if (size && validSize(size.cols, size.rows)) {
       url += `${url.includes('?') ? '&' : '?'}cols=${size.cols}&rows=${size.rows}`
       this.#lastSize = { cols: size.cols, rows: size.rows }

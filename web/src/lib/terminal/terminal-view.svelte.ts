@@ -96,7 +96,8 @@ async function writeClipboard(text: string): Promise<void> {
 export interface TerminalViewOptions {
   sessionId: string
   kind: TerminalKind
-  url: string
+  /** The socket's URL, asked for on every (re)connect (it carries a single-use ticket). */
+  url: () => string | Promise<string>
   /** Opens the search bar (Ctrl+Shift+F inside the terminal). */
   onSearchRequest?: () => void
   /**
@@ -123,7 +124,7 @@ export class TerminalView {
     this.#opts = opts
     this.kind = opts.kind
     this.connection = new TerminalConnection({
-      url: () => opts.url,
+      url: opts.url,
       sink: {
         write: (data, done) => {
           if (this.#term) this.#term.write(data, done)
