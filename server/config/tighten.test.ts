@@ -91,6 +91,11 @@ table('disk', [
   ['priority', 4, 8, 4],
   ['priority', 8, 4, 4],
   ['priority', 0, 8, 0],
+  // the root-disk quota
+  ['size', '20GiB', '5GiB', '5GiB'],
+  ['size', '5GiB', '50GiB', '5GiB'],
+  ['size', '20GiB', '', '20GiB'],
+  ['size', '', '8GiB', '8GiB'],
   // tmpfs: never unbounded ("0"), never larger, never one where the user has none
   ['tmpfs_size', '1GiB', '512MiB', '512MiB'],
   ['tmpfs_size', '512MiB', '1GiB', '512MiB'],

@@ -161,6 +161,8 @@ export function tightenLimits(
   if (set('disk', 'max')) out.disk.max = stricterRate(user.disk.max, ws.disk.max)
   if (set('disk', 'priority'))
     out.disk.priority = lowerPriority(user.disk.priority, ws.disk.priority, 5)
+  if (set('disk', 'size'))
+    out.disk.size = lowerOptional(user.disk.size, ws.disk.size, (v) => memoryBytes(v, 0))
   if (set('disk', 'tmpfs_size'))
     out.disk.tmpfs_size = stricterTmpfs(user.disk.tmpfs_size, ws.disk.tmpfs_size)
 
