@@ -156,7 +156,7 @@ describe('loadConfig', () => {
 })
 
 describe('workspace config and profiles', () => {
-  it('applies a workspace .clincus.toml between user config and env, but not trusted keys', async () => {
+  it('applies a workspace .clincus.toml under the user config; its limits only tighten', async () => {
     const { home, locations, env } = await setup(
       { user: '[defaults]\nimage = "user"\n[limits.cpu]\ncount = "1"\n' },
       { CLINCUS_LIMIT_CPU: '3' },
@@ -165,12 +165,21 @@ describe('workspace config and profiles', () => {
     const ws = configForWorkspace(
       loaded,
       '/w/.clincus.toml',
-      { defaults: { image: 'ws' }, limits: { cpu: { count: '2' } } },
+      { defaults: { persistent: true }, limits: { cpu: { count: '2' } } },
       home,
       locations,
     )
-    expect(ws.defaults.image).toBe('ws')
-    expect(ws.limits.cpu.count).toBe('3')
+    expect(ws?.defaults).toMatchObject({ image: 'user', persistent: true })
+    // the environment says 3, the workspace 2: the stricter holds
+    expect(ws?.limits.cpu.count).toBe('2')
+    const looser = configForWorkspace(
+      loaded,
+      '/w/.clincus.toml',
+      { limits: { cpu: { count: '8' } } },
+      home,
+      locations,
+    )
+    expect(looser?.limits.cpu.count).toBe('3')
     expect(() =>
       configForWorkspace(
         loaded,
@@ -201,5 +210,61 @@ describe('workspace config and profiles', () => {
     expect(big?.limits.memory.limit).toBe('4GiB')
     expect(applyProfile(config, 'missing')).toBeNull()
     expect(() => applyProfile(config, 'bad')).toThrow(/profile "bad": limits.cpu.count/)
+  })
+})
+
+describe('values that become argv elements (issue 10 row 12)', () => {
+  it.each(['--help', '--vm', '-x', 'images:debian', 'local:clincus', 'a b', ''])(
+    'refuses defaults.image = %j at load, naming the file and the key',
+    async (image) => {
+      const { home, locations, env } = await setup({
+        user: `[defaults]\nimage = ${JSON.stringify(image)}\n`,
+      })
+      const err = await loadConfig(locations, env, home).catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(ConfigError)
+      expect((err as ConfigError).key).toBe('defaults.image')
+      expect((err as ConfigError).message).toMatch(
+        /config\.toml: defaults\.image: expected a local image alias/,
+      )
+    },
+  )
+
+  it('refuses the same in a profile, in CLINCUS_IMAGE and in tool.binary', async () => {
+    const profile = await setup({ user: '[profiles.p]\nimage = "--vm"\n' })
+    await expect(loadConfig(profile.locations, profile.env, profile.home)).rejects.toThrow(
+      /profiles\.p\.image: expected a local image alias/,
+    )
+    const env = await setup({}, { CLINCUS_IMAGE: 'images:debian/12' })
+    await expect(loadConfig(env.locations, env.env, env.home)).rejects.toThrow(/defaults\.image/)
+    const binary = await setup({ user: '[tool]\nbinary = "--version"\n' })
+    await expect(loadConfig(binary.locations, binary.env, binary.home)).rejects.toThrow(
+      /tool\.binary/,
+    )
+    const tool = await setup({ user: '[profiles.p]\ntool = "--help"\n' })
+    await expect(loadConfig(tool.locations, tool.env, tool.home)).rejects.toThrow(
+      /profiles\.p\.tool/,
+    )
+  })
+
+  it('accepts local aliases and fingerprints', async () => {
+    for (const image of ['clincus', 'clincus-test', 'ubuntu/24.04', 'my_img.v2', 'a1b2c3d4e5f6']) {
+      const { home, locations, env } = await setup({ user: `[defaults]\nimage = "${image}"\n` })
+      expect((await loadConfig(locations, env, home)).config.defaults.image).toBe(image)
+    }
+  })
+})
+
+describe('record keys are checked (profile names, environment names)', () => {
+  it.each([
+    ['[profiles."-x"]\npersistent = true\n', /profiles\.-x: invalid profile name/],
+    ['[profiles."a b"]\npersistent = true\n', /profiles\.a b: invalid profile name/],
+    [
+      '[profiles.p.environment]\n"-e" = "1"\n',
+      /profiles\.p\.environment\.-e: invalid variable name/,
+    ],
+    ['[profiles.p.environment]\n"A=B" = "1"\n', /invalid variable name/],
+  ])('refuses %j', async (text, message) => {
+    const { home, locations, env } = await setup({ user: text })
+    await expect(loadConfig(locations, env, home)).rejects.toThrow(message)
   })
 })

@@ -1,8 +1,15 @@
-import { readFile } from 'node:fs/promises'
 import { parse, TomlError } from 'smol-toml'
-import type { Config } from '../../shared/schemas/config.ts'
-import { applyLayer, ConfigError, defaultConfig, type Layer } from './merge.ts'
+import { totalmem } from 'node:os'
+import type { Config, Limits, Profile } from '../../shared/schemas/config.ts'
+import { applyLayer, ConfigError, defaultConfig, isPlainObject, own, type Layer } from './merge.ts'
 import { expandHome, type ConfigLocations } from './paths.ts'
+import {
+  readSmallFile,
+  UnsafeFileError,
+  WORKSPACE_FILE_MAX_BYTES,
+  type SafeReadOptions,
+} from './safe-read.ts'
+import { tightenLimits } from './tighten.ts'
 
 export interface LayerSource {
   file: string
@@ -32,16 +39,33 @@ function parseToml(text: string, file: string): Layer {
   }
 }
 
-/** Reads one TOML file; null when it does not exist. */
-export async function readLayer(file: string): Promise<Layer | null> {
-  let text: string
+const USER_FILE_MAX_BYTES = 1024 * 1024
+
+async function readTomlFile(file: string, opts: SafeReadOptions): Promise<Layer | null> {
+  let text: string | null
   try {
-    text = await readFile(file, 'utf8')
+    text = await readSmallFile(file, opts)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null
+    if (err instanceof UnsafeFileError) throw new ConfigError(file, '', err.message)
     throw new ConfigError(file, '', `cannot read: ${(err as Error).message}`)
   }
-  return parseToml(text, file)
+  return text === null ? null : parseToml(text, file)
+}
+
+/**
+ * Reads one of the user's TOML files; null when it does not exist. Links are followed (dotfiles
+ * managers link config.toml), but a FIFO, a device or a huge file is refused, never waited on.
+ */
+export async function readLayer(file: string): Promise<Layer | null> {
+  return readTomlFile(file, { followLinks: true, maxBytes: USER_FILE_MAX_BYTES })
+}
+
+/**
+ * Reads a workspace's .clincus.toml, which the repository or the agent controls: no link is
+ * followed, only a regular file of at most 64 KiB is read, within 2 s (safe-read.ts).
+ */
+export async function readWorkspaceLayer(file: string): Promise<Layer | null> {
+  return readTomlFile(file, { followLinks: false, maxBytes: WORKSPACE_FILE_MAX_BYTES })
 }
 
 type EnvParser = (raw: string, name: string) => unknown
@@ -132,13 +156,46 @@ export async function loadConfig(
   return { config: expandPaths(config, home), sources, envLayer: fromEnv }
 }
 
-// A workspace's .clincus.toml comes with the project, so it is not trusted with keys that widen
-// what the container can reach on the host (mounts, protection, the Incus identity, the listener).
-const WORKSPACE_FORBIDDEN = ['mounts', 'security', 'incus', 'paths', 'dashboard', 'git']
+// A workspace's .clincus.toml comes with the project (or from the agent), so it is not trusted
+// with keys that widen what the container can reach on the host (mounts, protection, the Incus
+// identity, the listener) nor with what runs (profiles, the image): those are refused with an
+// error naming the key, so the user sees why. Its limits only tighten the user's (tighten.ts).
+const WORKSPACE_FORBIDDEN = ['mounts', 'security', 'incus', 'paths', 'dashboard', 'git', 'profiles']
+const WORKSPACE_FORBIDDEN_KEYS: Array<[string, string, string]> = [
+  ['defaults', 'image', 'images come only from your user config'],
+]
+
+function checkWorkspaceLayer(file: string, layer: Layer): void {
+  const bad = Object.keys(layer).find((k) => WORKSPACE_FORBIDDEN.includes(k))
+  if (bad)
+    throw new ConfigError(
+      file,
+      bad,
+      `[${bad}] is not allowed in a workspace .clincus.toml; set it in your user config`,
+    )
+  for (const [section, key, why] of WORKSPACE_FORBIDDEN_KEYS) {
+    const table = own(layer, section)
+    if (isPlainObject(table) && Object.hasOwn(table, key))
+      throw new ConfigError(
+        file,
+        `${section}.${key}`,
+        `not allowed in a workspace .clincus.toml (${why}); remove it from this file`,
+      )
+  }
+}
+
+export interface WorkspaceConfigOptions {
+  /** A `[profiles.<name>]` of the user's files; an unknown name makes the result null. */
+  profile?: string | undefined
+  /** For memory limits given as a percentage; the host's memory by default. */
+  hostMemoryBytes?: number
+}
 
 /**
- * The config for sessions of one workspace: the global files, then the workspace's .clincus.toml,
- * then $CLINCUS_CONFIG and the environment (which stay the user's last word), then the profile.
+ * The config for sessions of one workspace: the user's files ($CLINCUS_CONFIG and the CLINCUS_*
+ * environment included, the user's last word) with the workspace's other keys between the global
+ * files and $CLINCUS_CONFIG, then the profile, then the workspace's limits, which can only make
+ * the result stricter. Null when the profile does not exist.
  */
 export function configForWorkspace(
   loaded: LoadedConfig,
@@ -146,29 +203,47 @@ export function configForWorkspace(
   workspaceLayer: Layer | null,
   home: string,
   locations: ConfigLocations,
-): Config {
+  opts: WorkspaceConfigOptions = {},
+): Config | null {
   let config = defaultConfig()
   const globalSources = loaded.sources.filter((s) => s.file !== locations.extra)
   for (const s of globalSources) config = applyLayer(config, s.layer, s.file)
+  let wsLimits: { raw: unknown; typed: Limits } | null = null
   if (workspaceLayer) {
-    const bad = Object.keys(workspaceLayer).find((k) => WORKSPACE_FORBIDDEN.includes(k))
-    if (bad)
-      throw new ConfigError(
-        workspaceFile,
-        bad,
-        `[${bad}] is not allowed in a workspace .clincus.toml; set it in your user config`,
-      )
-    config = applyLayer(config, workspaceLayer, workspaceFile)
+    checkWorkspaceLayer(workspaceFile, workspaceLayer)
+    // Validated alone first, so a mistake is reported against the workspace file.
+    const typed = applyLayer(defaultConfig(), workspaceLayer, workspaceFile).limits
+    const rest = Object.fromEntries(Object.entries(workspaceLayer).filter(([k]) => k !== 'limits'))
+    config = applyLayer(config, rest, workspaceFile)
+    if (Object.hasOwn(workspaceLayer, 'limits'))
+      wsLimits = { raw: own(workspaceLayer, 'limits'), typed }
   }
   for (const s of loaded.sources.filter((src) => src.file === locations.extra))
     config = applyLayer(config, s.layer, s.file)
   config = applyLayer(config, loaded.envLayer, 'environment (CLINCUS_*)')
+  if (opts.profile !== undefined) {
+    const applied = applyProfile(config, opts.profile)
+    if (!applied) return null
+    config = applied
+  }
+  if (wsLimits) {
+    const limits = tightenLimits(config.limits, wsLimits.raw, wsLimits.typed, {
+      hostMemoryBytes: opts.hostMemoryBytes ?? totalmem(),
+    })
+    config = { ...config, limits }
+  }
   return expandPaths(config, home)
+}
+
+/** The user's `[profiles.<name>]`, looked up as an own property. */
+export function findProfile(config: Config, name: string): Profile | undefined {
+  return Object.hasOwn(config.profiles, name) ? config.profiles[name] : undefined
 }
 
 /** Applies `[profiles.<name>]` to a config; unknown names are the caller's 400. */
 export function applyProfile(config: Config, name: string): Config | null {
-  const profile = config.profiles[name]
+  // Own properties only: "__proto__" or "constructor" must not name a profile nobody defined.
+  const profile = findProfile(config, name)
   if (!profile) return null
   const layer: Layer = { defaults: {} }
   const defaults = layer.defaults as Layer

@@ -33,23 +33,47 @@ export function defaultConfig(): Config {
   return Value.Default(ConfigSchema, {}) as Config
 }
 
+/** The value of an own property; never one inherited from Object.prototype. */
+export function own(record: object, key: string): unknown {
+  return Object.hasOwn(record, key) ? (record as Record<string, unknown>)[key] : undefined
+}
+
+/**
+ * Sets an own, enumerable property even for keys like `__proto__`, which an assignment would turn
+ * into a prototype change (a TOML table `[__proto__]` must become an unknown key, not a prototype).
+ */
+function setOwn(record: Record<string, unknown>, key: string, value: unknown): void {
+  Object.defineProperty(record, key, {
+    value,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  })
+}
+
+function copyOwn(...sources: Record<string, unknown>[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {}
+  for (const src of sources) for (const [k, v] of Object.entries(src)) setOwn(out, k, v)
+  return out
+}
+
 export function mergeInto(
   base: Record<string, unknown>,
   layer: Layer,
   prefix = '',
 ): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...base }
+  const out = copyOwn(base)
   for (const [key, value] of Object.entries(layer)) {
     const path = prefix ? `${prefix}.${key}` : key
-    const current = out[key]
+    const current = own(out, key)
     if (REPLACE_ENTRY_KEYS.has(path) && isPlainObject(value) && isPlainObject(current)) {
-      out[key] = { ...current, ...value }
+      setOwn(out, key, copyOwn(current, value))
     } else if (isPlainObject(value) && isPlainObject(current)) {
-      out[key] = mergeInto(current, value, path)
+      setOwn(out, key, mergeInto(current, value, path))
     } else if (APPEND_KEYS.has(path) && Array.isArray(value) && Array.isArray(current)) {
-      out[key] = [...(current as unknown[]), ...(value as unknown[])]
+      setOwn(out, key, [...(current as unknown[]), ...(value as unknown[])])
     } else {
-      out[key] = value
+      setOwn(out, key, value)
     }
   }
   return out
@@ -81,7 +105,8 @@ function schemaAt(path: string[]): TSchema | undefined {
   let node: Record<string, unknown> = ConfigSchema as unknown as Record<string, unknown>
   for (const part of path) {
     const props = node.properties as Record<string, Record<string, unknown>> | undefined
-    if (props?.[part]) node = props[part]
+    const prop = props ? own(props, part) : undefined
+    if (isPlainObject(prop)) node = prop
     else if (node.type === 'array' && isPlainObject(node.items)) node = node.items
     else if (isPlainObject(node.patternProperties))
       node = Object.values(node.patternProperties)[0] as Record<string, unknown>
@@ -94,7 +119,7 @@ function schemaAt(path: string[]): TSchema | undefined {
 function valueAt(root: unknown, path: string[]): unknown {
   let node = root
   for (const part of path) {
-    if (isPlainObject(node)) node = node[part]
+    if (isPlainObject(node)) node = own(node, part)
     else if (Array.isArray(node)) node = node[Number(part)]
     else return undefined
   }
@@ -111,6 +136,11 @@ export function validateConfig(candidate: unknown, file: string): Config {
   if (any.keyword === 'additionalProperties' && Array.isArray(params.additionalProperties)) {
     const extra = String(params.additionalProperties[0])
     const key = [...path, extra].join('.')
+    const parent = path.join('.')
+    if (parent === 'profiles')
+      return fail(file, key, `invalid profile name: use letters, digits, "_" and "-" (not first)`)
+    if (/^profiles\.[^.]+\.environment$/.test(parent))
+      return fail(file, key, 'invalid variable name: use letters, digits and "_" (no digit first)')
     return fail(file, key, `unknown key "${key}"`)
   }
   const key = path.join('.')

@@ -1,11 +1,39 @@
-import { readFile } from 'node:fs/promises'
+import { lstat, readlink } from 'node:fs/promises'
+import { dirname, resolve } from 'node:path'
 import type { Config } from '../../shared/schemas/config.ts'
 import { writeFileAtomic } from '../fs/atomic-write.ts'
 import { loadConfig, type LoadedConfig } from './load.ts'
 import { AppError } from '../errors.ts'
 import { ConfigError } from './merge.ts'
 import type { ConfigLocations } from './paths.ts'
+import { readSmallFile } from './safe-read.ts'
 import { setDashboardKeys, type DashboardPatch } from './toml-edit.ts'
+
+const MAX_LINKS = 40
+
+/**
+ * The file a write to `file` must replace: the end of its chain of symbolic links (dotfiles
+ * managers link config.toml into a repository). Renaming a temp file over the link itself would
+ * turn it into a regular file and the user's real file would never see the change. A dangling
+ * link names the file to create.
+ */
+export async function writeTarget(file: string): Promise<string> {
+  let current = file
+  for (let i = 0; i < MAX_LINKS; i++) {
+    let isLink: boolean
+    try {
+      isLink = (await lstat(current)).isSymbolicLink()
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return current
+      throw err
+    }
+    if (!isLink) return current
+    current = resolve(dirname(current), await readlink(current))
+  }
+  throw new AppError(409, 'config_not_editable', `${file}: too many levels of symbolic links`, {
+    expose: true,
+  })
+}
 
 export type ConfigChange =
   | { type: 'reloaded'; previous: Config; current: Config }
@@ -97,12 +125,12 @@ export class ConfigStore {
    */
   async updateDashboard(patch: DashboardPatch): Promise<Config> {
     const run = this.#writeChain.then(async () => {
-      const file = this.locations.writable
-      let text = ''
+      const file = await writeTarget(this.locations.writable)
+      let text: string
       try {
-        text = await readFile(file, 'utf8')
+        text = (await readSmallFile(file, { followLinks: false, maxBytes: 1024 * 1024 })) ?? ''
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+        throw new AppError(409, 'config_not_editable', (err as Error).message, { expose: true })
       }
       let next: string
       try {

@@ -1,10 +1,12 @@
-import { mkdir, rename, rm, utimes, writeFile } from 'node:fs/promises'
+import { mkdir, rename, rm, symlink, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { tempDir } from '../test/helpers.ts'
+import { fifo } from './fifo-fixture.ts'
 import { waitUntil } from '../test/ws-client.ts'
-import type { ConfigLocations } from './paths.ts'
+import { configLocations, type ConfigLocations } from './paths.ts'
+import { ConfigStore, type ConfigChange } from './store.ts'
 import { ConfigWatcher, nearestExistingDir, watchedFiles } from './watcher.ts'
 
 const log = pino({ level: 'silent' })
@@ -124,5 +126,116 @@ describe('ConfigWatcher', () => {
     await writeFile(locations.extra ?? '', 'a = 1\n')
     await watcher.settled()
     expect(reloads()).toBe(0)
+  })
+})
+
+describe('ConfigWatcher re-arms when the config directory moves, goes, comes back or is swapped', () => {
+  /** A real store over ~/.config/clincus/config.toml, and the changes it reports, in order. */
+  async function real(root: string) {
+    const home = join(root, 'home')
+    const dir = join(home, '.config', 'clincus')
+    await mkdir(dir, { recursive: true })
+    const env = { CLINCUS_SYSTEM_CONFIG: join(root, 'none.toml') }
+    const store = await ConfigStore.open(configLocations(env, home), env, home)
+    const seen: ConfigChange[] = []
+    store.subscribe((c) => seen.push(c))
+    const watcher = new ConfigWatcher(store, log, { debounceMs: 20 })
+    onTestFinished(() => watcher.close())
+    await watcher.start()
+    /** Resolves with the port of the next config.reloaded (or 'invalid'). */
+    const next = async (): Promise<number | 'invalid'> => {
+      const index = seen.length
+      await waitUntil('the next config change', () => seen.length > index)
+      const change = seen[index]
+      return change?.type === 'reloaded' ? change.current.dashboard.port : 'invalid'
+    }
+    const port = (p: number) => `[dashboard]\nport = ${p}\n`
+    return { dir, file: join(dir, 'config.toml'), watcher, next, port, home }
+  }
+
+  it('the directory moved away and back', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    await writeFile(r.file, r.port(3001))
+    expect(await r.next()).toBe(3001)
+    await rename(r.dir, `${r.dir}.moved`)
+    expect(await r.next()).toBe(3000) // the defaults apply again
+    await writeFile(join(`${r.dir}.moved`, 'config.toml'), r.port(3002))
+    await rename(`${r.dir}.moved`, r.dir)
+    expect(await r.next()).toBe(3002)
+    await writeFile(r.file, r.port(3003))
+    expect(await r.next()).toBe(3003)
+  })
+
+  it('the directory deleted and re-created, the file coming back broken then fixed', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    await writeFile(r.file, r.port(3011))
+    expect(await r.next()).toBe(3011)
+    await rm(r.dir, { recursive: true })
+    expect(await r.next()).toBe(3000)
+    await mkdir(r.dir)
+    await writeFile(r.file, '[dashboard\nport = ')
+    expect(await r.next()).toBe('invalid')
+    await writeFile(r.file, r.port(3012))
+    expect(await r.next()).toBe(3012)
+  })
+
+  it('a directory symlink swapped to another target (dotfiles managers)', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    const a = join(root, 'dots', 'a')
+    const b = join(root, 'dots', 'b')
+    await mkdir(a, { recursive: true })
+    await mkdir(b, { recursive: true })
+    await writeFile(join(a, 'config.toml'), r.port(3021))
+    await writeFile(join(b, 'config.toml'), r.port(3022))
+    await rm(r.dir, { recursive: true })
+    await symlink(a, r.dir)
+    // whatever the removal and the link produced first, the store ends on a's file
+    await waitUntil('a', async () => (await r.next()) === 3021)
+    await r.watcher.settled()
+    // ln -sfn: a new link renamed over the old one
+    await symlink(b, `${r.dir}.tmp`)
+    await rename(`${r.dir}.tmp`, r.dir)
+    expect(await r.next()).toBe(3022)
+    await writeFile(join(a, 'config.toml'), r.port(3023))
+    await writeFile(join(b, 'config.toml'), r.port(3024))
+    expect(await r.next()).toBe(3024)
+  })
+
+  it('a config.toml that is a symlink: edits of its target, then the link re-pointed', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    const dots = join(root, 'dotfiles')
+    await mkdir(dots)
+    await writeFile(join(dots, 'one.toml'), r.port(3031))
+    await writeFile(join(dots, 'two.toml'), r.port(3041))
+    await symlink(join(dots, 'one.toml'), r.file)
+    expect(await r.next()).toBe(3031)
+    await r.watcher.settled()
+    await writeFile(join(dots, 'one.toml'), r.port(3032))
+    expect(await r.next()).toBe(3032)
+    await symlink(join(dots, 'two.toml'), `${r.file}.tmp`)
+    await rename(`${r.file}.tmp`, r.file)
+    expect(await r.next()).toBe(3041)
+    await r.watcher.settled()
+    await writeFile(join(dots, 'two.toml'), r.port(3042))
+    expect(await r.next()).toBe(3042)
+  })
+
+  it('a FIFO in place of config.toml is reported invalid at once, and the watcher goes on', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    await writeFile(r.file, r.port(3051))
+    expect(await r.next()).toBe(3051)
+    await rm(r.file)
+    fifo(r.file)
+    // (the removal and the FIFO may be seen as one change or two)
+    await waitUntil('invalid', async () => (await r.next()) === 'invalid')
+    await r.watcher.settled()
+    await rm(r.file)
+    await writeFile(r.file, r.port(3052))
+    expect(await r.next()).toBe(3052)
   })
 })

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
-import { readFile, stat } from 'node:fs/promises'
-import { dirname, resolve } from 'node:path'
-import { watch, type FSWatcher } from 'chokidar'
+import { realpath, stat } from 'node:fs/promises'
+import { watch, type FSWatcher } from 'node:fs'
+import { basename, dirname, join, resolve } from 'node:path'
 import type { Logger } from 'pino'
 import type { ConfigLocations } from './paths.ts'
+import { readSmallFile } from './safe-read.ts'
 
 export interface ConfigWatcherOptions {
   /** Quiet time after the last change before reloading (editors write in several steps). */
@@ -49,28 +50,61 @@ export async function nearestExistingDir(file: string): Promise<string> {
 async function fingerprint(files: readonly string[]): Promise<string> {
   const h = createHash('sha256')
   for (const f of files) {
+    h.update(f).update('\0')
     try {
-      h.update(f)
-        .update('\0')
-        .update(await readFile(f))
-        .update('\0')
-    } catch {
-      h.update(f).update('\0missing\0')
+      // The safe reader: a FIFO or a device in place of a config file must not hang the watcher.
+      const text = await readSmallFile(f, { followLinks: true, maxBytes: 1024 * 1024 })
+      h.update(text === null ? '\0missing' : `\0${text}`).update('\0')
+    } catch (err) {
+      h.update(`\0unreadable: ${(err as Error).message}\0`)
     }
   }
   return h.digest('hex')
 }
 
+type Role = 'own' | 'parent' | 'target'
+
+interface Armed {
+  dir: string
+  watcher: FSWatcher
+}
+
+/** file → the real path it resolves to, for the files that are (or sit behind) symbolic links. */
+async function linkTargets(files: readonly string[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const f of files) {
+    const real = await realpath(f).catch(() => null)
+    if (real !== null && dirname(real) !== (await realpath(dirname(f)).catch(() => dirname(f))))
+      out.set(f, real)
+  }
+  return out
+}
+
+function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  return a.size === b.size && [...a].every((x) => b.has(x))
+}
+
+function sameMap(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  return a.size === b.size && [...a].every(([k, v]) => b.get(k) === v)
+}
+
 /**
- * Hot reload of the config files (system, user, $CLINCUS_CONFIG). chokidar watches their parent
- * directories, not the files: a file that does not exist yet has nothing to watch, and editors
- * that save by writing a temp file and renaming it over the original replace the inode a file
- * watch would follow. Events are filtered by path. A parent directory that does not exist yet is
- * covered by watching its closest existing ancestor until it appears.
+ * Hot reload of the config files (system, user, $CLINCUS_CONFIG), on inotify through fs.watch.
  *
- * Changes are debounced, then the store reloads (it keeps the last good config and reports
- * `config.invalid` for a broken file). A change that leaves every file's bytes as they were at
- * the last reload (a touch, an editor's backup dance) is not a reload.
+ * For each file it watches the directory that holds it (or the closest ancestor that exists yet)
+ * and that directory's parent. The directory, not the file: a file that does not exist has nothing
+ * to watch, and editors that save by renaming a temp file over the original replace the inode a
+ * file watch would follow. The parent: an inotify watch follows the directory's inode, so when
+ * the directory is moved away, deleted, re-created or a directory symlink is swapped, only the
+ * parent sees it. Any such event (or a watch error) re-arms every watch on the paths as they are
+ * now, then compares the files' bytes: a file that went or came back is a reload, which publishes
+ * `config.reloaded` (or `config.invalid` when it is broken). A config file that is itself a
+ * symbolic link (a dotfiles manager's) is also watched where its target lives, and re-pointing
+ * the link moves that watch.
+ *
+ * Changes are debounced, then the store reloads (it keeps the last good config for a broken file).
+ * A change that leaves every file's bytes as they were at the last reload (a touch, an editor's
+ * backup dance, a re-arm) is not a reload.
  */
 export class ConfigWatcher {
   readonly #store: Reloadable
@@ -78,11 +112,14 @@ export class ConfigWatcher {
   readonly #files: string[]
   readonly #debounceMs: number
   readonly #maxWaitMs: number
-  #watcher: FSWatcher | null = null
-  /** The directories that cover the config files now (each file's own, or an ancestor). */
+  #armed: Armed[] = []
+  /** The directories that hold (or lead to) the config files now. */
   #dirs = new Set<string>()
-  /** Every directory handed to chokidar. */
-  readonly #watched = new Set<string>()
+  /** Where the config files that are symbolic links lead. */
+  #targets = new Map<string, string>()
+  #started = false
+  #arming: Promise<void> | null = null
+  #rearmAgain = false
   #timer: NodeJS.Timeout | null = null
   #firstChangeAt = 0
   #running: Promise<void> | null = null
@@ -91,6 +128,7 @@ export class ConfigWatcher {
   #closed = false
   #reloads = 0
   #changes = 0
+  #rearms = 0
 
   constructor(store: Reloadable, log: Logger, opts: ConfigWatcherOptions = {}) {
     this.#store = store
@@ -104,7 +142,7 @@ export class ConfigWatcher {
     return this.#files
   }
 
-  /** Directories currently watched. */
+  /** Directories currently watched for the files themselves. */
   get dirs(): readonly string[] {
     return [...this.#dirs]
   }
@@ -119,95 +157,156 @@ export class ConfigWatcher {
     return this.#changes
   }
 
-  /** Resolves once no change is waiting for its debounce and no reload is running. */
+  /** Times the watches were set up again after a directory moved, went, came or was swapped. */
+  get rearms(): number {
+    return this.#rearms
+  }
+
+  /** Resolves once no re-arm, no change waiting for its debounce and no reload is pending. */
   async settled(): Promise<void> {
-    while (this.#timer || this.#running) {
-      if (this.#running) await this.#running
+    while (this.#arming || this.#timer || this.#running) {
+      if (this.#arming) await this.#arming
+      else if (this.#running) await this.#running
       else await new Promise((r) => setTimeout(r, this.#debounceMs))
     }
   }
 
   async start(): Promise<void> {
-    if (this.#watcher) return
+    if (this.#started) return
+    this.#started = true
     this.#last = await fingerprint(this.#files)
-    const dirs = await this.#wantedDirs()
-    this.#dirs = dirs
-    for (const d of dirs) this.#watched.add(d)
-    const watcher = watch([...dirs], {
-      ignoreInitial: true,
-      depth: 0,
-      // Parent directories hold unrelated files; only ours matter (and the directories leading
-      // to a config directory that does not exist yet).
-      ignored: (path: string) => !this.#relevant(resolve(path)),
-    })
-    this.#watcher = watcher
-    watcher.on('all', (event, path) => {
-      this.#onEvent(event, resolve(path))
-    })
-    watcher.on('error', (err) => {
-      this.#log.warn({ err }, 'config watcher error')
-    })
-    await new Promise<void>((res) =>
-      watcher.once('ready', () => {
-        res()
-      }),
-    )
-    this.#log.debug({ files: this.#files, dirs: [...dirs] }, 'watching config files')
+    await this.#arm()
+    this.#log.debug({ files: this.#files, dirs: [...this.#dirs] }, 'watching config files')
   }
 
   async close(): Promise<void> {
     this.#closed = true
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = null
-    await this.#watcher?.close()
-    this.#watcher = null
+    await this.#arming
+    this.#disarm()
     await this.#running
+  }
+
+  #disarm(): void {
+    for (const a of this.#armed) a.watcher.close()
+    this.#armed = []
+  }
+
+  /** Sets up the watches on the paths as they are now (closing the old ones first). */
+  async #arm(): Promise<void> {
+    let dirs = await this.#wantedDirs()
+    let targets = await linkTargets(this.#files)
+    for (;;) {
+      if (this.#closed) return
+      this.#disarm()
+      this.#dirs = dirs
+      this.#targets = targets
+      for (const dir of dirs) this.#watchDir(dir, 'own')
+      for (const dir of dirs) {
+        const parent = dirname(dir)
+        if (parent !== dir && !dirs.has(parent)) this.#watchDir(parent, 'parent')
+      }
+      // A config file that is a symbolic link (dotfiles): its target is edited where it lives.
+      for (const dir of new Set([...targets.values()].map((t) => dirname(t))))
+        this.#watchDir(dir, 'target')
+      // A directory created between the lookup and the watch sent its event to nobody: look
+      // again now that the watches are in place, until the answer holds still.
+      const now = await this.#wantedDirs()
+      const nowTargets = await linkTargets(this.#files)
+      if (sameSet(now, dirs) && sameMap(nowTargets, targets)) return
+      dirs = now
+      targets = nowTargets
+    }
   }
 
   async #wantedDirs(): Promise<Set<string>> {
     return new Set(await Promise.all(this.#files.map((f) => nearestExistingDir(f))))
   }
 
-  /** A config file, a watched directory, or a directory on the way to a config file. */
-  #relevant(path: string): boolean {
-    if (this.#dirs.has(path)) return true
-    for (const f of this.#files) {
-      if (f === path) return true
-      if (f.startsWith(`${path}/`)) return true
+  #watchDir(dir: string, role: Role): void {
+    let watcher: FSWatcher
+    try {
+      watcher = watch(dir, { persistent: false }, (_event, name) => {
+        this.#onEvent(dir, role, typeof name === 'string' ? name : null)
+      })
+    } catch (err) {
+      // Gone between the lookup and the watch: look again.
+      this.#log.debug({ err, dir }, 'config directory vanished while arming')
+      this.#rearm()
+      return
     }
-    return false
+    watcher.on('error', (err) => {
+      // The watched directory itself was removed (or the watch failed): look again.
+      this.#log.debug({ err, dir }, 'config watch ended')
+      this.#rearm()
+    })
+    this.#armed.push({ dir, watcher })
   }
 
-  #onEvent(event: string, path: string): void {
+  #onEvent(dir: string, role: Role, name: string | null): void {
     if (this.#closed) return
-    if (event === 'addDir' || event === 'unlinkDir') {
-      // A directory on the way to a config file came or went: watch the right level again.
-      void this.#retarget()
+    if (name === null) {
+      this.#rearm()
+      return
+    }
+    const path = join(dir, name)
+    if (role === 'target') {
+      if ([...this.#targets.values()].includes(path)) {
+        this.#changes++
+        this.#schedule()
+      }
+      return
+    }
+    if (role === 'parent') {
+      // Only the entries that are (or lead to) one of our directories matter here.
+      if (this.#dirs.has(path) || this.#leadsToFile(path)) this.#rearm()
       return
     }
     if (this.#files.includes(path)) {
       this.#changes++
       this.#schedule()
+    } else if (this.#leadsToFile(path) || this.#dirs.has(path)) {
+      // A directory on the way to a config file came or went; or the watched directory was
+      // moved or deleted itself (inotify reports that with its own name).
+      this.#rearm()
+    } else if (name === basename(dir)) {
+      this.#rearm()
     }
   }
 
-  async #retarget(): Promise<void> {
-    const wanted = await this.#wantedDirs()
-    const w = this.#watcher
-    if (!w || this.#closed) return
-    const changed = wanted.size !== this.#dirs.size || [...wanted].some((d) => !this.#dirs.has(d))
-    this.#dirs = wanted
-    // Directories are only ever added: chokidar's unwatch(dir) also ignores everything below
-    // it, which would blind us to the config directory that just appeared inside. A directory
-    // no longer needed costs one inotify watch, and its events are filtered out by path.
-    const add = [...wanted].filter((d) => !this.#watched.has(d))
-    for (const d of add) this.#watched.add(d)
-    if (add.length > 0) w.add(add)
-    if (changed) {
-      this.#log.debug({ dirs: [...wanted] }, 'config watch directories changed')
-      // The file may have been written before its new directory was watched.
-      this.#schedule()
+  #leadsToFile(path: string): boolean {
+    return this.#files.some((f) => f.startsWith(`${path}/`))
+  }
+
+  /** Whether an event asked for another re-arm while one ran (read after the await). */
+  #rearmPending(): boolean {
+    return this.#rearmAgain && !this.#closed
+  }
+
+  #rearm(): void {
+    if (this.#closed) return
+    if (this.#arming) {
+      this.#rearmAgain = true
+      return
     }
+    this.#arming = (async () => {
+      try {
+        do {
+          this.#rearmAgain = false
+          this.#rearms++
+          await this.#arm()
+        } while (this.#rearmPending())
+        this.#log.debug({ dirs: [...this.#dirs] }, 'config watches re-armed')
+      } catch (err) {
+        this.#log.warn({ err }, 'config watches could not be re-armed')
+      } finally {
+        this.#arming = null
+      }
+      // The files may have changed (gone, come back, or a new directory behind a swapped link)
+      // before the new watches were in place: compare the bytes.
+      this.#schedule()
+    })()
   }
 
   #schedule(): void {
@@ -240,6 +339,9 @@ export class ConfigWatcher {
       try {
         do {
           this.#again = false
+          // A config file re-pointed to another target (or turned into or from a link): the
+          // target's directory must be watched from now on.
+          if (!sameMap(await linkTargets(this.#files), this.#targets)) this.#rearm()
           const fp = await fingerprint(this.#files)
           if (this.#closed || fp === this.#last) continue
           this.#last = fp

@@ -1,6 +1,6 @@
 import { mkdir, open, readFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { Type } from 'typebox'
+import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 import type { HistoryEntry } from '../../shared/schemas/sessions.ts'
 import { AppError } from '../errors.ts'
@@ -21,6 +21,17 @@ const EndRecord = Type.Object({
   time: Type.String(),
 })
 
+type HistoryRecord = Static<typeof StartRecord> | Static<typeof EndRecord>
+
+function parseRecord(text: string): HistoryRecord | null {
+  try {
+    const v: unknown = JSON.parse(text)
+    return Value.Check(StartRecord, v) || Value.Check(EndRecord, v) ? v : null
+  } catch {
+    return null
+  }
+}
+
 export interface StartInfo {
   sessionId: string
   id: string
@@ -35,12 +46,22 @@ export interface StartInfo {
  * previous length so no half record is left for the next line to be glued to.
  */
 export async function appendLine(file: string, line: string): Promise<void> {
-  const handle = await open(file, 'a', 0o600)
+  // a+: appends, and reads the last byte to see whether the file ends a line.
+  const handle = await open(file, 'a+', 0o600)
   try {
     const { size } = await handle.stat()
     try {
+      // A crash can leave a torn last line (no newline, or a tail of NULs where the file system
+      // extended the file but the data never landed): start on a fresh line, so the new record is
+      // never glued to it.
+      let prefix = ''
+      if (size > 0) {
+        const last = Buffer.alloc(1)
+        await handle.read(last, 0, 1, size - 1)
+        if (last[0] !== 0x0a) prefix = '\n'
+      }
       // A full disk can first accept part of the line (a short write), then refuse the rest.
-      const buf = Buffer.from(line)
+      const buf = Buffer.from(prefix + line)
       for (let off = 0; off < buf.length;) {
         const { bytesWritten } = await handle.write(buf, off, buf.length - off)
         off += bytesWritten
@@ -76,12 +97,13 @@ export class HistoryStore {
   #chain: Promise<unknown> = Promise.resolve()
   /** container name → open session ids (a launch without an end yet). */
   #open: Map<string, string[]> | null = null
+  #badLines = 0
 
   constructor(file: string) {
     this.file = file
   }
 
-  async #read(): Promise<Array<{ type: 'start' | 'end'; [k: string]: unknown }>> {
+  async #read(): Promise<HistoryRecord[]> {
     let text: string
     try {
       text = await readFile(this.file, 'utf8')
@@ -94,25 +116,41 @@ export class HistoryStore {
         { expose: true },
       )
     }
-    const out: Array<{ type: 'start' | 'end'; [k: string]: unknown }> = []
+    const out: HistoryRecord[] = []
+    let bad = 0
     for (const line of text.split('\n')) {
       if (!line.trim()) continue
-      try {
-        const v: unknown = JSON.parse(line)
-        if (Value.Check(StartRecord, v) || Value.Check(EndRecord, v)) out.push(v)
-      } catch {
-        // a damaged line is skipped, the rest of the history stays readable
+      // NULs are a crash's tail (see appendLine): what lies between them may still be a record.
+      let damaged = line.includes('\0')
+      for (const piece of line.split(/\0+/)) {
+        if (!piece.trim()) continue
+        const record = parseRecord(piece)
+        if (record) out.push(record)
+        else {
+          // Written by a version that glued a record to a torn line: the record is the last one.
+          const at = piece.lastIndexOf('{"type":')
+          const salvaged = at > 0 ? parseRecord(piece.slice(at)) : null
+          if (salvaged) out.push(salvaged)
+          damaged = true
+        }
       }
+      if (damaged) bad++
     }
+    this.#badLines = bad
     return out
+  }
+
+  /** Damaged lines skipped by the last read (a crash's torn tail); the rest stays readable. */
+  get badLines(): number {
+    return this.#badLines
   }
 
   async #openMap(): Promise<Map<string, string[]>> {
     if (this.#open) return this.#open
     const open = new Map<string, string[]>()
     for (const r of await this.#read()) {
-      const id = String(r.id)
-      const sid = String(r.session_id)
+      const id = r.id
+      const sid = r.session_id
       if (r.type === 'start') open.set(id, [...(open.get(id) ?? []), sid])
       else
         open.set(
@@ -169,20 +207,20 @@ export class HistoryStore {
   async list(limit: number, offset: number): Promise<HistoryEntry[]> {
     const entries = new Map<string, HistoryEntry>()
     for (const r of await this.#read()) {
-      const sid = String(r.session_id)
+      const sid = r.session_id
       if (r.type === 'start') {
         entries.set(sid, {
           session_id: sid,
-          id: String(r.id),
-          workspace: String(r.workspace),
-          tool: String(r.tool),
+          id: r.id,
+          workspace: r.workspace,
+          tool: r.tool,
           persistent: r.persistent === true,
-          started_at: String(r.time),
+          started_at: r.time,
           ended_at: null,
         })
       } else {
         const e = entries.get(sid)
-        if (e) e.ended_at = String(r.time)
+        if (e) e.ended_at = r.time
       }
     }
     const sorted = [...entries.values()]

@@ -56,14 +56,15 @@ describe('CliIncusDriver argv contract', () => {
         '--project',
         'work',
         'init',
-        'clincus',
-        'clincus-aaaaaaaa-1',
         '--config',
         'user.clincus.managed=true',
         '--config',
         'limits.cpu=2',
         '--device',
         'root,limits.read=10MiB/s',
+        '--',
+        'clincus',
+        'clincus-aaaaaaaa-1',
       ],
       [
         '--project',
@@ -71,6 +72,7 @@ describe('CliIncusDriver argv contract', () => {
         'config',
         'device',
         'add',
+        '--',
         'clincus-aaaaaaaa-1',
         'workspace',
         'disk',
@@ -78,11 +80,50 @@ describe('CliIncusDriver argv contract', () => {
         'path=/workspace',
         'shift=true',
       ],
-      ['--project', 'work', 'config', 'set', 'clincus-aaaaaaaa-1', 'user.x=a b; rm -rf /'],
-      ['--project', 'work', 'start', 'clincus-aaaaaaaa-1'],
-      ['--project', 'work', 'stop', 'clincus-aaaaaaaa-1', '--timeout', '5'],
-      ['--project', 'work', 'stop', 'clincus-aaaaaaaa-1', '--force'],
-      ['--project', 'work', 'delete', 'clincus-aaaaaaaa-1', '--force'],
+      ['--project', 'work', 'config', 'set', '--', 'clincus-aaaaaaaa-1', 'user.x=a b; rm -rf /'],
+      ['--project', 'work', 'start', '--', 'clincus-aaaaaaaa-1'],
+      ['--project', 'work', 'stop', '--timeout', '5', '--', 'clincus-aaaaaaaa-1'],
+      ['--project', 'work', 'stop', '--force', '--', 'clincus-aaaaaaaa-1'],
+      ['--project', 'work', 'delete', '--force', '--', 'clincus-aaaaaaaa-1'],
+    ])
+  })
+
+  it('ends options with -- before every user value, so "--help" or "--vm" is never a flag', async () => {
+    const { driver, argvs } = await stub()
+    await driver.init('--vm', '-c1', {
+      config: { 'user.a': '-x' },
+      rootDisk: { 'limits.read': '1MiB/s' },
+    })
+    await driver.deviceAdd('-c1', '--dev', { type: 'disk', source: '-s', path: '/p' })
+    await driver.deviceRemove('-c1', '--dev')
+    await driver.configSet('-c1', { '--k': '-v' })
+    await driver.configGet('-c1', '--k')
+    await driver.start('-c1')
+    await driver.stop('-c1', { force: true })
+    await driver.delete('-c1', { force: true })
+    await driver.filePush('-c1', 'x', '/tmp/-f', { uid: 1, gid: 1, mode: '0600' })
+    const all = await argvs()
+    expect(all).toHaveLength(9)
+    for (const argv of all) {
+      const end = argv.indexOf('--')
+      expect(end, argv.join(' ')).toBeGreaterThan(0)
+      // everything before -- is ours: the project, the verb and our own flags with their values
+      const flags = argv.slice(0, end).filter((a) => a.startsWith('-'))
+      expect(flags.every((f) => /^--(project|config|device|force|uid|gid|mode)$/.test(f))).toBe(
+        true,
+      )
+    }
+    expect(all[0]).toEqual([
+      '--project',
+      'default',
+      'init',
+      '--config',
+      'user.a=-x',
+      '--device',
+      'root,limits.read=1MiB/s',
+      '--',
+      '--vm',
+      '-c1',
     ])
   })
 
@@ -153,7 +194,7 @@ describe('CliIncusDriver argv contract', () => {
     expect(e.message).toBe('Instance is busy')
     expect(e.stderr).toContain('some detail')
     expect(e.exitCode).toBe(1)
-    expect(e.argv).toEqual(['--project', 'default', 'start', 'c1'])
+    expect(e.argv).toEqual(['--project', 'default', 'start', '--', 'c1'])
   })
 
   it('maps "not found" to null for getInstance and false for imageExists', async () => {

@@ -183,10 +183,12 @@ export class CliIncusDriver implements IncusDriver {
   }
 
   async init(image: string, name: string, opts: InitOptions = {}): Promise<void> {
-    const argv = [...this.#p(), 'init', image, name]
+    const argv = [...this.#p(), 'init']
     for (const entry of kv(opts.config ?? {})) argv.push('--config', entry)
     const disk = kv(opts.rootDisk ?? {})
     if (disk.length > 0) argv.push('--device', `root,${disk.join(',')}`)
+    // `--` ends the options: an image from the config ("--vm", "--help") is never a flag.
+    argv.push('--', image, name)
     // init unpacks the image on a dir pool: seconds, not milliseconds (machine-facts.md).
     await this.#run(argv, { timeoutMs: 180_000, ...opts })
   }
@@ -200,42 +202,44 @@ export class CliIncusDriver implements IncusDriver {
     const type = props.type ?? 'disk'
     const rest = Object.fromEntries(Object.entries(props).filter(([k]) => k !== 'type'))
     await this.#run(
-      [...this.#p(), 'config', 'device', 'add', name, device, type, ...kv(rest)],
+      [...this.#p(), 'config', 'device', 'add', '--', name, device, type, ...kv(rest)],
       opts,
     )
   }
 
   async deviceRemove(name: string, device: string, opts?: CallOptions): Promise<void> {
-    await this.#run([...this.#p(), 'config', 'device', 'remove', name, device], opts)
+    await this.#run([...this.#p(), 'config', 'device', 'remove', '--', name, device], opts)
   }
 
   async configSet(name: string, values: Record<string, string>, opts?: CallOptions): Promise<void> {
     if (Object.keys(values).length === 0) return
-    await this.#run([...this.#p(), 'config', 'set', name, ...kv(values)], opts)
+    await this.#run([...this.#p(), 'config', 'set', '--', name, ...kv(values)], opts)
   }
 
   async configGet(name: string, key: string, opts?: CallOptions): Promise<string> {
-    return (await this.#run([...this.#p(), 'config', 'get', name, key], opts)).trim()
+    return (await this.#run([...this.#p(), 'config', 'get', '--', name, key], opts)).trim()
   }
 
   async start(name: string, opts?: CallOptions): Promise<void> {
-    await this.#run([...this.#p(), 'start', name], { timeoutMs: 60_000, ...opts })
+    await this.#run([...this.#p(), 'start', '--', name], { timeoutMs: 60_000, ...opts })
   }
 
   async stop(
     name: string,
     opts: CallOptions & { force?: boolean; timeoutS?: number } = {},
   ): Promise<void> {
-    const argv = [...this.#p(), 'stop', name]
+    const argv = [...this.#p(), 'stop']
     if (opts.force) argv.push('--force')
     // A graceful stop never hangs the request: Incus kills the instance after --timeout.
     else argv.push('--timeout', String(opts.timeoutS ?? 30))
+    argv.push('--', name)
     await this.#run(argv, { timeoutMs: ((opts.timeoutS ?? 30) + 30) * 1000, ...opts })
   }
 
   async delete(name: string, opts: CallOptions & { force?: boolean } = {}): Promise<void> {
-    const argv = [...this.#p(), 'delete', name]
+    const argv = [...this.#p(), 'delete']
     if (opts.force) argv.push('--force')
+    argv.push('--', name)
     await this.#run(argv, { timeoutMs: 60_000, ...opts })
   }
 
@@ -303,10 +307,11 @@ export class CliIncusDriver implements IncusDriver {
     const file = join(dir, randomUUID())
     try {
       await writeFile(file, content, { mode: 0o600 })
-      const argv = [...this.#p(), 'file', 'push', file, `${name}${dest}`]
+      const argv = [...this.#p(), 'file', 'push']
       if (opts.uid !== undefined) argv.push('--uid', String(opts.uid))
       if (opts.gid !== undefined) argv.push('--gid', String(opts.gid))
       if (opts.mode !== undefined) argv.push('--mode', opts.mode)
+      argv.push('--', file, `${name}${dest}`)
       await this.#run(argv, opts)
     } finally {
       await rm(dir, { recursive: true, force: true })

@@ -3,11 +3,12 @@ import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from 'pino'
-import type { Config } from '../../shared/schemas/config.ts'
+import { Value } from 'typebox/value'
+import { LimitsSchema, type Config, type Limits } from '../../shared/schemas/config.ts'
 import type { ImageState } from '../../shared/schemas/health.ts'
 import type { CreateSessionBody, SessionInfo } from '../../shared/schemas/sessions.ts'
 import { isToolName } from '../../shared/tools.ts'
-import { applyProfile, configForWorkspace, readLayer } from '../config/load.ts'
+import { configForWorkspace, findProfile, readWorkspaceLayer } from '../config/load.ts'
 import { ConfigError } from '../config/merge.ts'
 import { expandPath } from '../config/paths.ts'
 import type { ConfigStore } from '../config/store.ts'
@@ -46,6 +47,8 @@ import { TOOL_SPECS, toolWrapperArgv } from './tools.ts'
 import { resolveWorkspace } from './workspace-check.ts'
 
 export const CONTAINER_WORKSPACE = '/workspace'
+/** The session's limits at creation (JSON), applied again on resume. */
+export const CREATED_LIMITS = 'user.clincus.limits'
 const STOP_TIMEOUT_S = 30
 /** How long the root pool's storage driver is trusted before it is asked again. */
 const POOL_DRIVER_TTL_MS = 60_000
@@ -159,28 +162,37 @@ export class SessionService {
     await Promise.allSettled([...this.#inFlight])
   }
 
-  /** Effective config for sessions of `workspace` (its own .clincus.toml, then the profile). */
-  async configFor(workspace: string, profile: string | undefined): Promise<Config> {
+  /**
+   * Effective config for sessions of `workspace`: the user's files, the profile, and the
+   * workspace's .clincus.toml, which can only make limits stricter (config/tighten.ts). A resume
+   * passes `created`: the workspace file is not read again and the limits are the ones the session
+   * was created with (the CREATED_LIMITS label), so an agent cannot loosen them in between.
+   */
+  async configFor(
+    workspace: string,
+    profile: string | undefined,
+    created?: { limits: string | undefined },
+  ): Promise<Config> {
     const store = this.#d.config
     const file = join(workspace, '.clincus.toml')
-    let config: Config
+    let config: Config | null
     try {
-      const layer = await readLayer(file)
-      config = configForWorkspace(store.loaded, file, layer, store.home, store.locations)
+      const layer = created ? null : await readWorkspaceLayer(file)
+      config = configForWorkspace(store.loaded, file, layer, store.home, store.locations, {
+        profile,
+      })
     } catch (err) {
       if (err instanceof ConfigError)
-        throw new BadRequestError(err.message, 'invalid_workspace_config')
+        throw new BadRequestError(
+          err.message,
+          err.file.startsWith('profile ') ? 'invalid_profile' : 'invalid_workspace_config',
+        )
       throw err
     }
-    if (profile === undefined) return config
-    try {
-      const applied = applyProfile(config, profile)
-      if (!applied) throw new BadRequestError(`profile '${profile}' not found`, 'unknown_profile')
-      return applied
-    } catch (err) {
-      if (err instanceof ConfigError) throw new BadRequestError(err.message, 'invalid_profile')
-      throw err
-    }
+    if (!config)
+      throw new BadRequestError(`profile '${profile ?? ''}' not found`, 'unknown_profile')
+    const limits = created ? createdLimits(created.limits) : null
+    return limits ? { ...config, limits } : config
   }
 
   async #reserveSlot(hash: string, signal: AbortSignal): Promise<number> {
@@ -318,6 +330,8 @@ export class SessionService {
         [LABEL.created]: created.toISOString(),
         [LABEL.started]: created.toISOString(),
         [LABEL.sessionId]: sessionId,
+        // What resume applies again, without re-reading the workspace's file.
+        [CREATED_LIMITS]: JSON.stringify(config.limits),
       }
       if (body.profile) labels[LABEL.profile] = body.profile
       // Labels go on at creation, so a half-created container is already recognisably ours.
@@ -597,7 +611,7 @@ export class SessionService {
     const uid = config.incus.code_uid
     const home = `/home/${config.incus.code_user}`
     const env: Record<string, string> = {
-      ...(profile ? (config.profiles[profile]?.environment ?? {}) : {}),
+      ...(profile ? (findProfile(config, profile)?.environment ?? {}) : {}),
       HOME: home,
       USER: config.incus.code_user,
       LOGNAME: config.incus.code_user,
@@ -703,6 +717,7 @@ export class SessionService {
     const config = await this.configFor(
       session.workspace,
       profile && hasProfile(this.#d.config.current, profile) ? profile : undefined,
+      { limits: labels[CREATED_LIMITS] },
     )
     const signal = this.#abort.signal
     const wasRunning = session.status === 'running'
@@ -841,6 +856,17 @@ export class SessionService {
         }
       }),
     )
+  }
+}
+
+/** The limits a session was created with; null for sessions created before they were recorded. */
+function createdLimits(label: string | undefined): Limits | null {
+  if (!label) return null
+  try {
+    const value: unknown = JSON.parse(label)
+    return Value.Check(LimitsSchema, value) ? value : null
+  } catch {
+    return null
   }
 }
 

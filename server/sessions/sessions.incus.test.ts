@@ -1,5 +1,5 @@
 // Issue 3 acceptance on the live daemon, through clincus's own HTTP API.
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { appendFile, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -191,8 +191,18 @@ describeIncus('sessions on a live Incus daemon', () => {
 
   it('fails cleanly with incus reason for a missing image or an invalid limit', async () => {
     const ws = await server.project('delta')
+    // Images come only from the user's files (issue 10 row 8): a workspace naming one is a 400.
     await writeFile(join(ws, '.clincus.toml'), '[defaults]\nimage = "no-such-image"\n')
-    const bad = await api<{ error: string }>('POST', '/api/sessions', { workspace: ws })
+    const refused = await api<{ error: string }>('POST', '/api/sessions', { workspace: ws })
+    expect(refused.status).toBe(400)
+    expect(refused.body.error).toContain('defaults.image')
+    await rm(join(ws, '.clincus.toml'))
+    await appendFile(server.configFile, '\n[profiles.missing]\nimage = "no-such-image"\n')
+    expect(await server.services.config.reload()).toBe(true)
+    const bad = await api<{ error: string }>('POST', '/api/sessions', {
+      workspace: ws,
+      profile: 'missing',
+    })
     expect(bad.status).toBe(502)
     expect(bad.body.error).toMatch(/not found/i)
 

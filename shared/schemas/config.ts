@@ -10,6 +10,20 @@ const DURATION = '^((\\d+(\\.\\d+)?)(ns|us|µs|ms|s|m|h))+$'
 const TMPFS = '^\\d+([KMGT]i?B)?$'
 const DISK_SIZE = '^\\d+[KMGT]i?B$'
 
+// Values that end up as argv elements of `incus` or of a command in the container. An image is a
+// local alias or fingerprint: never a remote (`images:debian`), never anything that starts like a
+// flag (`--vm`). The driver also puts every value after `--`; the pattern is the first wall.
+export const IMAGE_ALIAS = '^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$'
+const IMAGE_EXPECTED =
+  'a local image alias like "clincus" (letters, digits, ".", "_", "-", "/"; no "remote:" and no leading "-")'
+export const PROFILE_NAME = '^[A-Za-z0-9_][A-Za-z0-9_-]{0,127}$'
+const ENV_NAME = '^[A-Za-z_][A-Za-z0-9_]*$'
+const BINARY = '^(|[A-Za-z0-9_./][A-Za-z0-9_./+-]*)$'
+
+function imageAlias(opts: { default?: string } = {}): TString {
+  return Type.String({ pattern: IMAGE_ALIAS, 'x-expected': IMAGE_EXPECTED, ...opts })
+}
+
 function optionalPattern(pattern: string, expected: string, dflt = ''): TString {
   return Type.String({ pattern: `(^$)|${pattern}`, default: dflt, 'x-expected': expected })
 }
@@ -86,12 +100,20 @@ export type Mount = Static<typeof MountSchema>
 
 export const ProfileSchema = Type.Object(
   {
-    image: Type.Optional(Type.String()),
+    image: Type.Optional(imageAlias()),
     persistent: Type.Optional(Type.Boolean()),
     environment: Type.Optional(
-      Type.Record(Type.String({ pattern: '^[A-Za-z_][A-Za-z0-9_]*$' }), Type.String()),
+      // Record keys are only checked when other keys are refused (TypeBox emits
+      // patternProperties alone otherwise).
+      Type.Record(Type.String({ pattern: ENV_NAME }), Type.String(), {
+        additionalProperties: false,
+      }),
     ),
-    tool: Type.Optional(Type.String()),
+    tool: Type.Optional(
+      Type.Union([Type.Literal('claude'), Type.Literal('copilot'), Type.Literal('opencode')], {
+        'x-expected': '"claude", "copilot" or "opencode"',
+      }),
+    ),
     limits: Type.Optional(Type.Unknown()),
   },
   { additionalProperties: false },
@@ -102,7 +124,7 @@ export const ConfigSchema = Type.Object(
   {
     defaults: Type.Object(
       {
-        image: Type.String({ default: 'clincus', minLength: 1 }),
+        image: imageAlias({ default: 'clincus' }),
         persistent: Type.Boolean({ default: false }),
         model: Type.String({ default: 'claude-sonnet-4-5' }),
       },
@@ -120,7 +142,11 @@ export const ConfigSchema = Type.Object(
     incus: Type.Object(
       {
         project: Type.String({ default: 'default', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]*$' }),
-        group: Type.String({ default: 'incus-admin' }),
+        group: Type.String({
+          default: 'incus-admin',
+          pattern: '^[A-Za-z_][A-Za-z0-9_.-]*$',
+          'x-expected': 'a group name',
+        }),
         code_uid: Type.Integer({ default: 1000, minimum: 1, maximum: 4294967294 }),
         code_user: Type.String({ default: 'code', pattern: '^[a-z_][a-z0-9_-]*$' }),
         disable_shift: Type.Boolean({ default: false }),
@@ -136,7 +162,11 @@ export const ConfigSchema = Type.Object(
             'x-expected': '"claude", "copilot" or "opencode"',
           },
         ),
-        binary: Type.String({ default: '' }),
+        binary: Type.String({
+          default: '',
+          pattern: BINARY,
+          'x-expected': 'a program name or path (no leading "-")',
+        }),
         claude: Type.Object(
           {
             effort_level: Type.String({ default: '', pattern: '^(|low|medium|high)$' }),
@@ -165,7 +195,8 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
-    profiles: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_-]+$' }), ProfileSchema, {
+    profiles: Type.Record(Type.String({ pattern: PROFILE_NAME }), ProfileSchema, {
+      additionalProperties: false,
       default: {},
     }),
     dashboard: Type.Object(
