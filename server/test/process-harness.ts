@@ -40,6 +40,8 @@ export async function spawnServer(opts: {
   home: string
   prefix: string
   port?: number
+  /** Extra environment (e.g. a PATH with a wrapper in front of incus). */
+  env?: Record<string, string>
 }): Promise<ServerProcess> {
   await ensureBuilt()
   const child = spawn(
@@ -60,6 +62,7 @@ export async function spawnServer(opts: {
         CLINCUS_CONTAINER_PREFIX: opts.prefix,
         CLINCUS_SYSTEM_CONFIG: join(opts.home, 'etc-clincus.toml'),
         LOG_LEVEL: 'warn',
+        ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
