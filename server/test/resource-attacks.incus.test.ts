@@ -295,6 +295,9 @@ describeIncus('resource exhaustion by another local user', () => {
       expect(peak - baseline).toBeLessThan(48 * MiB)
       expect((await rssBytes(server.pid)) - baseline).toBeLessThan(48 * MiB)
     } finally {
+      // Never leave the pane blocked with input queued behind it: an exec that is still stuck
+      // when its container is deleted can hold up the shared daemon's next shutdown.
+      await execa('incus', ['exec', id, '--', 'pkill', '-x', 'sleep'], { reject: false })
       ws.close()
       await closed
     }
