@@ -2,6 +2,7 @@ import { request } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import Fastify from 'fastify'
+import { WebSocket } from 'ws'
 import {
   ConnectionTable,
   DEFAULT_LIMITS,
@@ -11,7 +12,11 @@ import {
   type TrackedSocket,
 } from './listener.ts'
 import { parseArgs, UsageError } from './cli-args.ts'
+import { FakeSpawner } from './test/fake-pty.ts'
+import { buildTestApp } from './test/helpers.ts'
 import { waitUntil } from './test/ws-client.ts'
+
+const SESSION = 'clincus-0123abcd-1'
 
 function get(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -175,10 +180,13 @@ describe('ConnectionTable (issue 10 row 5)', () => {
   })
 })
 
-function halfRequest(port: number): Promise<{ socket: Socket; closed: Promise<number> }> {
+function halfRequest(
+  port: number,
+  path = '/',
+): Promise<{ socket: Socket; closed: Promise<number> }> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: '127.0.0.1', port }, () => {
-      socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ')
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nX-Slow: `)
       const t0 = Date.now()
       resolve({
         socket,
@@ -219,6 +227,51 @@ describe('Listener timeouts', () => {
       expect(ms).toBeLessThan(2000)
     }
     await waitUntil('the table to be empty', () => listener.connections.total === 0)
+  })
+})
+
+describe('Listener and WebSocket upgrades', () => {
+  it('closes a refused upgrade by the header timeout, never an accepted WebSocket', async () => {
+    // The app answers a refused upgrade 401 and leaves the socket open: only the listener can
+    // tell it never became a WebSocket.
+    const TOKEN = 'x'.repeat(32)
+    const t = await buildTestApp({
+      deps: { auth: { mode: 'token', token: TOKEN }, pty: new FakeSpawner() },
+    })
+    t.driver.addInstance(SESSION, {
+      config: { 'user.clincus.managed': 'true', 'user.clincus.workspace': t.project },
+    })
+    const listener = new Listener(t.app.server, {
+      limits: { headersTimeoutMs: 300, sweepIntervalMs: 50 },
+      websockets: t.app.websocketServer,
+    })
+    onTestFinished(async () => {
+      await listener.close()
+      listener.destroySockets()
+    })
+    const port = await listener.listen(0, '127.0.0.1')
+    const good = new WebSocket(`ws://127.0.0.1:${port}/ws/shell/${SESSION}`, {
+      headers: { authorization: `Bearer ${TOKEN}` },
+    })
+    onTestFinished(() => {
+      good.terminate()
+    })
+    await new Promise((resolve) => good.once('open', resolve))
+
+    const refused = await halfRequest(port, `/ws/shell/${SESSION}`)
+    let answer = ''
+    refused.socket.on('data', (d: Buffer) => (answer += d.toString()))
+    refused.socket.write(
+      `x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n` +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+    )
+    const lived = await refused.closed
+    expect(answer).toMatch(/^HTTP\/1\.1 401 /)
+    expect(lived).toBeGreaterThanOrEqual(250)
+    expect(lived).toBeLessThan(2000)
+    // The WebSocket outlived the header timeout several times over.
+    expect(good.readyState).toBe(WebSocket.OPEN)
+    expect(listener.connections).toEqual({ total: 1, waiting: 0 })
   })
 })
 

@@ -306,8 +306,19 @@ export class ConnectionTable<S extends TrackedSocket> {
   }
 }
 
+/** The app's WebSocket server: it announces each upgrade that really became a WebSocket. */
+export interface WebSocketAcceptor {
+  on(event: 'connection', listener: (ws: unknown, request: IncomingMessage) => void): unknown
+}
+
 export interface ListenerOptions {
   log?: Logger
+  /**
+   * With it, a connection counts as upgraded only once it is a WebSocket: until then it still
+   * waits for a header, so a refused upgrade (answered 401, then left open by
+   * @fastify/websocket) is closed by the header timeout like any other idle connection.
+   */
+  websockets?: WebSocketAcceptor
   limits?: Partial<ConnectionLimits>
   /** Who is behind each socket (default: the peer's uid from /proc/net/tcp, else the address). */
   identify?: PeerIdentifier<Socket>
@@ -346,9 +357,15 @@ export class Listener {
         if (!socket.destroyed) this.#table.requestDone(socket, Date.now())
       })
     })
-    http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
-      this.#table.upgraded(socket)
-    })
+    if (opts.websockets) {
+      opts.websockets.on('connection', (_ws, req) => {
+        this.#table.upgraded(req.socket)
+      })
+    } else {
+      http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+        this.#table.upgraded(socket)
+      })
+    }
   }
 
   get port(): number {

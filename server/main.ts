@@ -148,6 +148,7 @@ async function main(): Promise<void> {
   const listener = new Listener(app.server, {
     log: log.child({ component: 'listener' }),
     limits: connectionLimits(),
+    websockets: app.websocketServer,
   })
   const portFromFlag = command.port !== undefined
   const port = command.port ?? config.current.dashboard.port
