@@ -45,4 +45,18 @@ describe('node-pty input accounting', () => {
     })
     expect(pty.pendingInput).toBe(0)
   })
+
+  it('retries a write the kernel refuses at a paced rate, not in a busy loop', async () => {
+    const { pty } = spawn('stty raw -echo; exec sleep 60')
+    pty.write(Buffer.alloc(2 * MiB, 0x63))
+    // Let the kernel take what it can; from then on every write attempt is refused.
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    const before = process.cpuUsage()
+    // A window of wall time is the measurement itself (node-pty 1.1 alone burns ~85 % of a core
+    // here: a retry per event-loop turn).
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const used = process.cpuUsage(before)
+    expect((used.user + used.system) / 1000).toBeLessThan(100)
+    expect(pty.pendingInput).toBeGreaterThan(MiB)
+  })
 })

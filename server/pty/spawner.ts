@@ -1,3 +1,4 @@
+import { write as writeFd } from 'node:fs'
 import * as nodePty from 'node-pty'
 
 export interface PtyExit {
@@ -54,13 +55,90 @@ const DRAIN_POLL_MS = 10
  * per PTY, so a node-pty upgrade that changes it fails loudly (spawner.test.ts) instead of
  * silently losing input backpressure.
  */
-function writeQueueOf(pty: nodePty.IPty): unknown[] {
+interface WriteStream {
+  readonly stream: object
+  readonly queue: unknown[]
+  readonly fd: number
+  /** Whether node-pty's read side of the PTY is destroyed: its descriptor is closed then. */
+  readonly closed: () => boolean
+}
+
+function writeStreamOf(pty: nodePty.IPty): WriteStream {
   const stream: unknown = Reflect.get(pty, '_writeStream')
-  const queue: unknown =
-    typeof stream === 'object' && stream !== null ? Reflect.get(stream, '_writeQueue') : undefined
-  if (!Array.isArray(queue))
-    throw new Error('node-pty has no _writeStream._writeQueue: input backpressure needs updating')
-  return queue
+  const socket: unknown = Reflect.get(pty, '_socket')
+  if (typeof stream !== 'object' || stream === null || typeof socket !== 'object' || !socket)
+    throw new Error('node-pty has no _writeStream/_socket: input backpressure needs updating')
+  const queue: unknown = Reflect.get(stream, '_writeQueue')
+  const fd: unknown = Reflect.get(stream, '_fd')
+  const destroyed: unknown = Reflect.get(socket, 'destroyed')
+  if (!Array.isArray(queue) || typeof fd !== 'number' || typeof destroyed !== 'boolean')
+    throw new Error('node-pty changed its write stream: input backpressure needs updating')
+  return { stream, queue, fd, closed: () => Reflect.get(socket, 'destroyed') === true }
+}
+
+/** Refused writes retried at once (a reader that is draining frees room within microseconds). */
+const QUICK_RETRIES = 32
+const RETRY_MIN_MS = 1
+const RETRY_MAX_MS = 20
+
+/**
+ * node-pty retries a write the kernel refused (EAGAIN: the process does not read) with
+ * `setImmediate`: a busy loop of fs.write calls for as long as the process does not read (a core
+ * at ~85 % here; microsoft/node-pty#956, not released). This replaces the stream's queue runner
+ * with the same loop, except that after 32 refusals in a row (the reader is not draining) the
+ * retries are paced, 1 ms backing off to 20 ms, and that nothing is written once node-pty has
+ * closed the PTY's descriptor (its number could belong to another file by then).
+ */
+function paceWriteRetries(w: WriteStream): void {
+  let timer: NodeJS.Timeout | undefined
+  let immediate: NodeJS.Immediate | undefined
+  let refused = 0
+  let delay = RETRY_MIN_MS
+  let disposed = false
+  const run = (): void => {
+    timer = undefined
+    immediate = undefined
+    if (disposed || w.closed()) return
+    const task: unknown = w.queue[0]
+    if (typeof task !== 'object' || task === null) return
+    const buffer: unknown = Reflect.get(task, 'buffer')
+    const offset = offsetOf(task)
+    if (!(buffer instanceof Uint8Array)) {
+      w.queue.shift()
+      run()
+      return
+    }
+    writeFd(w.fd, buffer, offset, (err, written) => {
+      if (disposed || w.closed()) return
+      if (err) {
+        if (err.code === 'EAGAIN') {
+          refused++
+          if (refused <= QUICK_RETRIES) {
+            immediate = setImmediate(run)
+            return
+          }
+          timer = setTimeout(run, delay)
+          delay = Math.min(delay * 2, RETRY_MAX_MS)
+          return
+        }
+        // As node-pty does: the PTY is gone (EIO, EBADF), and so is what was queued for it.
+        w.queue.length = 0
+        return
+      }
+      refused = 0
+      delay = RETRY_MIN_MS
+      const next = offset + written
+      if (next >= buffer.byteLength) w.queue.shift()
+      else Reflect.set(task, 'offset', next)
+      run()
+    })
+  }
+  Reflect.set(w.stream, '_processWriteQueue', run)
+  Reflect.set(w.stream, 'dispose', () => {
+    disposed = true
+    clearTimeout(timer)
+    clearImmediate(immediate)
+  })
 }
 
 function offsetOf(task: unknown): number {
@@ -85,7 +163,9 @@ class NodePty implements PtyProcess {
 
   constructor(pty: nodePty.IPty) {
     this.#pty = pty
-    this.#queue = writeQueueOf(pty)
+    const w = writeStreamOf(pty)
+    paceWriteRetries(w)
+    this.#queue = w.queue
   }
 
   get pid(): number {
