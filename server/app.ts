@@ -8,7 +8,7 @@ import type { ServerEvent } from '../shared/schemas/events.ts'
 import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
 import type { ConfigStore } from './config/store.ts'
 import { ConfigWatcher, type ConfigWatcherOptions } from './config/watcher.ts'
-import { registerErrorHandler } from './errors.ts'
+import { AppError, registerErrorHandler } from './errors.ts'
 import type { CredentialLimits } from './security/credentials.ts'
 import { registerSecurity, type AuthSetting, type Security } from './security/plugin.ts'
 import { EventHub } from './events/hub.ts'
@@ -168,20 +168,27 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     sessions,
     history: deps.history,
     hub,
-    incusStatus: async (): Promise<Health['incus']> => {
-      try {
-        return { reachable: true, version: await deps.driver.serverVersion({ timeoutMs: 3000 }) }
-      } catch (err) {
-        const out: Health['incus'] = {
-          reachable: false,
-          error: err instanceof Error ? err.message : String(err),
-        }
-        if (deps.incusHint) out.hint = deps.incusHint
-        return out
+    // Public (no credentials): answered from state the monitor and the image manager keep, so
+    // a flood of requests costs the serialisation of a cached object and never an incus process.
+    incusStatus: (): Health['incus'] => {
+      if (monitor.connected)
+        return incusVersion ? { reachable: true, version: incusVersion } : { reachable: true }
+      const err = monitor.lastError
+      const out: Health['incus'] = {
+        reachable: false,
+        // Only incus' own reasons are shown to whoever asks; anything else stays in the log.
+        error:
+          err instanceof AppError && err.expose
+            ? err.message
+            : monitor.started
+              ? 'not connected to incus'
+              : 'the incus monitor is not running',
       }
+      if (deps.incusHint) out.hint = deps.incusHint
+      return out
     },
-    imageState: async (alias): Promise<ImageState> =>
-      deps.images ? deps.images.check(alias) : { name: alias, state: 'unknown' },
+    imageState: (alias): ImageState =>
+      deps.images?.state(alias) ?? { name: alias, state: 'unknown' },
     updateDashboard: async (patch) => {
       await deps.config.updateDashboard(patch)
     },
@@ -191,6 +198,18 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     if (change.type === 'reloaded')
       hub.publish({ type: 'config.reloaded', timestamp: new Date().toISOString() })
     else hub.publish({ type: 'config.invalid', file: change.file, error: change.error })
+  })
+  // What /api/health reports about incus and the image is refreshed on these events only.
+  let incusVersion: string | undefined
+  const refreshImage = (): void => {
+    void deps.images?.check(deps.config.current.defaults.image)
+  }
+  const unsubscribeImage = deps.config.subscribe((change) => {
+    if (
+      change.type === 'reloaded' &&
+      change.current.defaults.image !== change.previous.defaults.image
+    )
+      refreshImage()
   })
 
   await app.register(fastifySwagger, {
@@ -294,6 +313,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     onConnect: async () => {
       await sessions.restore()
       registry.setLive(true)
+      // Once per connection: the version for /api/health, and the image (it may have changed
+      // while the monitor was down).
+      incusVersion = await deps.driver.serverVersion({ timeoutMs: 3000 }).catch(() => undefined)
+      refreshImage()
       // Transitions missed while the monitor was down (daemon restart) are published now.
       const now = await registry.list()
       if (!tracker.seeded) tracker.seed(now)
@@ -316,8 +339,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     onDisconnect: () => {
       clearTimeout(recheck)
       registry.setLive(false)
+      incusVersion = undefined
     },
     onEvent: async (e) => {
+      if (e.action.startsWith('image-')) {
+        refreshImage()
+        return
+      }
       if (!parseContainerName(deps.prefix, e.name)) return
       // Cache first, then publish, then the slower follow-up (history, a fresh read) in the
       // background: an event never waits for an incus query, and a burst does not queue on one.
@@ -352,6 +380,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await configWatcher?.close()
     tracker.dispose()
     unsubscribeConfig()
+    unsubscribeImage()
     await monitor.stop()
     await sessions.dispose()
     await deps.images?.dispose()

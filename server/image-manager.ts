@@ -17,6 +17,7 @@ export class ImageManager {
   readonly #log: Logger
   readonly #builder: ImageBuilder | undefined
   readonly #states = new Map<string, ImageState>()
+  readonly #checks = new Map<string, Promise<ImageState>>()
   readonly #abort = new AbortController()
   #build: Promise<void> | null = null
 
@@ -31,25 +32,45 @@ export class ImageManager {
     return this.#states.get(alias) ?? null
   }
 
-  async check(alias: string): Promise<ImageState> {
+  /** The cached state, `unknown` when nothing was learnt yet: what /api/health serves. */
+  state(alias: string): ImageState {
+    return this.#states.get(alias) ?? { name: alias, state: 'unknown' }
+  }
+
+  /**
+   * Asks incus whether the image exists and caches the answer. Called on startup, on (re)connect,
+   * on image lifecycle events and when the default image changes, never per request; concurrent
+   * calls for one alias share one query.
+   */
+  check(alias: string): Promise<ImageState> {
+    const running = this.#checks.get(alias)
+    if (running) return running
+    const query = this.#query(alias).finally(() => this.#checks.delete(alias))
+    this.#checks.set(alias, query)
+    return query
+  }
+
+  async #query(alias: string): Promise<ImageState> {
     const known = this.#states.get(alias)
     if (known?.state === 'building') return known
+    let state: ImageState
     try {
       const exists = await this.#driver.imageExists(alias, { timeoutMs: 5000 })
-      const state: ImageState = exists
+      state = exists
         ? { name: alias, state: 'ready' }
         : known?.state === 'failed'
           ? known
           : { name: alias, state: 'missing' }
-      this.#states.set(alias, state)
-      return state
     } catch (err) {
-      return {
+      state = {
         name: alias,
         state: 'unknown',
         error: err instanceof Error ? err.message : String(err),
       }
     }
+    // A build that started while incus was being asked wins over the answer.
+    if (this.#states.get(alias)?.state !== 'building') this.#states.set(alias, state)
+    return this.#states.get(alias) ?? state
   }
 
   /** Starts a background build when the image is missing; resolves once the check is done. */

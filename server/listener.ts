@@ -1,19 +1,371 @@
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http'
 import { createServer, type Server, type Socket } from 'node:net'
-import type { Server as HttpServer } from 'node:http'
+import type { Logger } from 'pino'
+import { peerUids, type Endpoints } from './peer-uid.ts'
+
+/**
+ * How long a connection may take and how many may wait (issue 10 row 5: 20,000 half-sent
+ * requests from another local user took every file descriptor).
+ *
+ * The timeouts are ours, not node:http's `headersTimeout`/`requestTimeout`: node enforces those
+ * from a timer it arms only when the HTTP server itself listens, and ours never does (the
+ * net.Server below hands it sockets), so they were never enforced at all.
+ */
+export interface ConnectionLimits {
+  /**
+   * A connection that has not sent a complete request header this long after it opened, or
+   * after its previous response, is closed. 10 s: a browser, curl or a reverse proxy sends
+   * the header (at most a few KiB) in one write, so even a slow link with retransmissions
+   * delivers it in well under a second; nginx allows 60 s, but it does not share its file
+   * descriptors with a terminal server.
+   */
+  headersTimeoutMs: number
+  /**
+   * A request whose body has not fully arrived this long after its header is closed. 30 s:
+   * bodies are at most 1 MiB (the body limit), and 1 MiB in 30 s is 35 KB/s.
+   */
+  requestTimeoutMs: number
+  /**
+   * An idle keep-alive connection is closed after this (node's own default, 5 s): the next
+   * request on loopback costs a new connection, well under a millisecond. Fastify's 72 s is
+   * for load balancers that keep 60 s idle connections, which also wait for a header here.
+   */
+  keepAliveTimeoutMs: number
+  /**
+   * Connections waiting for a request header above which the client holding the most of them
+   * loses its oldest one. A browser opens at most 6 per origin; 256 is far above any real user.
+   */
+  maxWaiting: number
+  /** All connections above which the client holding the most of them loses one. */
+  maxConnections: number
+  /** How often the timeouts are checked. */
+  sweepIntervalMs: number
+}
+
+export const DEFAULT_LIMITS: ConnectionLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  maxWaiting: 256,
+  maxConnections: 4096,
+  sweepIntervalMs: 1000,
+}
+
+/** What the table needs of a socket (a net.Socket; a fake in the unit tests). */
+export interface TrackedSocket extends Endpoints {
+  destroy(): void
+}
+
+/**
+ * Names the client at the other end of each socket: `uid:N` for a peer on this machine (every
+ * local user connects from 127.0.0.1, only the uid tells them apart), else `addr:<address>`.
+ */
+export type PeerIdentifier<S extends TrackedSocket> = (sockets: readonly S[]) => Map<S, string>
+
+export function identifyPeers<S extends TrackedSocket>(sockets: readonly S[]): Map<S, string> {
+  const uids = peerUids(sockets)
+  const out = new Map<S, string>()
+  for (const s of sockets) {
+    const uid = uids.get(s)
+    out.set(s, uid !== undefined ? `uid:${uid}` : `addr:${s.remoteAddress ?? '?'}`)
+  }
+  return out
+}
+
+type State = 'waiting' | 'busy' | 'upgraded'
+
+/** What the table reads of a request (an IncomingMessage): whether its body has all arrived. */
+export interface RequestProgress {
+  readonly complete: boolean
+}
+
+interface Conn<S> {
+  socket: S
+  state: State
+  /** When it started waiting for a header, or when its current request arrived. */
+  since: number
+  inFlight: number
+  request: RequestProgress | null
+  /** Who is at the other end, once asked (only when a cap is reached). */
+  client: string | undefined
+}
+
+interface Counts {
+  total: number
+  waiting: number
+}
+
+export interface Eviction {
+  client: string
+  state: State
+}
+
+/**
+ * Every open connection, what it is doing, and who holds it. The policy, in one place:
+ *
+ * - a connection waiting for a request header (new, or idle between keep-alive requests)
+ *   longer than `headersTimeoutMs` is closed, and so is a request whose body is still
+ *   incomplete after `requestTimeoutMs`;
+ * - when more than `maxWaiting` connections wait for a header, or more than `maxConnections`
+ *   are open, the client holding the most of them loses its oldest (waiting first). Clients
+ *   are only identified then (one read of /proc/net/tcp for the whole batch), so the normal
+ *   path pays nothing; and an attacker who floods the server only ever evicts their own
+ *   connections, while the owner's few are never the largest share.
+ */
+export class ConnectionTable<S extends TrackedSocket> {
+  readonly #limits: ConnectionLimits
+  readonly #identify: PeerIdentifier<S>
+  readonly #onEvict: (e: Eviction) => void
+  readonly #conns = new Map<S, Conn<S>>()
+  /** The connections waiting for a header, the longest-waiting first. */
+  readonly #waiting = new Map<S, Conn<S>>()
+  readonly #clients = new Map<string, Counts>()
+  readonly #unknown: Counts = { total: 0, waiting: 0 }
+
+  constructor(
+    limits: ConnectionLimits,
+    identify: PeerIdentifier<S>,
+    onEvict: (e: Eviction) => void = () => undefined,
+  ) {
+    this.#limits = limits
+    this.#identify = identify
+    this.#onEvict = onEvict
+  }
+
+  get size(): number {
+    return this.#conns.size
+  }
+
+  get waiting(): number {
+    return this.#waiting.size
+  }
+
+  /** Connections per client, for those identified so far. */
+  clients(): Map<string, Counts> {
+    return new Map([...this.#clients].map(([k, v]) => [k, { ...v }]))
+  }
+
+  add(socket: S, now: number): void {
+    const conn: Conn<S> = {
+      socket,
+      state: 'waiting',
+      since: now,
+      inFlight: 0,
+      request: null,
+      client: undefined,
+    }
+    this.#conns.set(socket, conn)
+    this.#waiting.set(socket, conn)
+    this.#count(conn, 1, 1)
+    this.#enforce()
+  }
+
+  remove(socket: S): void {
+    const conn = this.#conns.get(socket)
+    if (!conn) return
+    this.#conns.delete(socket)
+    this.#waiting.delete(socket)
+    this.#count(conn, -1, conn.state === 'waiting' ? -1 : 0)
+  }
+
+  /** A complete request header arrived. */
+  requestStarted(socket: S, request: RequestProgress, now: number): void {
+    const conn = this.#conns.get(socket)
+    if (!conn) return
+    conn.inFlight++
+    conn.request = request
+    if (conn.state === 'waiting') {
+      this.#waiting.delete(socket)
+      this.#count(conn, 0, -1)
+      conn.state = 'busy'
+      conn.since = now
+    }
+  }
+
+  /** Its response is over; with none left in flight, the connection waits for the next header. */
+  requestDone(socket: S, now: number): void {
+    const conn = this.#conns.get(socket)
+    if (!conn || conn.state !== 'busy') return
+    conn.inFlight = Math.max(0, conn.inFlight - 1)
+    if (conn.inFlight > 0) return
+    conn.state = 'waiting'
+    conn.request = null
+    conn.since = now
+    this.#waiting.set(socket, conn)
+    this.#count(conn, 0, 1)
+    this.#enforce()
+  }
+
+  /** Taken over by a protocol upgrade (a WebSocket): no longer HTTP's business. */
+  upgraded(socket: S): void {
+    const conn = this.#conns.get(socket)
+    if (!conn || conn.state === 'upgraded') return
+    if (conn.state === 'waiting') {
+      this.#waiting.delete(socket)
+      this.#count(conn, 0, -1)
+    }
+    conn.state = 'upgraded'
+    conn.request = null
+  }
+
+  /** Closes what has waited too long; returns how many. */
+  sweep(now: number): number {
+    const expired: S[] = []
+    for (const conn of this.#waiting.values()) {
+      if (now - conn.since < this.#limits.headersTimeoutMs) break
+      expired.push(conn.socket)
+    }
+    for (const conn of this.#conns.values()) {
+      if (
+        conn.state === 'busy' &&
+        conn.request?.complete === false &&
+        now - conn.since >= this.#limits.requestTimeoutMs
+      )
+        expired.push(conn.socket)
+    }
+    for (const s of expired) this.#close(s)
+    return expired.length
+  }
+
+  /** Closes every connection that waits for a header (shutdown: nothing is in progress there). */
+  closeWaiting(): void {
+    for (const s of [...this.#waiting.keys()]) this.#close(s)
+  }
+
+  #close(socket: S): void {
+    this.remove(socket)
+    socket.destroy()
+  }
+
+  #count(conn: Conn<S>, total: number, waiting: number): void {
+    const c = conn.client === undefined ? this.#unknown : this.#clients.get(conn.client)
+    if (!c) return
+    c.total += total
+    c.waiting += waiting
+    if (conn.client !== undefined && c.total <= 0) this.#clients.delete(conn.client)
+  }
+
+  #enforce(): void {
+    while (this.#waiting.size > this.#limits.maxWaiting) if (!this.#evict('waiting')) break
+    while (this.#conns.size > this.#limits.maxConnections) if (!this.#evict('total')) break
+  }
+
+  #largest(scope: 'waiting' | 'total'): [string, number] | null {
+    let best: [string, number] | null = null
+    for (const [client, c] of this.#clients) {
+      const n = scope === 'waiting' ? c.waiting : c.total
+      if (n > 0 && (!best || n > best[1])) best = [client, n]
+    }
+    return best
+  }
+
+  #identifyUnknown(): void {
+    const unknown = [...this.#conns.values()].filter((c) => c.client === undefined)
+    const names = this.#identify(unknown.map((c) => c.socket))
+    for (const conn of unknown) {
+      const client = names.get(conn.socket) ?? `addr:${conn.socket.remoteAddress ?? '?'}`
+      const waiting = conn.state === 'waiting' ? 1 : 0
+      this.#unknown.total--
+      this.#unknown.waiting -= waiting
+      conn.client = client
+      const c = this.#clients.get(client) ?? { total: 0, waiting: 0 }
+      c.total++
+      c.waiting += waiting
+      this.#clients.set(client, c)
+    }
+  }
+
+  /** Closes one connection of the client with the largest share; false when none could go. */
+  #evict(scope: 'waiting' | 'total'): boolean {
+    let largest = this.#largest(scope)
+    const unknown = scope === 'waiting' ? this.#unknown.waiting : this.#unknown.total
+    // Not-yet-identified connections could hide a bigger share (and the owner's newest one is
+    // among them): name them all first. This happens once per batch, not per connection.
+    if (unknown > 0 && (!largest || unknown >= largest[1])) {
+      this.#identifyUnknown()
+      largest = this.#largest(scope)
+    }
+    if (!largest) return false
+    const [client] = largest
+    const victim =
+      this.#oldest(this.#waiting, client, 'waiting') ??
+      (scope === 'total'
+        ? (this.#oldest(this.#conns, client, 'busy') ??
+          this.#oldest(this.#conns, client, 'upgraded'))
+        : undefined)
+    if (!victim) return false
+    this.#onEvict({ client, state: victim.state })
+    this.#close(victim.socket)
+    return true
+  }
+
+  /** Both maps keep their oldest entry first (accept order; waiting since). */
+  #oldest(pool: Map<S, Conn<S>>, client: string, state: State): Conn<S> | undefined {
+    for (const c of pool.values()) if (c.client === client && c.state === state) return c
+    return undefined
+  }
+}
+
+/** The app's WebSocket server: it announces each upgrade that really became a WebSocket. */
+export interface WebSocketAcceptor {
+  on(event: 'connection', listener: (ws: unknown, request: IncomingMessage) => void): unknown
+}
+
+export interface ListenerOptions {
+  log?: Logger
+  /**
+   * With it, a connection counts as upgraded only once it is a WebSocket: until then it still
+   * waits for a header, so a refused upgrade (answered 401, then left open by
+   * @fastify/websocket) is closed by the header timeout like any other idle connection.
+   */
+  websockets?: WebSocketAcceptor
+  limits?: Partial<ConnectionLimits>
+  /** Who is behind each socket (default: the peer's uid from /proc/net/tcp, else the address). */
+  identify?: PeerIdentifier<Socket>
+}
 
 /**
  * Owns the TCP listener(s) in front of the app's HTTP server. Connections are handed to the
  * HTTP server with `emit('connection')`, so the listener can move to another port (a config
- * change) without rebuilding the app or dropping sockets that are already open.
+ * change) without rebuilding the app or dropping sockets that are already open. It also owns
+ * the connection policy (timeouts, caps): see ConnectionTable.
  */
 export class Listener {
   readonly #http: HttpServer
+  readonly #log: Logger | undefined
+  readonly #limits: ConnectionLimits
+  readonly #table: ConnectionTable<Socket>
   #server: Server | null = null
   readonly #sockets = new Set<Socket>()
   #host = '127.0.0.1'
+  #sweeper: NodeJS.Timeout | null = null
+  #evicted = new Map<string, number>()
+  #lastReport = 0
 
-  constructor(http: HttpServer) {
+  constructor(http: HttpServer, opts: ListenerOptions = {}) {
     this.#http = http
+    this.#log = opts.log
+    this.#limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    this.#table = new ConnectionTable<Socket>(this.#limits, opts.identify ?? identifyPeers, (e) => {
+      this.#noteEviction(e)
+    })
+    http.keepAliveTimeout = this.#limits.keepAliveTimeoutMs
+    http.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      const socket = req.socket
+      this.#table.requestStarted(socket, req, Date.now())
+      res.once('close', () => {
+        if (!socket.destroyed) this.#table.requestDone(socket, Date.now())
+      })
+    })
+    if (opts.websockets) {
+      opts.websockets.on('connection', (_ws, req) => {
+        this.#table.upgraded(req.socket)
+      })
+    } else {
+      http.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+        this.#table.upgraded(socket)
+      })
+    }
   }
 
   get port(): number {
@@ -25,11 +377,20 @@ export class Listener {
     return this.#host
   }
 
+  /** Open connections, and those waiting for a request header (tests, diagnostics). */
+  get connections(): { total: number; waiting: number } {
+    return { total: this.#table.size, waiting: this.#table.waiting }
+  }
+
   async #open(port: number, host: string): Promise<Server> {
     const server = createServer({ noDelay: true }, (socket) => {
       this.#sockets.add(socket)
-      socket.once('close', () => this.#sockets.delete(socket))
-      this.#http.emit('connection', socket)
+      socket.once('close', () => {
+        this.#sockets.delete(socket)
+        this.#table.remove(socket)
+      })
+      this.#table.add(socket, Date.now())
+      if (!socket.destroyed) this.#http.emit('connection', socket)
     })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -44,6 +405,10 @@ export class Listener {
   async listen(port: number, host: string): Promise<number> {
     this.#server = await this.#open(port, host)
     this.#host = host
+    this.#sweeper ??= setInterval(() => {
+      this.#table.sweep(Date.now())
+    }, this.#limits.sweepIntervalMs)
+    this.#sweeper.unref()
     return this.port
   }
 
@@ -53,22 +418,36 @@ export class Listener {
     const next = await this.#open(port, this.#host)
     const prev = this.#server
     this.#server = next
-    // Stop accepting on the old port; its open connections keep being served (close's callback
-    // would wait for them, up to Fastify's 72 s keep-alive).
+    // Stop accepting on the old port; its open connections keep being served.
     prev?.close()
     return this.port
   }
 
-  /** Stops accepting and drops idle keep-alive connections; busy ones finish their request. */
+  /** Stops accepting and drops idle connections; busy ones finish their request. */
   close(): Promise<void> {
     this.#server?.close()
     this.#server = null
-    this.#http.closeIdleConnections()
+    this.#table.closeWaiting()
     return Promise.resolve()
   }
 
   destroySockets(): void {
+    if (this.#sweeper) clearInterval(this.#sweeper)
+    this.#sweeper = null
     for (const s of this.#sockets) s.destroy()
     this.#sockets.clear()
+  }
+
+  /** One warning per 10 s at most, with what was closed per client, never per connection. */
+  #noteEviction(e: Eviction): void {
+    this.#evicted.set(e.client, (this.#evicted.get(e.client) ?? 0) + 1)
+    const now = Date.now()
+    if (now - this.#lastReport < 10_000) return
+    this.#lastReport = now
+    this.#log?.warn(
+      { evicted: Object.fromEntries(this.#evicted), ...this.connections },
+      'too many connections; closed the oldest of the client holding the most',
+    )
+    this.#evicted = new Map()
   }
 }

@@ -14,7 +14,7 @@ import { HistoryStore } from './history/store.ts'
 import { ImageManager } from './image-manager.ts'
 import { buildImage } from './images/build.ts'
 import { CliIncusDriver } from './incus/cli-driver.ts'
-import { Listener } from './listener.ts'
+import { Listener, type ConnectionLimits } from './listener.ts'
 import { repoRoot } from './paths.ts'
 import { loggerOptions } from './security/log-redaction.ts'
 import { isLoopbackHost, type AuthSetting } from './security/plugin.ts'
@@ -28,6 +28,23 @@ const version = (
 function fail(message: string): never {
   process.stderr.write(`clincus: ${message}\n`)
   process.exit(2)
+}
+
+/**
+ * Connection caps from the file-descriptor limit (Node raises the soft limit to the hard one at
+ * startup, so the soft one is what we have): half of it for connections leaves the rest to
+ * PTYs, incus processes and files.
+ */
+function connectionLimits(): Partial<ConnectionLimits> {
+  let fds = 1024
+  try {
+    const line = /^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))
+    if (line?.[1]) fds = Number(line[1])
+  } catch {
+    // not Linux: keep the conservative default
+  }
+  const maxConnections = Math.max(64, Math.floor(fds / 2))
+  return { maxConnections, maxWaiting: Math.min(256, Math.floor(maxConnections / 4)) }
 }
 
 async function main(): Promise<void> {
@@ -127,7 +144,11 @@ async function main(): Promise<void> {
     webRoot: join(repoRoot, 'dist', 'web'),
   })
   await app.ready()
-  const listener = new Listener(app.server)
+  const listener = new Listener(app.server, {
+    log: log.child({ component: 'listener' }),
+    limits: connectionLimits(),
+    websockets: app.websocketServer,
+  })
   const portFromFlag = command.port !== undefined
   const port = command.port ?? config.current.dashboard.port
   try {

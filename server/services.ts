@@ -17,7 +17,9 @@ export interface AppServices {
   sessions: SessionService
   history: HistoryStore
   hub: EventHub
-  incusStatus(): Promise<Health['incus']>
-  imageState(alias: string): Promise<ImageState>
+  /** Incus reachability from the lifecycle monitor's connection (cached, never asks incus). */
+  incusStatus(): Health['incus']
+  /** The image's last known state (cached, never asks incus). */
+  imageState(alias: string): ImageState
   updateDashboard(patch: DashboardPatch): Promise<void>
 }

@@ -23,6 +23,7 @@ export class LifecycleMonitor {
   readonly #abort = new AbortController()
   #loop: Promise<void> | null = null
   #connected = false
+  #lastError: unknown = undefined
   #wake: (() => void) | null = null
 
   constructor(opts: LifecycleMonitorOptions) {
@@ -35,6 +36,19 @@ export class LifecycleMonitor {
 
   get connected(): boolean {
     return this.#connected
+  }
+
+  /**
+   * Why the last connection attempt or stream failed (undefined while connected, before the
+   * first attempt, or after a clean end): with `connected`, the app's view of Incus
+   * reachability, kept without asking Incus (/api/health reads it on every request).
+   */
+  get lastError(): unknown {
+    return this.#lastError
+  }
+
+  get started(): boolean {
+    return this.#loop !== null
   }
 
   start(): void {
@@ -71,6 +85,7 @@ export class LifecycleMonitor {
         const first = iter.next()
         await this.#o.onConnect()
         this.#connected = true
+        this.#lastError = undefined
         log.info('incus lifecycle monitor connected')
         for (let r = await first; !r.done; r = await iter.next()) {
           try {
@@ -80,6 +95,7 @@ export class LifecycleMonitor {
           }
         }
       } catch (err) {
+        this.#lastError = err
         if (!this.#stopped()) log.warn({ err }, 'incus lifecycle monitor failed')
       } finally {
         signal.removeEventListener('abort', onAbort)

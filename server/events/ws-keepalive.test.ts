@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { closeReason, keepAlive } from './ws-keepalive.ts'
 
 class FakeSocket extends EventEmitter {
+  isPaused = false
   pings = 0
   terminated = false
   ping(): void {
@@ -45,6 +46,21 @@ describe('keepAlive', () => {
       else s.emit('message', Buffer.from('x'))
     }
     expect(s.terminated).toBe(false)
+  })
+
+  it('never terminates a socket the server stopped reading (its pongs cannot be seen)', () => {
+    const s = new FakeSocket()
+    keepAlive(asWs(s), 1000)
+    vi.advanceTimersByTime(1000)
+    s.isPaused = true // terminal input backpressure
+    vi.advanceTimersByTime(10_000)
+    expect(s.terminated).toBe(false)
+    s.isPaused = false
+    vi.advanceTimersByTime(1000)
+    expect(s.terminated).toBe(false)
+    expect(s.pings).toBe(2)
+    vi.advanceTimersByTime(1000)
+    expect(s.terminated).toBe(true)
   })
 
   it('stops with the socket', () => {

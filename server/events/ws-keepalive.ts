@@ -23,6 +23,12 @@ export function keepAlive(ws: WebSocket, intervalMs: number = DEFAULT_PING_INTER
   ws.on('pong', touch)
   ws.on('message', touch)
   const timer = setInterval(() => {
+    // A socket we stopped reading (terminal input backpressure) cannot show us its pongs: the
+    // client is not at fault, so the verdict waits until we read again.
+    if (ws.isPaused) {
+      alive = true
+      return
+    }
     if (!alive) {
       ws.terminate()
       return

@@ -351,14 +351,36 @@ export class FakeIncusDriver implements IncusDriver {
     return [...out, '--', ...argv]
   }
 
+  /** Ends every running monitor stream with an error, as a daemon restart does. */
+  dropMonitors(): void {
+    this.#events.emit('drop')
+  }
+
   async *monitor(signal: AbortSignal): AsyncIterable<LifecycleEvent> {
+    const lost = (): IncusCommandError =>
+      new IncusCommandError({
+        argv: ['monitor'],
+        exitCode: 1,
+        stderr: "Error: The incus daemon doesn't appear to be started",
+      })
+    if (!this.reachable) throw lost()
+    const drop = new AbortController()
+    const onDrop = (): void => {
+      drop.abort()
+    }
+    this.#events.once('drop', onDrop)
     try {
-      for await (const [event] of on(this.#events, 'event', { signal })) {
+      for await (const [event] of on(this.#events, 'event', {
+        signal: AbortSignal.any([signal, drop.signal]),
+      })) {
         yield event as LifecycleEvent
       }
     } catch (err) {
       if (signal.aborted) return
+      if (drop.signal.aborted) throw lost()
       throw err
+    } finally {
+      this.#events.off('drop', onDrop)
     }
   }
 }

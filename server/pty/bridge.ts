@@ -30,11 +30,19 @@ export interface BridgeOptions {
   killGraceMs?: number
   /** Input that may queue while the session is looked up, before the PTY exists. */
   maxQueuedInput?: number
+  /**
+   * Input the PTY has not taken yet (its process does not read) above which the socket is no
+   * longer read, and under which reading resumes.
+   */
+  inputFlow?: Watermarks
   /** Called whenever output reached the kernel: the client is reading (keepalive). */
   onDelivered?: () => void
 }
 
 const DEFAULT_FLOW: Watermarks = { high: FLOW.HIGH_WATER, low: FLOW.LOW_WATER }
+// A paste of a few MiB goes through in steps of ¾ MiB; a flood costs at most about 1 MiB plus
+// one WebSocket message (ws_max_message_bytes) and one socket read.
+const DEFAULT_INPUT_FLOW: Watermarks = { high: 1024 * 1024, low: 256 * 1024 }
 const DEFAULT_KILL_GRACE_MS = 2000
 const DEFAULT_MAX_QUEUED_INPUT = 256 * 1024
 
@@ -59,6 +67,11 @@ function validSize(cols: number, rows: number): boolean {
  * (v1) the client has not acknowledged that many, and resumed under `flow.low`. A paused PTY
  * stops `incus exec` reading, so the tmux client inside blocks, and tmux holds back redraws for
  * that one client only: other viewers and the tool itself keep running.
+ *
+ * Input backpressure: while the PTY holds more than `inputFlow.high` bytes it could not write
+ * (the process behind it does not read), the socket is not read (`ws.pause()`): TCP pushes back
+ * on the client instead of the server buffering without bound; reading resumes under
+ * `inputFlow.low`.
  */
 export class TerminalBridge {
   readonly #ws: WebSocket
@@ -72,6 +85,9 @@ export class TerminalBridge {
   readonly #socketFlow: FlowCounter
   readonly #ackFlow: FlowCounter
   readonly #gate: PauseGate
+  readonly #inputFlow: Watermarks
+  #inputPaused = false
+  #cancelInputWait: (() => void) | null = null
   #pty: PtyProcess | null = null
   #queuedInput: Buffer[] = []
   #queuedBytes = 0
@@ -91,6 +107,9 @@ export class TerminalBridge {
     this.#maxQueuedInput = opts.maxQueuedInput ?? DEFAULT_MAX_QUEUED_INPUT
     this.#onDelivered = opts.onDelivered ?? (() => undefined)
     const flow = opts.flow ?? DEFAULT_FLOW
+    this.#inputFlow = opts.inputFlow ?? DEFAULT_INPUT_FLOW
+    if (!(this.#inputFlow.low >= 0 && this.#inputFlow.low < this.#inputFlow.high))
+      throw new RangeError('inputFlow needs 0 <= low < high')
     this.#socketFlow = new FlowCounter(flow)
     this.#ackFlow = new FlowCounter(flow)
     this.#gate = new PauseGate(
@@ -149,6 +168,11 @@ export class TerminalBridge {
     return this.#gate.paused
   }
 
+  /** Whether the socket is not being read because the PTY has not taken the input yet. */
+  get inputPaused(): boolean {
+    return this.#inputPaused
+  }
+
   attach(pty: PtyProcess): void {
     if (this.#pty) throw new Error('terminal bridge already attached')
     this.#pty = pty
@@ -167,6 +191,7 @@ export class TerminalBridge {
     for (const chunk of this.#queuedInput) pty.write(chunk)
     this.#queuedInput = []
     this.#queuedBytes = 0
+    this.#checkInput()
     if (this.#gate.paused) pty.pause()
   }
 
@@ -239,6 +264,7 @@ export class TerminalBridge {
     if (data.length === 0 || this.#exited) return
     if (this.#pty) {
       this.#pty.write(data)
+      this.#checkInput()
       return
     }
     this.#queuedBytes += data.length
@@ -247,6 +273,30 @@ export class TerminalBridge {
       return
     }
     this.#queuedInput.push(Buffer.from(data))
+  }
+
+  #checkInput(): void {
+    const pty = this.#pty
+    if (!pty || this.#inputPaused || this.#socketClosed) return
+    if (pty.pendingInput <= this.#inputFlow.high) return
+    this.#log.debug({ pendingInput: pty.pendingInput }, 'terminal input paused')
+    this.#inputPaused = true
+    this.#ws.pause()
+    // (When it calls back at once, what it returns is a no-op, so keeping it is harmless.)
+    this.#cancelInputWait = pty.onInputBelow(this.#inputFlow.low, () => {
+      this.#resumeInput()
+    })
+  }
+
+  #resumeInput(): void {
+    if (!this.#inputPaused) return
+    this.#inputPaused = false
+    const cancel = this.#cancelInputWait
+    this.#cancelInputWait = null
+    cancel?.()
+    this.#log.debug('terminal input resumed')
+    // Also when closing: the peer's close frame can only be read from a flowing socket.
+    this.#ws.resume()
   }
 
   #protocolError(message: string): void {
@@ -288,6 +338,7 @@ export class TerminalBridge {
 
   #onExit(e: PtyExit): void {
     this.#exited = true
+    this.#resumeInput()
     if (this.#killTimer) clearTimeout(this.#killTimer)
     this.#killTimer = null
     const code = e.signal !== undefined ? 128 + e.signal : e.exitCode
@@ -305,6 +356,7 @@ export class TerminalBridge {
 
   #onSocketClose(): void {
     this.#socketClosed = true
+    this.#resumeInput()
     this.#coalescer.dispose()
     this.#queuedInput = []
     // A viewer leaving detaches its tmux client only: the session lives on in the container.
@@ -315,6 +367,7 @@ export class TerminalBridge {
   #closeSocket(code: number, reason: string): void {
     if (this.#socketClosed) return
     this.#socketClosed = true
+    this.#resumeInput()
     const state = this.#ws.readyState
     if (state === this.#ws.OPEN || state === this.#ws.CONNECTING)
       this.#ws.close(code, closeReason(reason))

@@ -1,3 +1,4 @@
+import { write as writeFd } from 'node:fs'
 import * as nodePty from 'node-pty'
 
 export interface PtyExit {
@@ -13,6 +14,14 @@ export interface PtyProcess {
   onData(listener: (data: Buffer) => void): void
   onExit(listener: (exit: PtyExit) => void): void
   write(data: Buffer | string): void
+  /**
+   * Input handed to `write` that the PTY has not taken yet, in bytes plus a fixed charge per
+   * write (so a flood of tiny writes counts too). It only grows while the process behind the
+   * PTY does not read: the kernel buffer is full and the rest waits in memory.
+   */
+  readonly pendingInput: number
+  /** Calls `listener` once `pendingInput` is at or under `bytes`; returns a cancel function. */
+  onInputBelow(bytes: number, listener: () => void): () => void
   resize(cols: number, rows: number): void
   /** Stops reading the PTY, so the writer blocks once the kernel buffer is full. */
   pause(): void
@@ -34,11 +43,129 @@ export interface PtySpawner {
 // With `encoding: null` node-pty hands out Buffers, although its typings say string.
 type ByteEvent = (listener: (data: Buffer | string) => void) => nodePty.IDisposable
 
+/** What one queued write costs besides its bytes (node-pty's task object, our bookkeeping). */
+export const WRITE_CHARGE = 64
+/** How often a waiter looks at node-pty's write queue while the PTY is not taking input. */
+const DRAIN_POLL_MS = 10
+
+/**
+ * node-pty 1.1 writes through a queue of its own (lib/unixTerminal.js, CustomWriteStream:
+ * `_writeStream._writeQueue` of `{ buffer, offset }`, retried on EAGAIN) that grows without bound
+ * while the process does not read, and it tells nobody when it drains. Its shape is checked once
+ * per PTY, so a node-pty upgrade that changes it fails loudly (spawner.test.ts) instead of
+ * silently losing input backpressure.
+ */
+interface WriteStream {
+  readonly stream: object
+  readonly queue: unknown[]
+  readonly fd: number
+  /** Whether node-pty's read side of the PTY is destroyed: its descriptor is closed then. */
+  readonly closed: () => boolean
+}
+
+function writeStreamOf(pty: nodePty.IPty): WriteStream {
+  const stream: unknown = Reflect.get(pty, '_writeStream')
+  const socket: unknown = Reflect.get(pty, '_socket')
+  if (typeof stream !== 'object' || stream === null || typeof socket !== 'object' || !socket)
+    throw new Error('node-pty has no _writeStream/_socket: input backpressure needs updating')
+  const queue: unknown = Reflect.get(stream, '_writeQueue')
+  const fd: unknown = Reflect.get(stream, '_fd')
+  const destroyed: unknown = Reflect.get(socket, 'destroyed')
+  if (!Array.isArray(queue) || typeof fd !== 'number' || typeof destroyed !== 'boolean')
+    throw new Error('node-pty changed its write stream: input backpressure needs updating')
+  return { stream, queue, fd, closed: () => Reflect.get(socket, 'destroyed') === true }
+}
+
+/** Refused writes retried at once (a reader that is draining frees room within microseconds). */
+const QUICK_RETRIES = 32
+const RETRY_MIN_MS = 1
+const RETRY_MAX_MS = 20
+
+/**
+ * node-pty retries a write the kernel refused (EAGAIN: the process does not read) with
+ * `setImmediate`: a busy loop of fs.write calls for as long as the process does not read (a core
+ * at ~85 % here; microsoft/node-pty#956, not released). This replaces the stream's queue runner
+ * with the same loop, except that after 32 refusals in a row (the reader is not draining) the
+ * retries are paced, 1 ms backing off to 20 ms, and that nothing is written once node-pty has
+ * closed the PTY's descriptor (its number could belong to another file by then).
+ */
+function paceWriteRetries(w: WriteStream): void {
+  let timer: NodeJS.Timeout | undefined
+  let immediate: NodeJS.Immediate | undefined
+  let refused = 0
+  let delay = RETRY_MIN_MS
+  let disposed = false
+  const run = (): void => {
+    timer = undefined
+    immediate = undefined
+    if (disposed || w.closed()) return
+    const task: unknown = w.queue[0]
+    if (typeof task !== 'object' || task === null) return
+    const buffer: unknown = Reflect.get(task, 'buffer')
+    const offset = offsetOf(task)
+    if (!(buffer instanceof Uint8Array)) {
+      w.queue.shift()
+      run()
+      return
+    }
+    writeFd(w.fd, buffer, offset, (err, written) => {
+      if (disposed || w.closed()) return
+      if (err) {
+        if (err.code === 'EAGAIN') {
+          refused++
+          if (refused <= QUICK_RETRIES) {
+            immediate = setImmediate(run)
+            return
+          }
+          timer = setTimeout(run, delay)
+          delay = Math.min(delay * 2, RETRY_MAX_MS)
+          return
+        }
+        // As node-pty does: the PTY is gone (EIO, EBADF), and so is what was queued for it.
+        w.queue.length = 0
+        return
+      }
+      refused = 0
+      delay = RETRY_MIN_MS
+      const next = offset + written
+      if (next >= buffer.byteLength) w.queue.shift()
+      else Reflect.set(task, 'offset', next)
+      run()
+    })
+  }
+  Reflect.set(w.stream, '_processWriteQueue', run)
+  Reflect.set(w.stream, 'dispose', () => {
+    disposed = true
+    clearTimeout(timer)
+    clearImmediate(immediate)
+  })
+}
+
+function offsetOf(task: unknown): number {
+  const offset: unknown =
+    typeof task === 'object' && task !== null ? Reflect.get(task, 'offset') : undefined
+  return typeof offset === 'number' ? offset : 0
+}
+
 class NodePty implements PtyProcess {
   readonly #pty: nodePty.IPty
+  readonly #queue: unknown[]
+  /**
+   * The sizes of our writes still in node-pty's queue, oldest first. node-pty only ever takes
+   * tasks off the front (or empties the queue on a write error), so the queue's length says how
+   * many of ours are left: the sum stays exact in O(1) per write.
+   */
+  #sizes: number[] = []
+  #head = 0
+  #sum = 0
+  readonly #waiters = new Map<() => void, number>()
+  #poll: NodeJS.Timeout | null = null
 
   constructor(pty: nodePty.IPty) {
     this.#pty = pty
+    const w = writeStreamOf(pty)
+    paceWriteRetries(w)
+    this.#queue = w.queue
   }
 
   get pid(): number {
@@ -54,12 +181,60 @@ class NodePty implements PtyProcess {
 
   onExit(listener: (exit: PtyExit) => void): void {
     this.#pty.onExit((e) => {
+      this.#stopPolling()
       listener({ exitCode: e.exitCode, signal: e.signal === 0 ? undefined : e.signal })
     })
   }
 
   write(data: Buffer | string): void {
+    const size = typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength
     this.#pty.write(data)
+    // node-pty skips empty writes; everything else is one task at the end of its queue.
+    if (size > 0) {
+      this.#sizes.push(size)
+      this.#sum += size
+    }
+  }
+
+  get pendingInput(): number {
+    const left = this.#queue.length
+    while (this.#sizes.length - this.#head > left) {
+      this.#sum -= this.#sizes[this.#head] ?? 0
+      this.#head++
+    }
+    if (this.#head > 1024 && this.#head * 2 > this.#sizes.length) {
+      this.#sizes = this.#sizes.slice(this.#head)
+      this.#head = 0
+    }
+    if (left === 0) return 0
+    return this.#sum - offsetOf(this.#queue[0]) + WRITE_CHARGE * left
+  }
+
+  onInputBelow(bytes: number, listener: () => void): () => void {
+    const cancel = (): void => {
+      this.#waiters.delete(listener)
+      if (this.#waiters.size === 0) this.#stopPolling()
+    }
+    if (this.pendingInput <= bytes) {
+      listener()
+      return () => undefined
+    }
+    this.#waiters.set(listener, bytes)
+    this.#poll ??= setInterval(() => {
+      const pending = this.pendingInput
+      for (const [l, below] of this.#waiters) {
+        if (pending > below) continue
+        this.#waiters.delete(l)
+        l()
+      }
+      if (this.#waiters.size === 0) this.#stopPolling()
+    }, DRAIN_POLL_MS)
+    return cancel
+  }
+
+  #stopPolling(): void {
+    if (this.#poll) clearInterval(this.#poll)
+    this.#poll = null
   }
 
   resize(cols: number, rows: number): void {

@@ -100,6 +100,13 @@ export class TerminalManager {
     return n
   }
 
+  /** Terminals whose socket is not read because their PTY is not taking input. */
+  inputPaused(): number {
+    let n = 0
+    for (const b of this.#bridges.keys()) if (b.inputPaused) n++
+    return n
+  }
+
   /** PIDs of the live PTY processes (tests check none survives close). */
   pids(): number[] {
     const out: number[] = []

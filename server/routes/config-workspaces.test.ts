@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { buildTestApp, json } from '../test/helpers.ts'
+import { waitUntil } from '../test/ws-client.ts'
 
 describe('GET/PUT /api/config', () => {
   it('returns all sections with snake_case keys', async () => {
@@ -232,23 +233,23 @@ describe('routing, health and OpenAPI', () => {
   })
 
   it('reports health with Incus reachability and image state', async () => {
-    const t = await buildTestApp()
-    const ok = (await t.app.inject({ url: '/api/health' })).json<{
-      status: string
-      version: string
-      incus: { reachable: boolean }
-    }>()
+    const t = await buildTestApp({ deps: { monitor: true } })
+    type H = { status: string; version: string; incus: { reachable: boolean; error?: string } }
+    const ok = await waitUntil('the monitor to connect', async () => {
+      const h = (await t.app.inject({ url: '/api/health' })).json<H>()
+      return h.incus.reachable ? h : undefined
+    })
     expect(ok).toMatchObject({
       version: '0.0.0-test',
       incus: { reachable: true, version: '6.0.4-fake' },
     })
     t.driver.reachable = false
-    const down = (await t.app.inject({ url: '/api/health' })).json<{
-      status: string
-      incus: { reachable: boolean; error: string }
-    }>()
+    t.driver.dropMonitors()
+    const down = await waitUntil('health to show the outage', async () => {
+      const h = (await t.app.inject({ url: '/api/health' })).json<H>()
+      return h.incus.reachable ? undefined : h
+    })
     expect(down.status).toBe('degraded')
-    expect(down.incus.reachable).toBe(false)
     expect(down.incus.error).toContain('daemon')
   })
 

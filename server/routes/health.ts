@@ -10,9 +10,10 @@ export function healthRoutes(s: AppServices): FastifyPluginAsyncTypebox {
         summary: 'Version, uptime, Incus reachability and image state',
         response: { 200: HealthSchema },
       },
+      // Public, so it only reads cached state: no request can make the server run incus.
       handler: async (): Promise<Health> => {
-        const incus = await s.incusStatus()
-        const image = await s.imageState(s.config.current.defaults.image)
+        const incus = s.incusStatus()
+        const image = s.imageState(s.config.current.defaults.image)
         return {
           status: incus.reachable && image.state === 'ready' ? 'ok' : 'degraded',
           version: s.version,

@@ -257,6 +257,45 @@ describe('/ws/shell/{id}', () => {
   })
 })
 
+describe('terminal input backpressure (issue 10 row 7)', () => {
+  const FRAME = 16 * 1024
+  const FRAMES = 64
+  const chunk = (i: number): Buffer => Buffer.alloc(FRAME, 0x61 + (i % 26))
+
+  it.each([
+    ['/ws/terminal', 'raw'],
+    ['/ws/terminal', 'clincus.v1'],
+    ['/ws/shell', 'raw'],
+    ['/ws/shell', 'clincus.v1'],
+  ] as const)(
+    '%s (%s): stops taking input while the PTY does not read, and delivers all of it after',
+    async (route, protocol) => {
+      const t = await setup({
+        realtime: { terminal: { inputFlow: { high: 64 * 1024, low: 16 * 1024 } } },
+      })
+      const c = await connect(t, `${route}/${ID}`, protocol === 'raw' ? undefined : protocol)
+      await waitUntil('the PTY', () => t.spawner.spawned.length === 1)
+      const pty = t.spawner.last
+      pty.reading = false
+      for (let i = 0; i < FRAMES; i++)
+        c.ws.send(protocol === 'raw' ? chunk(i) : inputFrame(chunk(i)), { binary: true })
+      await waitUntil('input to be paused', () => t.terminals.inputPaused() === 1)
+      expect(pty.writtenBytes).toBeLessThan(FRAME * FRAMES)
+      while (pty.writtenBytes < FRAME * FRAMES) {
+        await waitUntil(
+          'input to pause again or complete',
+          () => t.terminals.inputPaused() === 1 || pty.writtenBytes === FRAME * FRAMES,
+        )
+        expect(pty.pendingInput).toBeLessThanOrEqual(64 * 1024 + 2 * FRAME)
+        pty.drain()
+      }
+      const sent = Buffer.concat(Array.from({ length: FRAMES }, (_, i) => chunk(i)))
+      expect(Buffer.concat(pty.written).equals(sent)).toBe(true)
+      await waitUntil('input to flow again', () => t.terminals.inputPaused() === 0)
+    },
+  )
+})
+
 describe('app close', () => {
   it('sends 1001 to every terminal and waits until every PTY has exited', async () => {
     const t = await setup()

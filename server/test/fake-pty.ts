@@ -1,5 +1,11 @@
 // A PTY that lives in memory: tests drive its output and exit and read what it was asked to do.
-import type { PtyExit, PtyProcess, PtySpawner, PtySpawnOptions } from '../pty/spawner.ts'
+import {
+  WRITE_CHARGE,
+  type PtyExit,
+  type PtyProcess,
+  type PtySpawner,
+  type PtySpawnOptions,
+} from '../pty/spawner.ts'
 
 let nextPid = 900_000
 
@@ -15,6 +21,10 @@ export class FakePty implements PtyProcess {
   exited = false
   /** Whether SIGHUP ends the process (false: only SIGKILL does, like a hung `incus exec`). */
   exitOnHup = true
+  /** false: the process takes no input, and what is written stays pending until `drain()`. */
+  reading = true
+  #pending = 0
+  #waiters = new Map<() => void, number>()
   #data: Array<(d: Buffer) => void> = []
   #exit: Array<(e: PtyExit) => void> = []
 
@@ -37,7 +47,36 @@ export class FakePty implements PtyProcess {
   }
 
   write(data: Buffer | string): void {
-    this.written.push(Buffer.from(data))
+    const buf = Buffer.from(data)
+    this.written.push(buf)
+    if (!this.reading && buf.length > 0) this.#pending += buf.length + WRITE_CHARGE
+  }
+
+  get pendingInput(): number {
+    return this.#pending
+  }
+
+  onInputBelow(bytes: number, listener: () => void): () => void {
+    if (this.#pending <= bytes) {
+      listener()
+      return () => undefined
+    }
+    this.#waiters.set(listener, bytes)
+    return () => this.#waiters.delete(listener)
+  }
+
+  /** The process reads everything written so far (it keeps `reading` as it was). */
+  drain(): void {
+    this.#pending = 0
+    for (const [l] of this.#waiters) {
+      this.#waiters.delete(l)
+      l()
+    }
+  }
+
+  /** Bytes written so far. */
+  get writtenBytes(): number {
+    return this.written.reduce((n, b) => n + b.length, 0)
   }
 
   resize(cols: number, rows: number): void {

@@ -44,6 +44,8 @@ export async function spawnServer(opts: {
   port?: number
   /** LOG_LEVEL of the server (default warn). */
   logLevel?: string
+  /** Extra environment (e.g. a PATH with a wrapper in front of incus). */
+  env?: Record<string, string>
 }): Promise<ServerProcess> {
   await ensureBuilt()
   const child = spawn(
@@ -64,6 +66,7 @@ export async function spawnServer(opts: {
         CLINCUS_CONTAINER_PREFIX: opts.prefix,
         CLINCUS_SYSTEM_CONFIG: join(opts.home, 'etc-clincus.toml'),
         LOG_LEVEL: opts.logLevel ?? 'warn',
+        ...opts.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
