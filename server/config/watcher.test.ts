@@ -276,6 +276,26 @@ describe('ConfigWatcher re-arms when the config directory moves, goes, comes bac
     expect(await r.next()).toBe(3042)
   })
 
+  it('a config.toml linked into a dotfiles directory that is deleted and cloned again', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    const dots = join(root, 'dotfiles')
+    await mkdir(dots)
+    await writeFile(join(dots, 'clincus.toml'), r.port(3081))
+    await symlink(join(dots, 'clincus.toml'), r.file)
+    expect(await r.next()).toBe(3081)
+    await r.watcher.settled()
+    await rm(dots, { recursive: true })
+    expect(await r.next()).toBe(3000) // a dangling link: the defaults apply again
+    await r.watcher.settled()
+    await mkdir(dots)
+    await writeFile(join(dots, 'clincus.toml'), r.port(3082))
+    expect(await r.next()).toBe(3082)
+    await r.watcher.settled()
+    await writeFile(join(dots, 'clincus.toml'), r.port(3083))
+    expect(await r.next()).toBe(3083)
+  })
+
   it('a FIFO in place of config.toml is reported invalid at once, and the watcher goes on', async () => {
     const root = await tempDir()
     const r = await real(root)

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { realpath, stat } from 'node:fs/promises'
+import { readlink, realpath, stat } from 'node:fs/promises'
 import { basename, dirname, join, relative, resolve, sep } from 'node:path'
 import { watch, type FSWatcher } from 'chokidar'
 import type { Logger } from 'pino'
@@ -100,38 +100,54 @@ async function inode(path: string): Promise<string> {
   }
 }
 
-async function watchPlan(files: readonly string[]): Promise<WatchPlan> {
-  const roots = new Set<string>()
-  const entries = new Set<string>()
-  const contents = new Set<string>()
-  const dirs = new Set<string>()
-  for (const file of files) {
-    const dir = await nearestExistingDir(file)
-    dirs.add(dir)
-    const realDir = await realOr(dir)
-    roots.add(realDir)
-    // The entry of the directory that leads to the file: the file, or the first missing directory.
-    const entry = join(realDir, relative(dir, file).split(sep)[0] ?? basename(file))
-    entries.add(entry)
-    if (dir === dirname(file)) {
-      contents.add(entry)
-      // A config file that is a symbolic link (a dotfiles manager's) is edited where it leads.
-      const target = await realpath(file).catch(() => null)
-      if (target !== null && target !== entry) {
-        roots.add(dirname(target))
-        entries.add(target)
-        contents.add(target)
-      }
-    }
-    // The directory's own entry in its parent: a watch on the directory follows its inode, so
-    // moving it, deleting it, making it again or swapping a link to it shows only there.
-    const parent = dirname(dir)
-    if (parent !== dir) {
-      const realParent = await realOr(parent)
-      roots.add(realParent)
-      entries.add(join(realParent, basename(dir)))
-    }
+/** Where a config file that is a symbolic link leads; for a dangling one, where it points. */
+async function linkTarget(file: string): Promise<string | null> {
+  const real = await realpath(file).catch(() => null)
+  if (real !== null) return real
+  try {
+    return resolve(dirname(file), await readlink(file))
+  } catch {
+    return null
   }
+}
+
+interface PlanParts {
+  roots: Set<string>
+  entries: Set<string>
+  contents: Set<string>
+}
+
+/** Adds what to watch for `file` (and, once, for where it leads when it is a link). */
+async function planFile(file: string, p: PlanParts, followLink: boolean): Promise<string> {
+  const dir = await nearestExistingDir(file)
+  const realDir = await realOr(dir)
+  p.roots.add(realDir)
+  // The entry of the directory that leads to the file: the file, or the first missing directory.
+  const entry = join(realDir, relative(dir, file).split(sep)[0] ?? basename(file))
+  p.entries.add(entry)
+  if (dir === dirname(file)) {
+    p.contents.add(entry)
+    // A config file that is a symbolic link (a dotfiles manager's) is edited where it leads; and
+    // that directory too may be deleted and cloned again.
+    const target = followLink ? await linkTarget(file) : null
+    if (target !== null && target !== entry) await planFile(target, p, false)
+  }
+  // The directory's own entry in its parent: a watch on the directory follows its inode, so
+  // moving it, deleting it, making it again or swapping a link to it shows only there.
+  const parent = dirname(dir)
+  if (parent !== dir) {
+    const realParent = await realOr(parent)
+    p.roots.add(realParent)
+    p.entries.add(join(realParent, basename(dir)))
+  }
+  return dir
+}
+
+async function watchPlan(files: readonly string[]): Promise<WatchPlan> {
+  const p: PlanParts = { roots: new Set(), entries: new Set(), contents: new Set() }
+  const dirs = new Set<string>()
+  for (const file of files) dirs.add(await planFile(file, p, true))
+  const { roots, entries, contents } = p
   const ids = await Promise.all([...roots].sort().map(async (r) => `${r}@${await inode(r)}`))
   const key = JSON.stringify([ids, [...entries].sort(), [...contents].sort()])
   return { roots, entries, contents, dirs, key }
@@ -143,8 +159,8 @@ async function watchPlan(files: readonly string[]): Promise<WatchPlan> {
  * chokidar watches directories, not the files: a file that does not exist has nothing to watch,
  * and editors that save by renaming a temp file over the original replace the inode a file watch
  * would follow. For each file it watches, at depth 0 and filtered to the entries that matter, the
- * directory that holds it (or the closest ancestor that exists yet), that directory's parent, and
- * the directory where a config file that is a symbolic link leads. What chokidar does not do by
+ * directory that holds it (or the closest ancestor that exists yet) and that directory's parent;
+ * for a config file that is a symbolic link, the same again where it leads. What chokidar does not do by
  * itself, and how this class makes up for it (seen in chokidar 5.0.0's handler.js and index.js,
  * and tried):
  *
