@@ -160,21 +160,22 @@ async function watchPlan(files: readonly string[]): Promise<WatchPlan> {
  * and editors that save by renaming a temp file over the original replace the inode a file watch
  * would follow. For each file it watches, at depth 0 and filtered to the entries that matter, the
  * directory that holds it (or the closest ancestor that exists yet) and that directory's parent;
- * for a config file that is a symbolic link, the same again where it leads. What chokidar does not do by
- * itself, and how this class makes up for it (seen in chokidar 5.0.0's handler.js and index.js,
- * and tried):
+ * for a config file that is a symbolic link, the same again where it leads. What chokidar 5.0.0
+ * does not do by itself, and how this class makes up for it:
  *
  * - A watched directory that is moved away or deleted is reported (`unlinkDir`) and then never
- *   watched again, not even when it comes back: the parent's watch reports the entry coming back
- *   (`addDir`), and every such event makes this class set chokidar up again on the paths as they
- *   are then.
+ *   watched again, not even when it comes back (tried). The parent's watch reports the entry
+ *   coming back (`addDir`), and every such event makes this class set chokidar up again on the
+ *   paths as they are then.
  * - With `followSymlinks` (the default) a directory symlink swapped for one to another directory
- *   is not reported at all, and the watch stays on the old target (its edits are even reported
- *   under the link's path). With `followSymlinks: false` the swap is a `change` of the link
- *   entry, so chokidar is given real directories only and the links are resolved here.
- * - A directory that chokidar finds by reading its parent is read before it is watched: a file
- *   written in between is never reported. So chokidar is never left to find directories (depth
- *   0): a new one is a new setup, and the files are compared once chokidar says it is ready.
+ *   is not reported at all, and the watch stays on the old target, whose edits are even reported
+ *   under the link's path (tried; handler.js skips a link it has followed once). With
+ *   `followSymlinks: false` the swap is a `change` of the link entry, so chokidar is given real
+ *   directories only and the links are resolved here.
+ * - A directory that chokidar finds by reading its parent is read before it is watched
+ *   (handler.js `_handleDir`): a file written in between is never reported. So chokidar is never
+ *   left to find directories (depth 0): a new one is a new setup, and the files are compared once
+ *   chokidar says it is ready.
  * - It drops a repeated event for a path within 50-100 ms (see CHOKIDAR_DROP_WINDOW_MS).
  *
  * Changes are debounced; then the watches are set up again if any path moved (cheap when none
