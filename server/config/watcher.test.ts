@@ -119,6 +119,24 @@ describe('ConfigWatcher', () => {
     await waitUntil('the reload after the delete', () => reloads() === 2)
   })
 
+  it("a write right after a reload is not lost in chokidar's drop window for repeated events", async () => {
+    // chokidar drops a second change of a path within 50 ms of the first; a reload that read the
+    // file inside that window must look again after it.
+    const root = await tempDir()
+    const { locations, watcher, reloads } = await setup(root, 5)
+    const extra = locations.extra ?? ''
+    await writeFile(extra, 'a = 1\n')
+    await waitUntil('the first reload', () => reloads() === 1)
+    await watcher.settled()
+    for (let i = 2; i <= 4; i++) {
+      await writeFile(extra, `a = ${String(i)}\n`)
+      await waitUntil(`reload ${String(i)}`, () => reloads() === i, { intervalMs: 1 })
+      // …and at once the next write, inside the window opened by the change just reported.
+    }
+    await watcher.settled()
+    expect(reloads()).toBe(4)
+  })
+
   it('stops on close', async () => {
     const root = await tempDir()
     const { locations, watcher, reloads } = await setup(root)
@@ -181,6 +199,40 @@ describe('ConfigWatcher re-arms when the config directory moves, goes, comes bac
     expect(await r.next()).toBe(3012)
   })
 
+  it('the directory deleted and made again at once (same path, another inode)', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    await writeFile(r.file, r.port(3061))
+    expect(await r.next()).toBe(3061)
+    await rm(r.dir, { recursive: true })
+    await mkdir(r.dir)
+    await writeFile(r.file, r.port(3062))
+    // whether the removal was seen on its own or not, the store ends on the new file
+    await waitUntil('3062', async () => (await r.next()) === 3062)
+    await r.watcher.settled()
+    // the new directory is watched, not the deleted one
+    await writeFile(r.file, r.port(3063))
+    expect(await r.next()).toBe(3063)
+  })
+
+  it('the directory moved away and another put in its place at once', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    await writeFile(r.file, r.port(3071))
+    expect(await r.next()).toBe(3071)
+    const other = join(root, 'other')
+    await mkdir(other)
+    await writeFile(join(other, 'config.toml'), r.port(3072))
+    await rename(r.dir, `${r.dir}.old`)
+    await rename(other, r.dir)
+    await waitUntil('3072', async () => (await r.next()) === 3072)
+    await r.watcher.settled()
+    // edits of the old directory are not the config any more; the new one's are
+    await writeFile(join(`${r.dir}.old`, 'config.toml'), r.port(3073))
+    await writeFile(r.file, r.port(3074))
+    expect(await r.next()).toBe(3074)
+  })
+
   it('a directory symlink swapped to another target (dotfiles managers)', async () => {
     const root = await tempDir()
     const r = await real(root)
@@ -222,6 +274,26 @@ describe('ConfigWatcher re-arms when the config directory moves, goes, comes bac
     await r.watcher.settled()
     await writeFile(join(dots, 'two.toml'), r.port(3042))
     expect(await r.next()).toBe(3042)
+  })
+
+  it('a config.toml linked into a dotfiles directory that is deleted and cloned again', async () => {
+    const root = await tempDir()
+    const r = await real(root)
+    const dots = join(root, 'dotfiles')
+    await mkdir(dots)
+    await writeFile(join(dots, 'clincus.toml'), r.port(3081))
+    await symlink(join(dots, 'clincus.toml'), r.file)
+    expect(await r.next()).toBe(3081)
+    await r.watcher.settled()
+    await rm(dots, { recursive: true })
+    expect(await r.next()).toBe(3000) // a dangling link: the defaults apply again
+    await r.watcher.settled()
+    await mkdir(dots)
+    await writeFile(join(dots, 'clincus.toml'), r.port(3082))
+    expect(await r.next()).toBe(3082)
+    await r.watcher.settled()
+    await writeFile(join(dots, 'clincus.toml'), r.port(3083))
+    expect(await r.next()).toBe(3083)
   })
 
   it('a FIFO in place of config.toml is reported invalid at once, and the watcher goes on', async () => {

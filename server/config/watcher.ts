@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
-import { realpath, stat } from 'node:fs/promises'
-import { watch, type FSWatcher } from 'node:fs'
-import { basename, dirname, join, resolve } from 'node:path'
+import { readlink, realpath, stat } from 'node:fs/promises'
+import { basename, dirname, join, relative, resolve, sep } from 'node:path'
+import { watch, type FSWatcher } from 'chokidar'
 import type { Logger } from 'pino'
 import type { ConfigLocations } from './paths.ts'
 import { readSmallFile } from './safe-read.ts'
@@ -62,49 +62,127 @@ async function fingerprint(files: readonly string[]): Promise<string> {
   return h.digest('hex')
 }
 
-type Role = 'own' | 'parent' | 'target'
+/**
+ * chokidar drops, rather than delays, a second `change` for the same path within 50 ms and a
+ * second removal within 100 ms (its `_throttle`). A comparison that read the files sooner than
+ * this after the last event may have missed a write: it is made again once the window is over.
+ */
+const CHOKIDAR_DROP_WINDOW_MS = 100
+/** A watcher that never says it is ready (a hung mount) must not stall reloads for good. */
+const READY_TIMEOUT_MS = 5000
+/** Re-plans in a row before giving up until the next event (paths that never hold still). */
+const MAX_REARMS_IN_A_ROW = 10
 
-interface Armed {
-  dir: string
-  watcher: FSWatcher
+/** What to watch for the config files, worked out from the paths as they are now. */
+interface WatchPlan {
+  /** Real directories handed to chokidar, each watched at depth 0. */
+  readonly roots: ReadonlySet<string>
+  /** The entries of those directories whose events matter (real directory joined with a name). */
+  readonly entries: ReadonlySet<string>
+  /** Of the entries: the config files themselves, and the targets of those that are links. */
+  readonly contents: ReadonlySet<string>
+  /** The directory holding each file, or its closest ancestor that exists (as configured). */
+  readonly dirs: ReadonlySet<string>
+  /** The paths and each root's inode: a directory deleted and made again is another plan. */
+  readonly key: string
 }
 
-/** file → the real path it resolves to, for the files that are (or sit behind) symbolic links. */
-async function linkTargets(files: readonly string[]): Promise<Map<string, string>> {
-  const out = new Map<string, string>()
-  for (const f of files) {
-    const real = await realpath(f).catch(() => null)
-    if (real !== null && dirname(real) !== (await realpath(dirname(f)).catch(() => dirname(f))))
-      out.set(f, real)
+async function realOr(path: string): Promise<string> {
+  return realpath(path).catch(() => path)
+}
+
+async function inode(path: string): Promise<string> {
+  try {
+    const st = await stat(path)
+    return `${String(st.dev)}:${String(st.ino)}`
+  } catch {
+    return 'none'
   }
-  return out
 }
 
-function sameSet(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
-  return a.size === b.size && [...a].every((x) => b.has(x))
+/** Where a config file that is a symbolic link leads; for a dangling one, where it points. */
+async function linkTarget(file: string): Promise<string | null> {
+  const real = await realpath(file).catch(() => null)
+  if (real !== null) return real
+  try {
+    return resolve(dirname(file), await readlink(file))
+  } catch {
+    return null
+  }
 }
 
-function sameMap(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
-  return a.size === b.size && [...a].every(([k, v]) => b.get(k) === v)
+interface PlanParts {
+  roots: Set<string>
+  entries: Set<string>
+  contents: Set<string>
+}
+
+/** Adds what to watch for `file` (and, once, for where it leads when it is a link). */
+async function planFile(file: string, p: PlanParts, followLink: boolean): Promise<string> {
+  const dir = await nearestExistingDir(file)
+  const realDir = await realOr(dir)
+  p.roots.add(realDir)
+  // The entry of the directory that leads to the file: the file, or the first missing directory.
+  const entry = join(realDir, relative(dir, file).split(sep)[0] ?? basename(file))
+  p.entries.add(entry)
+  if (dir === dirname(file)) {
+    p.contents.add(entry)
+    // A config file that is a symbolic link (a dotfiles manager's) is edited where it leads; and
+    // that directory too may be deleted and cloned again.
+    const target = followLink ? await linkTarget(file) : null
+    if (target !== null && target !== entry) await planFile(target, p, false)
+  }
+  // The directory's own entry in its parent: a watch on the directory follows its inode, so
+  // moving it, deleting it, making it again or swapping a link to it shows only there.
+  const parent = dirname(dir)
+  if (parent !== dir) {
+    const realParent = await realOr(parent)
+    p.roots.add(realParent)
+    p.entries.add(join(realParent, basename(dir)))
+  }
+  return dir
+}
+
+async function watchPlan(files: readonly string[]): Promise<WatchPlan> {
+  const p: PlanParts = { roots: new Set(), entries: new Set(), contents: new Set() }
+  const dirs = new Set<string>()
+  for (const file of files) dirs.add(await planFile(file, p, true))
+  const { roots, entries, contents } = p
+  const ids = await Promise.all([...roots].sort().map(async (r) => `${r}@${await inode(r)}`))
+  const key = JSON.stringify([ids, [...entries].sort(), [...contents].sort()])
+  return { roots, entries, contents, dirs, key }
 }
 
 /**
- * Hot reload of the config files (system, user, $CLINCUS_CONFIG), on inotify through fs.watch.
+ * Hot reload of the config files (system, user, $CLINCUS_CONFIG), on chokidar.
  *
- * For each file it watches the directory that holds it (or the closest ancestor that exists yet)
- * and that directory's parent. The directory, not the file: a file that does not exist has nothing
- * to watch, and editors that save by renaming a temp file over the original replace the inode a
- * file watch would follow. The parent: an inotify watch follows the directory's inode, so when
- * the directory is moved away, deleted, re-created or a directory symlink is swapped, only the
- * parent sees it. Any such event (or a watch error) re-arms every watch on the paths as they are
- * now, then compares the files' bytes: a file that went or came back is a reload, which publishes
- * `config.reloaded` (or `config.invalid` when it is broken). A config file that is itself a
- * symbolic link (a dotfiles manager's) is also watched where its target lives, and re-pointing
- * the link moves that watch.
+ * chokidar watches directories, not the files: a file that does not exist has nothing to watch,
+ * and editors that save by renaming a temp file over the original replace the inode a file watch
+ * would follow. For each file it watches, at depth 0 and filtered to the entries that matter, the
+ * directory that holds it (or the closest ancestor that exists yet) and that directory's parent;
+ * for a config file that is a symbolic link, the same again where it leads. What chokidar 5.0.0
+ * does not do by itself, and how this class makes up for it:
  *
- * Changes are debounced, then the store reloads (it keeps the last good config for a broken file).
- * A change that leaves every file's bytes as they were at the last reload (a touch, an editor's
- * backup dance, a re-arm) is not a reload.
+ * - A watched directory that is moved away or deleted is reported (`unlinkDir`) and then never
+ *   watched again, not even when it comes back (tried). The parent's watch reports the entry
+ *   coming back (`addDir`), and every such event makes this class set chokidar up again on the
+ *   paths as they are then.
+ * - With `followSymlinks` (the default) a directory symlink swapped for one to another directory
+ *   is not reported at all, and the watch stays on the old target, whose edits are even reported
+ *   under the link's path (tried; handler.js skips a link it has followed once). With
+ *   `followSymlinks: false` the swap is a `change` of the link entry, so chokidar is given real
+ *   directories only and the links are resolved here.
+ * - A directory that chokidar finds by reading its parent is read before it is watched
+ *   (handler.js `_handleDir`): a file written in between is never reported. So chokidar is never
+ *   left to find directories (depth 0): a new one is a new setup, and the files are compared once
+ *   chokidar says it is ready.
+ * - It drops a repeated event for a path within 50-100 ms (see CHOKIDAR_DROP_WINDOW_MS).
+ *
+ * Changes are debounced; then the watches are set up again if any path moved (cheap when none
+ * did), and the files' bytes are compared (read with the safe reader, so a FIFO never hangs the
+ * watcher). A change is a reload of the store, which publishes `config.reloaded`, or keeps the
+ * last good config and publishes `config.invalid`. A change that leaves every file's bytes as they
+ * were at the last reload (a touch, an editor's backup dance, a re-arm) is not a reload.
  */
 export class ConfigWatcher {
   readonly #store: Reloadable
@@ -112,16 +190,16 @@ export class ConfigWatcher {
   readonly #files: string[]
   readonly #debounceMs: number
   readonly #maxWaitMs: number
-  #armed: Armed[] = []
-  /** The directories that hold (or lead to) the config files now. */
-  #dirs = new Set<string>()
-  /** Where the config files that are symbolic links lead. */
-  #targets = new Map<string, string>()
+  #fsw: FSWatcher | null = null
+  #plan: WatchPlan | null = null
+  /** An event said a directory on the way moved, went or came: set chokidar up again. */
+  #stale = false
+  #endReadyWait: (() => void) | null = null
   #started = false
-  #arming: Promise<void> | null = null
-  #rearmAgain = false
   #timer: NodeJS.Timeout | null = null
   #firstChangeAt = 0
+  #lastEventAt = 0
+  #lastReadAt = 0
   #running: Promise<void> | null = null
   #again = false
   #last = ''
@@ -144,7 +222,7 @@ export class ConfigWatcher {
 
   /** Directories currently watched for the files themselves. */
   get dirs(): readonly string[] {
-    return [...this.#dirs]
+    return [...(this.#plan?.dirs ?? [])]
   }
 
   /** Reloads started by the watcher so far. */
@@ -162,11 +240,10 @@ export class ConfigWatcher {
     return this.#rearms
   }
 
-  /** Resolves once no re-arm, no change waiting for its debounce and no reload is pending. */
+  /** Resolves once no change is waiting for its debounce and no re-arm or reload is running. */
   async settled(): Promise<void> {
-    while (this.#arming || this.#timer || this.#running) {
-      if (this.#arming) await this.#arming
-      else if (this.#running) await this.#running
+    while (this.#timer || this.#running) {
+      if (this.#running) await this.#running
       else await new Promise((r) => setTimeout(r, this.#debounceMs))
     }
   }
@@ -175,138 +252,91 @@ export class ConfigWatcher {
     if (this.#started) return
     this.#started = true
     this.#last = await fingerprint(this.#files)
-    await this.#arm()
-    this.#log.debug({ files: this.#files, dirs: [...this.#dirs] }, 'watching config files')
+    this.#running = this.#arm().finally(() => {
+      this.#running = null
+    })
+    await this.#running
+    // A change made while chokidar was being set up had nobody to tell.
+    if (this.#again || (await fingerprint(this.#files)) !== this.#last) this.#schedule()
+    this.#log.debug({ files: this.#files, dirs: this.dirs }, 'watching config files')
   }
 
   async close(): Promise<void> {
     this.#closed = true
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = null
-    await this.#arming
-    this.#disarm()
+    this.#endReadyWait?.()
+    const fsw = this.#fsw
+    this.#fsw = null
+    await fsw?.close()
     await this.#running
   }
 
-  #disarm(): void {
-    for (const a of this.#armed) a.watcher.close()
-    this.#armed = []
-  }
-
-  /** Sets up the watches on the paths as they are now (closing the old ones first). */
+  /** Sets chokidar up on the paths as they are now, if they moved; until they hold still. */
   async #arm(): Promise<void> {
-    let dirs = await this.#wantedDirs()
-    let targets = await linkTargets(this.#files)
-    for (;;) {
+    for (let i = 0; i < MAX_REARMS_IN_A_ROW; i++) {
+      const plan = await watchPlan(this.#files)
       if (this.#closed) return
-      this.#disarm()
-      this.#dirs = dirs
-      this.#targets = targets
-      for (const dir of dirs) this.#watchDir(dir, 'own')
-      for (const dir of dirs) {
-        const parent = dirname(dir)
-        if (parent !== dir && !dirs.has(parent)) this.#watchDir(parent, 'parent')
-      }
-      // A config file that is a symbolic link (dotfiles): its target is edited where it lives.
-      for (const dir of new Set([...targets.values()].map((t) => dirname(t))))
-        this.#watchDir(dir, 'target')
-      // A directory created between the lookup and the watch sent its event to nobody: look
-      // again now that the watches are in place, until the answer holds still.
-      const now = await this.#wantedDirs()
-      const nowTargets = await linkTargets(this.#files)
-      if (sameSet(now, dirs) && sameMap(nowTargets, targets)) return
-      dirs = now
-      targets = nowTargets
+      if (!this.#stale && plan.key === this.#plan?.key) return
+      this.#stale = false
+      await this.#watch(plan)
     }
+    this.#log.warn({ dirs: this.dirs }, 'config paths keep moving; watching them as they were')
   }
 
-  async #wantedDirs(): Promise<Set<string>> {
-    return new Set(await Promise.all(this.#files.map((f) => nearestExistingDir(f))))
-  }
-
-  #watchDir(dir: string, role: Role): void {
-    let watcher: FSWatcher
-    try {
-      watcher = watch(dir, { persistent: false }, (_event, name) => {
-        this.#onEvent(dir, role, typeof name === 'string' ? name : null)
-      })
-    } catch (err) {
-      // Gone between the lookup and the watch: look again.
-      this.#log.debug({ err, dir }, 'config directory vanished while arming')
-      this.#rearm()
-      return
-    }
-    watcher.on('error', (err) => {
-      // The watched directory itself was removed (or the watch failed): look again.
-      this.#log.debug({ err, dir }, 'config watch ended')
-      this.#rearm()
+  async #watch(plan: WatchPlan): Promise<void> {
+    // One chokidar at a time: chokidar shares one fs.watch per path between its instances, and
+    // the old one's may be on a directory that is gone.
+    const old = this.#fsw
+    this.#fsw = null
+    await old?.close()
+    if (this.#closed) return
+    if (old) this.#rearms++
+    this.#plan = plan
+    const fsw = watch([...plan.roots], {
+      ignoreInitial: true,
+      depth: 0,
+      followSymlinks: false,
+      // Its rename-and-replace handling delays removals; the byte comparison covers editors' saves.
+      atomic: false,
+      // A file without the owner's read bit is still a config file (it is reported unreadable).
+      ignorePermissionErrors: true,
+      ignored: (path: string) => !plan.roots.has(path) && !plan.entries.has(path),
     })
-    this.#armed.push({ dir, watcher })
-  }
-
-  #onEvent(dir: string, role: Role, name: string | null): void {
-    if (this.#closed) return
-    if (name === null) {
-      this.#rearm()
-      return
-    }
-    const path = join(dir, name)
-    if (role === 'target') {
-      if ([...this.#targets.values()].includes(path)) {
-        this.#changes++
-        this.#schedule()
+    this.#fsw = fsw
+    let ready = false
+    fsw.on('all', (_event, path) => {
+      if (ready) this.#onEvent(plan, resolve(path))
+    })
+    fsw.on('error', (err) => {
+      this.#log.warn({ err }, 'config watcher error')
+    })
+    await new Promise<void>((res) => {
+      const done = (): void => {
+        clearTimeout(timer)
+        this.#endReadyWait = null
+        res()
       }
-      return
-    }
-    if (role === 'parent') {
-      // Only the entries that are (or lead to) one of our directories matter here.
-      if (this.#dirs.has(path) || this.#leadsToFile(path)) this.#rearm()
-      return
-    }
-    if (this.#files.includes(path)) {
-      this.#changes++
-      this.#schedule()
-    } else if (this.#leadsToFile(path) || this.#dirs.has(path)) {
-      // A directory on the way to a config file came or went; or the watched directory was
-      // moved or deleted itself (inotify reports that with its own name).
-      this.#rearm()
-    } else if (name === basename(dir)) {
-      this.#rearm()
-    }
+      const timer = setTimeout(() => {
+        this.#log.warn({ roots: [...plan.roots] }, 'config watcher not ready in time')
+        done()
+      }, READY_TIMEOUT_MS)
+      this.#endReadyWait = done
+      fsw.once('ready', done)
+    })
+    // The events of chokidar's first scan (it reports links even with ignoreInitial) are not
+    // changes: the caller compares the files now.
+    ready = true
+    this.#log.debug({ dirs: this.dirs, roots: [...plan.roots] }, 'config watches set up')
   }
 
-  #leadsToFile(path: string): boolean {
-    return this.#files.some((f) => f.startsWith(`${path}/`))
-  }
-
-  /** Whether an event asked for another re-arm while one ran (read after the await). */
-  #rearmPending(): boolean {
-    return this.#rearmAgain && !this.#closed
-  }
-
-  #rearm(): void {
-    if (this.#closed) return
-    if (this.#arming) {
-      this.#rearmAgain = true
-      return
-    }
-    this.#arming = (async () => {
-      try {
-        do {
-          this.#rearmAgain = false
-          this.#rearms++
-          await this.#arm()
-        } while (this.#rearmPending())
-        this.#log.debug({ dirs: [...this.#dirs] }, 'config watches re-armed')
-      } catch (err) {
-        this.#log.warn({ err }, 'config watches could not be re-armed')
-      } finally {
-        this.#arming = null
-      }
-      // The files may have changed (gone, come back, or a new directory behind a swapped link)
-      // before the new watches were in place: compare the bytes.
-      this.#schedule()
-    })()
+  #onEvent(plan: WatchPlan, path: string): void {
+    if (this.#closed || plan !== this.#plan) return
+    if (!plan.entries.has(path) && !plan.roots.has(path)) return
+    this.#lastEventAt = Date.now()
+    if (plan.contents.has(path)) this.#changes++
+    else this.#stale = true
+    this.#schedule()
   }
 
   #schedule(): void {
@@ -324,6 +354,16 @@ export class ConfigWatcher {
     }, wait)
   }
 
+  /** Compares once more when the last comparison may have fallen in chokidar's drop window. */
+  #recheckIfEarly(): void {
+    const early = this.#lastEventAt + CHOKIDAR_DROP_WINDOW_MS - this.#lastReadAt
+    if (early <= 0 || this.#timer || this.#closed) return
+    this.#timer = setTimeout(() => {
+      this.#timer = null
+      void this.#reload()
+    }, early)
+  }
+
   /** Whether a change arrived during the reload that just ran (read after the await). */
   #rerun(): boolean {
     return this.#again && !this.#closed
@@ -339,9 +379,9 @@ export class ConfigWatcher {
       try {
         do {
           this.#again = false
-          // A config file re-pointed to another target (or turned into or from a link): the
-          // target's directory must be watched from now on.
-          if (!sameMap(await linkTargets(this.#files), this.#targets)) this.#rearm()
+          // A directory moved, went, came or was swapped, or a config file link re-pointed.
+          await this.#arm()
+          this.#lastReadAt = Date.now()
           const fp = await fingerprint(this.#files)
           if (this.#closed || fp === this.#last) continue
           this.#last = fp
@@ -354,6 +394,7 @@ export class ConfigWatcher {
       } finally {
         this.#running = null
       }
+      this.#recheckIfEarly()
     })()
     await this.#running
   }
