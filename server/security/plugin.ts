@@ -21,6 +21,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Served without credentials. Every route is protected unless it says so. */
     public?: boolean
+    /** A WebSocket route (set by the security plugin): the only kind a ticket opens. */
+    websocket?: boolean
   }
   interface FastifyRequest {
     auth: RequestAuth | null
@@ -168,7 +170,9 @@ export async function registerSecurity(
       const s = credentials.useSession(presented)
       return s ? { via: 'session', session: s.id, limitKey: s.id } : null
     }
-    if (upgrade) {
+    // A ticket rides on a URL: it opens the WebSocket routes and nothing else, whatever the
+    // headers (an `Upgrade` header without `Connection: upgrade` is routed as a plain request).
+    if (upgrade && req.routeOptions.config.websocket === true) {
       const ticket = ticketParam(req.url)
       const t = ticket === null ? null : credentials.consumeTicket(ticket)
       if (t) return { via: 'ticket', session: t.owner, limitKey: t.owner ?? tokenKey }
@@ -178,10 +182,12 @@ export async function registerSecurity(
 
   // The explicit allow-list of routes served without credentials that do not say so themselves
   // (the sign-in route and the SPA's static files carry `config.public`).
+  // WebSocket routes are marked too: a ticket is a credential on those only.
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     if (methods.every((m) => PUBLIC_ROUTES.has(`${m} ${route.url}`)))
       route.config = { ...route.config, public: true }
+    if (route.websocket === true) route.config = { ...route.config, websocket: true }
   })
 
   app.decorateRequest('auth', null)
