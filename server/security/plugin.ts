@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ConfigStore } from '../config/store.ts'
@@ -23,6 +24,8 @@ declare module 'fastify' {
     public?: boolean
     /** A WebSocket route (set by the security plugin): the only kind a ticket opens. */
     websocket?: boolean
+    /** A long-lived response (an event stream): closed when its sign-in session is revoked. */
+    stream?: boolean
   }
   interface FastifyRequest {
     auth: RequestAuth | null
@@ -229,6 +232,18 @@ export async function registerSecurity(
       )
     }
     req.auth = cred
+    // A WebSocket or event stream lives on after this check: it is closed when the sign-in
+    // session that opened it is revoked (sign out), so a copied session keeps no open shell.
+    const config = req.routeOptions.config
+    const socket = req.raw.socket as Socket | undefined
+    if (
+      cred.session !== null &&
+      socket !== undefined &&
+      ((upgrade && config.websocket === true) || config.stream === true)
+    ) {
+      const off = credentials.onRevoke(cred.session, () => socket.destroy())
+      socket.once('close', off)
+    }
   })
 
   // A refused upgrade is answered on the raw socket, which no HTTP parser reads any more and
