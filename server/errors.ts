@@ -66,12 +66,13 @@ export class IncusCommandError extends AppError {
     aborted?: boolean
     cause?: unknown
   }) {
+    const command = subcommand(opts.argv)
     const reason = opts.timedOut
-      ? `incus ${opts.argv[0] ?? ''} timed out`
+      ? `incus ${command} timed out`
       : opts.aborted
-        ? `incus ${opts.argv[0] ?? ''} was cancelled`
+        ? `incus ${command} was cancelled`
         : incusReason(opts.stderr) ||
-          `incus ${opts.argv[0] ?? ''} failed with exit code ${String(opts.exitCode)}`
+          `incus ${command} failed with exit code ${String(opts.exitCode)}`
     // The values of `--env KEY=VALUE` (a profile's environment: API keys) never stay on the
     // error, which is logged whole: not in the argv, the stderr, nor the cause's message.
     const secrets = envValues(opts.argv)
@@ -89,6 +90,11 @@ export class IncusCommandError extends AppError {
   get isNotFound(): boolean {
     return /not found/i.test(this.stderr)
   }
+}
+
+/** The incus subcommand an argv runs (`exec`), past the global `--project <name>`. */
+function subcommand(argv: readonly string[]): string {
+  return (argv[0] === '--project' ? argv[2] : argv[0]) ?? ''
 }
 
 /** The values of the `--env KEY=VALUE` options of an incus argv (before its `--`). */

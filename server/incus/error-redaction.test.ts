@@ -53,6 +53,8 @@ describe('IncusCommandError', () => {
     await chmod(bin, 0o755)
     const err = await failedExec(bin, 300)
     expect(err.timedOut).toBe(true)
+    // What the client reads names the subcommand, not the global option before it.
+    expect(err.message).toBe('incus exec timed out')
     expect(logged(err)).not.toContain(SECRET)
   })
 })
