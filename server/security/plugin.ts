@@ -224,6 +224,15 @@ export async function registerSecurity(
     )
       throw fail(403, 'origin_not_allowed', 'cross-origin request refused')
 
+    // An upgrade to a route that is no WebSocket would be accepted by @fastify/websocket only
+    // to be closed again, after it logs the raw URL (a ticket or code in it unredacted).
+    if (upgrade && !req.is404 && req.routeOptions.config.websocket !== true)
+      throw fail(
+        400,
+        'not_a_websocket',
+        `${req.method} ${req.routeOptions.url ?? ''} is no WebSocket`,
+      )
+
     if (req.is404 || req.routeOptions.config.public === true) return
     const cred = authenticate(req, upgrade)
     if (!cred) {

@@ -2,9 +2,12 @@
 // request that merely carries an `Upgrade` header (Node routes it as a plain request), and not
 // the mint of another ticket (which would turn one 30-second ticket into a lasting credential).
 import type { AddressInfo } from 'node:net'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { buildTestApp, type TestApp } from '../test/helpers.ts'
 import { rawRequest, upgradeHeaders } from '../test/raw-http.ts'
+import { loggerOptions } from './log-redaction.ts'
 
 const TOKEN = 'test-token-0123456789abcdefghijklmnopqrstuvwxyz'
 
@@ -48,12 +51,41 @@ describe('WebSocket tickets', () => {
         method: a.method,
         headers: a.headers,
       })
-      expect({ ...a, status: res.status }).toEqual({ ...a, status: 401 })
+      // 401 (no credential) or 400 (an upgrade to a route that is no WebSocket): refused.
+      expect({ ...a, refused: [400, 401].includes(res.status) }).toEqual({ ...a, refused: true })
     }
     // The same tickets still open the WebSockets they are for.
     const ok = await rawRequest(port, `/ws/events?ticket=${await ticket()}`, {
       headers: upgradeHeaders(),
     })
     expect(ok.status).toBe(101)
+  })
+})
+
+describe('WebSocket upgrades to routes that are no WebSocket', () => {
+  it('are refused before any handler, so no library logs their URL unredacted', async () => {
+    let out = ''
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        out += chunk.toString()
+        done()
+      },
+    })
+    t = await buildTestApp({
+      deps: {
+        auth: { mode: 'token', token: TOKEN },
+        log: pino(loggerOptions('debug'), sink),
+      },
+    })
+    await t.app.listen({ port: 0, host: '127.0.0.1' })
+    const port = (t.app.server.address() as AddressInfo).port
+    for (const target of ['/api/health?ticket=SECRET-T1', '/api/config?code=SECRET-C1']) {
+      const res = await rawRequest(port, target, {
+        headers: upgradeHeaders({ authorization: `Bearer ${TOKEN}` }),
+      })
+      expect({ target, status: res.status }).toEqual({ target, status: 400 })
+    }
+    expect(out).toContain('/api/health?ticket=[redacted]')
+    expect(out).not.toContain('SECRET-')
   })
 })
