@@ -4,21 +4,15 @@
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
-import { afterEach, describe, expect, it } from 'vitest'
-import { buildTestApp, type TestApp } from '../test/helpers.ts'
+import { describe, expect, it } from 'vitest'
+import { buildTestApp } from '../test/helpers.ts'
 import { rawRequest, upgradeHeaders } from '../test/raw-http.ts'
 import { loggerOptions } from './log-redaction.ts'
 
 const TOKEN = 'test-token-0123456789abcdefghijklmnopqrstuvwxyz'
 
-let t: TestApp | undefined
-afterEach(async () => {
-  await t?.app.close()
-  t = undefined
-})
-
 async function serve(): Promise<{ port: number; ticket: () => Promise<string> }> {
-  t = await buildTestApp({ deps: { auth: { mode: 'token', token: TOKEN } } })
+  const t = await buildTestApp({ deps: { auth: { mode: 'token', token: TOKEN } } })
   await t.app.listen({ port: 0, host: '127.0.0.1' })
   const port = (t.app.server.address() as AddressInfo).port
   const app = t.app
@@ -71,7 +65,7 @@ describe('WebSocket upgrades to routes that are no WebSocket', () => {
         done()
       },
     })
-    t = await buildTestApp({
+    const t = await buildTestApp({
       deps: {
         auth: { mode: 'token', token: TOKEN },
         log: pino(loggerOptions('debug'), sink),
