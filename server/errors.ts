@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
+import { REDACTED } from './security/log-redaction.ts'
 
 /** An error the API answers with its own status and a stable snake_case code. */
 export class AppError extends Error {
@@ -65,19 +66,23 @@ export class IncusCommandError extends AppError {
     aborted?: boolean
     cause?: unknown
   }) {
+    const command = subcommand(opts.argv)
     const reason = opts.timedOut
-      ? `incus ${opts.argv[0] ?? ''} timed out`
+      ? `incus ${command} timed out`
       : opts.aborted
-        ? `incus ${opts.argv[0] ?? ''} was cancelled`
+        ? `incus ${command} was cancelled`
         : incusReason(opts.stderr) ||
-          `incus ${opts.argv[0] ?? ''} failed with exit code ${String(opts.exitCode)}`
-    super(502, opts.timedOut ? 'incus_timeout' : 'incus_error', reason, {
-      cause: opts.cause,
+          `incus ${command} failed with exit code ${String(opts.exitCode)}`
+    // The values of `--env KEY=VALUE` (a profile's environment: API keys) never stay on the
+    // error, which is logged whole: not in the argv, the stderr, nor the cause's message.
+    const secrets = envValues(opts.argv)
+    super(502, opts.timedOut ? 'incus_timeout' : 'incus_error', scrub(reason, secrets), {
+      cause: scrubCause(opts.cause, secrets),
       expose: true,
     })
-    this.argv = opts.argv
+    this.argv = redactArgv(opts.argv)
     this.exitCode = opts.exitCode
-    this.stderr = opts.stderr
+    this.stderr = scrub(opts.stderr, secrets)
     this.timedOut = opts.timedOut ?? false
   }
 
@@ -85,6 +90,47 @@ export class IncusCommandError extends AppError {
   get isNotFound(): boolean {
     return /not found/i.test(this.stderr)
   }
+}
+
+/** The incus subcommand an argv runs (`exec`), past the global `--project <name>`. */
+function subcommand(argv: readonly string[]): string {
+  return (argv[0] === '--project' ? argv[2] : argv[0]) ?? ''
+}
+
+/** The values of the `--env KEY=VALUE` options of an incus argv (before its `--`). */
+function envValues(argv: readonly string[]): string[] {
+  const out: string[] = []
+  for (let i = 0; i < argv.length - 1 && argv[i] !== '--'; i++) {
+    const entry = argv[i + 1] ?? ''
+    const eq = entry.indexOf('=')
+    if (argv[i] === '--env' && eq >= 0 && eq < entry.length - 1) out.push(entry.slice(eq + 1))
+  }
+  return out
+}
+
+/** The argv with every `--env KEY=VALUE` shown as `KEY=[redacted]`. */
+export function redactArgv(argv: readonly string[]): string[] {
+  const out = [...argv]
+  for (let i = 0; i < out.length - 1 && out[i] !== '--'; i++) {
+    const entry = out[i + 1] ?? ''
+    if (out[i] === '--env' && entry.includes('='))
+      out[i + 1] = `${entry.slice(0, entry.indexOf('='))}=${REDACTED}`
+  }
+  return out
+}
+
+function scrub(text: string, secrets: readonly string[]): string {
+  return secrets.reduce((t, v) => t.replaceAll(v, REDACTED), text)
+}
+
+/** The cause (an execa error names the whole command line) with the secrets taken out. */
+function scrubCause(cause: unknown, secrets: readonly string[]): unknown {
+  if (secrets.length === 0 || cause === undefined) return cause
+  if (!(cause instanceof Error)) return undefined
+  const clean = new Error(scrub(cause.message, secrets))
+  clean.name = cause.name
+  clean.stack = scrub(cause.stack ?? '', secrets)
+  return clean
 }
 
 /** The last "Error: …" line incus printed, which is its human message. */

@@ -238,7 +238,7 @@ export class FakeIncusDriver implements IncusDriver {
   async start(name: string, opts?: CallOptions): Promise<void> {
     await this.#enter('start', [name], opts)
     const inst = this.#need(name, 'start')
-    if (inst.status === 'Running')
+    if (isRunning(inst.status))
       throw new IncusCommandError({
         argv: ['start', name],
         exitCode: 1,
@@ -254,7 +254,7 @@ export class FakeIncusDriver implements IncusDriver {
   ): Promise<void> {
     await this.#enter('stop', [name, { force: opts.force ?? false }], opts)
     const inst = this.#need(name, 'stop')
-    if (inst.status !== 'Running')
+    if (!isRunning(inst.status))
       throw new IncusCommandError({
         argv: ['stop', name],
         exitCode: 1,
@@ -267,14 +267,14 @@ export class FakeIncusDriver implements IncusDriver {
   async delete(name: string, opts: CallOptions & { force?: boolean } = {}): Promise<void> {
     await this.#enter('delete', [name, { force: opts.force ?? false }], opts)
     const inst = this.#need(name, 'delete')
-    if (inst.status === 'Running' && !opts.force)
+    if (isRunning(inst.status) && !opts.force)
       throw new IncusCommandError({
         argv: ['delete', name],
         exitCode: 1,
         stderr: 'Error: The instance is currently running, stop it first or pass --force',
       })
     this.instances.delete(name)
-    if (inst.status === 'Running') this.emit({ action: 'instance-stopped', name })
+    if (isRunning(inst.status)) this.emit({ action: 'instance-stopped', name })
     this.emit({ action: 'instance-deleted', name })
   }
 
@@ -285,7 +285,7 @@ export class FakeIncusDriver implements IncusDriver {
       opts,
     )
     const inst = this.#need(name, 'exec')
-    if (inst.status !== 'Running')
+    if (!isRunning(inst.status))
       throw new IncusCommandError({
         argv: ['exec', name],
         exitCode: 1,
@@ -383,4 +383,9 @@ export class FakeIncusDriver implements IncusDriver {
       this.#events.off('drop', onDrop)
     }
   }
+}
+
+/** Incus reports a running instance whose guest said it is ready (/dev/incus) as "Ready". */
+function isRunning(status: string): boolean {
+  return status === 'Running' || status === 'Ready'
 }

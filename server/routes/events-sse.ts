@@ -121,6 +121,8 @@ export class SseStreams {
 export function sseEventsRoutes(streams: SseStreams): FastifyPluginAsyncTypebox {
   return async (app) => {
     app.get('/api/events', {
+      // Closed when the sign-in session that opened it is revoked.
+      config: { stream: true },
       schema: {
         tags: ['events'],
         summary: 'Server-sent events: the /ws/events stream for scripts, resumable',

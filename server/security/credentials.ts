@@ -62,6 +62,8 @@ export class Credentials {
   readonly #sessions = new Map<string, SessionEntry>()
   readonly #codes = new Map<string, number>()
   readonly #tickets = new Map<string, { expires: number; owner: string | null }>()
+  /** What to close when a session ends: the long-lived connections it opened. */
+  readonly #closers = new Map<string, Set<() => void>>()
 
   constructor(limits: Partial<CredentialLimits> = {}, now: () => number = Date.now) {
     this.#limits = { ...DEFAULT_LIMITS, ...limits }
@@ -115,6 +117,28 @@ export class Credentials {
   revokeSession(id: string): void {
     this.#sessions.delete(id)
     for (const [key, t] of this.#tickets) if (t.owner === id) this.#tickets.delete(key)
+    this.#closeAll(id)
+  }
+
+  /**
+   * Runs `close` when the session `id` is revoked (or found expired): a WebSocket or event
+   * stream it opened must not outlive it. Returns the unsubscribe, for when the connection ends
+   * first.
+   */
+  onRevoke(id: string, close: () => void): () => void {
+    let set = this.#closers.get(id)
+    if (!set) this.#closers.set(id, (set = new Set()))
+    set.add(close)
+    return () => {
+      set.delete(close)
+      if (set.size === 0 && this.#closers.get(id) === set) this.#closers.delete(id)
+    }
+  }
+
+  #closeAll(id: string): void {
+    const set = this.#closers.get(id)
+    this.#closers.delete(id)
+    for (const close of set ?? []) close()
   }
 
   /** A single-use WebSocket ticket for the holder of `owner` (a session id; null for the token). */
@@ -140,6 +164,7 @@ export class Credentials {
     if (!entry) return null
     if (this.#expiry(entry) <= this.#now()) {
       this.#sessions.delete(id)
+      this.#closeAll(id)
       return null
     }
     return entry

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net'
 import fastifyRateLimit from '@fastify/rate-limit'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { ConfigStore } from '../config/store.ts'
@@ -21,6 +22,10 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** Served without credentials. Every route is protected unless it says so. */
     public?: boolean
+    /** A WebSocket route (set by the security plugin): the only kind a ticket opens. */
+    websocket?: boolean
+    /** A long-lived response (an event stream): closed when its sign-in session is revoked. */
+    stream?: boolean
   }
   interface FastifyRequest {
     auth: RequestAuth | null
@@ -168,7 +173,9 @@ export async function registerSecurity(
       const s = credentials.useSession(presented)
       return s ? { via: 'session', session: s.id, limitKey: s.id } : null
     }
-    if (upgrade) {
+    // A ticket rides on a URL: it opens the WebSocket routes and nothing else, whatever the
+    // headers (an `Upgrade` header without `Connection: upgrade` is routed as a plain request).
+    if (upgrade && req.routeOptions.config.websocket === true) {
       const ticket = ticketParam(req.url)
       const t = ticket === null ? null : credentials.consumeTicket(ticket)
       if (t) return { via: 'ticket', session: t.owner, limitKey: t.owner ?? tokenKey }
@@ -178,10 +185,12 @@ export async function registerSecurity(
 
   // The explicit allow-list of routes served without credentials that do not say so themselves
   // (the sign-in route and the SPA's static files carry `config.public`).
+  // WebSocket routes are marked too: a ticket is a credential on those only.
   app.addHook('onRoute', (route) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     if (methods.every((m) => PUBLIC_ROUTES.has(`${m} ${route.url}`)))
       route.config = { ...route.config, public: true }
+    if (route.websocket === true) route.config = { ...route.config, websocket: true }
   })
 
   app.decorateRequest('auth', null)
@@ -215,6 +224,15 @@ export async function registerSecurity(
     )
       throw fail(403, 'origin_not_allowed', 'cross-origin request refused')
 
+    // An upgrade to a route that is no WebSocket would be accepted by @fastify/websocket only
+    // to be closed again, after it logs the raw URL (a ticket or code in it unredacted).
+    if (upgrade && !req.is404 && req.routeOptions.config.websocket !== true)
+      throw fail(
+        400,
+        'not_a_websocket',
+        `${req.method} ${req.routeOptions.url ?? ''} is no WebSocket`,
+      )
+
     if (req.is404 || req.routeOptions.config.public === true) return
     const cred = authenticate(req, upgrade)
     if (!cred) {
@@ -223,6 +241,18 @@ export async function registerSecurity(
       )
     }
     req.auth = cred
+    // A WebSocket or event stream lives on after this check: it is closed when the sign-in
+    // session that opened it is revoked (sign out), so a copied session keeps no open shell.
+    const config = req.routeOptions.config
+    const socket = req.raw.socket as Socket | undefined
+    if (
+      cred.session !== null &&
+      socket !== undefined &&
+      ((upgrade && config.websocket === true) || config.stream === true)
+    ) {
+      const off = credentials.onRevoke(cred.session, () => socket.destroy())
+      socket.once('close', off)
+    }
   })
 
   // A refused upgrade is answered on the raw socket, which no HTTP parser reads any more and

@@ -23,6 +23,9 @@ export const LABEL = {
 
 const STATUS: Record<string, SessionStatus> = {
   running: 'running',
+  // A running instance whose root told /dev/incus it is ready (any agent with sudo can): still
+  // running, and treated as such by Stop and max_duration.
+  ready: 'running',
   stopped: 'stopped',
   starting: 'starting',
   stopping: 'stopping',

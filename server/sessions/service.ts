@@ -681,11 +681,9 @@ export class SessionService {
     if (force) {
       await this.#d.driver.delete(id, { force: true, signal: this.#abort.signal })
       this.#d.registry.remove(id)
-    } else if (
-      session.status === 'running' ||
-      session.status === 'starting' ||
-      session.status === 'frozen'
-    ) {
+    } else if (session.status !== 'stopped' && session.status !== 'stopping') {
+      // Also a status we do not know: better an error from incus than a silent 204 while the
+      // container runs on.
       await this.#d.driver.stop(id, { timeoutS: STOP_TIMEOUT_S, signal: this.#abort.signal })
       this.#d.registry.setStatus(id, 'stopped')
     }
@@ -695,7 +693,7 @@ export class SessionService {
   async #expire(id: string, action: DeadlineAction): Promise<void> {
     if (action === 'none') return
     const found = await this.#d.registry.fetch(id)
-    if (found?.session.status !== 'running') return
+    if (!found || found.session.status === 'stopped' || found.session.status === 'stopping') return
     await this.#d.driver.stop(
       id,
       action === 'force' ? { force: true } : { timeoutS: STOP_TIMEOUT_S },

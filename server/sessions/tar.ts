@@ -40,6 +40,18 @@ function splitName(path: string): { name: Buffer; prefix: Buffer } {
   throw new TarPathError(`path too long for ustar: ${path}`)
 }
 
+/** Whether an entry can carry `path` (safe, and short enough for a ustar header). */
+export function tarPathFits(path: string): boolean {
+  try {
+    checkTarPath(path)
+    splitName(path)
+    return true
+  } catch (err) {
+    if (err instanceof TarPathError) return false
+    throw err
+  }
+}
+
 function octal(buf: Buffer, offset: number, width: number, value: number): void {
   const text = value.toString(8).padStart(width - 1, '0')
   if (text.length > width - 1) throw new TarPathError(`value too large for a tar header: ${value}`)

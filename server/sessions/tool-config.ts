@@ -2,7 +2,7 @@ import { constants } from 'node:fs'
 import { open, readdir } from 'node:fs/promises'
 import { join, posix } from 'node:path'
 import type { IncusDriver } from '../incus/driver.ts'
-import { packTar, type TarEntry } from './tar.ts'
+import { packTar, tarPathFits, type TarEntry } from './tar.ts'
 import { mergeSettings, type ToolSpec } from './tools.ts'
 
 const MAX_FILES = 2000
@@ -118,6 +118,9 @@ export async function planToolConfig(
   for (const dir of spec.copy.dirs) {
     for (const rel of await walk(join(ctx.hostHome, dir))) {
       if (out.length >= MAX_FILES) break
+      // Plugin files are named by third parties: one the archive cannot carry (a backslash, a
+      // control character, a path too long for ustar) is left out instead of failing the launch.
+      if (!tarPathFits(posix.join(dir, rel))) continue
       const buf = await readRegular(join(ctx.hostHome, dir, rel), MAX_DIR_BYTES)
       if (!buf || (total += buf.length) > MAX_DIR_BYTES) continue
       const text = rel.endsWith('.json') ? Buffer.from(rewrite(buf.toString('utf8'))) : buf
