@@ -83,8 +83,10 @@ export class PinnedDir {
         'protected_path_invalid',
       )
     const fh = await open(this.#child(name), DIR_FLAGS).catch((err: unknown) => {
-      if ((err as NodeJS.ErrnoException).code === 'ELOOP')
-        throw new SymlinkRefused(this.#relOf(name))
+      // It was a directory a moment ago: a link, a file or nothing now means it was swapped.
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENOENT')
+        throw new ProtectedPathChanged(this.#relOf(name))
       throw err
     })
     const dir = new PinnedDir(fh, this.#relOf(name))

@@ -273,6 +273,10 @@ export async function planProtection(
   const planner = new Planner(root, workspace, opts.owner)
   try {
     const rootFound = await root.self()
+    // The owner was read by path a moment ago: the folder held open must be that one's.
+    const rootStat = await root.stat()
+    if (rootStat.uid !== opts.owner.uid || rootStat.gid !== opts.owner.gid)
+      throw new ProtectedPathChanged('the workspace')
     await planner.git()
     // .git and everything below it are covered by the read-only .git.
     for (const rel of rels.filter((r) => r !== '.git' && !r.startsWith('.git/')))

@@ -143,8 +143,10 @@ describe('tools', () => {
 
 describe('protected paths', () => {
   const owner = { uid: 1000, gid: 1000 }
-  const plan = (ws: string, paths: string[], writableHooks = false) =>
-    planProtection(ws, '/workspace', { paths, owner, writableHooks })
+  const plan = async (ws: string, paths: string[], writableHooks = false) => {
+    await chown(ws, owner.uid, owner.gid)
+    return planProtection(ws, '/workspace', { paths, owner, writableHooks })
+  }
 
   it('names devices, parses gitfiles and core.worktree', () => {
     const taken = new Set<string>()

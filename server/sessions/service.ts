@@ -507,11 +507,7 @@ export class SessionService {
         log.error('rollback could not delete the container; will retry')
       }
       d.registry.remove(name)
-      if (protection) {
-        await removeCreatedDirs(workspace, protection.created).catch((e: unknown) => {
-          log.warn({ err: e }, 'could not remove the directories made for protection')
-        })
-      }
+      await this.#removeCreated(workspace, protection, name)
       if (historyStarted) await d.history.recordEnd(name, new Date()).catch(() => undefined)
       const failure = byClient ? new CreationCancelledError() : this.#stepError(step, err)
       d.hub.publish({
@@ -594,6 +590,30 @@ export class SessionService {
         )
       await sleep(delay, undefined, { signal })
       delay = Math.min(delay * 2, 500)
+    }
+  }
+
+  /**
+   * Removes the empty directories a session's protection made, unless another session of the
+   * workspace exists or is being created (it may have them mounted, or be about to).
+   */
+  async #removeCreated(
+    workspace: string,
+    plan: ProtectionPlan | null,
+    self: string,
+  ): Promise<void> {
+    if (!plan || plan.created.length === 0) return
+    const hash = workspaceHash(workspace)
+    try {
+      const creating = [...this.#creating].some(
+        (n) => n !== self && parseContainerName(this.#d.prefix, n)?.hash === hash,
+      )
+      const existing = (await this.#d.registry.list()).some(
+        (s) => s.id !== self && s.workspace === workspace,
+      )
+      if (!creating && !existing) await removeCreatedDirs(workspace, plan.created)
+    } catch (err) {
+      this.#d.log.warn({ err, workspace }, 'could not remove the directories made for protection')
     }
   }
 
@@ -694,13 +714,7 @@ export class SessionService {
     if (force) {
       await this.#d.driver.delete(id, { force: true, signal: this.#abort.signal })
       this.#d.registry.remove(id)
-      const created = parseProtectLabel(labels[PROTECTION])?.created ?? []
-      await removeCreatedDirs(session.workspace, created).catch((err: unknown) => {
-        this.#d.log.warn(
-          { err, session: id },
-          'could not remove the directories made for protection',
-        )
-      })
+      await this.#removeCreated(session.workspace, parseProtectLabel(labels[PROTECTION]), id)
     } else if (
       session.status === 'running' ||
       session.status === 'starting' ||
@@ -805,6 +819,9 @@ export class SessionService {
           await this.#d.driver.delete(inst.name, { force: true, timeoutMs: 60_000 })
           this.#orphans.delete(inst.name)
           this.#d.registry.remove(inst.name)
+          const ws = inst.config[LABEL.workspace]
+          if (ws)
+            await this.#removeCreated(ws, parseProtectLabel(inst.config[PROTECTION]), inst.name)
         } catch (err) {
           this.#d.log.error(
             { err, session: inst.name },
