@@ -2,13 +2,24 @@
 // attacked live as the code user (and, where the promise covers it, as container root with
 // `agent_sudo = true`) through clincus's own HTTP API on the real Incus daemon.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { chmod, mkdir, mkdtemp, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises'
+import {
+  chmod,
+  mkdir,
+  mkdtemp,
+  readdir,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { describeIncus, startLiveServer, type LiveServer } from '../test/incus-harness.ts'
 import { ownByUser, WORKSPACE_OWNER } from '../test/owner.ts'
+import { waitUntil } from '../test/ws-client.ts'
 
 interface Answer {
   id: string
@@ -293,6 +304,37 @@ describeIncus('containment: the agent never reaches host privileges (issue 11)',
     expect((await readdir(ws)).sort()).toEqual(['ok'])
   })
 
+  it('row 6 on resume: a protected path swapped while the session was stopped refuses the resume', async () => {
+    const ws = await workspace('resume-swap')
+    await mkdir(join(ws, '.vscode'))
+    await ownByUser(ws)
+    const id = await launch(ws)
+    expect((await api('DELETE', `/api/sessions/${id}`)).status).toBeLessThan(300)
+    // another directory in its place: mounted by Incus, caught by the check after start
+    await rename(join(ws, '.vscode'), join(ws, '.vscode-old'))
+    await mkdir(join(ws, '.vscode'))
+    const changed = await api('POST', `/api/sessions/${id}/resume`)
+    expect(changed.status, JSON.stringify(changed.body)).toBe(409)
+    expect(changed.body.code).toBe('protected_path_changed')
+    await waitUntil('the refused session to be stopped', async () => {
+      const r = await execa('incus', ['list', id, '--format=csv', '--columns=s'])
+      return r.stdout.trim() === 'STOPPED' ? true : undefined
+    })
+    // a link in its place
+    await rm(join(ws, '.vscode'), { recursive: true })
+    await symlink(home, join(ws, '.vscode'))
+    const res = await api('POST', `/api/sessions/${id}/resume`)
+    expect(res.status, JSON.stringify(res.body)).not.toBe(200)
+    expect(res.status).toBeGreaterThanOrEqual(400)
+    // whatever Incus did with the link (LXC refuses a symlinked target; a swapped source is caught
+    // by the check after start), no agent runs with it: the session ends up stopped
+    await waitUntil('the refused session to be stopped', async () => {
+      const r = await execa('incus', ['list', id, '--format=csv', '--columns=s'])
+      return r.stdout.trim() === 'STOPPED' ? true : undefined
+    })
+    await remove(id)
+  })
+
   it('row 3 with agent_sudo: container root can unmount the protection (not promised)', async () => {
     const ws = await workspace('sudo-umount')
     await userConfig('[security]\nagent_sudo = true\n')
@@ -320,7 +362,8 @@ describeIncus('containment: no check-then-use gap (issue 11 row 6)', () => {
     await writeFile(
       rserver.configFile,
       `[defaults]\nimage = "clincus-test"\n\n[dashboard]\nworkspace_roots = ["${rserver.root}"]\n` +
-        `\n[security]\nprotected_paths = [".vscode"]\n`,
+        // (the launches outpace the default request rate limit)
+        `rate_limit_per_minute = 100000\n\n[security]\nprotected_paths = [".vscode"]\n`,
     )
     await rserver.services.config.reload()
   })
