@@ -71,6 +71,24 @@ describe('the id mapping of a created session', () => {
     for (const dev of Object.values(inst?.devices ?? {})) expect(dev.shift).toBeUndefined()
   })
 
+  it('does not resume a session made with shifted mounts before issue 11', async () => {
+    const t = await created()
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    const id = res.json<{ id: string }>().id
+    const stopped = await t.app.inject({ method: 'DELETE', url: `/api/sessions/${id}` })
+    expect(stopped.statusCode).toBeLessThan(300)
+    const ws = t.driver.instances.get(id)?.devices?.workspace
+    if (ws) ws.shift = 'true'
+    const resumed = await t.app.inject({ method: 'POST', url: `/api/sessions/${id}/resume` })
+    expect(resumed.statusCode).toBe(409)
+    expect(resumed.json()).toMatchObject({ code: 'legacy_session' })
+    expect(t.driver.callsOf('start')).toHaveLength(1)
+  })
+
   it('refuses a workspace owned by root with the fix, creating nothing', async () => {
     const t = await created()
     await chown(t.project, 0, 0)

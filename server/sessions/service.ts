@@ -700,12 +700,20 @@ export class SessionService {
   }
 
   /** Looks a session up for an action; anything not ours is 404 without reaching incus. */
-  async #need(id: string): Promise<{ session: SessionInfo; config: Record<string, string> }> {
+  async #need(id: string): Promise<{
+    session: SessionInfo
+    config: Record<string, string>
+    devices: Record<string, Record<string, string>>
+  }> {
     if (!parseContainerName(this.#d.prefix, id))
       throw new NotFoundError('session not found', 'session_not_found')
     const found = await this.#d.registry.fetch(id)
     if (!found) throw new NotFoundError('session not found', 'session_not_found')
-    return { session: found.session, config: found.instance.config }
+    return {
+      session: found.session,
+      config: found.instance.config,
+      devices: found.instance.devices ?? {},
+    }
   }
 
   async stop(id: string, force: boolean): Promise<void> {
@@ -743,7 +751,15 @@ export class SessionService {
   }
 
   async #resume(id: string): Promise<{ id: string; status: 'running' }> {
-    const { session, config: labels } = await this.#need(id)
+    const { session, config: labels, devices } = await this.#need(id)
+    // Made before issue 11: shifted disks map container root to host root, and its image granted
+    // sudo. It is not started again; a new session gets the current containment.
+    if (Object.values(devices).some((dev) => dev.shift === 'true'))
+      throw new ConflictError(
+        `session ${id} was created with shifted mounts, which let container root act as host root; ` +
+          'delete it and launch a new session',
+        'legacy_session',
+      )
     const toolName = labels[LABEL.tool] ?? 'claude'
     if (!isToolName(toolName))
       throw new ConflictError(`unknown tool '${toolName}' on session ${id}`, 'unknown_tool')
