@@ -181,6 +181,13 @@ describeIncus('containment: the agent never reaches host privileges (issue 11)',
         expect(st.uid).toBeGreaterThanOrEqual(1_000_000)
         expect(st.gid).toBeGreaterThanOrEqual(1_000_000)
       }
+      // and that id is this session's alone: another session's container root is another id
+      const other = await launch(await workspace('setuid-other'))
+      await inside(other, 'touch /workspace/mine', 'root')
+      const otherRoot = (await stat(join(server.root, 'setuid-other', 'mine'))).uid
+      expect(otherRoot).toBeGreaterThanOrEqual(1_000_000)
+      expect(otherRoot).not.toBe((await stat(join(ws, 'rootsh'))).uid)
+      await remove(other)
       const chowned = await stat(join(ws, 'sh'))
       expect(chowned.uid === 1000 || chowned.uid >= 1_000_000).toBe(true)
       // the guest API is off: even container root gets nothing from /dev/incus

@@ -67,7 +67,11 @@ describe('the id mapping of a created session', () => {
     expect(res.statusCode, res.body).toBe(200)
     expect(res.json()).toMatchObject({ id_mapping: 'raw.idmap' })
     const inst = t.driver.instances.get(res.json<{ id: string }>().id)
-    expect(inst?.config).toMatchObject({ ...RAW_1000, 'security.guestapi': 'false' })
+    expect(inst?.config).toMatchObject({
+      ...RAW_1000,
+      'security.guestapi': 'false',
+      'security.idmap.isolated': 'true',
+    })
     for (const dev of Object.values(inst?.devices ?? {})) expect(dev.shift).toBeUndefined()
   })
 

@@ -360,6 +360,9 @@ export class SessionService {
           'boot.autostart': 'false',
           // /dev/incus would tell the agent the host path of its workspace and our labels.
           'security.guestapi': 'false',
+          // Its own range of host ids: container root (and every id but the code user) of one
+          // session is no id of another session's container.
+          'security.idmap.isolated': 'true',
           ...instanceLimitConfig(config.limits),
           ...mapping.config,
         },
