@@ -113,6 +113,8 @@ class Planner {
   readonly targets = new Map<string, { found: Found; readonly: boolean }>()
   readonly ancestors = new Map<string, Found>()
   readonly created: string[] = []
+  /** Gitfiles that belong to submodules (from the configs under `.git/modules`). */
+  readonly submodules = new Set<string>()
 
   readonly root: PinnedDir
   readonly workspace: string
@@ -195,7 +197,11 @@ class Planner {
     }
     for (const rel of gitfiles) {
       if (gitfiles.size > MAX_PROTECT_DEVICES) break
-      await this.protect(rel, false)
+      const found = await this.protect(rel, false)
+      // A submodule not checked out: the host's git would use a `.git` the agent put there, so
+      // its (empty) folder is read-only instead, made when absent as git itself would.
+      if (!found && this.submodules.has(rel))
+        await this.protect(rel.slice(0, -'/.git'.length), true)
     }
   }
 
@@ -221,7 +227,10 @@ class Planner {
         if (config !== null) {
           const wt = parseCoreWorktree(config)
           const rel = wt && insideWorkspace(this.workspace, `${abs}/${name}`, wt)
-          if (rel) out.add(`${rel}/.git`)
+          if (rel) {
+            out.add(`${rel}/.git`)
+            this.submodules.add(`${rel}/.git`)
+          }
           await this.modules(sub, `${abs}/${name}`, depth + 1, out)
         } else {
           await this.moduleTree(sub, `${abs}/${name}`, depth + 1, out)

@@ -226,6 +226,18 @@ describe('protected paths', () => {
     expect(p.created).toEqual([])
   })
 
+  it('makes a submodule that is not checked out read-only, so no .git can be planted in it', async () => {
+    const ws = await tempDir()
+    await mkdir(join(ws, '.git/modules/lib'), { recursive: true })
+    await writeFile(join(ws, '.git/modules/lib/config'), '[core]\n\tworktree = ../../../lib\n')
+    const p = await plan(ws, [])
+    expect(p.devices.map((d) => [d.path, d.readonly])).toEqual([
+      ['/workspace/.git', true],
+      ['/workspace/lib', true],
+    ])
+    expect(p.created).toEqual(['lib'])
+  })
+
   it('writable_hooks opens .git/hooks on top of the read-only .git', async () => {
     const ws = await tempDir()
     await mkdir(join(ws, '.git'))
