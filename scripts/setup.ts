@@ -32,9 +32,15 @@ export interface SetupOptions {
   project?: string
 }
 
+/** The user who ran `sudo clincus setup` owns the workspaces: raw.idmap must be allowed to map them. */
+function sudoOwner(env: NodeJS.ProcessEnv): { uids: number[]; gids: number[] } {
+  const id = (v: string | undefined): number[] => (v && /^[1-9]\d*$/.test(v) ? [Number(v)] : [])
+  return { uids: id(env.SUDO_UID), gids: id(env.SUDO_GID) }
+}
+
 export async function runSetup(target: SetupTarget, opts: SetupOptions = {}): Promise<SetupResult> {
   const reporter = opts.reporter ?? createConsoleReporter()
-  const incus = await ensureIncus({ reporter, install: true })
+  const incus = await ensureIncus({ reporter, install: true, ownerIds: sudoOwner(process.env) })
   if (!incus.ok) {
     reporter.note(`Incus is not available: ${incus.reason}`)
     reporter.note(`To fix: ${incus.hint}`)

@@ -13,7 +13,7 @@ import { median, round, sleep } from './stats.ts'
 
 const CODE_UID = 1000
 
-/** A workspace folder owned by the code user, so both paths use a shifted (idmapped) mount. */
+/** A workspace folder owned by uid/gid 1000 (clincus refuses root-owned ones), mapped with raw.idmap. */
 async function workspace(ctx: BenchContext, name: string): Promise<string> {
   const dir = join(ctx.root, name)
   await mkdir(dir, { recursive: true })
@@ -81,7 +81,8 @@ async function floorOnce(ctx: BenchContext, dir: string): Promise<Created> {
     steps[key] = (steps[key] ?? 0) + now - mark
     mark = now
   }
-  await incus(['init', ctx.image, name, ...configArgs(sessionLabels(dir))])
+  const idmap = { 'raw.idmap': `uid ${CODE_UID} ${CODE_UID}\ngid ${CODE_UID} ${CODE_UID}` }
+  await incus(['init', ctx.image, name, ...configArgs({ ...sessionLabels(dir), ...idmap })])
   step('init')
   await incus([
     'config',
@@ -92,7 +93,6 @@ async function floorOnce(ctx: BenchContext, dir: string): Promise<Created> {
     'disk',
     `source=${dir}`,
     'path=/workspace',
-    'shift=true',
   ])
   step('workspace')
   await incus(['start', name])

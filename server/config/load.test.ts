@@ -53,12 +53,8 @@ describe('loadConfig', () => {
       auto_stop: true,
       stop_graceful: true,
     })
-    expect(config.security.protected_paths).toEqual([
-      '.git/hooks',
-      '.git/config',
-      '.husky',
-      '.vscode',
-    ])
+    expect(config.security.protected_paths).toEqual(['.git', '.husky', '.vscode'])
+    expect(config.security.agent_sudo).toBe(false)
     expect(config.dashboard).toEqual({
       port: 3000,
       workspace_roots: [],

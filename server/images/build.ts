@@ -168,7 +168,7 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     },
   })
   steps.push({
-    name: 'configure rootfs (init, code user, sudo)',
+    name: 'configure rootfs (init, code user)',
     weight: 1,
     run: () => configureBase(rootfs, { init: inputs.init }),
   })

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto'
 export type ImageKind = 'clincus' | 'clincus-test'
 
 /** Bump when the build steps change in a way the hashed inputs do not show. */
-export const BUILDER_VERSION = 1
+export const BUILDER_VERSION = 2
 /** bookworm for both: the real image runs the host's node binary, built against bookworm's glibc. */
 export const SUITE = 'bookworm'
 export const CODE_USER = { name: 'code', uid: 1000, gid: 1000, home: '/home/code' } as const

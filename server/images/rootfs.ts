@@ -133,7 +133,11 @@ async function storeCache(target: string, cache: string, opts: SignalOpt): Promi
   }
 }
 
-/** The parts both images share: PID 1, the `code` user with passwordless sudo. */
+/**
+ * The parts both images share: PID 1 and the `code` user, with no sudo and no supplementary group
+ * (a group it could chgrp files to would map to another host id). Root in a session is opt-in:
+ * `[security] agent_sudo` pushes a sudoers file at launch (sessions/service.ts).
+ */
 export async function configureBase(target: string, opts: { init: string }): Promise<void> {
   const initPath = join(target, 'sbin', 'init')
   await rm(initPath, { force: true })
@@ -165,9 +169,30 @@ export async function configureBase(target: string, opts: { init: string }): Pro
       { timeoutMs: 30_000 },
     )
   }
-  const sudoers = join(target, 'etc', 'sudoers.d', 'clincus-code')
-  await writeFile(sudoers, `${CODE_USER.name} ALL=(ALL:ALL) NOPASSWD: ALL\n`, { mode: 0o440 })
-  await chmod(sudoers, 0o440)
+  // Images built before sudo became opt-in granted it here.
+  await rm(join(target, 'etc', 'sudoers.d', 'clincus-code'), { force: true })
+  for (const file of ['group', 'gshadow']) {
+    const path = join(target, 'etc', file)
+    const text = await readFile(path, 'utf8').catch(() => null)
+    if (text !== null) await writeFile(path, withoutMember(text, CODE_USER.name))
+  }
+}
+
+/** An /etc/group (or gshadow) text with `user` removed from every member list. */
+export function withoutMember(text: string, user: string): string {
+  return text
+    .split('\n')
+    .map((line) => {
+      const fields = line.split(':')
+      const last = fields.length - 1
+      if (fields.length < 4) return line
+      fields[last] = (fields[last] ?? '')
+        .split(',')
+        .filter((m) => m !== '' && m !== user)
+        .join(',')
+      return fields.join(':')
+    })
+    .join('\n')
 }
 
 /** The fake agent under every tool name, so sessions run it exactly as they would the real tool. */

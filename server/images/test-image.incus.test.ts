@@ -32,13 +32,17 @@ function asCode(name: string, argv: string[], input?: string): Promise<string> {
 }
 
 describe.skipIf(!enabled)('clincus-test image', () => {
-  it('runs the fake tools as code, with sudo and tmux, and stops promptly', async () => {
+  it('runs the fake tools as code, with tmux, no sudo and no extra group, and stops promptly', async () => {
     const name = await launch()
     expect(await asCode(name, ['claude', '--version'])).toBe('claude 0.0.0 (clincus fake tool)')
     expect(await asCode(name, ['opencode', '--session-id', 'x'], 'hello\nexit\n')).toContain(
       'hello-BACK\nGoodbye!',
     )
-    expect(await asCode(name, ['sudo', '-n', 'id', '-u'])).toBe('0')
+    // Root in a session is opt-in ([security] agent_sudo): the image grants none.
+    await expect(asCode(name, ['sudo', '-n', 'id', '-u'])).rejects.toThrow(
+      /password is required|not allowed|sudoers/,
+    )
+    expect(await asCode(name, ['id', '-G'])).toBe('1000')
     await asCode(name, ['tmux', 'new-session', '-d', '-s', 'it', 'copilot --session-id s1'])
     await expect
       .poll(() => asCode(name, ['tmux', 'capture-pane', '-p', '-t', 'it']), { timeout: 5000 })
@@ -49,18 +53,32 @@ describe.skipIf(!enabled)('clincus-test image', () => {
     expect(performance.now() - started).toBeLessThan(10_000)
   }, 120_000)
 
-  it('maps uid 1000 through a shift=true workspace to uid 1000 on the host', async () => {
-    const name = await launch()
+  it('maps the host owner onto the code user with raw.idmap, container root unprivileged', async () => {
+    const name = `clincus-it-${process.pid}-${++counter}`
+    onTestFinished(async () => {
+      await run('incus', ['delete', '--force', name], { timeoutMs: 60_000 })
+    })
+    await run(
+      'incus',
+      ['init', TEST_IMAGE_ALIAS, name, '--quiet', '--config', 'raw.idmap=both 1000 1000'],
+      { timeoutMs: 120_000 },
+    )
     const dir = await mkdtemp(join(tmpdir(), 'clincus-ws-'))
     onTestFinished(() => rm(dir, { recursive: true, force: true }))
     await chown(dir, 1000, 1000)
     await writeFile(join(dir, 'from-host'), 'host\n')
-    const device = ['workspace', 'disk', `source=${dir}`, 'path=/workspace', 'shift=true']
+    const device = ['workspace', 'disk', `source=${dir}`, 'path=/workspace']
     await run('incus', ['config', 'device', 'add', name, ...device], { timeoutMs: 60_000 })
+    await run('incus', ['start', name], { timeoutMs: 60_000 })
     expect(await asCode(name, ['cat', '/workspace/from-host'])).toBe('host')
     await asCode(name, ['sh', '-c', 'echo inside > /workspace/from-container'])
     const info = await stat(join(dir, 'from-container'))
     expect([info.uid, info.gid]).toEqual([1000, 1000])
     expect(await readFile(join(dir, 'from-container'), 'utf8')).toBe('inside\n')
+    // container root is not host root: what it makes belongs to an unprivileged host id
+    await run('incus', ['exec', name, '--', 'sh', '-c', 'echo root > /workspace/by-root'], {
+      timeoutMs: 30_000,
+    })
+    expect((await stat(join(dir, 'by-root'))).uid).toBeGreaterThanOrEqual(1_000_000)
   }, 120_000)
 })

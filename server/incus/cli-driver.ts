@@ -122,6 +122,22 @@ export class CliIncusDriver implements IncusDriver {
     return data
   }
 
+  async containerRoot(name: string, opts?: CallOptions): Promise<string | null> {
+    const argv = [
+      'query',
+      `/1.0/instances/${encodeURIComponent(name)}/state?project=${encodeURIComponent(this.project)}`,
+    ]
+    const data = parseJson(await this.#run(argv, opts), argv)
+    const pid = (data as { pid?: unknown } | null)?.pid
+    if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0)
+      throw new IncusCommandError({
+        argv,
+        exitCode: 0,
+        stderr: `instance ${name} has no init process`,
+      })
+    return `/proc/${pid}/root`
+  }
+
   async getInstance(name: string, opts?: CallOptions): Promise<IncusInstance | null> {
     const argv = [
       'query',

@@ -70,6 +70,11 @@ export interface IncusDriver {
     dest: string,
     opts?: CallOptions & { uid?: number; gid?: number; mode?: string },
   ): Promise<void>
+  /**
+   * The running container's root as the host sees it (`/proc/<init pid>/root`), to check what is
+   * mounted inside; null only for a driver with no host view of its containers (the fake).
+   */
+  containerRoot(name: string, opts?: CallOptions): Promise<string | null>
   /** Lifecycle events until the signal aborts; the iterator ends when the monitor process exits. */
   monitor(signal: AbortSignal): AsyncIterable<LifecycleEvent>
   /** argv (after the `incus` binary) for an interactive exec, for the PTY layer. */

@@ -27,6 +27,7 @@ export type FakeMethod =
   | 'delete'
   | 'exec'
   | 'filePush'
+  | 'containerRoot'
 
 export interface FakeCall {
   method: FakeMethod
@@ -311,6 +312,13 @@ export class FakeIncusDriver implements IncusDriver {
         mode: `0${e.mode.toString(8)}`,
       })
     }
+  }
+
+  /** The fake has no container filesystem: nothing to inspect (see IncusDriver.containerRoot). */
+  async containerRoot(name: string, opts?: CallOptions): Promise<string | null> {
+    await this.#enter('containerRoot', [name], opts)
+    this.#need(name, 'containerRoot')
+    return null
   }
 
   async filePush(

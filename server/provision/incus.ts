@@ -37,7 +37,15 @@ export interface EnsureIncusOptions {
   reporter?: SetupReporter
   /** Allow installing packages (root only). Starting and initialising the daemon is always allowed. */
   install: boolean
+  /**
+   * Host ids that own workspaces (raw.idmap maps them onto the code user): each gets a
+   * `root:<id>:1` line in /etc/subuid or /etc/subgid. uid/gid 1000 are always added.
+   */
+  ownerIds?: { uids: readonly number[]; gids: readonly number[] }
 }
+
+/** The owner ids every setup allows: the first normal user, which is also the code user's id. */
+export const DEFAULT_OWNER_ID = 1000
 
 export const MIN_INCUS_MAJOR = 6
 export const INCUS_ADMIN_GROUP = 'incus-admin'
@@ -108,10 +116,21 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
 
   let probe = await probeIncus()
   if (root) {
-    const changed = await ensureRootSubIds()
+    const changed = await ensureRootSubIds({
+      uids: [DEFAULT_OWNER_ID, ...(opts.ownerIds?.uids ?? [])],
+      gids: [DEFAULT_OWNER_ID, ...(opts.ownerIds?.gids ?? [])],
+    })
     if (changed.length > 0) {
-      const restart = probe.reachable ? '; restart incusd for it to take effect' : ''
-      reporter.note(`added root's subordinate id range to ${changed.join(', ')}${restart}`)
+      reporter.note(
+        `added root's subordinate ids (container range, workspace owners) to ${changed.join(', ')}`,
+      )
+      // Incus reads the files when it starts: a running daemon would refuse the new mappings.
+      if (probe.reachable) {
+        await reporter.step('restart incusd (it reads /etc/subuid and /etc/subgid at start)', () =>
+          restartDaemon(),
+        )
+        probe = await probeIncus(QUERY_TIMEOUT_MS)
+      }
     }
   }
   if (probe.reachable) {
@@ -228,6 +247,25 @@ async function waitReady(): Promise<void> {
   await run('incus', ['admin', 'waitready', '--timeout', String(WAITREADY_SECONDS)], {
     timeoutMs: (WAITREADY_SECONDS + 5) * 1000,
   })
+}
+
+/** Stops the daemon without stopping its instances (SIGTERM; SIGPWR would shut them down). */
+async function restartDaemon(): Promise<void> {
+  if (hasSystemd()) {
+    await run('systemctl', ['restart', 'incus.service'], { timeoutMs: 120_000 })
+    await waitReady()
+    return
+  }
+  const pid = await findIncusDaemon()
+  if (pid !== undefined) {
+    process.kill(pid, 'SIGTERM')
+    const until = Date.now() + 60_000
+    while ((await findIncusDaemon()) !== undefined) {
+      if (Date.now() > until) throw new Error(`incusd (pid ${pid}) did not exit after SIGTERM`)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  await startDaemon()
 }
 
 async function startDaemon(): Promise<void> {

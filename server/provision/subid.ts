@@ -37,12 +37,43 @@ export function withRange(text: string, owner: string, size = DEFAULT_RANGE_SIZE
   return `${prefix}${owner}:${start}:${size}\n`
 }
 
-/** Adds root's range to /etc/subuid and /etc/subgid where missing; returns the files changed. */
-export async function ensureRootSubIds(files = ['/etc/subuid', '/etc/subgid']): Promise<string[]> {
+/**
+ * Whether root's subordinate ranges allow Incus to map host id `id` into a container (raw.idmap of
+ * the workspace owner onto the code user); root's own id 0 is always allowed.
+ */
+export function subIdAllows(text: string, id: number): boolean {
+  if (id === 0) return true
+  return parseSubIds(text).some(
+    (r) => r.owner === 'root' && id >= r.start && id < r.start + r.count,
+  )
+}
+
+/** The text with `root:<id>:1` appended for each id root may not map yet. */
+export function withSingleIds(text: string, ids: readonly number[]): string {
+  let out = text
+  for (const id of [...new Set(ids)].filter((i) => Number.isInteger(i) && i > 0)) {
+    if (subIdAllows(out, id)) continue
+    out = `${out === '' || out.endsWith('\n') ? out : `${out}\n`}root:${id}:1\n`
+  }
+  return out
+}
+
+/**
+ * Adds root's range, and `root:<id>:1` for each workspace owner id clincus should be able to map
+ * (raw.idmap), to /etc/subuid and /etc/subgid where missing; returns the files changed. Incus reads
+ * them when its daemon starts.
+ */
+export async function ensureRootSubIds(
+  owners: { uids: readonly number[]; gids: readonly number[] } = { uids: [], gids: [] },
+  files = { uid: '/etc/subuid', gid: '/etc/subgid' },
+): Promise<string[]> {
   const changed: string[] = []
-  for (const file of files) {
+  for (const [file, ids] of [
+    [files.uid, owners.uids],
+    [files.gid, owners.gids],
+  ] as const) {
     const text = await readFile(file, 'utf8').catch(() => '')
-    const next = withRange(text, 'root')
+    const next = withSingleIds(withRange(text, 'root'), ids)
     if (next !== text) {
       await writeFile(file, next, { mode: 0o644 })
       changed.push(file)

@@ -36,14 +36,18 @@ describe('POST /api/sessions', () => {
     expect(inst?.devices?.workspace).toMatchObject({
       source: t.project,
       path: '/workspace',
-      shift: 'true',
     })
-    // the workspace belongs to the code user's uid: an idmapped (shifted) mount is enough
-    expect(inst?.config['raw.idmap']).toBeUndefined()
-    // .git exists, so .git/hooks is created and mounted read-only
-    expect(inst?.devices?.['protect-git-hooks']).toMatchObject({
+    // only the owner (uid 1000) is mapped, onto the code user; no disk is shifted
+    expect(inst?.devices?.workspace?.shift).toBeUndefined()
+    expect(inst?.config['raw.idmap']).toBe('uid 1000 1000\ngid 1000 1000')
+    // .git is read-only as a whole; absent .vscode and .husky are made and read-only too
+    expect(inst?.devices?.['protect-git']).toMatchObject({
       readonly: 'true',
-      path: '/workspace/.git/hooks',
+      path: '/workspace/.git',
+    })
+    expect(inst?.devices?.['protect-vscode']).toMatchObject({
+      readonly: 'true',
+      path: '/workspace/.vscode',
     })
     const tmux = t.driver
       .callsOf('exec')
@@ -155,7 +159,7 @@ describe('POST /api/sessions', () => {
     await symlink(join(t.project, 'real-vscode'), join(t.project, '.vscode'))
     const res = await create(t, { workspace: t.project })
     expect(res.statusCode).toBe(400)
-    expect(res.json<{ error: string }>().error).toContain('.vscode is a symlink')
+    expect(res.json<{ error: string }>().error).toContain('.vscode in the workspace is a symlink')
   })
 
   it('validates the body', async () => {

@@ -222,7 +222,7 @@ describeIncus('session hardening on a live Incus daemon', () => {
     expect(ok.status, JSON.stringify(ok.body)).toBe(200)
   })
 
-  it('disable_shift maps the owner with raw.idmap: /workspace writable, files the owner’s', async () => {
+  it('maps the owner with raw.idmap (disable_shift is a no-op): /workspace writable, files the owner’s', async () => {
     await userConfig('[incus]\ndisable_shift = true\n')
     try {
       const ws = await server.project('noshift')
@@ -243,9 +243,9 @@ describeIncus('session hardening on a live Incus daemon', () => {
     }
   })
 
-  it('falls back to raw.idmap on a filesystem without idmapped mounts (ramfs)', async () => {
-    // raw.idmap of a host id other than root's own goes through newuidmap, which wants root to
-    // own that id in /etc/subuid and /etc/subgid (Incus docs); added for the test, then restored.
+  it('maps the owner with raw.idmap on a filesystem without idmapped mounts (ramfs)', async () => {
+    // raw.idmap of a host id needs root to own it in /etc/subuid and /etc/subgid (setup adds
+    // root:1000:1); added again here so the test holds on its own, then restored.
     const uid = await readFile('/etc/subuid', 'utf8')
     const gid = await readFile('/etc/subgid', 'utf8')
     subIdsBackup = { uid, gid }

@@ -3,55 +3,41 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { buildTestApp, json } from '../test/helpers.ts'
-import { chooseIdMapping, isIdmapUnsupported, rawIdmapHint, subIdAllows } from './id-mapping.ts'
+import { chooseIdMapping, rawIdmapHint, refuseRootOwner } from './id-mapping.ts'
 
 const RAW_1000 = { 'raw.idmap': 'uid 1000 1000\ngid 1000 1000' }
 
 describe('chooseIdMapping', () => {
   it.each([
-    ['owner is the code user', false, 1000, 1000, true, 'shift'],
-    ['disable_shift', true, 1000, 1000, true, 'raw.idmap'],
-    ['no idmapped mounts on the filesystem', false, 1000, 1000, false, 'raw.idmap'],
-    ['another owner', false, 1234, 1000, true, 'raw.idmap'],
-    ['same uid, another group', false, 1000, 50, true, 'raw.idmap'],
-    ['root-owned workspace', false, 0, 0, true, 'raw.idmap'],
-  ] as const)('%s → %s', (_label, disableShift, uid, gid, idmappedMounts, method) => {
-    const plan = chooseIdMapping({
-      disableShift,
-      owner: { uid, gid },
-      codeUid: 1000,
-      idmappedMounts,
+    [1000, 1000],
+    [1234, 50],
+  ])('maps exactly the owner %i:%i onto the code user, nothing shifted', (uid, gid) => {
+    expect(chooseIdMapping({ uid, gid }, 1000)).toEqual({
+      method: 'raw.idmap',
+      config: { 'raw.idmap': `uid ${uid} 1000\ngid ${gid} 1000` },
     })
-    expect(plan.method).toBe(method)
-    if (method === 'shift') {
-      expect(plan).toEqual({ method, config: {}, disk: { shift: 'true' } })
-    } else {
-      expect(plan.config).toEqual({ 'raw.idmap': `uid ${uid} 1000\ngid ${gid} 1000` })
-      expect(plan.disk).toEqual({})
-    }
   })
 
-  it('recognises Incus refusing an idmapped mount', () => {
-    expect(
-      isIdmapUnsupported(
-        'Error: Failed to setup device mount "workspace": idmapping abilities are required but aren\'t supported on system',
-      ),
-    ).toBe(true)
-    expect(isIdmapUnsupported('Error: Instance not found')).toBe(false)
+  it('refuses folders owned by the root user or group, naming the fix', () => {
+    expect(() => {
+      refuseRootOwner('the workspace', '/w', { uid: 0, gid: 0 })
+    }).toThrow(/owned by the root user.*chown -R <you>:<your group> \/w/)
+    expect(() => {
+      refuseRootOwner('the workspace', '/w', { uid: 1000, gid: 0 })
+    }).toThrow(/root group/)
+    expect(() => {
+      refuseRootOwner('the workspace', '/w', { uid: 1000, gid: 1000 })
+    }).not.toThrow()
   })
 
-  it('checks root sub-id ranges for raw.idmap, and names the missing lines', async () => {
-    expect(subIdAllows('root:1000000:1000000000\n', 0)).toBe(true)
-    expect(subIdAllows('root:1000000:1000000000\n', 1000)).toBe(false)
-    expect(subIdAllows('root:1000000:1000000000\nroot:1000:1\n', 1000)).toBe(true)
-    expect(subIdAllows('me:1000:1\n', 1000)).toBe(false)
+  it('names the missing sub-id lines for raw.idmap', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'clincus-subid-'))
     try {
       await writeFile(join(dir, 'u'), 'root:1000000:1000000000\nroot:1000:1\n')
       await writeFile(join(dir, 'g'), 'root:1000000:1000000000\n')
       const files = { uid: join(dir, 'u'), gid: join(dir, 'g') }
-      expect(await rawIdmapHint({ uid: 1000, gid: 1000 }, files)).toBe(
-        ` (mapping the workspace owner with raw.idmap needs 'root:1000:1' to ${files.gid})`,
+      expect(await rawIdmapHint({ uid: 1000, gid: 1000 }, files)).toMatch(
+        ` (mapping the workspace owner with raw.idmap needs 'root:1000:1' to ${files.gid}, then a restart of incusd`,
       )
       expect(await rawIdmapHint({ uid: 0, gid: 0 }, files)).toBe('')
     } finally {
@@ -71,8 +57,8 @@ describe('the id mapping of a created session', () => {
     return t
   }
 
-  it('disable_shift maps the owner to the code user with raw.idmap (not left to nobody)', async () => {
-    const t = await created('[incus]\ndisable_shift = true\n')
+  it('maps the owner with raw.idmap, never shifts a disk, turns the guest API off', async () => {
+    const t = await created('[incus]\ndisable_shift = false\n')
     const res = await t.app.inject({
       method: 'POST',
       url: '/api/sessions',
@@ -81,40 +67,46 @@ describe('the id mapping of a created session', () => {
     expect(res.statusCode, res.body).toBe(200)
     expect(res.json()).toMatchObject({ id_mapping: 'raw.idmap' })
     const inst = t.driver.instances.get(res.json<{ id: string }>().id)
-    expect(inst?.config).toMatchObject(RAW_1000)
-    expect(inst?.devices?.workspace?.shift).toBeUndefined()
-    const listed = (await t.app.inject({ url: '/api/sessions' })).json<
-      Array<{ id_mapping: string }>
-    >()
-    expect(listed[0]?.id_mapping).toBe('raw.idmap')
+    expect(inst?.config).toMatchObject({
+      ...RAW_1000,
+      'security.guestapi': 'false',
+      'security.idmap.isolated': 'true',
+    })
+    for (const dev of Object.values(inst?.devices ?? {})) expect(dev.shift).toBeUndefined()
   })
 
-  it('falls back to raw.idmap when Incus refuses the idmapped mount, and remembers the filesystem', async () => {
+  it('does not resume a session made with shifted mounts before issue 11', async () => {
     const t = await created()
-    t.driver.failOn(
-      'start',
-      'Error: Failed to setup device mount "workspace": idmapping abilities are required but aren\'t supported on system',
-    )
     const res = await t.app.inject({
       method: 'POST',
       url: '/api/sessions',
       ...json({ workspace: t.project }),
     })
-    expect(res.statusCode, res.body).toBe(200)
-    expect(res.json()).toMatchObject({ id_mapping: 'raw.idmap', status: 'running' })
-    const inst = t.driver.instances.get(res.json<{ id: string }>().id)
-    expect(inst?.config).toMatchObject(RAW_1000)
-    for (const dev of Object.values(inst?.devices ?? {})) expect(dev.shift).toBeUndefined()
-    expect(t.driver.callsOf('start')).toHaveLength(2)
+    const id = res.json<{ id: string }>().id
+    const stopped = await t.app.inject({ method: 'DELETE', url: `/api/sessions/${id}` })
+    expect(stopped.statusCode).toBeLessThan(300)
+    const ws = t.driver.instances.get(id)?.devices?.workspace
+    if (ws) ws.shift = 'true'
+    const resumed = await t.app.inject({ method: 'POST', url: `/api/sessions/${id}/resume` })
+    expect(resumed.statusCode).toBe(409)
+    expect(resumed.json()).toMatchObject({ code: 'legacy_session' })
+    expect(t.driver.callsOf('start')).toHaveLength(1)
+  })
 
-    // the next session on the same filesystem starts with raw.idmap straight away
-    const next = await t.app.inject({
+  it('refuses a workspace owned by root with the fix, creating nothing', async () => {
+    const t = await created()
+    await chown(t.project, 0, 0)
+    const res = await t.app.inject({
       method: 'POST',
       url: '/api/sessions',
       ...json({ workspace: t.project }),
     })
-    expect(next.json()).toMatchObject({ id_mapping: 'raw.idmap' })
-    expect(t.driver.callsOf('start')).toHaveLength(3)
+    expect(res.statusCode).toBe(400)
+    expect(res.json()).toMatchObject({ code: 'root_owned_folder' })
+    expect(res.json<{ error: string }>().error).toContain(
+      `chown -R <you>:<your group> ${t.project}`,
+    )
+    expect(t.driver.callsOf('init')).toHaveLength(0)
   })
 
   it('names the missing sub-id line when a raw.idmap start fails', async () => {
@@ -134,15 +126,5 @@ describe('the id mapping of a created session', () => {
       /^starting the container failed: Failed to run: .*exit status 1 \(mapping the workspace owner with raw\.idmap needs 'root:1234:1' to \/etc\/subuid/,
     )
     expect(t.driver.instances.size).toBe(0)
-  })
-
-  it('uses an idmapped mount when the owner is the code user', async () => {
-    const t = await created()
-    const res = await t.app.inject({
-      method: 'POST',
-      url: '/api/sessions',
-      ...json({ workspace: t.project }),
-    })
-    expect(res.json()).toMatchObject({ id_mapping: 'shift' })
   })
 })

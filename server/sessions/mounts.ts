@@ -3,6 +3,7 @@ import { posix } from 'node:path'
 import type { Mount } from '../../shared/schemas/config.ts'
 import { expandPath } from '../config/paths.ts'
 import { BadRequestError } from '../errors.ts'
+import { refuseRootOwner } from './id-mapping.ts'
 
 export interface MountDevice {
   device: string
@@ -51,6 +52,9 @@ export async function planMounts(
         `mounts.default[${i}].host does not exist: ${source}`,
         'invalid_mount',
       )
+    // Its files would be host root's for the code user? No: unmapped, but container root with
+    // agent_sudo could still plant files there as an unprivileged id. Same rule as the workspace.
+    refuseRootOwner(`mounts.default[${i}].host`, source, { uid: st.uid, gid: st.gid })
     out.push({ device: `mount-${i}`, source, path })
   }
   return out

@@ -1,4 +1,4 @@
-import { mkdir, symlink, writeFile } from 'node:fs/promises'
+import { chown, lstat, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { LimitsSchema } from '../../shared/schemas/config.ts'
@@ -6,7 +6,14 @@ import { Value } from 'typebox/value'
 import { tempDir } from '../test/helpers.ts'
 import { instanceLimitConfig, parseDuration, rootDiskLimits, tmpfsSize } from './limits.ts'
 import { containerName, parseContainerName, validPrefix, workspaceHash } from './naming.ts'
-import { planProtectedPaths, protectDeviceName } from './protect.ts'
+import {
+  deviceName,
+  insideWorkspace,
+  parseCoreWorktree,
+  parseGitfile,
+  planProtection,
+  removeCreatedDirs,
+} from './protect.ts'
 import { mergeSettings, TOOL_SPECS, toolWrapperArgv } from './tools.ts'
 import { forbiddenReason } from './workspace-check.ts'
 
@@ -135,34 +142,110 @@ describe('tools', () => {
 })
 
 describe('protected paths', () => {
-  it('derives device names like the original', () => {
-    expect(protectDeviceName('.git/hooks')).toBe('protect-git-hooks')
-    expect(protectDeviceName('.husky')).toBe('protect-husky')
-    expect(protectDeviceName('some/deep/path')).toBe('protect-some-deep-path')
+  const owner = { uid: 1000, gid: 1000 }
+  const plan = async (ws: string, paths: string[], writableHooks = false) => {
+    await chown(ws, owner.uid, owner.gid)
+    return planProtection(ws, '/workspace', { paths, owner, writableHooks })
+  }
+
+  it('names devices, parses gitfiles and core.worktree', () => {
+    const taken = new Set<string>()
+    expect(deviceName('protect', '.git/hooks', taken)).toBe('protect-git-hooks')
+    expect(deviceName('protect', '.git/hooks', taken)).toBe('protect-git-hooks-2')
+    expect(parseGitfile('gitdir: ../.git/modules/sub\n')).toBe('../.git/modules/sub')
+    expect(parseCoreWorktree('[core]\n\tbare = false\n\tworktree = ../../../sub\n[x]\n')).toBe(
+      '../../../sub',
+    )
+    expect(parseCoreWorktree('[remote "o"]\n\tworktree = /x\n')).toBeNull()
+    expect(insideWorkspace('/w', '/w/.git/modules/a', '../../../a')).toBe('a')
+    expect(insideWorkspace('/w', '/w', '/elsewhere/.git')).toBeNull()
   })
 
-  it('skips .git paths without a real .git dir, creates only .git/hooks, refuses symlinks', async () => {
+  it('protects .git whole (made when absent), creates absent paths, keeps their parents', async () => {
     const ws = await tempDir()
-    expect(
-      await planProtectedPaths(ws, '/workspace', ['.git/hooks', '.git/config', '.husky']),
-    ).toEqual([])
-    await mkdir(join(ws, '.git'))
-    await writeFile(join(ws, '.git', 'config'), '')
-    await mkdir(join(ws, '.husky'))
-    const plan = await planProtectedPaths(ws, '/workspace', [
-      '.git/hooks',
-      '.git/config',
-      '.husky',
-      '.vscode',
+    await chown(ws, 1000, 1000)
+    const p = await plan(ws, ['.git/hooks', '.husky', 'a/b/.vscode'])
+    expect(p.devices.map((d) => [d.device, d.path, d.readonly])).toEqual([
+      ['keep-a', '/workspace/a', false],
+      ['protect-git', '/workspace/.git', true],
+      ['protect-husky', '/workspace/.husky', true],
+      ['keep-a-b', '/workspace/a/b', false],
+      ['protect-a-b-vscode', '/workspace/a/b/.vscode', true],
     ])
-    expect(plan.map((p) => [p.device, p.path])).toEqual([
-      ['protect-git-hooks', '/workspace/.git/hooks'],
-      ['protect-git-config', '/workspace/.git/config'],
-      ['protect-husky', '/workspace/.husky'],
-    ])
+    expect(p.created).toEqual(['.git', '.husky', 'a', 'a/b', 'a/b/.vscode'])
+    expect((await lstat(join(ws, 'a/b/.vscode'))).uid).toBe(1000)
+    await removeCreatedDirs(ws, p.created)
+    expect(await readdir(ws)).toEqual([])
+  })
+
+  it('refuses symlinks anywhere in the chain, a symlinked .git and a gitfile pointing outside', async () => {
+    const ws = await tempDir()
     await symlink('/etc', join(ws, '.vscode'))
-    await expect(planProtectedPaths(ws, '/workspace', ['.vscode'])).rejects.toThrow(/symlink/)
-    await expect(planProtectedPaths(ws, '/workspace', ['../escape'])).rejects.toThrow(/relative/)
+    await expect(plan(ws, ['.vscode'])).rejects.toThrow(/\.vscode .*symlink/)
+    await rm(join(ws, '.vscode'))
+    await symlink('/etc', join(ws, 'a'))
+    await expect(plan(ws, ['a/.vscode'])).rejects.toThrow(/a .*symlink/)
+    await expect(plan(ws, ['../escape'])).rejects.toThrow(/relative/)
+    await rm(join(ws, 'a'))
+    await symlink('/tmp', join(ws, '.git'))
+    await expect(plan(ws, [])).rejects.toMatchObject({ code: 'protected_path_symlink' })
+    await rm(join(ws, '.git'))
+    await writeFile(join(ws, '.git'), 'gitdir: /srv/elsewhere/.git\n')
+    await expect(plan(ws, [])).rejects.toMatchObject({ code: 'gitfile_outside' })
+    // nothing was left behind by the refusals
+    expect((await readdir(ws)).sort()).toEqual(['.git'])
+  })
+
+  it('protects a gitfile inside and its gitdir, submodule and worktree gitfiles', async () => {
+    const ws = await tempDir()
+    await mkdir(join(ws, 'repo/.git/modules/sub'), { recursive: true })
+    await writeFile(
+      join(ws, 'repo/.git/modules/sub/config'),
+      '[core]\n\tworktree = ../../../../sub\n',
+    )
+    await mkdir(join(ws, 'repo/.git/worktrees/wt'), { recursive: true })
+    await writeFile(join(ws, 'repo/.git/worktrees/wt/gitdir'), `${ws}/trees/wt/.git\n`)
+    await writeFile(join(ws, '.git'), 'gitdir: repo/.git\n')
+    await mkdir(join(ws, 'sub'))
+    await writeFile(join(ws, 'sub/.git'), 'gitdir: ../repo/.git/modules/sub\n')
+    await mkdir(join(ws, 'trees/wt'), { recursive: true })
+    await writeFile(join(ws, 'trees/wt/.git'), 'gitdir: ../../repo/.git/worktrees/wt\n')
+    const p = await plan(ws, [])
+    expect(p.devices.map((d) => [d.path, d.readonly]).sort()).toEqual(
+      [
+        ['/workspace/.git', true],
+        ['/workspace/repo', false],
+        ['/workspace/repo/.git', true],
+        ['/workspace/sub', false],
+        ['/workspace/sub/.git', true],
+        ['/workspace/trees', false],
+        ['/workspace/trees/wt', false],
+        ['/workspace/trees/wt/.git', true],
+      ].sort(),
+    )
+    expect(p.created).toEqual([])
+  })
+
+  it('makes a submodule that is not checked out read-only, so no .git can be planted in it', async () => {
+    const ws = await tempDir()
+    await mkdir(join(ws, '.git/modules/lib'), { recursive: true })
+    await writeFile(join(ws, '.git/modules/lib/config'), '[core]\n\tworktree = ../../../lib\n')
+    const p = await plan(ws, [])
+    expect(p.devices.map((d) => [d.path, d.readonly])).toEqual([
+      ['/workspace/.git', true],
+      ['/workspace/lib', true],
+    ])
+    expect(p.created).toEqual(['lib'])
+  })
+
+  it('writable_hooks opens .git/hooks on top of the read-only .git', async () => {
+    const ws = await tempDir()
+    await mkdir(join(ws, '.git'))
+    const p = await plan(ws, [], true)
+    expect(p.devices.map((d) => [d.device, d.readonly])).toEqual([
+      ['protect-git', true],
+      ['open-git-hooks', false],
+    ])
   })
 })
 

@@ -25,12 +25,7 @@ import type { EventHub } from '../events/hub.ts'
 import type { HistoryStore } from '../history/store.ts'
 import type { IncusDriver, LifecycleEvent } from '../incus/driver.ts'
 import { DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
-import {
-  chooseIdMapping,
-  isIdmapUnsupported,
-  rawIdmapHint,
-  type IdMappingPlan,
-} from './id-mapping.ts'
+import { chooseIdMapping, rawIdmapHint, refuseRootOwner } from './id-mapping.ts'
 import { instanceLimitConfig, parseDuration, rootDiskLimits, tmpfsSize } from './limits.ts'
 import { planMounts } from './mounts.ts'
 import {
@@ -40,7 +35,14 @@ import {
   tmuxSessionName,
   workspaceHash,
 } from './naming.ts'
-import { planProtectedPaths } from './protect.ts'
+import {
+  parseProtectLabel,
+  planProtection,
+  protectLabel,
+  removeCreatedDirs,
+  verifyMounted,
+  type ProtectionPlan,
+} from './protect.ts'
 import { LABEL, type SessionRegistry } from './registry.ts'
 import { copyToolConfig } from './tool-config.ts'
 import { TOOL_SPECS, toolWrapperArgv } from './tools.ts'
@@ -49,6 +51,10 @@ import { resolveWorkspace } from './workspace-check.ts'
 export const CONTAINER_WORKSPACE = '/workspace'
 /** The session's limits at creation (JSON), applied again on resume. */
 export const CREATED_LIMITS = 'user.clincus.limits'
+/** What the protection checked (identities, created directories), verified again on resume. */
+export const PROTECTION = 'user.clincus.protection'
+/** `[security] agent_sudo`: the sudoers line pushed into the session (the images grant no sudo). */
+const SUDOERS_PATH = '/etc/sudoers.d/clincus-code'
 const STOP_TIMEOUT_S = 30
 /** How long the root pool's storage driver is trusted before it is asked again. */
 const POOL_DRIVER_TTL_MS = 60_000
@@ -132,8 +138,6 @@ export class SessionService {
   /** Half-created containers whose rollback failed. */
   readonly #orphans = new Set<string>()
   readonly #startedAt = Date.now()
-  /** Filesystems (st_dev) where Incus refused an idmapped mount: raw.idmap from the start. */
-  readonly #noIdmappedMounts = new Set<number>()
   #pool: { driver: string | null; at: number } | null = null
   #poolWarned = false
 
@@ -275,21 +279,12 @@ export class SessionService {
       )
     }
     const ctrWorkspace = CONTAINER_WORKSPACE
-    const mounts = await planMounts(config.mounts.default, d.config.home, ctrWorkspace)
-    const protectedPaths = config.security.disable_protection
-      ? []
-      : await planProtectedPaths(workspace, ctrWorkspace, [
-          ...config.security.protected_paths,
-          ...config.security.additional_protected_paths,
-        ])
-    const maxDurationMs = parseDuration(config.limits.runtime.max_duration)
     const wsStat = await stat(workspace)
-    let mapping = chooseIdMapping({
-      disableShift: config.incus.disable_shift,
-      owner: { uid: wsStat.uid, gid: wsStat.gid },
-      codeUid: config.incus.code_uid,
-      idmappedMounts: !this.#noIdmappedMounts.has(wsStat.dev),
-    })
+    const owner = { uid: wsStat.uid, gid: wsStat.gid }
+    refuseRootOwner('the workspace', workspace, owner)
+    const mounts = await planMounts(config.mounts.default, d.config.home, ctrWorkspace)
+    const maxDurationMs = parseDuration(config.limits.runtime.max_duration)
+    const mapping = chooseIdMapping(owner, config.incus.code_uid)
     const poolDriver = await this.#rootPoolDriver(signal)
     const rootDisk = rootDiskLimits(config.limits, poolDriver)
     if (rootDisk.sizeSkipped && !this.#poolWarned) {
@@ -300,9 +295,26 @@ export class SessionService {
       )
     }
     signal.throwIfAborted()
+    // Last before the container: it may create directories, removed again on any failure.
+    const protection: ProtectionPlan | null = config.security.disable_protection
+      ? null
+      : await planProtection(workspace, ctrWorkspace, {
+          paths: [
+            ...config.security.protected_paths,
+            ...config.security.additional_protected_paths,
+          ],
+          owner,
+          writableHooks: config.git.writable_hooks,
+        })
 
     const hash = workspaceHash(workspace)
-    const slot = await this.#reserveSlot(hash, signal)
+    let slot: number
+    try {
+      slot = await this.#reserveSlot(hash, signal)
+    } catch (err) {
+      if (protection) await removeCreatedDirs(workspace, protection.created).catch(() => undefined)
+      throw err
+    }
     const name = containerName(d.prefix, hash, slot)
     this.#creating.add(name)
     const sessionId = randomUUID()
@@ -344,7 +356,13 @@ export class SessionService {
         config: {
           ...labels,
           [LABEL.idMapping]: mapping.method,
+          ...(protection ? { [PROTECTION]: protectLabel(protection) } : {}),
           'boot.autostart': 'false',
+          // /dev/incus would tell the agent the host path of its workspace and our labels.
+          'security.guestapi': 'false',
+          // Its own range of host ids: container root (and every id but the code user) of one
+          // session is no id of another session's container.
+          'security.idmap.isolated': 'true',
           ...instanceLimitConfig(config.limits),
           ...mapping.config,
         },
@@ -354,6 +372,7 @@ export class SessionService {
       initDone = true
       signal.throwIfAborted()
 
+      // No disk is shifted: container ids other than the code user never meet host ids.
       const disks: Array<{ step: Step; device: string; props: Record<string, string> }> = [
         {
           step: 'workspace',
@@ -365,74 +384,61 @@ export class SessionService {
           device: m.device,
           props: { type: 'disk', source: m.source, path: m.path },
         })),
-        ...protectedPaths.map((p) => ({
+        ...(protection?.devices ?? []).map((p) => ({
           step: 'protect' as const,
           device: p.device,
-          props: { type: 'disk', source: p.source, path: p.path, readonly: 'true' },
+          props: {
+            type: 'disk',
+            source: p.source,
+            path: p.path,
+            ...(p.readonly ? { readonly: 'true' } : {}),
+          },
         })),
       ]
-      // Every host folder is mounted the same way: shifted, or unshifted under raw.idmap.
-      const addDisks = async (plan: IdMappingPlan, report: boolean): Promise<void> => {
-        for (const group of ['workspace', 'mounts', 'protect'] as const) {
-          if (report) progress(group)
-          for (const disk of disks.filter((x) => x.step === group))
-            await d.driver.deviceAdd(name, disk.device, { ...disk.props, ...plan.disk }, { signal })
-        }
+      for (const group of ['workspace', 'mounts', 'protect'] as const) {
+        progress(group)
+        for (const disk of disks.filter((x) => x.step === group))
+          await d.driver.deviceAdd(name, disk.device, disk.props, { signal })
       }
-      await addDisks(mapping, true)
 
       progress('start')
-      // A refused raw.idmap fails deep in LXC ("forkstart ... exit status 1"): name the cause.
-      const start = async (): Promise<void> => {
-        try {
-          await d.driver.start(name, { signal })
-        } catch (err) {
-          if (mapping.method !== 'raw.idmap' || !(err instanceof IncusCommandError)) throw err
-          const hint = await rawIdmapHint({ uid: wsStat.uid, gid: wsStat.gid })
-          if (!hint) throw err
-          throw new IncusCommandError({
-            argv: err.argv,
-            exitCode: err.exitCode,
-            // incus' reason is its last "Error:" line: the hint goes on a new one.
-            stderr: `${err.stderr.trimEnd()}\nError: ${incusReason(err.stderr)}${hint}`,
-            cause: err,
-          })
-        }
-      }
       try {
-        await start()
+        await d.driver.start(name, { signal })
       } catch (err) {
-        if (
-          mapping.method !== 'shift' ||
-          !(err instanceof IncusCommandError) ||
-          !isIdmapUnsupported(err.stderr)
-        )
-          throw err
-        // The workspace's filesystem has no idmapped mounts (Incus says so at start): map the
-        // owner with raw.idmap instead, and remember the filesystem for the next sessions.
-        this.#noIdmappedMounts.add(wsStat.dev)
-        mapping = chooseIdMapping({
-          disableShift: config.incus.disable_shift,
-          owner: { uid: wsStat.uid, gid: wsStat.gid },
-          codeUid: config.incus.code_uid,
-          idmappedMounts: false,
+        // A refused raw.idmap fails deep in LXC ("forkstart ... exit status 1"): name the cause.
+        if (!(err instanceof IncusCommandError)) throw err
+        const hint = await rawIdmapHint(owner)
+        if (!hint) throw err
+        throw new IncusCommandError({
+          argv: err.argv,
+          exitCode: err.exitCode,
+          // incus' reason is its last "Error:" line: the hint goes on a new one.
+          stderr: `${err.stderr.trimEnd()}\nError: ${incusReason(err.stderr)}${hint}`,
+          cause: err,
         })
-        log.info({ workspace }, 'idmapped mounts unsupported here; mapping with raw.idmap')
-        for (const disk of disks) await d.driver.deviceRemove(name, disk.device, { signal })
-        await d.driver.configSet(
-          name,
-          { ...mapping.config, [LABEL.idMapping]: mapping.method },
-          { signal },
-        )
-        await addDisks(mapping, false)
-        await start()
       }
+      // What Incus mounted is what was checked, or the session does not start.
+      if (protection) await this.#verifyProtection(name, protection, signal)
 
       progress('ready')
       await this.#waitReady(name, signal)
 
       progress('tmpfs')
       await this.#mountTmpfs(name, config, signal)
+
+      if (config.security.agent_sudo) {
+        await d.driver.filePush(
+          name,
+          `${config.incus.code_user} ALL=(ALL:ALL) NOPASSWD: ALL\n`,
+          SUDOERS_PATH,
+          {
+            uid: 0,
+            gid: 0,
+            mode: '0440',
+            signal,
+          },
+        )
+      }
 
       progress('tool-config')
       const uid = config.incus.code_uid
@@ -504,6 +510,7 @@ export class SessionService {
         log.error('rollback could not delete the container; will retry')
       }
       d.registry.remove(name)
+      await this.#removeCreated(workspace, protection, name)
       if (historyStarted) await d.history.recordEnd(name, new Date()).catch(() => undefined)
       const failure = byClient ? new CreationCancelledError() : this.#stepError(step, err)
       d.hub.publish({
@@ -589,6 +596,35 @@ export class SessionService {
     }
   }
 
+  /**
+   * Removes the empty directories a session's protection made, unless another session of the
+   * workspace exists or is being created (it may have them mounted, or be about to).
+   */
+  async #removeCreated(
+    workspace: string,
+    plan: ProtectionPlan | null,
+    self: string,
+  ): Promise<void> {
+    if (!plan || plan.created.length === 0) return
+    const hash = workspaceHash(workspace)
+    try {
+      const creating = [...this.#creating].some(
+        (n) => n !== self && parseContainerName(this.#d.prefix, n)?.hash === hash,
+      )
+      const existing = (await this.#d.registry.list()).some(
+        (s) => s.id !== self && s.workspace === workspace,
+      )
+      if (!creating && !existing) await removeCreatedDirs(workspace, plan.created)
+    } catch (err) {
+      this.#d.log.warn({ err, workspace }, 'could not remove the directories made for protection')
+    }
+  }
+
+  async #verifyProtection(name: string, plan: ProtectionPlan, signal: AbortSignal): Promise<void> {
+    const root = await this.#d.driver.containerRoot(name, { signal })
+    if (root !== null) await verifyMounted(root, CONTAINER_WORKSPACE, plan)
+  }
+
   async #mountTmpfs(name: string, config: Config, signal: AbortSignal): Promise<void> {
     const size = config.limits.disk.tmpfs_size
     if (!size) return
@@ -667,20 +703,29 @@ export class SessionService {
   }
 
   /** Looks a session up for an action; anything not ours is 404 without reaching incus. */
-  async #need(id: string): Promise<{ session: SessionInfo; config: Record<string, string> }> {
+  async #need(id: string): Promise<{
+    session: SessionInfo
+    config: Record<string, string>
+    devices: Record<string, Record<string, string>>
+  }> {
     if (!parseContainerName(this.#d.prefix, id))
       throw new NotFoundError('session not found', 'session_not_found')
     const found = await this.#d.registry.fetch(id)
     if (!found) throw new NotFoundError('session not found', 'session_not_found')
-    return { session: found.session, config: found.instance.config }
+    return {
+      session: found.session,
+      config: found.instance.config,
+      devices: found.instance.devices ?? {},
+    }
   }
 
   async stop(id: string, force: boolean): Promise<void> {
-    const { session } = await this.#need(id)
+    const { session, config: labels } = await this.#need(id)
     this.#deadlines.cancel(id)
     if (force) {
       await this.#d.driver.delete(id, { force: true, signal: this.#abort.signal })
       this.#d.registry.remove(id)
+      await this.#removeCreated(session.workspace, parseProtectLabel(labels[PROTECTION]), id)
     } else if (session.status !== 'stopped' && session.status !== 'stopping') {
       // Also a status we do not know: better an error from incus than a silent 204 while the
       // container runs on.
@@ -707,7 +752,15 @@ export class SessionService {
   }
 
   async #resume(id: string): Promise<{ id: string; status: 'running' }> {
-    const { session, config: labels } = await this.#need(id)
+    const { session, config: labels, devices } = await this.#need(id)
+    // Made before issue 11: shifted disks map container root to host root, and its image granted
+    // sudo. It is not started again; a new session gets the current containment.
+    if (Object.values(devices).some((dev) => dev.shift === 'true'))
+      throw new ConflictError(
+        `session ${id} was created with shifted mounts, which let container root act as host root; ` +
+          'delete it and launch a new session',
+        'legacy_session',
+      )
     const toolName = labels[LABEL.tool] ?? 'claude'
     if (!isToolName(toolName))
       throw new ConflictError(`unknown tool '${toolName}' on session ${id}`, 'unknown_tool')
@@ -722,6 +775,17 @@ export class SessionService {
     if (wasRunning && (await this.#toolRunning(id, config))) return { id, status: 'running' }
     if (!wasRunning) {
       await this.#d.driver.start(id, { signal })
+      // Incus resolved the device sources again: they must still be what creation checked.
+      const protection = parseProtectLabel(labels[PROTECTION])
+      if (protection) {
+        try {
+          await this.#verifyProtection(id, protection, signal)
+        } catch (err) {
+          await this.#d.driver.stop(id, { force: true }).catch(() => undefined)
+          this.#d.registry.setStatus(id, 'stopped')
+          throw err
+        }
+      }
       await this.#waitReady(id, signal)
       await this.#mountTmpfs(id, config, signal)
     }
@@ -772,6 +836,9 @@ export class SessionService {
           await this.#d.driver.delete(inst.name, { force: true, timeoutMs: 60_000 })
           this.#orphans.delete(inst.name)
           this.#d.registry.remove(inst.name)
+          const ws = inst.config[LABEL.workspace]
+          if (ws)
+            await this.#removeCreated(ws, parseProtectLabel(inst.config[PROTECTION]), inst.name)
         } catch (err) {
           this.#d.log.error(
             { err, session: inst.name },

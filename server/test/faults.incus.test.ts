@@ -15,6 +15,7 @@ import { workspaceHash } from '../sessions/naming.ts'
 import { describeIncus, removeInstances, TEST_IMAGE } from './incus-harness.ts'
 import { alive, spawnServer, type ServerProcess } from './process-harness.ts'
 import { stripAnsi, waitUntil } from './ws-client.ts'
+import { ownByUser } from './owner.ts'
 
 let home: string
 let root: string
@@ -50,6 +51,7 @@ async function project(name: string, clincusToml?: string): Promise<string> {
   const dir = join(root, name)
   await mkdir(join(dir, '.git'), { recursive: true })
   if (clincusToml) await writeFile(join(dir, '.clincus.toml'), clincusToml)
+  await ownByUser(dir)
   return dir
 }
 

@@ -9,6 +9,7 @@ import { ConfigStore } from '../config/store.ts'
 import { HistoryStore } from '../history/store.ts'
 import { loggerOptions } from '../security/log-redaction.ts'
 import { FakeIncusDriver } from '../incus/fake-driver.ts'
+import { ownByUser } from './owner.ts'
 
 export interface TestApp extends App {
   driver: FakeIncusDriver
@@ -20,6 +21,8 @@ export interface TestApp extends App {
 }
 
 /** A temp dir removed when the test ends. */
+export { ownByUser, WORKSPACE_OWNER } from './owner.ts'
+
 export async function tempDir(prefix = 'clincus-test-'): Promise<string> {
   const dir = await realpath(await mkdtemp(join(tmpdir(), prefix)))
   onTestFinished(async () => {
@@ -40,6 +43,7 @@ export async function buildTestApp(
   const root = join(home, 'projects')
   const project = join(root, 'proj')
   await mkdir(join(project, '.git'), { recursive: true })
+  await ownByUser(project)
   const configFile = join(home, '.config', 'clincus', 'config.toml')
   await mkdir(join(home, '.config', 'clincus'), { recursive: true })
   await writeFile(configFile, opts.configText ?? `[dashboard]\nworkspace_roots = ["${root}"]\n`)

@@ -14,6 +14,7 @@ import { HistoryStore } from '../history/store.ts'
 import { loggerOptions } from '../security/log-redaction.ts'
 import { CliIncusDriver } from '../incus/cli-driver.ts'
 import { Listener } from '../listener.ts'
+import { ownByUser } from './owner.ts'
 
 export const incusAvailable = process.env.CLINCUS_IT_INCUS === '1'
 export const skipReason =
@@ -107,6 +108,8 @@ export async function startLiveServer(
       const dir = join(root, name)
       await mkdir(join(dir, '.git', 'hooks'), { recursive: true })
       await writeFile(join(dir, '.git', 'config'), '[core]\n\tbare = false\n')
+      // Sessions refuse root-owned workspaces: a normal user's, as in real use.
+      await ownByUser(dir)
       return dir
     },
     close: async () => {

@@ -149,7 +149,8 @@ export const ConfigSchema = Type.Object(
         }),
         code_uid: Type.Integer({ default: 1000, minimum: 1, maximum: 4294967294 }),
         code_user: Type.String({ default: 'code', pattern: '^[a-z_][a-z0-9_-]*$' }),
-        disable_shift: Type.Boolean({ default: false }),
+        // Kept so existing files still load: sessions never use shift=true mounts any more.
+        disable_shift: Type.Boolean({ default: false, description: 'no effect (deprecated)' }),
       },
       { additionalProperties: false, default: {} },
     ),
@@ -188,10 +189,11 @@ export const ConfigSchema = Type.Object(
     security: Type.Object(
       {
         protected_paths: Type.Array(Type.String({ minLength: 1 }), {
-          default: ['.git/hooks', '.git/config', '.husky', '.vscode'],
+          default: ['.git', '.husky', '.vscode'],
         }),
         additional_protected_paths: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
         disable_protection: Type.Boolean({ default: false }),
+        agent_sudo: Type.Boolean({ default: false }),
       },
       { additionalProperties: false, default: {} },
     ),

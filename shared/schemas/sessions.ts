@@ -13,7 +13,7 @@ export type SessionStatus = Static<typeof SessionStatusSchema>
 
 export const IdMappingSchema = Type.Union([Type.Literal('shift'), Type.Literal('raw.idmap')], {
   description:
-    'How workspace files map to the host owner: an idmapped mount (shift) or raw.idmap from the owner to the code user',
+    'How workspace files map to the host owner: raw.idmap from the owner to the code user (every new session); shift only on sessions created before issue 11',
 })
 export type IdMapping = Static<typeof IdMappingSchema>
 
