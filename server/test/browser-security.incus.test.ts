@@ -20,6 +20,7 @@ import { WebSocket } from 'ws'
 import { describeIncus, removeInstances, TEST_IMAGE } from './incus-harness.ts'
 import { canActAsOtherUser, runAsAttacker } from './local-user.ts'
 import { spawnServer, type ServerProcess } from './process-harness.ts'
+import { ownByUser } from './owner.ts'
 
 const CHROMIUM = process.env.CLINCUS_IT_CHROMIUM ?? '/usr/bin/chromium'
 const ARGS = [
@@ -78,6 +79,7 @@ describeIncus('browser and local-user security (live server)', () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-browser-'))
     const root = join(home, 'projects')
     await mkdir(join(root, 'app', '.git'), { recursive: true })
+    await ownByUser(join(root, 'app'))
     await mkdir(join(home, '.config', 'clincus'), { recursive: true })
     await writeFile(
       join(home, '.config', 'clincus', 'config.toml'),

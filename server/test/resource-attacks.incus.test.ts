@@ -16,6 +16,7 @@ import { WebSocket } from 'ws'
 import { describeIncus, removeInstances, TEST_IMAGE } from './incus-harness.ts'
 import { canActAsOtherUser, runAsAttacker } from './local-user.ts'
 import { spawnServer, type ServerProcess } from './process-harness.ts'
+import { ownByUser } from './owner.ts'
 import { waitUntil } from './ws-client.ts'
 
 const prefix = `cr${randomBytes(3).toString('hex')}-`
@@ -127,6 +128,7 @@ describeIncus('resource exhaustion by another local user', () => {
     )
     const root = join(home, 'projects')
     await mkdir(join(root, 'app', '.git'), { recursive: true })
+    await ownByUser(join(root, 'app'))
     await mkdir(join(home, '.config', 'clincus'), { recursive: true })
     await writeFile(
       join(home, '.config', 'clincus', 'config.toml'),
