@@ -1,6 +1,7 @@
-// A prompt-injected agent that is root in its container (`agent_sudo = true`) tells /dev/incus its instance is "Ready" (PATCH /1.0), which
-// makes Incus report the running container as READY. Live: Stop still stops it and max_duration
-// still ends it.
+// A prompt-injected agent that is root in its container (`agent_sudo = true`) could tell
+// /dev/incus its instance is "Ready" (PATCH /1.0), which makes Incus report the running container
+// as READY. Sessions have no guest API; should one have it anyway, Stop still stops the container
+// and max_duration still ends it.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -43,7 +44,16 @@ async function status(id: string): Promise<string> {
 }
 
 async function markReady(id: string): Promise<void> {
-  // As container root (what `agent_sudo = true` gives the agent; the image may not have sudo).
+  // Sessions have no guest API (security.guestapi=false), so first the attack is impossible:
+  const closed = await execa('incus', ['exec', id, '--', 'perl', '-e', MARK_READY], {
+    timeout: 60_000,
+    reject: false,
+  })
+  expect(closed.exitCode).not.toBe(0)
+  expect(closed.stderr).toMatch(/no \/dev\/incus/)
+  // The second line of defence, with the guest API turned on behind clincus's back: as
+  // container root (what `agent_sudo = true` gives the agent).
+  await execa('incus', ['config', 'set', id, 'security.guestapi=true'], { timeout: 30_000 })
   const r = await execa('incus', ['exec', id, '--', 'perl', '-e', MARK_READY], {
     timeout: 60_000,
     reject: false,
