@@ -267,6 +267,54 @@ describeIncus('containment: the agent never reaches host privileges (issue 11)',
     expect(await readdir(marker)).toEqual([])
   })
 
+  it('rows 3–4: a registered submodule never cloned gets no .git from the agent for host git to run', async () => {
+    const src = await workspace('gl-src')
+    const parent = await workspace('gl-parent')
+    const ws = await workspace('gl-clone')
+    const marker = join(home, 'marker-gitlink')
+    await mkdir(marker)
+    await chmod(marker, 0o777)
+    expect((await hostGit(src, ['init', '-q'])).code).toBe(0)
+    await hostGit(src, ['commit', '-q', '--allow-empty', '-m', 'src'])
+    expect((await hostGit(parent, ['init', '-q'])).code).toBe(0)
+    for (const path of ['sub', 'vendor/lib']) {
+      const added = await hostGit(parent, ['submodule', 'add', '-q', src, path])
+      expect(added.code, added.out).toBe(0)
+    }
+    await hostGit(parent, ['commit', '-q', '-m', 'subs'])
+    // `git clone` without --recurse-submodules: gitlinks in the index, no .git/modules, empty dirs
+    const cloned = await hostGit(ws, ['clone', '-q', parent, '.'])
+    expect(cloned.code, cloned.out).toBe(0)
+    expect(await readdir(join(ws, 'sub'))).toEqual([])
+    await rm(join(ws, 'vendor'), { recursive: true }) // and one whose folder is missing
+
+    const id = await launch(ws)
+    const fsmonitor = `touch ${marker}/fsmonitor`
+    const evil =
+      'git init -q /workspace/evil && cd /workspace/evil && echo x > f && git add f && ' +
+      `git -c user.name=a -c user.email=a@b commit -qm x && git config core.fsmonitor '${fsmonitor}'`
+    expect((await inside(id, evil)).code).toBe(0)
+    // in this order, each attack that succeeded leaves the planted .git in place for host git
+    const attacks: Record<string, string> = {
+      'rename the folder': 'mv sub sub-orig && mkdir sub',
+      'rename its parent': 'mkdir -p vendor/lib && mv vendor vendor-orig && mkdir -p vendor/lib',
+      'replace the folder': 'rmdir sub && mkdir sub',
+      'git init': 'git init -q sub && rm -rf sub/.git',
+      'a gitfile': 'echo "gitdir: ../evil/.git" > sub/.git',
+      'a .git directory where the folder was missing': 'cp -a /workspace/evil/.git vendor/lib/.git',
+    }
+    for (const [name, script] of Object.entries(attacks)) {
+      const r = await inside(id, script)
+      expect(r.code, `${name} succeeded: ${r.out}`).not.toBe(0)
+    }
+    const status = await hostGit(ws, ['status'])
+    expect(status.code, status.out).toBe(0)
+    expect(await readdir(marker)).toEqual([])
+    await remove(id)
+    // the folder made for the missing submodule goes with the session
+    expect((await readdir(ws)).sort()).toEqual(['.git', '.gitmodules', 'evil', 'sub'])
+  })
+
   it('row 5: a symlinked .git, a gitfile pointing outside, a symlinked protected path refuse the launch', async () => {
     const ws = await workspace('links')
     await rm(join(ws, '.git'), { recursive: true, force: true })

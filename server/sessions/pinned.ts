@@ -145,6 +145,28 @@ export class PinnedDir {
     }
   }
 
+  /** Reads a regular child file whole; null when absent, not a regular file or over `max` bytes. */
+  async readBytes(name: string, max: number): Promise<Buffer | null> {
+    const st = await this.lstat(name)
+    if (!st?.isFile() || st.size > max) return null
+    const fh = await open(this.#child(name), FILE_FLAGS).catch(() => null)
+    if (!fh) return null
+    try {
+      const now = await fh.stat()
+      if (!now.isFile() || now.size > max) return null
+      const buf = Buffer.alloc(now.size)
+      let got = 0
+      while (got < buf.length) {
+        const { bytesRead } = await fh.read(buf, got, buf.length - got, got)
+        if (bytesRead === 0) break
+        got += bytesRead
+      }
+      return buf.subarray(0, got)
+    } finally {
+      await fh.close()
+    }
+  }
+
   found(name: string, st: Stats): Found {
     return found(this.#relOf(name), st)
   }

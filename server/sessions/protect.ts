@@ -22,6 +22,7 @@ import {
   walk,
   type Found,
 } from './pinned.ts'
+import { gitlinkRel, MAX_INDEX_BYTES, parseIndexGitlinks } from './git-index.ts'
 
 /** More devices than this is refused: a workspace should not need them, and each costs a mount. */
 export const MAX_PROTECT_DEVICES = 64
@@ -93,6 +94,11 @@ export function parseGitfile(text: string): string | null {
 
 /** `worktree = <path>` in the [core] section of a git config (what git uses for a submodule). */
 export function parseCoreWorktree(text: string): string | null {
+  return configValue(text, 'core', 'worktree')
+}
+
+/** The last `key = value` of `[section]` in a git config (simple values only). */
+export function configValue(text: string, wanted: string, key: string): string | null {
   let section = ''
   let value: string | null = null
   for (const raw of text.split('\n')) {
@@ -103,7 +109,7 @@ export function parseCoreWorktree(text: string): string | null {
       continue
     }
     const kv = /^([A-Za-z][A-Za-z0-9-]*)\s*=\s*(.*)$/.exec(line)
-    if (section === 'core' && kv?.[1]?.toLowerCase() === 'worktree')
+    if (section === wanted && kv?.[1]?.toLowerCase() === key)
       value = (kv[2] ?? '').replace(/^"(.*)"$/, '$1')
   }
   return value
@@ -115,6 +121,8 @@ class Planner {
   readonly created: string[] = []
   /** Gitfiles that belong to submodules (from the configs under `.git/modules`). */
   readonly submodules = new Set<string>()
+  /** Git directories of submodules and linked worktrees (relative) and the checkout each serves. */
+  readonly indexes: { gitdir: string; base: string }[] = []
 
   readonly root: PinnedDir
   readonly workspace: string
@@ -165,6 +173,46 @@ class Planner {
       await this.protect('.git', true)
     }
     await this.linkedCheckouts(gitdir)
+    if (st) await this.gitlinks(gitdir)
+  }
+
+  /**
+   * Registered submodules never cloned (a gitlink in an index, no `.git/modules` entry): the host's
+   * git would use a `.git` the agent made at their path, so their folder is read-only, made (empty)
+   * when absent. The indexes (the repository's, its linked worktrees' and its submodules', whose
+   * paths are relative to their own checkout) are read through the pinned walk and parsed here,
+   * never by host git, within one byte budget.
+   */
+  async gitlinks(gitdir: string): Promise<void> {
+    let budget = MAX_INDEX_BYTES
+    let repository: 20 | 32 | null = null
+    for (const { gitdir: at, base } of [{ gitdir, base: '' }, ...this.indexes]) {
+      const dir = await openPath(this.root, at).catch(() => null)
+      if (!dir) continue
+      let paths: string[] | null
+      try {
+        const config = await dir.readSmall('config', MAX_METADATA_BYTES)
+        const format = config === null ? null : configValue(config, 'extensions', 'objectformat')
+        const own = format === null ? null : format.toLowerCase() === 'sha256' ? 32 : 20
+        // a linked worktree's gitdir has no config: it shares the repository's object format
+        repository ??= own ?? 20
+        const hashBytes = own ?? repository
+        const index = await dir.readBytes('index', budget)
+        budget -= index?.length ?? 0
+        paths = index && parseIndexGitlinks(index, hashBytes)
+      } finally {
+        await dir.close()
+      }
+      for (const path of paths ?? []) {
+        const inner = gitlinkRel(path)
+        if (inner === null) continue
+        const rel = base === '' ? inner : `${base}/${inner}`
+        if (this.submodules.has(`${rel}/.git`) || this.targets.has(rel)) continue
+        // Past the cap the plan is refused in devices(); no need to walk further.
+        if (this.targets.size + this.ancestors.size > MAX_PROTECT_DEVICES) return
+        await this.protect(rel, true)
+      }
+    }
   }
 
   /** Gitfiles of submodules and linked worktrees inside the workspace, from the git metadata. */
@@ -184,6 +232,8 @@ class Planner {
               const text = await wt.readSmall('gitdir', 4096)
               const rel = text && insideWorkspace(this.workspace, this.workspace, text.trim())
               if (rel) gitfiles.add(rel)
+              if (rel?.endsWith('/.git'))
+                this.indexes.push({ gitdir: `${gitdir}/worktrees/${name}`, base: rel.slice(0, -5) })
             } finally {
               await wt.close()
             }
@@ -230,6 +280,8 @@ class Planner {
           if (rel) {
             out.add(`${rel}/.git`)
             this.submodules.add(`${rel}/.git`)
+            const own = insideWorkspace(this.workspace, this.workspace, `${abs}/${name}`)
+            if (own) this.indexes.push({ gitdir: own, base: rel })
           }
           await this.modules(sub, `${abs}/${name}`, depth + 1, out)
         } else {

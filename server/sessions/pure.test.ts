@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { LimitsSchema } from '../../shared/schemas/config.ts'
 import { Value } from 'typebox/value'
+import { encodeIndex } from '../test/git-index-fixture.ts'
 import { tempDir } from '../test/helpers.ts'
 import { instanceLimitConfig, parseDuration, rootDiskLimits, tmpfsSize } from './limits.ts'
 import { containerName, parseContainerName, validPrefix, workspaceHash } from './naming.ts'
@@ -236,6 +237,68 @@ describe('protected paths', () => {
       ['/workspace/lib', true],
     ])
     expect(p.created).toEqual(['lib'])
+  })
+
+  it('makes the folder of a registered, never-cloned submodule read-only (from the index)', async () => {
+    const ws = await tempDir()
+    await mkdir(join(ws, '.git/modules/done'), { recursive: true })
+    await writeFile(join(ws, '.git/modules/done/config'), '[core]\n\tworktree = ../../../done\n')
+    await mkdir(join(ws, 'done'))
+    await writeFile(join(ws, 'done/.git'), 'gitdir: ../.git/modules/done\n')
+    await mkdir(join(ws, 'empty'))
+    const gitlink = (path: string) => ({ path, mode: 0o160000 })
+    // a checked-out submodule's and a linked worktree's own indexes count, relative to their checkout
+    await writeFile(join(ws, '.git/modules/done/index'), encodeIndex(3, [gitlink('inner')]))
+    await mkdir(join(ws, '.git/worktrees/wt'), { recursive: true })
+    await writeFile(join(ws, '.git/worktrees/wt/gitdir'), `${ws}/trees/wt/.git\n`)
+    await writeFile(join(ws, '.git/worktrees/wt/index'), encodeIndex(2, [gitlink('lib')]))
+    await mkdir(join(ws, 'trees/wt'), { recursive: true })
+    await writeFile(join(ws, 'trees/wt/.git'), 'gitdir: ../../.git/worktrees/wt\n')
+    await writeFile(
+      join(ws, '.git/index'),
+      encodeIndex(4, [
+        gitlink('../escape'),
+        gitlink('/etc'),
+        gitlink('.git/hooks'),
+        gitlink('done'),
+        gitlink('empty'),
+        { path: 'file', mode: 0o100644 },
+        gitlink('vendor/deep/lib'),
+      ]),
+    )
+    const p = await plan(ws, [])
+    expect(p.devices.map((d) => [d.path, d.readonly]).sort()).toEqual(
+      [
+        ['/workspace/.git', true],
+        ['/workspace/done', false],
+        ['/workspace/done/.git', true],
+        ['/workspace/done/inner', true],
+        ['/workspace/empty', true],
+        ['/workspace/trees', false],
+        ['/workspace/trees/wt', false],
+        ['/workspace/trees/wt/.git', true],
+        ['/workspace/trees/wt/lib', true],
+        ['/workspace/vendor', false],
+        ['/workspace/vendor/deep', false],
+        ['/workspace/vendor/deep/lib', true],
+      ].sort(),
+    )
+    expect(p.created).toEqual([
+      'vendor',
+      'vendor/deep',
+      'vendor/deep/lib',
+      'done/inner',
+      'trees/wt/lib',
+    ])
+    expect((await lstat(join(ws, 'vendor/deep/lib'))).uid).toBe(1000)
+    await removeCreatedDirs(ws, p.created)
+    expect((await readdir(ws)).sort()).toEqual(['.git', 'done', 'empty', 'trees'])
+    // a hostile index is ignored, not a 500; a gitlink behind a symlink refuses the launch
+    await writeFile(join(ws, '.git/index'), Buffer.from('DIRC\0\0\0\x02\xff\xff\xff\xff', 'latin1'))
+    expect((await plan(ws, [])).devices.map((d) => d.path)).not.toContain('/workspace/empty')
+    await symlink('/etc', join(ws, 'link'))
+    await writeFile(join(ws, '.git/index'), encodeIndex(2, [gitlink('link/sub')]))
+    await expect(plan(ws, [])).rejects.toMatchObject({ code: 'protected_path_symlink' })
   })
 
   it('writable_hooks opens .git/hooks on top of the read-only .git', async () => {
