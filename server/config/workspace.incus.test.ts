@@ -14,24 +14,17 @@ import {
   startLiveServer,
   TEST_IMAGE,
   type LiveServer,
+  requestJson,
 } from '../test/incus-harness.ts'
 
 let server: LiveServer
 let home: string
 
-async function api(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await res.text()
-  return { status: res.status, body: (text ? JSON.parse(text) : {}) as Record<string, unknown> }
-}
+const api = async (method: string, path: string, body?: unknown) =>
+  (await requestJson(server.url, method, path, body)) as {
+    status: number
+    body: Record<string, unknown>
+  }
 
 async function incusGet(id: string, key: string): Promise<string> {
   return (await execa('incus', ['config', 'get', id, key], { timeout: 30_000 })).stdout.trim()

@@ -17,7 +17,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { describeIncus, startLiveServer, type LiveServer } from '../test/incus-harness.ts'
+import {
+  describeIncus,
+  startLiveServer,
+  type LiveServer,
+  requestJson,
+} from '../test/incus-harness.ts'
 import { ownByUser, WORKSPACE_OWNER } from '../test/owner.ts'
 import { waitUntil } from '../test/ws-client.ts'
 
@@ -30,19 +35,8 @@ interface Answer {
 let server: LiveServer
 let home: string
 
-async function api(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: Answer }> {
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await res.text()
-  return { status: res.status, body: (text ? JSON.parse(text) : null) as Answer }
-}
+const api = async (method: string, path: string, body?: unknown) =>
+  (await requestJson(server.url, method, path, body)) as { status: number; body: Answer }
 
 async function launch(workspace: string): Promise<string> {
   const res = await api('POST', '/api/sessions', { workspace })

@@ -7,7 +7,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { describeIncus, startLiveServer, type LiveServer } from '../test/incus-harness.ts'
+import {
+  describeIncus,
+  startLiveServer,
+  type LiveServer,
+  requestJson,
+} from '../test/incus-harness.ts'
 import { waitUntil } from '../test/ws-client.ts'
 import { workspaceHash } from './naming.ts'
 
@@ -23,19 +28,11 @@ let home: string
 const mounted: string[] = []
 let subIdsBackup: { uid: string; gid: string } | null = null
 
-async function api(
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; body: Session & { error?: string } }> {
-  const res = await fetch(`${server.url}${path}`, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  })
-  const text = await res.text()
-  return { status: res.status, body: (text ? JSON.parse(text) : null) as Session }
-}
+const api = async (method: string, path: string, body?: unknown) =>
+  (await requestJson(server.url, method, path, body)) as {
+    status: number
+    body: Session & { error?: string }
+  }
 
 async function asCode(id: string, script: string): Promise<{ stdout: string; exitCode: number }> {
   const r = await execa(

@@ -57,6 +57,25 @@ export async function removeInstances(prefix: string): Promise<void> {
   )
 }
 
+/**
+ * One JSON request to a live server: the status and the parsed body (`{}` when the answer has
+ * none, e.g. 204). Callers state the body's shape for the route they call.
+ */
+export async function requestJson(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: unknown }> {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  })
+  const text = await res.text()
+  return { status: res.status, body: text ? (JSON.parse(text) as unknown) : {} }
+}
+
 export async function startLiveServer(
   opts: {
     home: string
