@@ -9,7 +9,7 @@
 // - row 3: no token, sign-in session, code or ticket in any line the process wrote (the one code
 //   in the banner aside).
 import { createServer, type Server } from 'node:http'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -17,10 +17,9 @@ import { join } from 'node:path'
 import { chromium, type Browser, type Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
-import { describeIncus, removeInstances, TEST_IMAGE } from './incus-harness.ts'
+import { describeIncus, removeInstances } from './incus-harness.ts'
 import { canActAsOtherUser, runAsAttacker } from './local-user.ts'
-import { spawnServer, type ServerProcess } from './process-harness.ts'
-import { ownByUser } from './owner.ts'
+import { prepareHome, spawnServer, type ServerProcess } from './process-harness.ts'
 
 const CHROMIUM = process.env.CLINCUS_IT_CHROMIUM ?? '/usr/bin/chromium'
 const ARGS = [
@@ -77,14 +76,7 @@ async function live(page: Page): Promise<void> {
 describeIncus('browser and local-user security (live server)', () => {
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-browser-'))
-    const root = join(home, 'projects')
-    await mkdir(join(root, 'app', '.git'), { recursive: true })
-    await ownByUser(join(root, 'app'))
-    await mkdir(join(home, '.config', 'clincus'), { recursive: true })
-    await writeFile(
-      join(home, '.config', 'clincus', 'config.toml'),
-      `[defaults]\nimage = "${TEST_IMAGE}"\n[dashboard]\nworkspace_roots = ["${root}"]\n`,
-    )
+    await prepareHome(home)
     server = await spawnServer({ home, prefix, logLevel: 'debug' })
     secrets.add(server.token)
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ARGS })

@@ -1,8 +1,10 @@
 // Runs the real entry point (`server/main.ts serve`) as a child process, for the tests that kill,
 // restart or signal the server itself.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { TEST_IMAGE } from './incus-harness.ts'
+import { ownByUser } from './owner.ts'
 import { waitUntil } from './ws-client.ts'
 
 const repoRoot = join(import.meta.dirname, '..', '..')
@@ -35,6 +37,24 @@ function ensureBuilt(): Promise<void> {
     })
   })
   return built
+}
+
+/**
+ * Lays out a HOME for `spawnServer`: one workspace root `projects` holding `app` (a git folder
+ * owned by a normal user, as sessions require) and a user config that launches the test image.
+ * Returns the path of `app`.
+ */
+export async function prepareHome(home: string): Promise<string> {
+  const root = join(home, 'projects')
+  const app = join(root, 'app')
+  await mkdir(join(app, '.git'), { recursive: true })
+  await ownByUser(app)
+  await mkdir(join(home, '.config', 'clincus'), { recursive: true })
+  await writeFile(
+    join(home, '.config', 'clincus', 'config.toml'),
+    `[defaults]\nimage = "${TEST_IMAGE}"\n[dashboard]\nworkspace_roots = ["${root}"]\n`,
+  )
+  return app
 }
 
 /** Starts the server the way `npm start` runs it: the bundle, under plain node. */

@@ -13,10 +13,9 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest'
 import { WebSocket } from 'ws'
-import { describeIncus, removeInstances, TEST_IMAGE } from './incus-harness.ts'
+import { describeIncus, removeInstances } from './incus-harness.ts'
 import { canActAsOtherUser, runAsAttacker } from './local-user.ts'
-import { spawnServer, type ServerProcess } from './process-harness.ts'
-import { ownByUser } from './owner.ts'
+import { prepareHome, spawnServer, type ServerProcess } from './process-harness.ts'
 import { waitUntil } from './ws-client.ts'
 
 const prefix = `cr${randomBytes(3).toString('hex')}-`
@@ -126,14 +125,7 @@ describeIncus('resource exhaustion by another local user', () => {
       `#!/bin/sh\necho "$*" >> '${join(tools, 'incus-calls.log')}'\nexec '${real}' "$@"\n`,
       { mode: 0o755 },
     )
-    const root = join(home, 'projects')
-    await mkdir(join(root, 'app', '.git'), { recursive: true })
-    await ownByUser(join(root, 'app'))
-    await mkdir(join(home, '.config', 'clincus'), { recursive: true })
-    await writeFile(
-      join(home, '.config', 'clincus', 'config.toml'),
-      `[defaults]\nimage = "${TEST_IMAGE}"\n[dashboard]\nworkspace_roots = ["${root}"]\n`,
-    )
+    await prepareHome(home)
     server = await spawnServer({
       home,
       prefix,
