@@ -73,6 +73,7 @@ describe('loadConfig', () => {
       'incus',
       'limits',
       'mounts',
+      'network',
       'paths',
       'profiles',
       'security',

@@ -17,6 +17,7 @@ describe('GET/PUT /api/config', () => {
       'incus',
       'limits',
       'mounts',
+      'network',
       'paths',
       'profiles',
       'security',

@@ -36,6 +36,15 @@ export const ConfigInvalidEventSchema = Type.Object({
   error: Type.String(),
 })
 
+// Issue 12: every refused connection, and the first allowed one per (session, host).
+export const SessionNetworkEventSchema = Type.Object({
+  type: Type.Literal('session.network'),
+  id: Type.String(),
+  host: Type.String(),
+  port: Type.Integer(),
+  allowed: Type.Boolean(),
+})
+
 export const ServerEventSchema = Type.Union([
   SessionStartedEventSchema,
   SessionStoppedEventSchema,
@@ -44,6 +53,7 @@ export const ServerEventSchema = Type.Union([
   SessionLaunchingEventSchema,
   ConfigReloadedEventSchema,
   ConfigInvalidEventSchema,
+  SessionNetworkEventSchema,
 ])
 export type ServerEvent = Static<typeof ServerEventSchema>
 

@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { SessionNetworkSummarySchema } from './network.ts'
 
 export const SessionStatusSchema = Type.Union([
   Type.Literal('running'),
@@ -33,6 +34,7 @@ export const SessionInfoSchema = Type.Object(
     ),
     profile: Type.Optional(Type.String()),
     id_mapping: Type.Optional(IdMappingSchema),
+    network: Type.Optional(SessionNetworkSummarySchema),
   },
   { $id: 'SessionInfo' },
 )
