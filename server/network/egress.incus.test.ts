@@ -119,7 +119,11 @@ describeIncus('network egress on a live Incus daemon', () => {
   afterAll(async () => {
     await events.close()
     await server.close()
-    await new Promise<void>((r) => upstream.close(() => r()))
+    await new Promise<void>((r) =>
+      upstream.close(() => {
+        r()
+      }),
+    )
     await rm(home, { recursive: true, force: true })
   })
 
