@@ -42,7 +42,7 @@ for (const [net, prefix] of V6_SPECIAL) v6List.addSubnet(net, prefix, 'ipv6')
 
 /** The 8 groups of an IPv6 address (any valid textual form); null when it is not one. */
 export function ipv6Groups(text: string): number[] | null {
-  if (isIP(text) !== 6) return null
+  if (isIP(text) !== 6 || text.includes('%')) return null
   let s = text.toLowerCase()
   // A trailing dotted IPv4 part becomes two groups.
   const dotted = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s)
@@ -62,6 +62,8 @@ export function ipv6Groups(text: string): number[] | null {
 
 /** Canonical text of an address (IPv6 compressed, lower case); null when `text` is no IP. */
 export function canonicalIp(text: string): string | null {
+  // A zone id (fe80::1%eth0) names an interface of the host: never a destination of ours.
+  if (text.includes('%')) return null
   const family = isIP(text)
   if (family === 4) return text.split('.').map(Number).join('.')
   if (family !== 6) return null
