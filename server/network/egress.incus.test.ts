@@ -44,6 +44,10 @@ function config(extra: { allow?: string[]; mode?: string } = {}): string {
     '[profiles.offline]',
     'network = { mode = "none" }',
     '',
+    '# the shared test image as it was before issue 12: no ip, an init that leaves lo down',
+    '[profiles.legacy]',
+    'image = "clincus-test"',
+    '',
   ].join('\n')
 }
 
@@ -320,6 +324,26 @@ describeIncus('network egress on a live Incus daemon', () => {
     await waitUntil('the session to see it', async () =>
       (await network(main)).allow.includes('new.example'),
     )
+  })
+
+  it('a session made before issue 12 gets lo, the proxy environment and the device on resume', async () => {
+    const id = await launch('legacy', { profile: 'legacy' })
+    // what such a session looks like: no device, no environment
+    await execa('incus', ['config', 'device', 'remove', id, 'clincus-egress'], { timeout: 30_000 })
+    for (const key of ['environment.HTTPS_PROXY', 'environment.http_proxy'])
+      await execa('incus', ['config', 'unset', id, key], { timeout: 30_000 })
+    expect((await requestJson(server.url, 'DELETE', `/api/sessions/${id}`)).status).toBe(204)
+    const res = await requestJson(server.url, 'POST', `/api/sessions/${id}/resume`)
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    expect(Number((await asCode(id, 'cat /sys/class/net/lo/flags')).stdout) & 1).toBe(1)
+    expect(await devices(id)).toContain('clincus-egress')
+    expect((await asCode(id, 'printenv HTTPS_PROXY')).stdout).toBe('http://127.0.0.1:3128')
+    // that image has no curl: bash speaks to the proxy itself
+    const viaBash = await asCode(
+      id,
+      `exec 3<>/dev/tcp/127.0.0.1/3128 && printf 'GET http://upstream.test:${up}/again HTTP/1.0\\r\\nHost: upstream.test\\r\\n\\r\\n' >&3 && cat <&3`,
+    )
+    expect(viaBash.stdout, viaBash.stderr).toContain('upstream answered GET /again')
   })
 
   it('removes the audit with the session', async () => {
