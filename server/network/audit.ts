@@ -2,13 +2,12 @@
 // to `<dir>/<session>.jsonl` so it survives restarts, reloaded on startup, deleted with the
 // session. Records hold host, port, verdict, reason, byte counts and duration, never a URL, a
 // path, a query string or a credential.
-import { mkdir, open, readdir, rm, stat } from 'node:fs/promises'
+import { appendFile, mkdir, open, readdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Value } from 'typebox/value'
 import { NetworkConnectionSchema, type NetworkConnection } from '../../shared/schemas/network.ts'
 import { writeFileAtomic } from '../fs/atomic-write.ts'
-import { appendLine } from '../history/store.ts'
 
 export interface AuditOptions {
   /** Directory of the per-session files (~/.clincus/network). */
@@ -116,6 +115,8 @@ export class NetworkAudit {
     } catch {
       return []
     }
+    // A crash mid-line: end it, so the next record starts on a line of its own.
+    if (text !== '' && !text.endsWith('\n')) await appendFile(file, '\n').catch(() => undefined)
     const out: NetworkConnection[] = []
     for (const line of text.split('\n')) {
       if (!line.trim()) continue
@@ -137,7 +138,9 @@ export class NetworkAudit {
     const next = prev
       .then(async () => {
         await mkdir(this.#o.dir, { recursive: true, mode: 0o700 })
-        await appendLine(file, JSON.stringify(r))
+        // No fsync per line (a busy session opens hundreds of connections a minute): a crash
+        // may cost the last lines; a torn one is skipped on reading.
+        await appendFile(file, `${JSON.stringify(r)}\n`, { mode: 0o600 })
         const { size } = await stat(file)
         if (size > this.#o.maxFileBytes) {
           const ring = this.#rings.get(id)
