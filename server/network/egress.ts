@@ -243,25 +243,24 @@ export class EgressService {
   }
 
   /**
-   * After every start, as container root: `lo` up (old images have no `ip`, see LO_UP_PERL) and
-   * apt's proxy setting. Failures are logged: a non-Debian image still runs, without them.
+   * After every start, as container root, in one exec: `lo` up (old images have no `ip`, see
+   * LO_UP_PERL) and apt's proxy setting. A failure is logged: a non-Debian image still runs,
+   * without them.
    */
   async afterStart(id: string, signal?: AbortSignal): Promise<void> {
-    const opts = signal ? { signal, timeoutMs: 10_000 } : { timeoutMs: 10_000 }
-    const res = await this.#d.driver.exec(id, ['perl', '-e', LO_UP_PERL], opts)
-    if (res.exitCode !== 0)
-      this.#d.log.warn({ session: id, stderr: res.stderr.trim() }, 'could not bring lo up')
     const apt = `Acquire::http::Proxy "${PROXY_URL}/";\nAcquire::https::Proxy "${PROXY_URL}/";\n`
-    await this.#d.driver
-      .filePush(id, apt, APT_PROXY_FILE, {
-        uid: 0,
-        gid: 0,
-        mode: '0644',
-        ...(signal ? { signal } : {}),
-      })
-      .catch((err: unknown) => {
-        this.#d.log.warn({ err, session: id }, 'could not set the apt proxy')
-      })
+    const script =
+      `${LO_UP_PERL}; if (-d "/etc/apt/apt.conf.d") { open(my $f, ">", $ARGV[0]) or die "$ARGV[0]: $!\\n";` +
+      ` print $f $ARGV[1]; close($f) or die "$ARGV[0]: $!\\n" }`
+    const res = await this.#d.driver.exec(id, ['perl', '-e', script, APT_PROXY_FILE, apt], {
+      timeoutMs: 10_000,
+      ...(signal ? { signal } : {}),
+    })
+    if (res.exitCode !== 0)
+      this.#d.log.warn(
+        { session: id, stderr: res.stderr.trim() },
+        'could not bring lo up or set apt',
+      )
   }
 
   /** A deleted session: socket closed, state and audit removed. */
