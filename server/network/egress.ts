@@ -68,6 +68,7 @@ export interface EgressOptions {
 }
 
 interface SessionState {
+  id: string
   tool: ToolName
   profile: string | undefined
   wsNetwork: unknown
@@ -229,17 +230,28 @@ export class EgressService {
     const state = this.#install(id, { tool, profile: inst.config[PROFILE_LABEL], wsNetwork })
     await this.#open(id)
     if (!opts.fix) {
-      if ((state.mode !== 'none') !== (inst.devices?.[EGRESS_DEVICE] !== undefined))
-        this.#syncDevice(id)
+      if (this.#deviceWrong(state, inst.devices?.[EGRESS_DEVICE])) this.#syncDevice(id)
       return
     }
     const signal = opts.signal ? { signal: opts.signal } : {}
     const env = this.environment()
     if (Object.entries(env).some(([k, v]) => inst.config[k] !== v))
       await this.#d.driver.configSet(id, env, signal)
-    const has = inst.devices?.[EGRESS_DEVICE] !== undefined
-    if (state.mode !== 'none' && !has) await this.addDevice(id, opts.signal)
-    if (state.mode === 'none' && has) await this.#d.driver.deviceRemove(id, EGRESS_DEVICE, signal)
+    const dev = inst.devices?.[EGRESS_DEVICE]
+    if (dev !== undefined && this.#deviceWrong(state, dev))
+      await this.#d.driver.deviceRemove(id, EGRESS_DEVICE, signal)
+    if (state.mode !== 'none' && (dev === undefined || this.#deviceWrong(state, dev)))
+      await this.addDevice(id, opts.signal)
+  }
+
+  /**
+   * Whether the instance's device disagrees with the session: present in mode none, missing
+   * otherwise, or connecting to another socket (the runtime directory moved, e.g. clincus ran
+   * as root before and as a user now).
+   */
+  #deviceWrong(state: SessionState, dev: Record<string, string> | undefined): boolean {
+    if (state.mode === 'none') return dev !== undefined
+    return dev?.connect !== `unix:${this.#socketPath(state.id)}`
   }
 
   /**
@@ -319,6 +331,7 @@ export class EgressService {
   ): SessionState {
     const prev = this.#sessions.get(id)
     const state: SessionState = {
+      id,
       ...base,
       mode: 'none',
       policy: { mode: 'none', entries: [], ownListeners: this.#own },
@@ -391,11 +404,11 @@ export class EgressService {
         const want = now.mode !== 'none'
         const inst = await this.#d.driver.getInstance(id, { timeoutMs: 10_000 })
         if (!inst) return
-        const has = inst.devices?.[EGRESS_DEVICE] !== undefined
-        if (want && !has)
-          await this.#d.driver.deviceAdd(id, EGRESS_DEVICE, this.device(id), { timeoutMs: 30_000 })
-        else if (!want && has)
+        const dev = inst.devices?.[EGRESS_DEVICE]
+        if (dev !== undefined && this.#deviceWrong(now, dev))
           await this.#d.driver.deviceRemove(id, EGRESS_DEVICE, { timeoutMs: 30_000 })
+        if (want && (dev === undefined || this.#deviceWrong(now, dev)))
+          await this.#d.driver.deviceAdd(id, EGRESS_DEVICE, this.device(id), { timeoutMs: 30_000 })
       })
       .catch((err: unknown) => {
         this.#d.log.warn({ err, session: id }, 'could not update the egress device')
