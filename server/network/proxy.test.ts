@@ -80,6 +80,26 @@ function raw(text: string | Buffer, session = 's1', halfClose = true): Promise<s
   })
 }
 
+/** The response head only (a tunnel stays open): resolves at the blank line, or at close. */
+function head(text: string, session: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(join(dir, `${session}.sock`))
+    let out = ''
+    c.on('data', (d) => {
+      out += d.toString('latin1')
+      if (out.includes('\r\n\r\n')) {
+        c.destroy()
+        resolve(out)
+      }
+    })
+    c.on('error', reject)
+    c.on('close', () => {
+      resolve(out)
+    })
+    c.write(text)
+  })
+}
+
 /** CONNECT, then one HTTP request through the tunnel. */
 function tunnel(target: string): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -207,6 +227,85 @@ describe('egress proxy', () => {
       'stranger',
     )
     expect(out).toMatch(/^HTTP\/1.1 403/)
+  })
+
+  it('chains allowed connections through an upstream proxy, which resolves; refusals never reach it', async () => {
+    const seen: string[] = []
+    const corp = http.createServer()
+    corp.on('connect', (req: http.IncomingMessage, socket: net.Socket) => {
+      seen.push(req.url ?? '')
+      const t = net.connect(upstreamPort, '127.0.0.1', () => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+        t.pipe(socket)
+        socket.pipe(t)
+      })
+      t.on('error', () => socket.destroy())
+    })
+    await new Promise<void>((r) => corp.listen(0, '127.0.0.1', r))
+    const corpPort = (corp.address() as net.AddressInfo).port
+    const chained = new EgressProxy({
+      log,
+      hooks: {
+        policy: () => policy,
+        upstream: () => `http://127.0.0.1:${corpPort}`,
+        record: (session, r) => records.push({ session, r }),
+      },
+      resolver: async (name) => {
+        resolved.push(name)
+        return ['10.9.9.9']
+      },
+    })
+    await chained.open('s2', join(dir, 's2.sock'))
+    try {
+      setPolicy('allowlist', ['api.example'])
+      const ok = await head('CONNECT api.example:443 HTTP/1.1\r\n\r\n', 's2')
+      expect(ok).toMatch(/^HTTP\/1.1 200/)
+      expect(seen).toEqual(['api.example:443'])
+      expect(resolved).toEqual([])
+      expect(await raw('CONNECT other.example:443 HTTP/1.1\r\n\r\n', 's2')).toMatch(
+        /^HTTP\/1.1 403/,
+      )
+      expect(seen).toEqual(['api.example:443'])
+    } finally {
+      await chained.dispose()
+      await new Promise<void>((r) =>
+        corp.close(() => {
+          r()
+        }),
+      )
+    }
+  })
+
+  it('closes connections beyond the per-session cap and idle ones', async () => {
+    const capped = new EgressProxy({
+      log,
+      hooks: { policy: () => policy, upstream: () => null, record: () => undefined },
+      limits: { maxConnectionsPerSession: 2, idleTimeoutMs: 300 },
+    })
+    await capped.open('s3', join(dir, 's3.sock'))
+    try {
+      const open = (): Promise<net.Socket> =>
+        new Promise((resolve, reject) => {
+          const c = net.connect(join(dir, 's3.sock'), () => {
+            resolve(c)
+          })
+          c.on('error', reject)
+        })
+      const a = await open()
+      const b = await open()
+      const c = await open()
+      const closed = (s: net.Socket): Promise<void> =>
+        new Promise((r) =>
+          s.once('close', () => {
+            r()
+          }),
+        )
+      // the third is closed at once; the first two once idle
+      await closed(c)
+      await Promise.all([closed(a), closed(b)])
+    } finally {
+      await capped.dispose()
+    }
   })
 
   it('closes a session: listener gone, socket file removed', async () => {
