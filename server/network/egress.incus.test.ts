@@ -150,7 +150,7 @@ describeIncus('network egress on a live Incus daemon', () => {
     expect(v6.stdout, v6.stderr).toBe('hello from inside')
   })
 
-  it('gives every process the proxy variables: exec, login shells and the tool in tmux', async () => {
+  it('gives every process the proxy variables: exec, login shells, su -l and the tool in tmux', async () => {
     const env = await asCode(main, 'printenv HTTPS_PROXY http_proxy NO_PROXY')
     expect(env.stdout.split('\n')).toEqual([
       'http://127.0.0.1:3128',
@@ -171,6 +171,18 @@ describeIncus('network egress on a live Incus daemon', () => {
       '/etc/apt/apt.conf.d/90clincus-proxy',
     ])
     expect(apt.stdout).toContain('Acquire::http::Proxy "http://127.0.0.1:3128/"')
+    // su -l resets the environment; /etc/profile.d gives it back
+    const su = await execa('incus', [
+      'exec',
+      main,
+      '--',
+      'su',
+      '-l',
+      'code',
+      '-c',
+      'printenv HTTPS_PROXY',
+    ])
+    expect(su.stdout).toBe('http://127.0.0.1:3128')
     expect(await devices(main)).toContain('clincus-egress')
   })
 

@@ -40,6 +40,7 @@ export const NETWORK_LABEL = 'user.clincus.network'
 const TOOL_LABEL = 'user.clincus.tool'
 const PROFILE_LABEL = 'user.clincus.profile'
 export const APT_PROXY_FILE = '/etc/apt/apt.conf.d/90clincus-proxy'
+export const PROFILE_FILE = '/etc/profile.d/clincus-proxy.sh'
 
 /**
  * Brings `lo` up as container root with SIOCGIFFLAGS/SIOCSIFFLAGS. perl-base is Essential in
@@ -256,22 +257,28 @@ export class EgressService {
 
   /**
    * After every start, as container root, in one exec: `lo` up (old images have no `ip`, see
-   * LO_UP_PERL) and apt's proxy setting. A failure is logged: a non-Debian image still runs,
-   * without them.
+   * LO_UP_PERL), apt's proxy setting, and the variables for login shells that reset the
+   * environment (`su -l` sources /etc/profile, and so /etc/profile.d). A failure is logged: a
+   * non-Debian image still runs, without them.
    */
   async afterStart(id: string, signal?: AbortSignal): Promise<void> {
     const apt = `Acquire::http::Proxy "${PROXY_URL}/";\nAcquire::https::Proxy "${PROXY_URL}/";\n`
+    const profile = Object.entries(this.environment())
+      .map(([k, v]) => `export ${k.slice('environment.'.length)}='${v}'\n`)
+      .join('')
     const script =
-      `${LO_UP_PERL}; if (-d "/etc/apt/apt.conf.d") { open(my $f, ">", $ARGV[0]) or die "$ARGV[0]: $!\\n";` +
-      ` print $f $ARGV[1]; close($f) or die "$ARGV[0]: $!\\n" }`
-    const res = await this.#d.driver.exec(id, ['perl', '-e', script, APT_PROXY_FILE, apt], {
-      timeoutMs: 10_000,
-      ...(signal ? { signal } : {}),
-    })
+      `${LO_UP_PERL}; for my $i (0, 2) { my ($path, $text) = @ARGV[$i, $i + 1];` +
+      ` my ($dir) = $path =~ m{^(.*)/}; next unless -d $dir;` +
+      ` open(my $f, ">", $path) or die "$path: $!\\n"; print $f $text; close($f) or die "$path: $!\\n" }`
+    const res = await this.#d.driver.exec(
+      id,
+      ['perl', '-e', script, APT_PROXY_FILE, apt, PROFILE_FILE, profile],
+      { timeoutMs: 10_000, ...(signal ? { signal } : {}) },
+    )
     if (res.exitCode !== 0)
       this.#d.log.warn(
         { session: id, stderr: res.stderr.trim() },
-        'could not bring lo up or set apt',
+        'could not bring lo up or set the proxy files',
       )
   }
 
