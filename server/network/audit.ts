@@ -19,6 +19,9 @@ export interface AuditOptions {
   maxFileBytes?: number
 }
 
+/** Lines waiting for the disk per session, beyond which a flood's records stay in memory only. */
+const MAX_PENDING_LINES = 5000
+
 /** Container names only (naming.ts): nothing else ever becomes a file name. */
 const SAFE_ID = /^[a-z][a-z0-9-]{0,62}$/
 
@@ -56,6 +59,8 @@ export class NetworkAudit {
   readonly #rings = new Map<string, Ring>()
   /** Appends per session, in order, never two writers on one file. */
   readonly #chains = new Map<string, Promise<void>>()
+  readonly #pending = new Map<string, string[]>()
+  #dropped = 0
 
   constructor(opts: AuditOptions) {
     this.#o = { ringSize: 2000, maxFileBytes: 1024 * 1024, ...opts }
@@ -134,29 +139,52 @@ export class NetworkAudit {
     this.#ring(id).push(r)
     const file = this.#file(id)
     if (!file) return
-    const prev = this.#chains.get(id) ?? Promise.resolve()
-    const next = prev
-      .then(async () => {
-        await mkdir(this.#o.dir, { recursive: true, mode: 0o700 })
-        // No fsync per line (a busy session opens hundreds of connections a minute): a crash
-        // may cost the last lines; a torn one is skipped on reading.
-        await appendFile(file, `${JSON.stringify(r)}\n`, { mode: 0o600 })
-        const { size } = await stat(file)
-        if (size > this.#o.maxFileBytes) {
-          const ring = this.#rings.get(id)
-          const lines = (ring?.all() ?? []).slice(-Math.floor(this.#o.ringSize / 2))
-          await writeFileAtomic(file, lines.map((x) => JSON.stringify(x)).join('\n') + '\n', {
-            mode: 0o600,
-          })
-        }
-      })
+    // Lines wait in a bounded queue and go out in one append per flush: a flood of connections
+    // from a hostile agent costs memory up to the bound, never an unbounded chain of writes.
+    const queue = this.#pending.get(id) ?? []
+    if (queue.length >= MAX_PENDING_LINES) {
+      this.#dropped++
+      return
+    }
+    queue.push(JSON.stringify(r))
+    this.#pending.set(id, queue)
+    if (this.#chains.has(id)) return
+    const run = this.#drain(id, file)
       .catch((err: unknown) => {
         this.#o.log.warn({ err, session: id }, 'could not write the network audit')
       })
-    this.#chains.set(id, next)
-    void next.finally(() => {
-      if (this.#chains.get(id) === next) this.#chains.delete(id)
-    })
+      .finally(() => {
+        this.#chains.delete(id)
+      })
+    this.#chains.set(id, run)
+  }
+
+  async #drain(id: string, file: string): Promise<void> {
+    await mkdir(this.#o.dir, { recursive: true, mode: 0o700 })
+    for (;;) {
+      const lines = this.#pending.get(id)
+      if (!lines || lines.length === 0) {
+        this.#pending.delete(id)
+        return
+      }
+      this.#pending.set(id, [])
+      // No fsync per line (a busy session opens hundreds of connections a minute): a crash
+      // may cost the last lines; a torn one is ended on the next load.
+      await appendFile(file, `${lines.join('\n')}\n`, { mode: 0o600 })
+      const { size } = await stat(file)
+      if (size > this.#o.maxFileBytes) {
+        const ring = this.#rings.get(id)
+        const keep = (ring?.all() ?? []).slice(-Math.floor(this.#o.ringSize / 2))
+        await writeFileAtomic(file, keep.map((x) => JSON.stringify(x)).join('\n') + '\n', {
+          mode: 0o600,
+        })
+      }
+    }
+  }
+
+  /** Lines not written because the queue was full (a flood), since the start. */
+  get dropped(): number {
+    return this.#dropped
   }
 
   page(id: string, offset: number, limit: number): { total: number; items: NetworkConnection[] } {
@@ -167,6 +195,7 @@ export class NetworkAudit {
   /** Drops a deleted session's records, memory and file. */
   async forget(id: string): Promise<void> {
     this.#rings.delete(id)
+    this.#pending.delete(id)
     await (this.#chains.get(id) ?? Promise.resolve())
     const file = this.#file(id)
     if (file) await rm(file, { force: true }).catch(() => undefined)

@@ -41,6 +41,8 @@ const TOOL_LABEL = 'user.clincus.tool'
 const PROFILE_LABEL = 'user.clincus.profile'
 export const APT_PROXY_FILE = '/etc/apt/apt.conf.d/90clincus-proxy'
 export const PROFILE_FILE = '/etc/profile.d/clincus-proxy.sh'
+/** `session.network` events per session and second at most (issue 12: one per refusal). */
+const EVENTS_PER_SECOND = 20
 
 /**
  * Brings `lo` up as container root with SIOCGIFFLAGS/SIOCSIFFLAGS. perl-base is Essential in
@@ -79,6 +81,8 @@ interface SessionState {
   allow: string[]
   lastRefusedAt: string | null
   seen: Set<string>
+  /** Events published in the current one-second window. */
+  events: { since: number; count: number }
   /** Serialises device changes of this session. */
   chain: Promise<void>
 }
@@ -111,14 +115,18 @@ export class EgressService {
         policy: (id) => this.#sessions.get(id)?.policy ?? null,
         upstream: (id) => this.#sessions.get(id)?.upstream ?? null,
         record: (id, r) => {
-          this.#audit.record(id, r)
           const s = this.#sessions.get(id)
-          if (!r.allowed) {
-            if (s) s.lastRefusedAt = r.time
-          } else if (s) {
-            if (s.seen.has(r.host)) return
-            if (s.seen.size < 10_000) s.seen.add(r.host)
-          }
+          // A deleted session's last connections closing: nothing to keep.
+          if (!s) return
+          this.#audit.record(id, r)
+          if (!r.allowed) s.lastRefusedAt = r.time
+          else if (s.seen.has(r.host)) return
+          else if (s.seen.size < 10_000) s.seen.add(r.host)
+          // A flood of refusals must not flood every dashboard: at most EVENTS_PER_SECOND per
+          // session reach the event stream (the audit keeps them all).
+          const now = Date.now()
+          if (now - s.events.since >= 1000) s.events = { since: now, count: 0 }
+          if (++s.events.count > EVENTS_PER_SECOND) return
           this.#d.hub.publish({
             type: 'session.network',
             id,
@@ -346,6 +354,7 @@ export class EgressService {
       allow: [],
       lastRefusedAt: prev?.lastRefusedAt ?? null,
       seen: prev?.seen ?? new Set(),
+      events: prev?.events ?? { since: 0, count: 0 },
       chain: prev?.chain ?? Promise.resolve(),
     }
     this.#compute(id, state)

@@ -1,6 +1,7 @@
 // The network routes and the egress wiring on the fake driver: the device and environment a new
 // session gets, mode none without a device, the hot reload of a mode change, the API's shapes.
 import { readFile, writeFile } from 'node:fs/promises'
+import net from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { EGRESS_DEVICE } from '../network/egress.ts'
@@ -114,5 +115,40 @@ describe('network API and wiring (fake driver)', () => {
         ).json(),
         entry,
       ).toMatchObject({ code: 'invalid_network_entry' })
+  })
+
+  it('a flood of refusals is audited whole but sends at most 20 events a second', async () => {
+    const t = await buildTestApp()
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    const { id } = res.json<{ id: string }>()
+    const events: unknown[] = []
+    const off = t.services.hub.subscribe((e) => {
+      if (e.event.type === 'session.network') events.push(e.event)
+    })
+    const sock = join(t.home, '.clincus', 'run', 'egress', `${id}.sock`)
+    const refuse = (): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const c = net.connect(sock)
+        let out = ''
+        c.on('data', (d) => (out += d.toString()))
+        c.on('error', reject)
+        c.on('close', () => {
+          resolve(out)
+        })
+        c.end(`CONNECT flood-${Math.random()}.example:443 HTTP/1.1\r\n\r\n`)
+      })
+    const started = Date.now()
+    const answers = await Promise.all(Array.from({ length: 60 }, refuse))
+    off()
+    expect(answers.every((a) => a.startsWith('HTTP/1.1 403'))).toBe(true)
+    const windows = Math.floor((Date.now() - started) / 1000) + 2
+    expect(events.length).toBeGreaterThan(0)
+    expect(events.length).toBeLessThanOrEqual(20 * windows)
+    const page = await t.app.inject({ url: `/api/sessions/${id}/network?limit=1000` })
+    expect(page.json<{ total: number }>().total).toBe(60)
   })
 })
