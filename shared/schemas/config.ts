@@ -98,6 +98,36 @@ export const MountSchema = Type.Object(
 )
 export type Mount = Static<typeof MountSchema>
 
+// [image] (issue 13): what the user adds to the session image. Debian package names as apt
+// knows them; npm specs that cannot start like a flag. Both end up as argv elements after `--`.
+export const DEB_PACKAGE = '^[a-z0-9][a-z0-9+.-]{0,127}$'
+export const NPM_SPEC =
+  '^(@[A-Za-z0-9._~-]+/)?[A-Za-z0-9._~][A-Za-z0-9._~-]{0,213}(@[A-Za-z0-9._~^<>=*|+ -]{1,128})?$'
+
+export const ImageExtrasSchema = Type.Object(
+  {
+    packages: Type.Array(
+      Type.String({
+        pattern: DEB_PACKAGE,
+        'x-expected': 'a Debian package name like "postgresql-client"',
+      }),
+      { default: [], maxItems: 512 },
+    ),
+    npm: Type.Array(
+      Type.String({
+        pattern: NPM_SPEC,
+        'x-expected': 'an npm package like "typescript" or "pnpm@9"',
+      }),
+      { default: [], maxItems: 256 },
+    ),
+    // A shell script run as root inside the image at the end of the build: a path (absolute or
+    // "~/", one line) to a script file, or the script itself.
+    setup: Type.String({ default: '', maxLength: 65536 }),
+  },
+  { additionalProperties: false, default: {} },
+)
+export type ImageExtrasConfig = Static<typeof ImageExtrasSchema>
+
 export const ProfileSchema = Type.Object(
   {
     image: Type.Optional(imageAlias()),
@@ -115,6 +145,9 @@ export const ProfileSchema = Type.Object(
       }),
     ),
     limits: Type.Optional(Type.Unknown()),
+    // Extras for the profile's own image (`image` above), on top of [image]. Not `[profiles.x.image]`:
+    // `image` is already the alias string, and TOML cannot make one key both.
+    image_extras: Type.Optional(ImageExtrasSchema),
   },
   { additionalProperties: false },
 )
@@ -182,6 +215,7 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     limits: LimitsSchema,
+    image: ImageExtrasSchema,
     git: Type.Object(
       { writable_hooks: Type.Boolean({ default: false }) },
       { additionalProperties: false, default: {} },
