@@ -14,6 +14,7 @@ import { HistoryStore } from './history/store.ts'
 import { ImageManager } from './image-manager.ts'
 import { incusImageBackend } from './images/backend.ts'
 import { buildImage } from './images/build.ts'
+import { kindOfAlias } from './images/recipe.ts'
 import { imageTargets } from './images/targets.ts'
 import { CliIncusDriver } from './incus/cli-driver.ts'
 import { Listener, type ConnectionLimits } from './listener.ts'
@@ -89,7 +90,7 @@ async function main(): Promise<void> {
     const targets = imageTargets(config.current)
     const alias = command.image === 'clincus-test' ? 'clincus-test' : config.current.defaults.image
     const extras = targets.find((t) => t.alias === alias)?.extras
-    await buildImage(command.image, {
+    await buildImage(kindOfAlias(alias), {
       project: config.current.incus.project,
       alias,
       update: command.update,

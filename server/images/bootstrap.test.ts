@@ -22,19 +22,18 @@ describe('mmdebstrapArgs', () => {
     const hooks = args.filter((a) => a.startsWith('--customize-hook='))
     expect(hooks).toContain('--customize-hook=tar-in /c/work/1/overlay.tar /')
     const tarIn = hooks.findIndex((h) => h.includes('tar-in'))
-    const configure = hooks.findIndex((h) => h.includes("'/c/work/1/configure.sh'"))
+    const configure = hooks.findIndex((h) => h.includes('/c/work/1/configure.sh'))
     expect(configure).toBeGreaterThan(tarIn)
     expect(args.some((a) => a.includes('setup.sh'))).toBe(false)
   })
 
-  it('runs the user setup script last, inside the tree', () => {
-    const args = mmdebstrapArgs({ ...plan, setupScript: "/c/work/1/it's setup.sh" })
+  it('runs the user setup script last, inside the tree, uploaded rather than read from inside', () => {
+    const args = mmdebstrapArgs({ ...plan, setupScript: '/c/work/1/setup.sh' })
     const hooks = args.filter((a) => a.startsWith('--customize-hook='))
-    const setup = hooks.findIndex((h) => h.includes('setup.sh'))
+    const setup = hooks.indexOf('--customize-hook=upload /c/work/1/setup.sh /tmp/clincus-setup.sh')
     expect(setup).toBeGreaterThan(hooks.findIndex((h) => h.includes('configure.sh')))
-    expect(hooks[setup]).toBe(
-      `--customize-hook=chroot "$1" /bin/sh -e < '/c/work/1/it'\\''s setup.sh'`,
-    )
+    expect(hooks[setup + 1]).toBe('--customize-hook=chroot "$1" /bin/sh -e /tmp/clincus-setup.sh')
+    expect(hooks[setup + 2]).toBe('--customize-hook=rm -f "$1/tmp/clincus-setup.sh"')
   })
 })
 

@@ -32,11 +32,25 @@ export function shellQuote(value: string): string {
 }
 
 /**
- * The mmdebstrap argv for a plan. Special hooks (`sync-in`, `tar-in`, …) must stand alone in
+ * Hooks that run a host script as root inside the tree. The script travels through mmdebstrap's
+ * `upload` (read by the builder outside): namespace root is one of the builder's subordinate ids
+ * and cannot read the builder's own 0700 work directory.
+ */
+function runInside(script: string, name: string): string[] {
+  const inside = `/tmp/clincus-${name}.sh`
+  return [
+    `--customize-hook=upload ${script} ${inside}`,
+    `--customize-hook=chroot "$1" /bin/sh -e ${inside}`,
+    `--customize-hook=rm -f "$1${inside}"`,
+  ]
+}
+
+/**
+ * The mmdebstrap argv for a plan. Paths in special hooks are split on white space: the caller
+ * keeps them free of it. Special hooks (`sync-in`, `tar-in`, …) must stand alone in
  * their option; others are shell commands with the tree as `$1`.
  */
 export function mmdebstrapArgs(plan: BootstrapPlan): string[] {
-  const q = shellQuote
   const args = [
     '--mode=unshare',
     '--variant=minbase',
@@ -50,11 +64,9 @@ export function mmdebstrapArgs(plan: BootstrapPlan): string[] {
     `--customize-hook=sync-out /var/cache/apt/archives ${plan.debCache}`,
     '--customize-hook=rm -f "$1"/var/cache/apt/archives/*.deb',
     `--customize-hook=tar-in ${plan.overlay} /`,
-    `--customize-hook=chroot "$1" /bin/sh -e < ${q(plan.configureScript)}`,
+    ...runInside(plan.configureScript, 'configure'),
   ]
-  if (plan.setupScript !== undefined) {
-    args.push(`--customize-hook=chroot "$1" /bin/sh -e < ${q(plan.setupScript)}`)
-  }
+  if (plan.setupScript !== undefined) args.push(...runInside(plan.setupScript, 'setup'))
   // What only describes the build host, or what Incus supplies itself.
   args.push('--customize-hook=rm -f "$1/etc/hostname" "$1/etc/resolv.conf"')
   args.push(plan.suite, plan.output, plan.archiveUri)
