@@ -8,10 +8,12 @@ export interface ImageTarget {
   extras: ImageExtras
 }
 
-function extrasOf(config: ImageExtrasConfig | undefined): ImageExtras {
-  return config === undefined
-    ? NO_EXTRAS
-    : { packages: config.packages, npm: config.npm, setup: config.setup }
+function extrasOf(config: Partial<ImageExtrasConfig> | undefined): ImageExtras {
+  return {
+    packages: config?.packages ?? NO_EXTRAS.packages,
+    npm: config?.npm ?? NO_EXTRAS.npm,
+    setup: config?.setup ?? NO_EXTRAS.setup,
+  }
 }
 
 /** Every alias the config names, in a stable order: the default first, then profiles by name. */
