@@ -29,6 +29,7 @@ import {
 } from './image-store.ts'
 import { hostNpmRoot, installedVersion, installGlobal, stageNode } from './node-tools.ts'
 import {
+  agentSpecs,
   BASE_PACKAGES,
   BUILDER_VERSION,
   FAKE_TOOL_NAMES,
@@ -208,10 +209,7 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     throw new Error('building the clincus image needs npm on the host (to reach the registry)')
   }
   const current = opts.update ? undefined : await describeAlias(alias, project)
-  const toolSpecs = TOOL_PACKAGES.map(({ tool, npm }) => {
-    const keep = current?.properties[`${TOOL_PROPERTY_PREFIX}${tool}`]
-    return keep !== undefined && /^[0-9A-Za-z.+-]+$/.test(keep) ? `${npm}@${keep}` : npm
-  })
+  const toolSpecs = agentSpecs(current?.properties, opts.update === true)
 
   const cache = cacheDir()
   if (/\s/.test(cache)) throw new Error(`the build cache path has white space: ${cache}`)

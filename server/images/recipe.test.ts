@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import {
+  agentSpecs,
   BASE_PACKAGES,
   incusArchitecture,
   inputHash,
@@ -223,5 +224,30 @@ describe('incusArchitecture', () => {
 describe('TEMPLATES', () => {
   it('names the instance in /etc/hosts so sudo can resolve it', () => {
     expect(TEMPLATES['/etc/hosts']?.content).toContain('127.0.1.1\t{{ instance.name }}')
+  })
+})
+
+describe('agentSpecs (clincus build --update)', () => {
+  const current = {
+    'clincus.tool.claude': '2.1.197',
+    'clincus.tool.copilot': '1.0.102',
+    'clincus.tool.opencode': '1.18.33',
+  }
+
+  it('keeps the versions the current image records unless asked to update', () => {
+    expect(agentSpecs(current, false)).toEqual([
+      '@anthropic-ai/claude-code@2.1.197',
+      '@github/copilot@1.0.102',
+      'opencode-ai@1.18.33',
+    ])
+  })
+
+  it('takes the newest with --update, without an image, and for a recorded value that is no version', () => {
+    const newest = ['@anthropic-ai/claude-code', '@github/copilot', 'opencode-ai']
+    expect(agentSpecs(current, true)).toEqual(newest)
+    expect(agentSpecs(undefined, false)).toEqual(newest)
+    expect(agentSpecs({ 'clincus.tool.claude': '1 --registry=x' }, false)[0]).toBe(
+      '@anthropic-ai/claude-code',
+    )
   })
 })

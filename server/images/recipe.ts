@@ -114,6 +114,20 @@ export function kindOfAlias(alias: string): ImageKind {
   return alias === 'clincus-test' || alias.startsWith('clincus-test-') ? 'clincus-test' : 'clincus'
 }
 
+/**
+ * The npm specs of the agents for a build: without `update`, the versions the alias's current
+ * image records (an image changes only when its inputs do); the newest otherwise or when unknown.
+ */
+export function agentSpecs(
+  current: Readonly<Record<string, string>> | undefined,
+  update: boolean,
+): string[] {
+  return TOOL_PACKAGES.map(({ tool, npm }) => {
+    const keep = update ? undefined : current?.[`${TOOL_PROPERTY_PREFIX}${tool}`]
+    return keep !== undefined && /^[0-9A-Za-z.+-]+$/.test(keep) ? `${npm}@${keep}` : npm
+  })
+}
+
 /** A version number out of a tool's `--version` line: `2.1.197 (Claude Code)` → `2.1.197`. */
 export function parseVersion(text: string): string | null {
   return /\bv?(\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?)\b/.exec(text)?.[1] ?? null
