@@ -57,7 +57,8 @@ export class ImageManager {
   readonly #checks = new Map<string, Promise<ImageState>>()
   readonly #listeners = new Set<(e: ServerEvent) => void>()
   readonly #abort = new AbortController()
-  #build: { alias: string; done: Promise<void> } | null = null
+  /** The running build; `serving` while a previous image keeps serving launches meanwhile. */
+  #build: { alias: string; done: Promise<void>; serving: boolean } | null = null
 
   constructor(driver: IncusDriver, log: Logger, opts: ImageManagerOptions = {}) {
     this.#driver = driver
@@ -76,8 +77,12 @@ export class ImageManager {
     for (const listener of this.#listeners) listener(event)
   }
 
-  /** The last known state, without asking incus (the create gate uses this). */
+  /**
+   * The last known state, without asking incus (the create gate uses this). A rebuild over a
+   * published image reads `ready`: that image serves launches until the new one replaces it.
+   */
   current(alias: string): ImageState | null {
+    if (this.#build?.alias === alias && this.#build.serving) return { name: alias, state: 'ready' }
     return this.#states.get(alias) ?? null
   }
 
@@ -132,7 +137,7 @@ export class ImageManager {
     const state = await this.check(target.alias)
     if (state.state !== 'missing' || !this.#autoBuild || !this.#backend || this.#build) return state
     this.#log.info({ image: target.alias }, 'session image missing; building it in the background')
-    this.#start(target, false)
+    this.#start(target, false, false)
     return this.state(target.alias)
   }
 
@@ -140,16 +145,24 @@ export class ImageManager {
    * Starts a rebuild of a configured image. ConflictError (409) while any build runs: builds are
    * heavy and share the package cache. Resolves as soon as the build has started.
    */
-  rebuild(target: ImageTarget, opts: { update: boolean }): void {
-    if (!this.#backend)
-      throw new ConflictError('image building is not available here', 'no_builder')
+  async rebuild(target: ImageTarget, opts: { update: boolean }): Promise<void> {
+    const backend = this.#backend
+    if (!backend) throw new ConflictError('image building is not available here', 'no_builder')
     if (this.#build) {
       throw new ConflictError(`image ${this.#build.alias} is being built`, 'image_building')
     }
-    this.#start(target, opts.update)
+    // Reserved before the lookup below, so a second request meanwhile gets its 409.
+    this.#build = { alias: target.alias, done: Promise.resolve(), serving: false }
+    let serving = false
+    try {
+      serving = (await backend.describe(target.alias)) !== undefined
+    } catch (err) {
+      this.#log.warn({ err, image: target.alias }, 'could not look the image up before a rebuild')
+    }
+    this.#start(target, opts.update, serving)
   }
 
-  #start(target: ImageTarget, update: boolean): void {
+  #start(target: ImageTarget, update: boolean, serving: boolean): void {
     const backend = this.#backend
     if (!backend) return
     const { alias } = target
@@ -194,7 +207,7 @@ export class ImageManager {
       .finally(() => {
         this.#build = null
       })
-    this.#build = { alias, done }
+    this.#build = { alias, done, serving }
   }
 
   /** What GET /api/images answers for the configured images (asks incus once per alias). */

@@ -97,6 +97,8 @@ describe('GET /api/images and POST /api/images/{alias}/build', () => {
       step: 'mmdebstrap bookworm',
       progress: 0.1,
     })
+    // No image yet: launches wait for this build (503 image_building).
+    expect(s.images.current('clincus')?.state).toBe('building')
     // One build at a time.
     const again = await s.t.app.inject({ method: 'POST', url: '/api/images/other/build' })
     expect(again.statusCode).toBe(409)
@@ -166,6 +168,8 @@ describe('GET /api/images and POST /api/images/{alias}/build', () => {
     })
     await s.t.app.inject({ method: 'POST', url: '/api/images/clincus/build' })
     await waitUntil('the build to start', () => s.backend.release !== undefined)
+    // The previous image keeps serving launches while the rebuild runs.
+    expect(s.images.current('clincus')?.state).toBe('ready')
     s.backend.release?.(new Error('E: Unable to locate package nope'))
     await s.images.settled()
     expect(s.events.filter((e) => e.type === 'image.failed')).toEqual([

@@ -47,7 +47,7 @@ export function imageRoutes(
         if (!target) {
           throw new NotFoundError(`no image ${req.params.alias} in the config`, 'image_not_found')
         }
-        images.rebuild(target, { update: req.body?.update === true })
+        await images.rebuild(target, { update: req.body?.update === true })
         return reply.code(202).send({ alias: target.alias, state: 'building' as const })
       },
     })
