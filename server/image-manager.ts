@@ -2,7 +2,7 @@ import type { Logger } from 'pino'
 import type { ServerEvent } from '../shared/schemas/events.ts'
 import type { ImageState } from '../shared/schemas/health.ts'
 import type { ImageInfo } from '../shared/schemas/images.ts'
-import { ConflictError } from './errors.ts'
+import { ConflictError, UnavailableError } from './errors.ts'
 import type { IncusDriver } from './incus/driver.ts'
 import { INPUT_HASH_PROPERTY, toolVersionsOf, type ImageExtras } from './images/recipe.ts'
 import type { ImageTarget } from './images/targets.ts'
@@ -216,7 +216,13 @@ export class ImageManager {
   }
 
   async #info(target: ImageTarget): Promise<ImageInfo> {
-    const stored = await this.#backend?.describe(target.alias)
+    let stored: StoredImage | undefined
+    try {
+      stored = await this.#backend?.describe(target.alias)
+    } catch (err) {
+      this.#log.warn({ err, image: target.alias }, 'could not look the image up')
+      throw new UnavailableError('cannot reach incus to list the images', 'incus_unavailable')
+    }
     const known = this.#states.get(target.alias)
     const tools = toolVersionsOf(stored?.properties ?? {})
     const info: ImageInfo = {
@@ -239,7 +245,14 @@ export class ImageManager {
       return { ...info, state: 'building', progress: known.progress ?? 0, step: known.step ?? '' }
     }
     if (stored === undefined || !this.#backend) return info
-    const expected = await this.#backend.expectedHash(target.alias, target.extras)
+    let expected: string
+    try {
+      expected = await this.#backend.expectedHash(target.alias, target.extras)
+    } catch (err) {
+      // e.g. `[image] setup` names a file that is not there: the user's to fix, not a 500.
+      const error = err instanceof Error ? err.message : String(err)
+      return { ...info, state: 'outdated', error }
+    }
     const current = stored.properties[INPUT_HASH_PROPERTY] === expected
     return { ...info, state: current ? 'ready' : 'outdated' }
   }

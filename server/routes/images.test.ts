@@ -134,6 +134,24 @@ describe('GET /api/images and POST /api/images/{alias}/build', () => {
     s.unsubscribe()
   })
 
+  it('answers an unreadable [image] setup file as outdated with the reason, never a 500', async () => {
+    const s = await setup('')
+    s.backend.images.set('clincus', {
+      fingerprint: 'fp',
+      sizeBytes: 1,
+      createdAt: '2026-01-01T00:00:00Z',
+      properties: {},
+    })
+    s.backend.expectedHash = () => Promise.reject(new Error("ENOENT: no such file, open '/x.sh'"))
+    const info = (await list(s.t))[0]
+    expect(info?.state).toBe('outdated')
+    expect(info?.error).toContain('ENOENT')
+    s.backend.describe = () => Promise.reject(new Error('incus: connection refused'))
+    const res = await s.t.app.inject({ url: '/api/images' })
+    expect(res.statusCode).toBe(503)
+    s.unsubscribe()
+  })
+
   it('passes {"update": true} on, and refuses an alias the config does not name', async () => {
     const s = await setup('')
     const missing = await s.t.app.inject({ method: 'POST', url: '/api/images/evil/build' })
