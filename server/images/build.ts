@@ -27,13 +27,7 @@ import {
   retargetAlias,
   tryDelete,
 } from './image-store.ts'
-import {
-  dedupeFiles,
-  hostNpmRoot,
-  installedVersion,
-  installGlobal,
-  stageNode,
-} from './node-tools.ts'
+import { hostNpmRoot, installedVersion, installGlobal, stageNode } from './node-tools.ts'
 import {
   agentSpecs,
   BASE_PACKAGES,
@@ -298,7 +292,6 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
         for (const { tool, npm } of TOOL_PACKAGES) {
           properties[`${TOOL_PROPERTY_PREFIX}${tool}`] = await installedVersion(usrLocal, npm)
         }
-        await dedupeFiles(usrLocal)
       },
     })
   }

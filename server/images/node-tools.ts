@@ -3,8 +3,7 @@
 // from the registry's binary package and runs the installs itself, so the host's own Node version
 // (whatever `node` is first on PATH) never reaches the image; the host's npm only downloads the two
 // pinned tarballs. Nothing here needs root: the overlay is packed with root ownership afterwards.
-import { createHash } from 'node:crypto'
-import { link, lstat, mkdir, readdir, readFile, realpath, rm, symlink } from 'node:fs/promises'
+import { mkdir, readdir, readFile, realpath, rm, symlink } from 'node:fs/promises'
 import { delimiter, dirname, join, resolve } from 'node:path'
 import { run } from '../provision/command.ts'
 import { findExecutable } from '../provision/host.ts'
@@ -163,42 +162,4 @@ export async function installedVersion(usrLocal: string, name: string): Promise<
   ) as { version?: unknown }
   if (typeof manifest.version !== 'string') throw new Error(`${name} has no version`)
   return manifest.version
-}
-
-const DEDUPE_MIN_BYTES = 1024 * 1024
-
-/**
- * Hard-links identical large files under `dir` (same size and sha256, same mode), so the tarball
- * stores them once: opencode's install script copies its 177 MB native binary next to the
- * package that ships it. Returns the bytes saved.
- */
-export async function dedupeFiles(dir: string): Promise<number> {
-  const bySize = new Map<number, string[]>()
-  for (const entry of await readdir(dir, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile()) continue
-    const path = join(entry.parentPath, entry.name)
-    const info = await lstat(path)
-    if (info.size < DEDUPE_MIN_BYTES || info.nlink > 1) continue
-    bySize.set(info.size, [...(bySize.get(info.size) ?? []), path])
-  }
-  let saved = 0
-  for (const [size, paths] of bySize) {
-    if (paths.length < 2) continue
-    const first = new Map<string, string>()
-    for (const path of paths) {
-      const info = await lstat(path)
-      const key = `${info.mode}:${createHash('sha256')
-        .update(await readFile(path))
-        .digest('hex')}`
-      const original = first.get(key)
-      if (original === undefined) {
-        first.set(key, path)
-        continue
-      }
-      await rm(path)
-      await link(original, path)
-      saved += size
-    }
-  }
-  return saved
 }
