@@ -6,7 +6,7 @@ import {
   ImageBuildBodySchema,
   ImageListSchema,
 } from '../../shared/schemas/images.ts'
-import { NotFoundError, UnavailableError } from '../errors.ts'
+import { ConflictError, NotFoundError } from '../errors.ts'
 import type { ImageManager } from '../image-manager.ts'
 import { imageTargets } from '../images/targets.ts'
 import type { AppServices } from '../services.ts'
@@ -27,10 +27,8 @@ export function imageRoutes(
         summary: 'The session images the config names, their state and tool versions',
         response: { 200: ImageListSchema, ...errorResponses },
       },
-      handler: async () => {
-        if (!images) throw new UnavailableError('images are not managed here', 'no_images')
-        return images.list(imageTargets(s.config.current))
-      },
+      // Without an image manager (embedded uses, unit tests) there is nothing to list.
+      handler: async () => (images ? images.list(imageTargets(s.config.current)) : []),
     })
 
     app.post('/api/images/:alias/build', {
@@ -42,11 +40,11 @@ export function imageRoutes(
         response: { 202: ImageBuildAcceptedSchema, ...errorResponses },
       },
       handler: async (req, reply) => {
-        if (!images) throw new UnavailableError('images are not managed here', 'no_images')
         const target = imageTargets(s.config.current).find((t) => t.alias === req.params.alias)
         if (!target) {
           throw new NotFoundError(`no image ${req.params.alias} in the config`, 'image_not_found')
         }
+        if (!images) throw new ConflictError('image building is not available here', 'no_builder')
         await images.rebuild(target, { update: req.body?.update === true })
         return reply.code(202).send({ alias: target.alias, state: 'building' as const })
       },
