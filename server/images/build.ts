@@ -169,13 +169,15 @@ export async function testImageInputHash(): Promise<string> {
  * What this builder lacks, as one message naming the exact command; undefined when it can build.
  * mmdebstrap's unshare mode maps the tree onto the builder's subordinate ids via newuidmap.
  */
-export async function rootlessProblem(opts: {
+export function rootlessProblem(opts: {
   user: string
   root: boolean
   subuid: string
   subgid: string
-}): Promise<string | undefined> {
-  const missing = await missingImageTools()
+  /** Packages whose programs are missing (missingImageTools); root installs them itself. */
+  missing: readonly string[]
+}): string | undefined {
+  const { missing } = opts
   if (missing.length > 0 && !opts.root) {
     return `building images needs ${missing.join(' and ')}: run \`${imageToolsCommand(missing)}\` once`
   }
@@ -193,9 +195,10 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
   const signalOpt = signal ? { signal } : {}
   const root = isRoot()
   const user = userInfo().username
-  const problem = await rootlessProblem({
+  const problem = rootlessProblem({
     user,
     root,
+    missing: await missingImageTools(),
     subuid: await readFile('/etc/subuid', 'utf8').catch(() => ''),
     subgid: await readFile('/etc/subgid', 'utf8').catch(() => ''),
   })

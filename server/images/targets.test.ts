@@ -86,3 +86,29 @@ describe('resolveSetup', () => {
     await expect(resolveSetup('~/missing.sh', home)).rejects.toThrow(/ENOENT/)
   })
 })
+
+describe('rootlessProblem', () => {
+  const ok = { user: 'alice', root: false, missing: [], subuid: 'alice:100000:65536\n' }
+
+  it('names the exact command for what a builder without root lacks', async () => {
+    const { rootlessProblem } = await import('./build.ts')
+    expect(rootlessProblem({ ...ok, subgid: 'alice:100000:65536\n' })).toBeUndefined()
+    expect(rootlessProblem({ ...ok, subgid: 'root:1000000:1000000000\n' })).toMatch(
+      /`sudo usermod --add-subuids \S+ --add-subgids \S+ alice`/,
+    )
+    expect(
+      rootlessProblem({ ...ok, subgid: ok.subuid, missing: ['mmdebstrap', 'uidmap'] }),
+    ).toMatch(/`sudo apt-get install --no-install-recommends mmdebstrap uidmap`/)
+    // Root installs the packages itself (setup, or the build's first step).
+    expect(
+      rootlessProblem({
+        ...ok,
+        user: 'root',
+        root: true,
+        missing: ['mmdebstrap'],
+        subuid: 'root:1000000:1000000000\n',
+        subgid: 'root:1000000:1000000000\n',
+      }),
+    ).toBeUndefined()
+  })
+})
