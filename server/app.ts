@@ -24,6 +24,7 @@ import { authRoutes } from './routes/auth.ts'
 import { configRoutes } from './routes/config.ts'
 import { SseStreams, sseEventsRoutes, type SseOptions } from './routes/events-sse.ts'
 import { healthRoutes } from './routes/health.ts'
+import { imageRoutes } from './routes/images.ts'
 import { sessionRoutes } from './routes/sessions.ts'
 import { isApiPath, registerSpa } from './routes/spa.ts'
 import { workspaceRoutes } from './routes/workspaces.ts'
@@ -204,6 +205,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const refreshImage = (): void => {
     void deps.images?.check(deps.config.current.defaults.image)
   }
+  // Image builds (issue 13) reach /ws/events and /api/events like every other event.
+  const unsubscribeImageEvents = deps.images?.subscribe((e) => hub.publish(e))
   const unsubscribeImage = deps.config.subscribe((change) => {
     if (
       change.type === 'reloaded' &&
@@ -226,6 +229,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         { name: 'config' },
         { name: 'events' },
         { name: 'health' },
+        { name: 'images' },
         { name: 'auth' },
       ],
     },
@@ -276,6 +280,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(configRoutes(services))
   await app.register(workspaceRoutes(services))
   await app.register(healthRoutes(services))
+  await app.register(imageRoutes(services, deps.images))
   await app.register(authRoutes(security))
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
@@ -381,6 +386,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     tracker.dispose()
     unsubscribeConfig()
     unsubscribeImage()
+    unsubscribeImageEvents?.()
     await monitor.stop()
     await sessions.dispose()
     await deps.images?.dispose()

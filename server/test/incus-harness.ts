@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import type { ImageManager } from '../image-manager.ts'
 import { pino } from 'pino'
 import { describe } from 'vitest'
 import { buildApp, type App } from '../app.ts'
@@ -83,6 +84,8 @@ export async function startLiveServer(
     log?: boolean
     /** A built SPA to serve (the browser tests build one); without it the API only. */
     webRoot?: string
+    /** The image manager (images API, issue 13); none by default. */
+    images?: ImageManager
   } = { home: '' },
 ): Promise<LiveServer> {
   const home = opts.home
@@ -108,6 +111,7 @@ export async function startLiveServer(
     home,
     version: '0.0.0-it',
     ...(opts.webRoot ? { webRoot: opts.webRoot } : {}),
+    ...(opts.images ? { images: opts.images } : {}),
   })
   await built.app.ready()
   const listener = new Listener(built.app.server)

@@ -36,6 +36,24 @@ export const ConfigInvalidEventSchema = Type.Object({
   error: Type.String(),
 })
 
+// Image builds (issue 13): building (repeated, in order), then built or failed.
+export const ImageBuildingEventSchema = Type.Object({
+  type: Type.Literal('image.building'),
+  alias: Type.String(),
+  step: Type.String(),
+  progress: Type.Number({ minimum: 0, maximum: 1 }),
+})
+export const ImageBuiltEventSchema = Type.Object({
+  type: Type.Literal('image.built'),
+  alias: Type.String(),
+})
+export const ImageFailedEventSchema = Type.Object({
+  type: Type.Literal('image.failed'),
+  alias: Type.String(),
+  /** apt's own message when the package step failed. */
+  error: Type.String(),
+})
+
 export const ServerEventSchema = Type.Union([
   SessionStartedEventSchema,
   SessionStoppedEventSchema,
@@ -44,6 +62,9 @@ export const ServerEventSchema = Type.Union([
   SessionLaunchingEventSchema,
   ConfigReloadedEventSchema,
   ConfigInvalidEventSchema,
+  ImageBuildingEventSchema,
+  ImageBuiltEventSchema,
+  ImageFailedEventSchema,
 ])
 export type ServerEvent = Static<typeof ServerEventSchema>
 
