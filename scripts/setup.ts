@@ -6,6 +6,7 @@ import { realpathSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { ensureTestImage, type TestImageStatus } from '../server/images/build.ts'
+import { ensureImageTools } from '../server/provision/image-tools.ts'
 import {
   ensureChromium,
   ensureIncus,
@@ -45,6 +46,8 @@ export async function runSetup(target: SetupTarget, opts: SetupOptions = {}): Pr
     reporter.note(`Incus is not available: ${incus.reason}`)
     reporter.note(`To fix: ${incus.hint}`)
   }
+  // Image builds (the dashboard builds a missing image at start) need these, root or not.
+  await ensureImageTools(reporter)
   if (target === 'start') return { incus }
 
   const result: SetupResult = { incus }

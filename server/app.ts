@@ -27,6 +27,7 @@ import { SseStreams, sseEventsRoutes, type SseOptions } from './routes/events-ss
 import { healthRoutes } from './routes/health.ts'
 import { networkRoutes } from './routes/network.ts'
 import { EgressService, type EgressOptions } from './network/egress.ts'
+import { imageRoutes } from './routes/images.ts'
 import { sessionRoutes } from './routes/sessions.ts'
 import { isApiPath, registerSpa } from './routes/spa.ts'
 import { workspaceRoutes } from './routes/workspaces.ts'
@@ -225,6 +226,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const refreshImage = (): void => {
     void deps.images?.check(deps.config.current.defaults.image)
   }
+  // Image builds (issue 13) reach /ws/events and /api/events like every other event.
+  const unsubscribeImageEvents = deps.images?.subscribe((e) => hub.publish(e))
   const unsubscribeImage = deps.config.subscribe((change) => {
     if (
       change.type === 'reloaded' &&
@@ -247,6 +250,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         { name: 'config' },
         { name: 'events' },
         { name: 'health' },
+        { name: 'images' },
         { name: 'auth' },
       ],
     },
@@ -298,6 +302,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(configRoutes(services))
   await app.register(workspaceRoutes(services))
   await app.register(healthRoutes(services))
+  await app.register(imageRoutes(services, deps.images))
   await app.register(authRoutes(security))
   app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
@@ -404,6 +409,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     tracker.dispose()
     unsubscribeConfig()
     unsubscribeImage()
+    unsubscribeImageEvents?.()
     await monitor.stop()
     await sessions.dispose()
     await egress.dispose()

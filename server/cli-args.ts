@@ -1,7 +1,7 @@
 // Command-line parsing for the `clincus` entry point (pure, so it is unit-tested).
 export type Command =
   | { kind: 'serve'; port?: number; host: string; open: boolean; build: boolean }
-  | { kind: 'build'; image: 'clincus' | 'clincus-test' }
+  | { kind: 'build'; image: 'clincus' | 'clincus-test'; update: boolean }
   | { kind: 'help' }
   | { kind: 'version' }
 
@@ -9,7 +9,7 @@ export class UsageError extends Error {}
 
 export const USAGE = `usage:
   clincus serve [--port N] [--host ADDR] [--open] [--no-build]
-  clincus build [--test]
+  clincus build [--test] [--update]
   clincus --version`
 
 function portValue(raw: string | undefined): number {
@@ -26,9 +26,14 @@ export function parseArgs(argv: readonly string[]): Command {
   if (cmd === '--help' || cmd === '-h' || cmd === 'help') return { kind: 'help' }
   if (cmd === '--version' || cmd === '-v' || cmd === 'version') return { kind: 'version' }
   if (cmd === 'build') {
-    const unknown = rest.find((a) => a !== '--test')
+    const unknown = rest.find((a) => a !== '--test' && a !== '--update')
     if (unknown) throw new UsageError(`unknown option for build: ${unknown}`)
-    return { kind: 'build', image: rest.includes('--test') ? 'clincus-test' : 'clincus' }
+    return {
+      kind: 'build',
+      image: rest.includes('--test') ? 'clincus-test' : 'clincus',
+      // Newest agent versions; otherwise the image's current ones are kept.
+      update: rest.includes('--update'),
+    }
   }
   if (cmd !== 'serve') throw new UsageError(`unknown command: ${cmd}`)
   const out: { kind: 'serve'; port?: number; host: string; open: boolean; build: boolean } = {

@@ -290,7 +290,16 @@ describe('parseArgs', () => {
       open: true,
       build: false,
     })
-    expect(parseArgs(['build', '--test'])).toEqual({ kind: 'build', image: 'clincus-test' })
+    expect(parseArgs(['build', '--test'])).toEqual({
+      kind: 'build',
+      image: 'clincus-test',
+      update: false,
+    })
+    expect(parseArgs(['build', '--update'])).toEqual({
+      kind: 'build',
+      image: 'clincus',
+      update: true,
+    })
   })
 
   it.each([['serve', '--port', 'x'], ['serve', '--port', '70000'], ['serve', '--bogus'], ['nope']])(

@@ -12,7 +12,10 @@ import { configLocations } from './config/paths.ts'
 import { ConfigStore } from './config/store.ts'
 import { HistoryStore } from './history/store.ts'
 import { ImageManager } from './image-manager.ts'
+import { incusImageBackend } from './images/backend.ts'
 import { buildImage } from './images/build.ts'
+import { kindOfAlias } from './images/recipe.ts'
+import { imageTargets } from './images/targets.ts'
 import { CliIncusDriver } from './incus/cli-driver.ts'
 import { Listener, type ConnectionLimits } from './listener.ts'
 import {
@@ -89,8 +92,15 @@ async function main(): Promise<void> {
       controller.abort()
     })
     let last = ''
-    await buildImage(command.image, {
+    // `clincus build` builds the default image (`--test`: clincus-test) with its `[image]` extras.
+    const targets = imageTargets(config.current)
+    const alias = command.image === 'clincus-test' ? 'clincus-test' : config.current.defaults.image
+    const extras = targets.find((t) => t.alias === alias)?.extras
+    await buildImage(kindOfAlias(alias), {
       project: config.current.incus.project,
+      alias,
+      update: command.update,
+      ...(extras ? { extras } : {}),
       signal: controller.signal,
       onProgress: (p) => {
         if (p.step === last) return
@@ -100,7 +110,7 @@ async function main(): Promise<void> {
         )
       },
     })
-    process.stdout.write(`image ${command.image} is ready\n`)
+    process.stdout.write(`image ${alias} is ready\n`)
     return
   }
 
@@ -109,18 +119,10 @@ async function main(): Promise<void> {
     fail(
       `CLINCUS_CONTAINER_PREFIX must be lowercase letters, digits and hyphens, starting with a letter: ${prefix}`,
     )
-  const images = new ImageManager(
-    driver,
-    log.child({ component: 'images' }),
-    command.build
-      ? (alias, onProgress, signal) =>
-          buildImage(alias === 'clincus-test' ? 'clincus-test' : 'clincus', {
-            project: config.current.incus.project,
-            onProgress,
-            signal,
-          }).then(() => undefined)
-      : undefined,
-  )
+  const images = new ImageManager(driver, log.child({ component: 'images' }), {
+    backend: incusImageBackend(() => config.current.incus.project),
+    autoBuild: command.build,
+  })
   // Access: a token by default; "none" only while bound to loopback (anyone who can reach the
   // port could otherwise start containers with host folders mounted).
   const authMode = config.current.dashboard.auth
@@ -208,10 +210,30 @@ async function main(): Promise<void> {
     )
   })
 
-  void images.ensure(config.current.defaults.image).then((state) => {
-    if (state.state === 'missing')
-      log.warn({ image: state.name }, 'session image missing; run `clincus build`')
-  })
+  const defaultTarget = imageTargets(config.current)[0]
+  if (defaultTarget) {
+    void images
+      .ensure(defaultTarget)
+      .then(async (state) => {
+        if (state.state === 'missing')
+          log.warn({ image: state.name }, 'session image missing; run `clincus build`')
+        if (state.state !== 'ready') return
+        // Built from other inputs than the config now gives ([image] extras, a new builder).
+        const [info] = await images.list([defaultTarget])
+        if (info?.state === 'outdated') {
+          log.warn(
+            { image: info.alias },
+            'session image is out of date with the config; run `clincus build` or rebuild it in Settings',
+          )
+          process.stdout.write(
+            `  image ${info.alias} is out of date with the config: run \`clincus build\`\n`,
+          )
+        }
+      })
+      .catch((err: unknown) => {
+        log.warn({ err }, 'could not check the session image')
+      })
+  }
 
   if (command.open) {
     const child = spawn('xdg-open', [`${url}/`], { stdio: 'ignore', detached: true })

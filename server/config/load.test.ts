@@ -70,6 +70,7 @@ describe('loadConfig', () => {
       'dashboard',
       'defaults',
       'git',
+      'image',
       'incus',
       'limits',
       'mounts',

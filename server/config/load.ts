@@ -160,7 +160,17 @@ export async function loadConfig(
 // with keys that widen what the container can reach on the host (mounts, protection, the Incus
 // identity, the listener) nor with what runs (profiles, the image): those are refused with an
 // error naming the key, so the user sees why. Its limits only tighten the user's (tighten.ts).
-const WORKSPACE_FORBIDDEN = ['mounts', 'security', 'incus', 'paths', 'dashboard', 'git', 'profiles']
+const WORKSPACE_FORBIDDEN = [
+  'mounts',
+  'security',
+  'incus',
+  'paths',
+  'dashboard',
+  'git',
+  'profiles',
+  // What the image contains runs as root at build time (issue 13).
+  'image',
+]
 const WORKSPACE_FORBIDDEN_KEYS: Array<[string, string, string]> = [
   ['defaults', 'image', 'images come only from your user config'],
 ]

@@ -185,6 +185,7 @@ describe('configForWorkspace: the workspace file against the user files', () => 
     [{ defaults: { image: 'clincus' } }, 'defaults.image'],
     [{ profiles: { default: { image: 'x' } } }, 'profiles'],
     [{ profiles: {} }, 'profiles'],
+    [{ image: { packages: ['x'] } }, 'image'],
   ])('refuses %j naming the key', async (layer, key) => {
     const u = await user('')
     let err: unknown

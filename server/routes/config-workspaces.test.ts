@@ -14,6 +14,7 @@ describe('GET/PUT /api/config', () => {
       'dashboard',
       'defaults',
       'git',
+      'image',
       'incus',
       'limits',
       'mounts',

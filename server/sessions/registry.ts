@@ -48,6 +48,8 @@ export function toSession(prefix: string, inst: IncusInstance): SessionInfo | nu
     slot: parsed.slot,
     status: toStatus(inst.status),
     persistent: inst.config[LABEL.persistent] === 'true',
+    // Set by Incus from the image's properties at create (images/recipe.ts TOOL_PROPERTY_PREFIX).
+    tool_version: inst.config[`image.clincus.tool.${inst.config[LABEL.tool] ?? ''}`] ?? null,
   }
   const created = inst.config[LABEL.created]
   if (created) info.created_at = created

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { execa } from 'execa'
+import type { ImageManager } from '../image-manager.ts'
 import { pino } from 'pino'
 import { describe } from 'vitest'
 import { buildApp, type App, type AppDeps } from '../app.ts'
@@ -86,6 +87,8 @@ export async function startLiveServer(
     webRoot?: string
     /** Egress options (a resolver that maps test names to loopback). */
     egress?: AppDeps['egress']
+    /** The image manager (images API, issue 13); none by default. */
+    images?: ImageManager
   } = { home: '' },
 ): Promise<LiveServer> {
   const home = opts.home
@@ -112,6 +115,7 @@ export async function startLiveServer(
     version: '0.0.0-it',
     ...(opts.webRoot ? { webRoot: opts.webRoot } : {}),
     ...(opts.egress ? { egress: opts.egress } : {}),
+    ...(opts.images ? { images: opts.images } : {}),
   })
   await built.app.ready()
   const listener = new Listener(built.app.server)

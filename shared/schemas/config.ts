@@ -1,4 +1,4 @@
-import { Type, type Static, type TInteger, type TString } from 'typebox'
+import { Type, type Static, type TArray, type TInteger, type TString } from 'typebox'
 
 // Patterns from the original's limits validator (clincus-behaviour §1.2 step 11), checked at load
 // time so a typo is reported with its file and key instead of failing a session later.
@@ -137,6 +137,46 @@ export const ProfileNetworkSchema = Type.Object(
   { mode: Type.Optional(NetworkModeSchema), allow: Type.Optional(networkAllowSchema()) },
   { additionalProperties: false },
 )
+// [image] (issue 13): what the user adds to the session image. Debian package names as apt
+// knows them; npm specs that cannot start like a flag. Both end up as argv elements after `--`.
+export const DEB_PACKAGE = '^[a-z0-9][a-z0-9+.-]{0,127}$'
+export const NPM_SPEC =
+  '^(@[A-Za-z0-9._~-]+/)?[A-Za-z0-9._~][A-Za-z0-9._~-]{0,213}(@[A-Za-z0-9._~^<>=*|+ -]{1,128})?$'
+
+const debPackages = (): TArray<TString> =>
+  Type.Array(
+    Type.String({
+      pattern: DEB_PACKAGE,
+      'x-expected': 'a Debian package name like "postgresql-client"',
+    }),
+    { default: [], maxItems: 512 },
+  )
+const npmSpecs = (): TArray<TString> =>
+  Type.Array(
+    Type.String({
+      pattern: NPM_SPEC,
+      'x-expected': 'an npm package like "typescript" or "pnpm@9"',
+    }),
+    { default: [], maxItems: 256 },
+  )
+// A shell script run as root inside the image at the end of the build: a path (absolute or "~/",
+// one line) to a script file, or the script itself.
+const setupScript = (): TString => Type.String({ default: '', maxLength: 65536 })
+
+export const ImageExtrasSchema = Type.Object(
+  { packages: debPackages(), npm: npmSpecs(), setup: setupScript() },
+  { additionalProperties: false, default: {} },
+)
+/** `[profiles.x.image_extras]`: the same keys, each optional (profiles get no defaults filled). */
+export const ProfileImageExtrasSchema = Type.Object(
+  {
+    packages: Type.Optional(debPackages()),
+    npm: Type.Optional(npmSpecs()),
+    setup: Type.Optional(setupScript()),
+  },
+  { additionalProperties: false },
+)
+export type ImageExtrasConfig = Static<typeof ImageExtrasSchema>
 
 export const ProfileSchema = Type.Object(
   {
@@ -156,6 +196,9 @@ export const ProfileSchema = Type.Object(
     ),
     limits: Type.Optional(Type.Unknown()),
     network: Type.Optional(ProfileNetworkSchema),
+    // Extras for the profile's own image (`image` above), on top of [image]. Not `[profiles.x.image]`:
+    // `image` is already the alias string, and TOML cannot make one key both.
+    image_extras: Type.Optional(ProfileImageExtrasSchema),
   },
   { additionalProperties: false },
 )
@@ -224,6 +267,7 @@ export const ConfigSchema = Type.Object(
     ),
     limits: LimitsSchema,
     network: NetworkSchema,
+    image: ImageExtrasSchema,
     git: Type.Object(
       { writable_hooks: Type.Boolean({ default: false }) },
       { additionalProperties: false, default: {} },

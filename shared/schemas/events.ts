@@ -45,6 +45,24 @@ export const SessionNetworkEventSchema = Type.Object({
   allowed: Type.Boolean(),
 })
 
+// Image builds (issue 13): building (repeated, in order), then built or failed.
+export const ImageBuildingEventSchema = Type.Object({
+  type: Type.Literal('image.building'),
+  alias: Type.String(),
+  step: Type.String(),
+  progress: Type.Number({ minimum: 0, maximum: 1 }),
+})
+export const ImageBuiltEventSchema = Type.Object({
+  type: Type.Literal('image.built'),
+  alias: Type.String(),
+})
+export const ImageFailedEventSchema = Type.Object({
+  type: Type.Literal('image.failed'),
+  alias: Type.String(),
+  /** apt's own message when the package step failed. */
+  error: Type.String(),
+})
+
 export const ServerEventSchema = Type.Union([
   SessionStartedEventSchema,
   SessionStoppedEventSchema,
@@ -54,6 +72,9 @@ export const ServerEventSchema = Type.Union([
   ConfigReloadedEventSchema,
   ConfigInvalidEventSchema,
   SessionNetworkEventSchema,
+  ImageBuildingEventSchema,
+  ImageBuiltEventSchema,
+  ImageFailedEventSchema,
 ])
 export type ServerEvent = Static<typeof ServerEventSchema>
 

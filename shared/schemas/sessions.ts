@@ -35,6 +35,14 @@ export const SessionInfoSchema = Type.Object(
     profile: Type.Optional(Type.String()),
     id_mapping: Type.Optional(IdMappingSchema),
     network: Type.Optional(SessionNetworkSummarySchema),
+    // Issue 13 (additive): the tool's version in the image the session was created from (Incus
+    // copies image properties into the instance as `image.*` at create); null when that image
+    // recorded none (the test image, images built before issue 13).
+    tool_version: Type.Optional(
+      Type.Union([Type.String(), Type.Null()], {
+        description: "The tool's version in the session's image, or null",
+      }),
+    ),
   },
   { $id: 'SessionInfo' },
 )
