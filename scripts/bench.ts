@@ -2,7 +2,7 @@
 // daemon, and writes bench/results.json and bench/results.md. Every figure's baseline is measured
 // in the same run. The server runs in its own process, so its CPU and memory are its own.
 //
-//   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,memory,scaling,events,listing]
+//   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,memory,scaling,events,listing,egress]
 //   tsx scripts/bench.ts --render    (bench/results.md again from bench/results.json)
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -13,6 +13,7 @@ import { parseArgs } from 'node:util'
 import { execa } from 'execa'
 import type { BenchContext, Figure } from './bench/context.ts'
 import { benchCreation } from './bench/creation.ts'
+import { benchEgress } from './bench/egress.ts'
 import { benchEvents } from './bench/events.ts'
 import { prepareSession } from './bench/fixtures.ts'
 import { daemonPid, incus, removeByPrefix, waitForDaemon } from './bench/incus.ts'
@@ -25,7 +26,16 @@ import { ServerProcess } from './bench/server-process.ts'
 import { benchThroughput } from './bench/throughput.ts'
 import { runSetup } from './setup.ts'
 
-const ALL = ['creation', 'throughput', 'latency', 'memory', 'scaling', 'events', 'listing'] as const
+const ALL = [
+  'creation',
+  'throughput',
+  'latency',
+  'memory',
+  'scaling',
+  'events',
+  'listing',
+  'egress',
+] as const
 type Step = (typeof ALL)[number]
 const IMAGE = 'clincus-test'
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..')
@@ -229,6 +239,7 @@ async function main(): Promise<void> {
     }
     if (want.has('events')) await run('event latency', () => benchEvents(ctx))
     if (want.has('listing')) await run('listing', () => benchListing(ctx))
+    if (want.has('egress')) await run('network egress', () => benchEgress(ctx))
   } finally {
     await cleanup()
   }

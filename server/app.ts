@@ -1,3 +1,4 @@
+import { join } from 'node:path'
 import fastifySwagger from '@fastify/swagger'
 import fastifyWebsocket from '@fastify/websocket'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -24,6 +25,8 @@ import { authRoutes } from './routes/auth.ts'
 import { configRoutes } from './routes/config.ts'
 import { SseStreams, sseEventsRoutes, type SseOptions } from './routes/events-sse.ts'
 import { healthRoutes } from './routes/health.ts'
+import { networkRoutes } from './routes/network.ts'
+import { EgressService, type EgressOptions } from './network/egress.ts'
 import { imageRoutes } from './routes/images.ts'
 import { sessionRoutes } from './routes/sessions.ts'
 import { isApiPath, registerSpa } from './routes/spa.ts'
@@ -66,6 +69,11 @@ export interface AppDeps {
   watchConfig?: false | ConfigWatcherOptions
   /** Tuning of the live transports (tests shorten intervals and bounds). */
   realtime?: RealtimeOptions
+  /**
+   * Network egress (issue 12). Default: sockets under <home>/.clincus/run/egress, the audit
+   * under <home>/.clincus/network, the system resolver, no upstream, no registries.
+   */
+  egress?: Partial<EgressOptions>
 }
 
 export interface RealtimeOptions {
@@ -147,6 +155,17 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     deps.log.child({ component: 'registry' }),
     deps.registryTtlMs,
   )
+  const egress = new EgressService({
+    driver: deps.driver,
+    config: deps.config,
+    hub,
+    log: deps.log.child({ component: 'egress' }),
+    options: {
+      runtimeDir: join(deps.home, '.clincus', 'run', 'egress'),
+      auditDir: join(deps.home, '.clincus', 'network'),
+      ...deps.egress,
+    },
+  })
   const sessions = new SessionService({
     driver: deps.driver,
     registry,
@@ -158,6 +177,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     home: deps.home,
     imageState: (alias) => deps.images?.current(alias) ?? null,
     readyTimeoutMs: deps.readyTimeoutMs,
+    egress,
   })
 
   const services: AppServices = {
@@ -169,6 +189,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     sessions,
     history: deps.history,
     hub,
+    egress,
     // Public (no credentials): answered from state the monitor and the image manager keep, so
     // a flood of requests costs the serialisation of a cached object and never an incus process.
     incusStatus: (): Health['incus'] => {
@@ -277,6 +298,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(sseEventsRoutes(sseStreams))
 
   await app.register(sessionRoutes(services))
+  await app.register(networkRoutes(services))
   await app.register(configRoutes(services))
   await app.register(workspaceRoutes(services))
   await app.register(healthRoutes(services))
@@ -317,6 +339,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     log: deps.log.child({ component: 'monitor' }),
     onConnect: async () => {
       await sessions.restore()
+      await egress.loadAudit((await registry.instances()).map((i) => i.name))
       registry.setLive(true)
       // Once per connection: the version for /api/health, and the image (it may have changed
       // while the monitor was down).
@@ -389,6 +412,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     unsubscribeImageEvents?.()
     await monitor.stop()
     await sessions.dispose()
+    await egress.dispose()
     await deps.images?.dispose()
   })
 

@@ -18,6 +18,12 @@ import { kindOfAlias } from './images/recipe.ts'
 import { imageTargets } from './images/targets.ts'
 import { CliIncusDriver } from './incus/cli-driver.ts'
 import { Listener, type ConnectionLimits } from './listener.ts'
+import {
+  aptSourceEntries,
+  entryForUrl,
+  hostNpmRegistry,
+  hostUpstreamProxy,
+} from './network/builtins.ts'
 import { repoRoot } from './paths.ts'
 import { loggerOptions } from './security/log-redaction.ts'
 import { isLoopbackHost, type AuthSetting } from './security/plugin.ts'
@@ -130,7 +136,17 @@ async function main(): Promise<void> {
     authMode === 'token'
       ? { mode: 'token', token: await loadOrCreateToken(tokenFile) }
       : { mode: 'none' }
-  const { app, security } = await buildApp({
+  // Egress (issue 12): the sockets live in the runtime directory, the registries the host itself
+  // uses are allowed, and the host's own proxy is the default upstream.
+  const runtimeBase =
+    process.getuid?.() === 0 ? '/run' : (env.XDG_RUNTIME_DIR ?? join(home, '.clincus', 'run'))
+  const npmRegistry = await hostNpmRegistry(env, home)
+  const registries = [
+    ...(await aptSourceEntries()),
+    ...(npmRegistry ? [entryForUrl(npmRegistry) ?? ''] : []),
+  ]
+  const hostUpstream = hostUpstreamProxy(env)
+  const { app, security, services } = await buildApp({
     auth,
     bindHost: command.host,
     driver,
@@ -144,6 +160,12 @@ async function main(): Promise<void> {
     incusHint:
       'Run `npm start` as root to install and start Incus, or install Incus >= 6 yourself and add your user to the incus-admin group.',
     webRoot: join(repoRoot, 'dist', 'web'),
+    egress: {
+      runtimeDir: join(runtimeBase, 'clincus', 'egress'),
+      registries: registries.filter((r) => r !== ''),
+      ...(npmRegistry ? { npmRegistry } : {}),
+      ...(hostUpstream ? { hostUpstream } : {}),
+    },
   })
   await app.ready()
   const listener = new Listener(app.server, {
@@ -158,6 +180,7 @@ async function main(): Promise<void> {
   } catch (err) {
     fail(`cannot listen on ${command.host}:${port}: ${(err as Error).message}`)
   }
+  services.egress.setOwnListener(command.host, listener.port)
   const url = `http://${command.host.includes(':') ? `[${command.host}]` : command.host}:${listener.port}`
   log.info({ url, version, prefix }, 'clincus dashboard listening')
   if (auth.mode === 'token') {
@@ -178,6 +201,7 @@ async function main(): Promise<void> {
     if (next === change.previous.dashboard.port || next === listener.port) return
     listener.move(next).then(
       (p) => {
+        services.egress.setOwnListener(command.host, p)
         log.info({ port: p }, 'listener moved')
       },
       (err: unknown) => {

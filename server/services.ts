@@ -4,6 +4,7 @@ import type { DashboardPatch } from './config/toml-edit.ts'
 import type { EventHub } from './events/hub.ts'
 import type { HistoryStore } from './history/store.ts'
 import type { IncusDriver } from './incus/driver.ts'
+import type { EgressService } from './network/egress.ts'
 import type { SessionRegistry } from './sessions/registry.ts'
 import type { SessionService } from './sessions/service.ts'
 
@@ -17,6 +18,8 @@ export interface AppServices {
   sessions: SessionService
   history: HistoryStore
   hub: EventHub
+  /** Network egress of sessions (issue 12). */
+  egress: EgressService
   /** Incus reachability from the lifecycle monitor's connection (cached, never asks incus). */
   incusStatus(): Health['incus']
   /** The image's last known state (cached, never asks incus). */

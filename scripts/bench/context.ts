@@ -51,4 +51,5 @@ export const SECTIONS = {
   events: '5. Event latency',
   memory: '6. Memory',
   scaling: '7. Scaling',
+  egress: '8. Network egress',
 } as const

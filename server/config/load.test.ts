@@ -74,6 +74,7 @@ describe('loadConfig', () => {
       'incus',
       'limits',
       'mounts',
+      'network',
       'paths',
       'profiles',
       'security',

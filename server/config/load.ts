@@ -9,7 +9,7 @@ import {
   WORKSPACE_FILE_MAX_BYTES,
   type SafeReadOptions,
 } from './safe-read.ts'
-import { tightenLimits } from './tighten.ts'
+import { tightenLimits, tightenNetwork } from './tighten.ts'
 
 export interface LayerSource {
   file: string
@@ -219,14 +219,20 @@ export function configForWorkspace(
   const globalSources = loaded.sources.filter((s) => s.file !== locations.extra)
   for (const s of globalSources) config = applyLayer(config, s.layer, s.file)
   let wsLimits: { raw: unknown; typed: Limits } | null = null
+  let wsNetwork: { raw: unknown; typed: Config['network'] } | null = null
   if (workspaceLayer) {
     checkWorkspaceLayer(workspaceFile, workspaceLayer)
     // Validated alone first, so a mistake is reported against the workspace file.
-    const typed = applyLayer(defaultConfig(), workspaceLayer, workspaceFile).limits
-    const rest = Object.fromEntries(Object.entries(workspaceLayer).filter(([k]) => k !== 'limits'))
+    const validated = applyLayer(defaultConfig(), workspaceLayer, workspaceFile)
+    // [limits] and [network] only narrow the user's (tighten.ts); the rest applies as written.
+    const rest = Object.fromEntries(
+      Object.entries(workspaceLayer).filter(([k]) => k !== 'limits' && k !== 'network'),
+    )
     config = applyLayer(config, rest, workspaceFile)
     if (Object.hasOwn(workspaceLayer, 'limits'))
-      wsLimits = { raw: own(workspaceLayer, 'limits'), typed }
+      wsLimits = { raw: own(workspaceLayer, 'limits'), typed: validated.limits }
+    if (Object.hasOwn(workspaceLayer, 'network'))
+      wsNetwork = { raw: own(workspaceLayer, 'network'), typed: validated.network }
   }
   for (const s of loaded.sources.filter((src) => src.file === locations.extra))
     config = applyLayer(config, s.layer, s.file)
@@ -242,6 +248,8 @@ export function configForWorkspace(
     })
     config = { ...config, limits }
   }
+  if (wsNetwork)
+    config = { ...config, network: tightenNetwork(config.network, wsNetwork.raw, wsNetwork.typed) }
   return expandPaths(config, home)
 }
 
@@ -261,5 +269,7 @@ export function applyProfile(config: Config, name: string): Config | null {
   if (profile.persistent !== undefined) defaults.persistent = profile.persistent
   if (profile.tool !== undefined) layer.tool = { name: profile.tool }
   if (profile.limits !== undefined) layer.limits = profile.limits
+  // A profile's network replaces the global mode and allow list (the upstream stays global).
+  if (profile.network !== undefined) layer.network = { ...profile.network }
   return applyLayer(config, layer, `profile "${name}"`)
 }

@@ -7,7 +7,9 @@ import { AppError } from '../errors.ts'
 import { ConfigError } from './merge.ts'
 import type { ConfigLocations } from './paths.ts'
 import { readSmallFile } from './safe-read.ts'
-import { setDashboardKeys, type DashboardPatch } from './toml-edit.ts'
+import { parse } from 'smol-toml'
+import { isPlainObject } from './merge.ts'
+import { setDashboardKeys, setNetworkAllow, type DashboardPatch } from './toml-edit.ts'
 
 const MAX_LINKS = 40
 
@@ -124,6 +126,31 @@ export class ConfigStore {
    * atomically), then reloads. Writes are serialised so two requests never interleave.
    */
   async updateDashboard(patch: DashboardPatch): Promise<Config> {
+    await this.#edit((text) => setDashboardKeys(text, patch))
+    return this.current
+  }
+
+  /**
+   * Adds `entry` to `[network] allow` of the user config file unless an entry with the same
+   * `key` is there already (idempotent); returns that file's list afterwards. Same write path as
+   * updateDashboard (comments kept, atomic, serialised, reloaded).
+   */
+  async addNetworkAllow(entry: string, key: (e: string) => string): Promise<string[]> {
+    let list: string[] = []
+    await this.#edit((text) => {
+      const net = text.trim() === '' ? undefined : parse(text).network
+      const current = isPlainObject(net) && Array.isArray(net.allow) ? net.allow : []
+      list = current.filter((e): e is string => typeof e === 'string')
+      const wanted = key(entry)
+      if (list.some((e) => safeKey(key, e) === wanted)) return null
+      list = [...list, entry]
+      return setNetworkAllow(text, list)
+    })
+    return list
+  }
+
+  /** `edit` returns the new text, or null for no change (then nothing is written). */
+  async #edit(edit: (text: string) => string | null): Promise<void> {
     const run = this.#writeChain.then(async () => {
       const file = await writeTarget(this.locations.writable)
       let text: string
@@ -132,9 +159,9 @@ export class ConfigStore {
       } catch (err) {
         throw new AppError(409, 'config_not_editable', (err as Error).message, { expose: true })
       }
-      let next: string
+      let next: string | null
       try {
-        next = setDashboardKeys(text, patch)
+        next = edit(text)
       } catch (err) {
         throw new AppError(
           409,
@@ -143,6 +170,7 @@ export class ConfigStore {
           { expose: true },
         )
       }
+      if (next === null) return
       try {
         await writeFileAtomic(file, next)
       } catch (err) {
@@ -163,9 +191,16 @@ export class ConfigStore {
           { expose: true },
         )
       }
-      return this.current
     })
     this.#writeChain = run.catch(() => undefined)
     return run
+  }
+}
+
+function safeKey(key: (e: string) => string, e: string): string {
+  try {
+    return key(e)
+  } catch {
+    return e
   }
 }

@@ -214,3 +214,70 @@ describe('configForWorkspace: the workspace file against the user files', () => 
     ).toThrow(/^\/w\/\.clincus\.toml: limits\.memory\.limit/)
   })
 })
+
+describe('[network]: a workspace only narrows (issue 12)', () => {
+  async function user(text: string) {
+    const home = await tempDir()
+    const env = {
+      CLINCUS_SYSTEM_CONFIG: join(home, 'none.toml'),
+      CLINCUS_CONFIG: join(home, 'u.toml'),
+    }
+    await writeFile(join(home, 'u.toml'), text)
+    const locations = configLocations(env, home)
+    return { loaded: await loadConfig(locations, env, home), home, locations }
+  }
+  const USER =
+    '[network]\nallow = ["a.example", "b.example:8443"]\nupstream = "http://proxy.corp:3128"\n' +
+    '[profiles.open]\nnetwork = { mode = "open" }\n[profiles.off]\nnetwork = { mode = "none" }\n'
+
+  it.each([
+    ['open', undefined, 'allowlist'],
+    ['none', undefined, 'none'],
+    ['allowlist', 'open', 'allowlist'],
+    ['none', 'open', 'none'],
+    ['open', 'off', 'none'],
+  ] as const)('workspace mode %s with profile %s → %s', async (wsMode, profile, expected) => {
+    const u = await user(USER)
+    const c = configForWorkspace(
+      u.loaded,
+      '/w/.clincus.toml',
+      { network: { mode: wsMode } },
+      u.home,
+      u.locations,
+      { profile },
+    )
+    expect(c?.network.mode).toBe(expected)
+  })
+
+  it('a workspace allow keeps only the user entries it also lists; its upstream is ignored', async () => {
+    const u = await user(USER)
+    const c = configForWorkspace(
+      u.loaded,
+      '/w/.clincus.toml',
+      { network: { allow: ['A.example', 'evil.example'], upstream: 'http://evil:1' } },
+      u.home,
+      u.locations,
+    )
+    expect(c?.network.allow).toEqual(['a.example'])
+    expect(c?.network.upstream).toBe('http://proxy.corp:3128')
+  })
+
+  it('without [network] in the workspace the user policy stands; a bad entry names the file', async () => {
+    const u = await user(USER)
+    const c = configForWorkspace(u.loaded, '/w/.clincus.toml', {}, u.home, u.locations)
+    expect(c?.network).toEqual({
+      mode: 'allowlist',
+      allow: ['a.example', 'b.example:8443'],
+      upstream: 'http://proxy.corp:3128',
+    })
+    expect(() =>
+      configForWorkspace(
+        u.loaded,
+        '/w/.clincus.toml',
+        { network: { mode: 'wide' } },
+        u.home,
+        u.locations,
+      ),
+    ).toThrow(/^\/w\/\.clincus\.toml: network\.mode/)
+  })
+})

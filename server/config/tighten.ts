@@ -2,7 +2,7 @@
 // it may make a session's limits stricter, never looser (issue 10 row 8). Each key keeps the
 // stricter of the user's value and the workspace's; values that cannot be compared keep the
 // user's.
-import type { Limits } from '../../shared/schemas/config.ts'
+import type { Limits, NetworkConfig } from '../../shared/schemas/config.ts'
 import { parseDuration } from '../sessions/limits.ts'
 import { isPlainObject, own } from './merge.ts'
 
@@ -182,5 +182,29 @@ export function tightenLimits(
     out.runtime.auto_stop = user.runtime.auto_stop || ws.runtime.auto_stop
   if (set('runtime', 'stop_graceful'))
     out.runtime.stop_graceful = user.runtime.stop_graceful || ws.runtime.stop_graceful
+  return out
+}
+
+const MODE_RANK: Record<NetworkConfig['mode'], number> = { none: 0, allowlist: 1, open: 2 }
+
+/**
+ * The user's `[network]` narrowed by a workspace's (issue 12): `wsLayer` is the workspace file's
+ * raw `[network]` table, `ws` the same validated. The mode becomes the stricter one (none <
+ * allowlist < open); a workspace `allow` keeps only the user's entries it also lists (compared
+ * as written, after trimming and lower-casing); `upstream` from a workspace is ignored.
+ */
+export function tightenNetwork(
+  user: NetworkConfig,
+  wsLayer: unknown,
+  ws: NetworkConfig,
+): NetworkConfig {
+  const layer = isPlainObject(wsLayer) ? wsLayer : {}
+  const out: NetworkConfig = { ...user, allow: [...user.allow] }
+  if (Object.hasOwn(layer, 'mode') && MODE_RANK[ws.mode] < MODE_RANK[user.mode]) out.mode = ws.mode
+  if (Object.hasOwn(layer, 'allow')) {
+    const key = (e: string): string => e.trim().toLowerCase()
+    const listed = new Set(ws.allow.map(key))
+    out.allow = user.allow.filter((e) => listed.has(key(e)))
+  }
   return out
 }

@@ -1,6 +1,6 @@
 import { parse } from 'smol-toml'
 import { describe, expect, it } from 'vitest'
-import { setDashboardKeys } from './toml-edit.ts'
+import { setDashboardKeys, setNetworkAllow } from './toml-edit.ts'
 
 const HAND_WRITTEN = `# My clincus config
 # edited by hand
@@ -63,5 +63,23 @@ describe('setDashboardKeys', () => {
 
   it('refuses to guess when the file defines dashboard keys in a form it cannot edit', () => {
     expect(() => setDashboardKeys('dashboard.port = 1\n', { port: 2 })).toThrow()
+  })
+})
+
+describe('setNetworkAllow', () => {
+  it('adds [network] allow to a file without it, keeping everything else', () => {
+    const out = setNetworkAllow(HAND_WRITTEN, ['example.com'])
+    expect(out.startsWith(HAND_WRITTEN.trimEnd())).toBe(true)
+    expect(parse(out).network).toEqual({ allow: ['example.com'] })
+  })
+
+  it('rewrites an existing multi-line list in place, comments around it kept', () => {
+    const text =
+      '# top\n[network]\nmode = "allowlist" # keep\nallow = [\n  "a.example", # first\n]\n# tail\n'
+    const out = setNetworkAllow(text, ['a.example', 'b.example'])
+    expect(out).toContain('# top')
+    expect(out).toContain('mode = "allowlist" # keep')
+    expect(out).toContain('# tail')
+    expect(parse(out).network).toEqual({ mode: 'allowlist', allow: ['a.example', 'b.example'] })
   })
 })

@@ -158,3 +158,26 @@ function verify(text: string, patch: DashboardPatch): void {
     throw new Error('dashboard.workspace_roots could not be updated in place')
   }
 }
+
+/**
+ * Returns `text` with `[network] allow` set to `values` (issue 12, the dashboard's Allow button);
+ * comments and other keys kept, verified by re-parsing.
+ */
+export function setNetworkAllow(text: string, values: string[]): string {
+  const eol = text.includes('\r\n') ? '\r\n' : '\n'
+  const lines = text === '' ? [] : text.split(/\r?\n/)
+  let section = findSection(lines, 'network')
+  if (!section) {
+    while (lines.length > 0 && (lines.at(-1) ?? '').trim() === '') lines.pop()
+    if (lines.length > 0) lines.push('')
+    lines.push('[network]')
+    section = { header: lines.length - 1, end: lines.length }
+    lines.push('')
+  }
+  setKey(lines, section, 'allow', (multiline, indent) => formatArray(values, multiline, indent))
+  const out = lines.join(eol)
+  const net = parse(out).network
+  if (!isPlainObject(net) || JSON.stringify(net.allow) !== JSON.stringify(values))
+    throw new Error('network.allow could not be updated in place')
+  return out.endsWith(eol) || out === '' ? out : out + eol
+}

@@ -18,6 +18,7 @@ describe('GET/PUT /api/config', () => {
       'incus',
       'limits',
       'mounts',
+      'network',
       'paths',
       'profiles',
       'security',

@@ -12,6 +12,7 @@ import {
   SessionParamsSchema,
 } from '../../shared/schemas/sessions.ts'
 import type { AppServices } from '../services.ts'
+import { withNetwork } from './network.ts'
 
 export function sessionRoutes(s: AppServices): FastifyPluginAsyncTypebox {
   return async (app) => {
@@ -21,7 +22,7 @@ export function sessionRoutes(s: AppServices): FastifyPluginAsyncTypebox {
         summary: 'List sessions',
         response: { 200: SessionListSchema, ...errorResponses },
       },
-      handler: async () => s.registry.list(),
+      handler: async () => (await s.registry.list()).map((x) => withNetwork(s, x)),
     })
 
     app.post('/api/sessions', {
@@ -41,7 +42,7 @@ export function sessionRoutes(s: AppServices): FastifyPluginAsyncTypebox {
         reply.raw.once('close', onClose)
         if (req.raw.socket.destroyed) gone.abort()
         try {
-          return await s.sessions.create(req.body, gone.signal)
+          return withNetwork(s, await s.sessions.create(req.body, gone.signal))
         } finally {
           reply.raw.off('close', onClose)
         }

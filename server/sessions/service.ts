@@ -24,6 +24,8 @@ import {
 import type { EventHub } from '../events/hub.ts'
 import type { HistoryStore } from '../history/store.ts'
 import type { IncusDriver, LifecycleEvent } from '../incus/driver.ts'
+import type { IncusInstance } from '../incus/schemas.ts'
+import type { EgressService } from '../network/egress.ts'
 import { DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
 import { chooseIdMapping, rawIdmapHint, refuseRootOwner } from './id-mapping.ts'
 import { instanceLimitConfig, parseDuration, rootDiskLimits, tmpfsSize } from './limits.ts'
@@ -79,6 +81,8 @@ export interface SessionServiceDeps {
   /** The state of an image being built, if it is (creating then answers 503). */
   imageState?: (alias: string) => ImageState | null
   readyTimeoutMs?: number
+  /** Network egress (issue 12): the proxy device, environment, policy and `lo`. */
+  egress?: EgressService
 }
 
 /** Serialises work per key (slot allocation per workspace). */
@@ -346,6 +350,7 @@ export class SessionService {
         [CREATED_LIMITS]: JSON.stringify(config.limits),
       }
       if (body.profile) labels[LABEL.profile] = body.profile
+      const network = (await d.egress?.prepareCreate(name, workspace, body.profile, toolName)) ?? {}
       // Labels go on at creation, so a half-created container is already recognisably ours.
       // The client's signal does not reach init: killing `incus init` does not stop the daemon's
       // creation, which would leave a container behind after the rollback. It ends (bounded by
@@ -365,6 +370,7 @@ export class SessionService {
           'security.idmap.isolated': 'true',
           ...instanceLimitConfig(config.limits),
           ...mapping.config,
+          ...network,
         },
         rootDisk: rootDisk.device,
         signal: this.#abort.signal,
@@ -400,6 +406,7 @@ export class SessionService {
         for (const disk of disks.filter((x) => x.step === group))
           await d.driver.deviceAdd(name, disk.device, disk.props, { signal })
       }
+      await d.egress?.addDevice(name, signal)
 
       progress('start')
       try {
@@ -422,6 +429,7 @@ export class SessionService {
 
       progress('ready')
       await this.#waitReady(name, signal)
+      await d.egress?.afterStart(name, signal)
 
       progress('tmpfs')
       await this.#mountTmpfs(name, config, signal)
@@ -510,6 +518,7 @@ export class SessionService {
         log.error('rollback could not delete the container; will retry')
       }
       d.registry.remove(name)
+      await d.egress?.forget(name).catch(() => undefined)
       await this.#removeCreated(workspace, protection, name)
       if (historyStarted) await d.history.recordEnd(name, new Date()).catch(() => undefined)
       const failure = byClient ? new CreationCancelledError() : this.#stepError(step, err)
@@ -707,6 +716,7 @@ export class SessionService {
     session: SessionInfo
     config: Record<string, string>
     devices: Record<string, Record<string, string>>
+    instance: IncusInstance
   }> {
     if (!parseContainerName(this.#d.prefix, id))
       throw new NotFoundError('session not found', 'session_not_found')
@@ -716,6 +726,7 @@ export class SessionService {
       session: found.session,
       config: found.instance.config,
       devices: found.instance.devices ?? {},
+      instance: found.instance,
     }
   }
 
@@ -725,6 +736,7 @@ export class SessionService {
     if (force) {
       await this.#d.driver.delete(id, { force: true, signal: this.#abort.signal })
       this.#d.registry.remove(id)
+      await this.#d.egress?.forget(id)
       await this.#removeCreated(session.workspace, parseProtectLabel(labels[PROTECTION]), id)
     } else if (session.status !== 'stopped' && session.status !== 'stopping') {
       // Also a status we do not know: better an error from incus than a silent 204 while the
@@ -752,7 +764,7 @@ export class SessionService {
   }
 
   async #resume(id: string): Promise<{ id: string; status: 'running' }> {
-    const { session, config: labels, devices } = await this.#need(id)
+    const { session, config: labels, devices, instance } = await this.#need(id)
     // Made before issue 11: shifted disks map container root to host root, and its image granted
     // sudo. It is not started again; a new session gets the current containment.
     if (Object.values(devices).some((dev) => dev.shift === 'true'))
@@ -773,6 +785,7 @@ export class SessionService {
     const signal = this.#abort.signal
     const wasRunning = session.status === 'running'
     if (wasRunning && (await this.#toolRunning(id, config))) return { id, status: 'running' }
+    await this.#d.egress?.attach(instance, { fix: true, signal })
     if (!wasRunning) {
       await this.#d.driver.start(id, { signal })
       // Incus resolved the device sources again: they must still be what creation checked.
@@ -787,6 +800,7 @@ export class SessionService {
         }
       }
       await this.#waitReady(id, signal)
+      await this.#d.egress?.afterStart(id, signal)
       await this.#mountTmpfs(id, config, signal)
     }
     const sessionId = randomUUID()
@@ -836,6 +850,7 @@ export class SessionService {
           await this.#d.driver.delete(inst.name, { force: true, timeoutMs: 60_000 })
           this.#orphans.delete(inst.name)
           this.#d.registry.remove(inst.name)
+          await this.#d.egress?.forget(inst.name)
           const ws = inst.config[LABEL.workspace]
           if (ws)
             await this.#removeCreated(ws, parseProtectLabel(inst.config[PROTECTION]), inst.name)
@@ -847,6 +862,9 @@ export class SessionService {
         }
         continue
       }
+      await this.#d.egress?.attach(inst).catch((err: unknown) => {
+        this.#d.log.warn({ err, session: inst.name }, 'could not open the egress proxy')
+      })
       const running = inst.status.toLowerCase() === 'running'
       const deadline = inst.config[LABEL.deadline]
       const action = (inst.config[LABEL.deadlineAction] ?? 'graceful') as DeadlineAction
@@ -878,6 +896,7 @@ export class SessionService {
       case 'instance-deleted':
         r.remove(e.name)
         this.#deadlines.cancel(e.name)
+        void this.#d.egress?.forget(e.name)
         break
       case 'instance-started':
       case 'instance-restarted':

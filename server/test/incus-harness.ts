@@ -8,7 +8,7 @@ import { execa } from 'execa'
 import type { ImageManager } from '../image-manager.ts'
 import { pino } from 'pino'
 import { describe } from 'vitest'
-import { buildApp, type App } from '../app.ts'
+import { buildApp, type App, type AppDeps } from '../app.ts'
 import { configLocations } from '../config/paths.ts'
 import { ConfigStore } from '../config/store.ts'
 import { HistoryStore } from '../history/store.ts'
@@ -29,7 +29,8 @@ export const describeIncus: typeof describe = incusAvailable
       describe.skip(`${name} [skipped: ${skipReason}]`, fn)
     }) as unknown as typeof describe)
 
-export const TEST_IMAGE = 'clincus-test'
+/** CLINCUS_IT_IMAGE picks another alias (a helper's own build of the test image). */
+export const TEST_IMAGE = process.env.CLINCUS_IT_IMAGE ?? 'clincus-test'
 
 export interface LiveServer extends App {
   url: string
@@ -84,6 +85,8 @@ export async function startLiveServer(
     log?: boolean
     /** A built SPA to serve (the browser tests build one); without it the API only. */
     webRoot?: string
+    /** Egress options (a resolver that maps test names to loopback). */
+    egress?: AppDeps['egress']
     /** The image manager (images API, issue 13); none by default. */
     images?: ImageManager
   } = { home: '' },
@@ -111,11 +114,13 @@ export async function startLiveServer(
     home,
     version: '0.0.0-it',
     ...(opts.webRoot ? { webRoot: opts.webRoot } : {}),
+    ...(opts.egress ? { egress: opts.egress } : {}),
     ...(opts.images ? { images: opts.images } : {}),
   })
   await built.app.ready()
   const listener = new Listener(built.app.server)
   const port = await listener.listen(0, '127.0.0.1')
+  built.services.egress.setOwnListener('127.0.0.1', port)
   let closed = false
   return {
     ...built,

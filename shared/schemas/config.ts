@@ -98,6 +98,45 @@ export const MountSchema = Type.Object(
 )
 export type Mount = Static<typeof MountSchema>
 
+// [network] (issue 12): how sessions reach the outside, through clincus's filtering proxy. The
+// entries are checked again, strictly, by server/network/policy.ts (a bad one is reported with
+// its file at load time by the proxy's parser; the pattern here is the first wall).
+export const NETWORK_ENTRY =
+  '^(\\*\\.)?[^\\s/@?#\\\\*\\[\\]]{1,300}$|^\\[[0-9A-Fa-f:.]{2,45}\\]:[0-9]{1,5}$'
+const NETWORK_ENTRY_EXPECTED =
+  'a host like "example.com", "*.example.com", "host:port", "10.0.0.5:8080" or "[::1]:8080"'
+export const NetworkModeSchema = Type.Union(
+  [Type.Literal('allowlist'), Type.Literal('open'), Type.Literal('none')],
+  { 'x-expected': '"allowlist", "open" or "none"' },
+)
+export type NetworkModeSetting = Static<typeof NetworkModeSchema>
+export function networkAllowSchema(opts: { default?: string[] } = {}) {
+  return Type.Array(Type.String({ pattern: NETWORK_ENTRY, 'x-expected': NETWORK_ENTRY_EXPECTED }), {
+    maxItems: 1000,
+    ...opts,
+  })
+}
+export const NetworkSchema = Type.Object(
+  {
+    mode: Type.Union([Type.Literal('allowlist'), Type.Literal('open'), Type.Literal('none')], {
+      default: 'allowlist',
+      'x-expected': '"allowlist", "open" or "none"',
+    }),
+    allow: networkAllowSchema({ default: [] }),
+    // An upstream HTTP proxy (corporate); empty: the host's HTTPS_PROXY, else direct.
+    upstream: Type.String({
+      default: '',
+      pattern: '^(|https?://[^\\s/?#]+/?)$',
+      'x-expected': 'an http://host:port URL, or ""',
+    }),
+  },
+  { additionalProperties: false, default: {} },
+)
+export type NetworkConfig = Static<typeof NetworkSchema>
+export const ProfileNetworkSchema = Type.Object(
+  { mode: Type.Optional(NetworkModeSchema), allow: Type.Optional(networkAllowSchema()) },
+  { additionalProperties: false },
+)
 // [image] (issue 13): what the user adds to the session image. Debian package names as apt
 // knows them; npm specs that cannot start like a flag. Both end up as argv elements after `--`.
 export const DEB_PACKAGE = '^[a-z0-9][a-z0-9+.-]{0,127}$'
@@ -156,6 +195,7 @@ export const ProfileSchema = Type.Object(
       }),
     ),
     limits: Type.Optional(Type.Unknown()),
+    network: Type.Optional(ProfileNetworkSchema),
     // Extras for the profile's own image (`image` above), on top of [image]. Not `[profiles.x.image]`:
     // `image` is already the alias string, and TOML cannot make one key both.
     image_extras: Type.Optional(ProfileImageExtrasSchema),
@@ -226,6 +266,7 @@ export const ConfigSchema = Type.Object(
       { additionalProperties: false, default: {} },
     ),
     limits: LimitsSchema,
+    network: NetworkSchema,
     image: ImageExtrasSchema,
     git: Type.Object(
       { writable_hooks: Type.Boolean({ default: false }) },

@@ -36,6 +36,15 @@ export const ConfigInvalidEventSchema = Type.Object({
   error: Type.String(),
 })
 
+// Issue 12: every refused connection, and the first allowed one per (session, host).
+export const SessionNetworkEventSchema = Type.Object({
+  type: Type.Literal('session.network'),
+  id: Type.String(),
+  host: Type.String(),
+  port: Type.Integer(),
+  allowed: Type.Boolean(),
+})
+
 // Image builds (issue 13): building (repeated, in order), then built or failed.
 export const ImageBuildingEventSchema = Type.Object({
   type: Type.Literal('image.building'),
@@ -62,6 +71,7 @@ export const ServerEventSchema = Type.Union([
   SessionLaunchingEventSchema,
   ConfigReloadedEventSchema,
   ConfigInvalidEventSchema,
+  SessionNetworkEventSchema,
   ImageBuildingEventSchema,
   ImageBuiltEventSchema,
   ImageFailedEventSchema,

@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { SessionNetworkSummarySchema } from './network.ts'
 
 export const SessionStatusSchema = Type.Union([
   Type.Literal('running'),
@@ -33,6 +34,7 @@ export const SessionInfoSchema = Type.Object(
     ),
     profile: Type.Optional(Type.String()),
     id_mapping: Type.Optional(IdMappingSchema),
+    network: Type.Optional(SessionNetworkSummarySchema),
     // Issue 13 (additive): the tool's version in the image the session was created from (Incus
     // copies image properties into the instance as `image.*` at create); null when that image
     // recorded none (the test image, images built before issue 13).

@@ -1,0 +1,184 @@
+// 8. Network egress (issue 12): what the clincus proxy costs a session, measured from inside a
+// real container with curl.
+//   throughput: 64 MiB from a host HTTP server on 127.0.0.1 through the session's proxy (CONNECT
+//               tunnel: container → Incus proxy device → clincus's unix socket → the upstream)
+//               against the same download through a second Incus proxy device straight to the
+//               upstream (container → proxy device → the upstream). The same forkproxy hop on
+//               both sides, so the ratio is the cost of the clincus proxy alone. Goal ≥ 0.9×.
+//   latency:    one CONNECT through the proxy until the tunnel is up (curl's time_pretransfer),
+//               against a TCP connect through the direct device; p50/p99 and the added p50.
+import { chown, mkdir } from 'node:fs/promises'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { join } from 'node:path'
+import { SECTIONS, type BenchContext } from './context.ts'
+import { execAsCode, incus } from './incus.ts'
+import { median, MiB, percentile, round } from './stats.ts'
+
+const BYTES = 64 * MiB
+const CHUNK = Buffer.alloc(MiB, 0x61)
+const DIRECT_DEVICE = 'bench-direct'
+const DIRECT_PORT = 3129
+const LATENCY_SAMPLES = 200
+
+async function api(
+  ctx: BenchContext,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  const res = await fetch(`${ctx.server.url}${path}`, {
+    method,
+    headers: { ...ctx.server.headers, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  })
+  const json = await res.json()
+  if (!res.ok) throw new Error(`${method} ${path} answered ${res.status}: ${JSON.stringify(json)}`)
+  return json
+}
+
+/** Seconds of each curl run (time_total, size checked), one `incus exec` for all runs. */
+async function curlRuns(id: string, args: string, runs: number, field: string): Promise<number[]> {
+  const out = await execAsCode(id, [
+    'bash',
+    '-c',
+    `for i in $(seq ${runs}); do curl -sS -o /dev/null --max-time 120 -w '%{size_download} %{${field}}\\n' ${args} || exit 1; done`,
+  ])
+  return out
+    .trim()
+    .split('\n')
+    .map((line) => {
+      const [size, secs] = line.split(' ')
+      if (field === 'time_total' && Number(size) !== BYTES)
+        throw new Error(`downloaded ${size} bytes, not ${BYTES}`)
+      return Number(secs) * 1000
+    })
+}
+
+export async function benchEgress(ctx: BenchContext): Promise<void> {
+  const upstream = http.createServer((req, res) => {
+    if (req.url === '/tiny') return void res.end('ok')
+    res.writeHead(200, { 'content-length': String(BYTES) })
+    let sent = 0
+    const pump = (): void => {
+      while (sent < BYTES) {
+        sent += CHUNK.length
+        if (!res.write(CHUNK)) return void res.once('drain', pump)
+      }
+      res.end()
+    }
+    pump()
+  })
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
+  const port = (upstream.address() as AddressInfo).port
+  try {
+    // The upstream is listed the way a user lists a host service: its exact ip:port.
+    await api(ctx, 'POST', '/api/network/allow', { entry: `127.0.0.1:${port}` })
+    const dir = join(ctx.root, 'egress-bench')
+    await mkdir(dir, { recursive: true })
+    await chown(dir, 1000, 1000)
+    const session = (await api(ctx, 'POST', '/api/sessions', { workspace: dir })) as { id: string }
+    const id = session.id
+    await waitAllowed(ctx, id, `127.0.0.1:${port}`)
+    await incus([
+      'config',
+      'device',
+      'add',
+      id,
+      DIRECT_DEVICE,
+      'proxy',
+      `listen=tcp:127.0.0.1:${DIRECT_PORT}`,
+      `connect=tcp:127.0.0.1:${port}`,
+      'bind=instance',
+    ])
+    const viaProxy = `--noproxy '' -x http://127.0.0.1:3128 -p http://127.0.0.1:${port}`
+    const direct = `--noproxy '*' http://127.0.0.1:${DIRECT_PORT}`
+    // warm-up, then alternate so drift on the machine hits both sides alike
+    await curlRuns(id, `${viaProxy}/big`, 1, 'time_total')
+    await curlRuns(id, `${direct}/big`, 1, 'time_total')
+    const proxyMs: number[] = []
+    const directMs: number[] = []
+    const rounds = Math.max(3, ctx.reps)
+    for (let i = 0; i < rounds; i++) {
+      proxyMs.push(...(await curlRuns(id, `${viaProxy}/big`, 1, 'time_total')))
+      directMs.push(...(await curlRuns(id, `${direct}/big`, 1, 'time_total')))
+    }
+    const mbps = (ms: number): number => BYTES / 1e6 / (ms / 1000)
+    const proxyRate = mbps(median(proxyMs))
+    const directRate = mbps(median(directMs))
+    const ratio = proxyRate / directRate
+    ctx.record({
+      section: SECTIONS.egress,
+      name: `64 MiB download from inside a session through the clincus proxy (CONNECT; median of ${rounds})`,
+      value: round(proxyRate, 1),
+      unit: 'MB/s',
+      baseline: {
+        name: 'the same through a proxy device straight to the upstream',
+        value: round(directRate, 1),
+        unit: 'MB/s',
+      },
+      ratio: round(ratio, 2),
+      ratioKind: 'times',
+      goal: '≥ 0.9×',
+      met: ratio >= 0.9,
+      detail: {
+        proxyMs: proxyMs.map((v) => round(v, 1)),
+        directMs: directMs.map((v) => round(v, 1)),
+      },
+    })
+
+    const tunnel = await curlRuns(id, `${viaProxy}/tiny`, LATENCY_SAMPLES, 'time_pretransfer')
+    const connect = await curlRuns(id, `${direct}/tiny`, LATENCY_SAMPLES, 'time_pretransfer')
+    const p50 = percentile(tunnel, 0.5)
+    const base50 = percentile(connect, 0.5)
+    ctx.record({
+      section: SECTIONS.egress,
+      name: `one CONNECT through the proxy until the tunnel is up (p50; ${LATENCY_SAMPLES} samples)`,
+      value: round(p50, 2),
+      unit: 'ms',
+      baseline: {
+        name: 'a TCP connect through the direct proxy device (p50)',
+        value: round(base50, 2),
+        unit: 'ms',
+      },
+      ratio: round(p50 - base50, 2),
+      ratioKind: 'delta',
+      detail: {
+        p99: round(percentile(tunnel, 0.99), 2),
+        baselineP99: round(percentile(connect, 0.99), 2),
+        addedP99: round(percentile(tunnel, 0.99) - percentile(connect, 0.99), 2),
+      },
+    })
+    ctx.record({
+      section: SECTIONS.egress,
+      name: `one CONNECT through the proxy until the tunnel is up (p99; ${LATENCY_SAMPLES} samples)`,
+      value: round(percentile(tunnel, 0.99), 2),
+      unit: 'ms',
+      baseline: {
+        name: 'a TCP connect through the direct proxy device (p99)',
+        value: round(percentile(connect, 0.99), 2),
+        unit: 'ms',
+      },
+      ratio: round(percentile(tunnel, 0.99) - percentile(connect, 0.99), 2),
+      ratioKind: 'delta',
+    })
+    await incus(['delete', '--force', id]).catch(() => '')
+  } finally {
+    await new Promise<void>((resolve) =>
+      upstream.close(() => {
+        resolve()
+      }),
+    )
+  }
+}
+
+/** The allow entry reached the session (the config reload after the API write). */
+async function waitAllowed(ctx: BenchContext, id: string, entry: string): Promise<void> {
+  const until = Date.now() + 10_000
+  for (;;) {
+    const net = (await api(ctx, 'GET', `/api/sessions/${id}/network`)) as { allow: string[] }
+    if (net.allow.includes(entry)) return
+    if (Date.now() > until) throw new Error(`${entry} never reached the session's policy`)
+    await new Promise((r) => setTimeout(r, 50))
+  }
+}

@@ -1,0 +1,368 @@
+// The egress proxy: proxy-chain's HTTP proxy server (CONNECT tunnels and absolute-URI plain HTTP)
+// that never listens on TCP. Each session gets its own unix socket; a connection accepted there
+// is tagged with that session and handed to the HTTP server. The session is known only from the
+// socket a connection arrived on, never from anything the container sends. Every request goes
+// through the policy (policy.ts) before anything is resolved or connected.
+//
+// proxy-chain (checked in its source, v3.0.1): `prepareRequestFunction` runs before any
+// connection; a thrown RequestError(message, status) becomes that status with the message as a
+// text/plain body, and the socket is closed. The `dnsLookup` it returns is passed as `lookup` to
+// net.createConnection (CONNECT) and http.request (plain HTTP), so the socket connects to what
+// our lookup answers: we answer the addresses resolved and checked here, once per request.
+import { EventEmitter } from 'node:events'
+import http from 'node:http'
+import net, { type LookupFunction } from 'node:net'
+import type { Logger } from 'pino'
+import { RequestError, Server, type PrepareRequestFunctionResult } from 'proxy-chain'
+import type { NetworkConnection } from '../../shared/schemas/network.ts'
+import { checkAddresses, decide, fmt, type Policy } from './policy.ts'
+import { removeStale } from './runtime-dir.ts'
+
+/** Resolves a name to every address (A and AAAA); throws when it does not resolve. */
+export type Resolver = (name: string) => Promise<string[]>
+
+export const defaultResolver: Resolver = async (name) => {
+  const { lookup } = await import('node:dns/promises')
+  const found = await lookup(name, { all: true, verbatim: true })
+  return found.map((a) => a.address)
+}
+
+export interface ProxyHooks {
+  /** The session's policy right now; null when the session is unknown (refused). */
+  policy(session: string): Policy | null
+  /** An upstream proxy URL for the session's traffic, or null to connect directly. */
+  upstream(session: string): string | null
+  /** One finished connection (or refusal), for the audit and events. */
+  record(session: string, record: NetworkConnection): void
+}
+
+export interface ProxyLimits {
+  /** Open client connections per session; more are closed at once. Default 256. */
+  maxConnectionsPerSession: number
+  /** A connection with no traffic either way for this long is closed. Default 10 min. */
+  idleTimeoutMs: number
+  /** Time for a client to send its request headers. Default 20 s. */
+  headersTimeoutMs: number
+  /** Time for a name to resolve. Default 10 s. */
+  resolveTimeoutMs: number
+}
+
+const DEFAULT_LIMITS: ProxyLimits = {
+  maxConnectionsPerSession: 256,
+  idleTimeoutMs: 10 * 60_000,
+  headersTimeoutMs: 20_000,
+  resolveTimeoutMs: 10_000,
+}
+
+interface SessionListener {
+  server: net.Server
+  path: string
+  sockets: Set<net.Socket>
+}
+
+class Refusal extends Error {
+  readonly status: number
+  readonly host: string
+  constructor(status: number, host: string, reason: string) {
+    super(reason)
+    this.status = status
+    this.host = host
+  }
+}
+
+/** A lookup for node:net that answers what was resolved and checked, whatever it is asked. */
+function fixedLookup(addresses: readonly string[]): LookupFunction {
+  return (_host: string, options: unknown, callback: unknown) => {
+    const cb = (typeof options === 'function' ? options : callback) as (
+      err: Error | null,
+      address: string | Array<{ address: string; family: number }>,
+      family?: number,
+    ) => void
+    const opts = (typeof options === 'object' && options !== null ? options : {}) as {
+      all?: boolean
+      family?: number | string
+    }
+    const want =
+      opts.family === 4 || opts.family === 'IPv4'
+        ? 4
+        : opts.family === 6 || opts.family === 'IPv6'
+          ? 6
+          : 0
+    const list = addresses
+      .map((address) => ({ address, family: net.isIP(address) }))
+      .filter((a) => want === 0 || a.family === want)
+    if (list.length === 0) {
+      const err = Object.assign(new Error('no checked address of that family'), {
+        code: 'ENOTFOUND',
+      })
+      setImmediate(() => {
+        cb(err, opts.all ? [] : '', 0)
+      })
+      return
+    }
+    const first = list[0] as { address: string; family: number }
+    setImmediate(() => {
+      if (opts.all) cb(null, list)
+      else cb(null, first.address, first.family)
+    })
+  }
+}
+
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          reject(Object.assign(new Error('lookup timed out'), { code: 'ETIMEOUT' }))
+        }, ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+export class EgressProxy extends EventEmitter {
+  readonly #log: Logger
+  readonly #hooks: ProxyHooks
+  readonly #resolver: Resolver
+  readonly #limits: ProxyLimits
+  readonly #proxy: Server
+  readonly #sessionOf = new WeakMap<net.Socket, string>()
+  readonly #responses = new WeakMap<http.IncomingMessage, http.ServerResponse>()
+  readonly #listeners = new Map<string, SessionListener>()
+  /** Plain-HTTP requests get a fresh upstream connection each: no socket shared across sessions. */
+  readonly #agent = new http.Agent({ keepAlive: false })
+
+  constructor(opts: {
+    log: Logger
+    hooks: ProxyHooks
+    resolver?: Resolver
+    limits?: Partial<ProxyLimits>
+  }) {
+    super()
+    this.#log = opts.log
+    this.#hooks = opts.hooks
+    this.#resolver = opts.resolver ?? defaultResolver
+    this.#limits = { ...DEFAULT_LIMITS, ...opts.limits }
+    this.#proxy = new Server({
+      port: 0,
+      verbose: false,
+      authRealm: 'clincus',
+      prepareRequestFunction: ({ request, hostname, port, isHttp }) =>
+        this.#prepare(request, hostname, port, isHttp),
+    })
+    const http = this.#proxy.server
+    http.headersTimeout = this.#limits.headersTimeoutMs
+    // Uploads through plain HTTP may take long; the idle timeout bounds a stalled one.
+    http.requestTimeout = 0
+    http.keepAliveTimeout = 5000
+    http.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      this.#responses.set(req, res)
+    })
+    this.#proxy.on('requestFailed', ({ error }: { error: unknown }) => {
+      this.#log.warn({ err: error }, 'egress proxy request failed')
+    })
+  }
+
+  /** Whether the session has a listener. */
+  has(session: string): boolean {
+    return this.#listeners.has(session)
+  }
+
+  /** The socket path of a session's listener, if open. */
+  socketPath(session: string): string | undefined {
+    return this.#listeners.get(session)?.path
+  }
+
+  /**
+   * Opens the session's unix socket at `path` (mode 0600; what a crash left there is removed
+   * first, a symbolic link unlinked and never followed). Idempotent.
+   */
+  async open(session: string, path: string): Promise<void> {
+    if (this.#listeners.has(session)) return
+    await removeStale(path)
+    const sockets = new Set<net.Socket>()
+    const server = net.createServer((socket) => {
+      this.#accept(session, socket, sockets)
+    })
+    const entry: SessionListener = { server, path, sockets }
+    this.#listeners.set(session, entry)
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject)
+        server.listen(path, () => {
+          server.off('error', reject)
+          resolve()
+        })
+      })
+      const { chmod } = await import('node:fs/promises')
+      await chmod(path, 0o600)
+    } catch (err) {
+      this.#listeners.delete(session)
+      server.close()
+      throw err
+    }
+    server.on('error', (err) => {
+      this.#log.warn({ err, session }, 'egress listener error')
+    })
+  }
+
+  #accept(session: string, socket: net.Socket, sockets: Set<net.Socket>): void {
+    socket.on('error', () => undefined)
+    if (sockets.size >= this.#limits.maxConnectionsPerSession) {
+      this.#log.warn({ session }, 'egress: too many connections from one session; closing one')
+      socket.destroy()
+      return
+    }
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+    this.#sessionOf.set(socket, session)
+    // proxy-chain drops sockets without a remote address (a TCP quirk it guards against); a unix
+    // socket has none, so it gets a name that says where it came from.
+    Object.defineProperty(socket, 'remoteAddress', { value: 'clincus-session', configurable: true })
+    socket.setTimeout(this.#limits.idleTimeoutMs)
+    this.#proxy.server.emit('connection', socket)
+  }
+
+  /** Closes every open connection of a session (its mode became none). */
+  closeConnections(session: string): void {
+    for (const s of this.#listeners.get(session)?.sockets ?? []) s.destroy()
+  }
+
+  /** Closes the session's listener and connections and removes its socket file. */
+  async close(session: string): Promise<void> {
+    const entry = this.#listeners.get(session)
+    if (!entry) return
+    this.#listeners.delete(session)
+    for (const s of entry.sockets) s.destroy()
+    await new Promise<void>((resolve) =>
+      entry.server.close(() => {
+        resolve()
+      }),
+    )
+    await removeStale(entry.path).catch(() => undefined)
+  }
+
+  async dispose(): Promise<void> {
+    await Promise.all([...this.#listeners.keys()].map((s) => this.close(s)))
+    this.#agent.destroy()
+    this.#proxy.server.closeAllConnections()
+  }
+
+  async #prepare(
+    request: http.IncomingMessage,
+    hostname: string,
+    port: number,
+    isHttp: boolean,
+  ): Promise<PrepareRequestFunctionResult> {
+    const started = Date.now()
+    const socket = request.socket
+    const session = this.#sessionOf.get(socket)
+    const base = { time: new Date(started).toISOString(), port }
+    if (session === undefined)
+      throw new RequestError('clincus egress proxy: unknown session\n', 403)
+    try {
+      const policy = this.#hooks.policy(session)
+      if (!policy) throw new Refusal(403, hostname, 'this session is not known to the egress proxy')
+      const d = decide(policy, { host: hostname, port, method: isHttp ? 'http' : 'connect' })
+      if (d.kind === 'refuse') throw new Refusal(d.status, d.host, d.reason)
+      const upstream = this.#hooks.upstream(session)
+      let host: string
+      let addresses: string[] | null = null
+      if (d.kind === 'connect') {
+        host = d.address
+        addresses = [d.address]
+      } else {
+        host = d.name
+        // Behind a corporate proxy, that proxy resolves (and may be the only one able to).
+        if (!upstream) {
+          try {
+            addresses = await withTimeout(this.#resolver(d.name), this.#limits.resolveTimeoutMs)
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code ?? 'error'
+            this.#finish(
+              session,
+              { ...base, host, allowed: true, reason: `the name did not resolve (${code})` },
+              started,
+              null,
+            )
+            throw new RequestError(`clincus egress proxy: ${host} did not resolve (${code})\n`, 502)
+          }
+          const bad = checkAddresses(policy, addresses, port)
+          if (bad)
+            throw new Refusal(403, host, `${fmt(host, port)} resolves to a refused address: ${bad}`)
+        }
+      }
+      const reason = policy.mode === 'open' ? 'allowed (mode open)' : 'allowed by the allowlist'
+      this.#track(session, request, isHttp, { ...base, host, allowed: true, reason }, started)
+      return {
+        // proxy-chain types it as dns.lookup; node:net only calls it as a LookupFunction.
+        ...(addresses && !upstream
+          ? {
+              dnsLookup: fixedLookup(
+                addresses,
+              ) as unknown as PrepareRequestFunctionResult['dnsLookup'],
+            }
+          : {}),
+        upstreamProxyUrl: upstream,
+        httpAgent: this.#agent,
+      }
+    } catch (err) {
+      if (err instanceof Refusal) {
+        const host = err.host.slice(0, 255)
+        this.#finish(session, { ...base, host, allowed: false, reason: err.message }, started, null)
+        throw new RequestError(
+          `clincus egress proxy refused ${fmt(host, port)}: ${err.message}\n`,
+          err.status,
+        )
+      }
+      throw err
+    }
+  }
+
+  /** Records an allowed connection when it ends, with the bytes it moved. */
+  #track(
+    session: string,
+    request: http.IncomingMessage,
+    isHttp: boolean,
+    rec: Omit<NetworkConnection, 'bytes_up' | 'bytes_down' | 'duration_ms'>,
+    started: number,
+  ): void {
+    const socket = request.socket
+    const read0 = socket.bytesRead
+    const written0 = socket.bytesWritten
+    let done = false
+    const end = (): void => {
+      if (done) return
+      done = true
+      this.#finish(session, rec, started, {
+        up: Math.max(0, socket.bytesRead - read0),
+        down: Math.max(0, socket.bytesWritten - written0),
+      })
+    }
+    const res = isHttp ? this.#responses.get(request) : undefined
+    if (res) res.once('close', end)
+    else socket.once('close', end)
+  }
+
+  #finish(
+    session: string,
+    rec: Omit<NetworkConnection, 'bytes_up' | 'bytes_down' | 'duration_ms'>,
+    started: number,
+    bytes: { up: number; down: number } | null,
+  ): void {
+    try {
+      this.#hooks.record(session, {
+        ...rec,
+        bytes_up: bytes?.up ?? 0,
+        bytes_down: bytes?.down ?? 0,
+        duration_ms: Math.max(0, Date.now() - started),
+      })
+    } catch (err) {
+      this.#log.warn({ err, session }, 'egress record failed')
+    }
+  }
+}
