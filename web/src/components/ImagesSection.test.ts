@@ -43,7 +43,7 @@ describe('ImagesSection', () => {
     expect(c.textContent).toContain('1.2 GiB')
     expect(c.textContent).toContain('2.1.197')
     expect(c.textContent).toContain('22.21.1')
-    expect(c.textContent).toContain('not installed') // opencode: null
+    expect(c.textContent).toContain('not recorded') // opencode: null
     expect(within(c).getByRole('button', { name: 'Rebuild clincus' })).toBeTruthy()
     expect(within(c).getByRole('button', { name: 'Update agents in clincus' })).toBeTruthy()
 

@@ -185,6 +185,28 @@ describe('NetworkPanel', () => {
     })
   })
 
+  it('refetches after a config reload, so an allowed entry shows in the effective list', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const { app, fetchLog } = setup()
+    await vi.waitFor(() => {
+      expect(fetchLog).toHaveBeenCalledTimes(1)
+    })
+    vi.spyOn(app.api, 'config').mockRejectedValue(new ApiError(500, 'x', 'x'))
+    vi.spyOn(app.api, 'workspaces').mockResolvedValue({
+      roots: [],
+      expanded_roots: [],
+      workspaces: [],
+    })
+    fetchLog.mockResolvedValue(log({ allow: [...log().allow, 'evil.example'] }))
+    app.onEvent({ type: 'config.reloaded', timestamp: '2026-11-29T20:10:00Z' })
+    await vi.advanceTimersByTimeAsync(500)
+    expect(fetchLog).toHaveBeenCalledTimes(2)
+    await vi.waitFor(() => {
+      expect(rows()[0]?.dataset.status).toBe('pending')
+    })
+    expect(screen.getByText('Allowed destinations (4)')).toBeTruthy()
+  })
+
   it('reloads when the events stream reconnects, and stops listening when closed', async () => {
     const { app, fetchLog } = setup()
     await vi.waitFor(() => {

@@ -1,6 +1,6 @@
 // The data of one session's Network panel (issue 12): loaded from GET /api/sessions/{id}/network,
-// refetched (debounced) on a `session.network` event for that session and on every events
-// reconnect, never polled. Allow adds an entry to the user's config through the server.
+// refetched (debounced) on a `session.network` event for that session, on a config reload and on
+// every events reconnect, never polled. Allow adds an entry to the user's config through the server.
 import { errorMessage, type ApiClient } from '../api.ts'
 import type { ClientEvent, SessionNetwork } from '../interim-schemas.ts'
 import { groupDestinations, type Destination } from '../network.ts'
@@ -74,9 +74,14 @@ export class SessionNetworkState {
     }
   }
 
-  /** Events for this session schedule one refetch after a quiet `debounceMs`. */
+  /**
+   * Events for this session, and config reloads (the effective allow list may have changed, e.g.
+   * after Allow), schedule one refetch after a quiet `debounceMs`.
+   */
   apply(event: ClientEvent): void {
-    if (event.type !== 'session.network' || event.id !== this.#id || this.#disposed) return
+    if (this.#disposed) return
+    const mine = event.type === 'session.network' && event.id === this.#id
+    if (!mine && event.type !== 'config.reloaded') return
     if (this.#timer) clearTimeout(this.#timer)
     this.#timer = setTimeout(() => {
       this.#timer = null
