@@ -100,7 +100,11 @@ describe('groupDestinations', () => {
       [conn({ host: 'evil.example', time: '2026-11-29T20:01:00Z' }), refused],
       ['evil.example'],
     )
-    expect(retried.find((d) => d.entry === 'evil.example')?.status).toBe('retried')
+    expect(retried.map((d) => [d.key, d.status])).toEqual([
+      // Got past now: the newer allowed destination leads, the old refusal follows.
+      ['allowed:evil.example', 'allowed'],
+      ['refused:evil.example', 'retried'],
+    ])
   })
 })
 

@@ -69,8 +69,8 @@ function time(iso: string): number {
 
 /**
  * Groups connections into destinations: allowed ones by host, refused ones by the allow entry they
- * need (so one Allow button adds exactly one entry). Refused destinations come first, then the
- * others, each newest first. `allow` is the effective list, `pending` the entries this page has
+ * need (so one Allow button adds exactly one entry). Open refusals come first, then the others
+ * (a retried refusal among them), each newest first. `allow` is the effective list, `pending` the entries this page has
  * just allowed; a refused destination whose entry is in either shows as pending, not refused.
  */
 export function groupDestinations(
@@ -126,8 +126,11 @@ export function groupDestinations(
     if ((allowedAt.get(retriedKey) ?? -1) > g.last) g.status = 'retried'
     else if (allowed.has(g.entry)) g.status = 'pending'
   }
-  const refusedFirst = (g: Destination): number => (g.status === 'allowed' ? 1 : 0)
-  return list.sort((a, b) => refusedFirst(a) - refusedFirst(b) || b.last - a.last)
+  // Open refusals (refused, or allowed but not retried yet) first; a refusal that a later
+  // connection got past ranks with the allowed ones.
+  const rank = (g: Destination): number =>
+    g.status === 'refused' || g.status === 'pending' ? 0 : 1
+  return list.sort((a, b) => rank(a) - rank(b) || b.last - a.last)
 }
 
 /** "1.5 MiB": binary units, one decimal above 1 KiB. */
