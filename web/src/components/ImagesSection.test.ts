@@ -104,6 +104,18 @@ describe('ImagesSection', () => {
     expect(pre?.textContent).toBe(apt)
   })
 
+  it('shows the failure the server keeps after a reload, until a build starts', async () => {
+    const { app } = setup([image({ error: 'E: Unable to locate package nope' })])
+    const c = await card()
+    expect(within(c).getByRole('alert').querySelector('pre')?.textContent).toBe(
+      'E: Unable to locate package nope',
+    )
+    app.onEvent({ type: 'image.building', alias: 'clincus', step: 'apt', progress: 0 })
+    await vi.waitFor(() => {
+      expect(within(c).queryByRole('alert')).toBeNull()
+    })
+  })
+
   it('409 on Rebuild says it is already building', async () => {
     const { build, app } = setup()
     build.mockRejectedValue(new ApiError(409, 'image_building', 'a build of clincus is running'))

@@ -97,6 +97,8 @@ export const ImageInfoSchema = Type.Object({
       node: MaybeString,
     }),
   ),
+  /** The last build's failure (apt's own message), until the next build starts. */
+  error: Type.Optional(Type.String()),
 })
 export type ImageInfo = Static<typeof ImageInfoSchema>
 export const ImageListSchema = Type.Array(ImageInfoSchema)
