@@ -37,7 +37,14 @@ async function card(alias = 'clincus'): Promise<HTMLElement> {
 
 describe('ImagesSection', () => {
   it('lists each image with a text state, size, date and tool versions', async () => {
-    setup([image(), image({ alias: 'clincus-test', state: 'outdated', tools: {} })])
+    setup([
+      image(),
+      image({
+        alias: 'clincus-test',
+        state: 'outdated',
+        tools: { claude: null, copilot: null, opencode: null, node: null },
+      }),
+    ])
     const c = await card()
     expect(within(c).getByTestId('image-state').textContent.trim()).toBe('ready')
     expect(c.textContent).toContain('1.2 GiB')
@@ -83,7 +90,7 @@ describe('ImagesSection', () => {
     })
     expect(c.textContent).toContain('80% · agents')
 
-    images.mockResolvedValue([image({ tools: { claude: '2.2.0' } })])
+    images.mockResolvedValue([image({ tools: { ...image().tools, claude: '2.2.0' } })])
     app.onEvent({ type: 'image.built', alias: 'clincus' })
     await vi.waitFor(() => {
       expect(within(c).queryByRole('progressbar')).toBeNull()

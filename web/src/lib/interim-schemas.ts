@@ -1,7 +1,12 @@
 // Client-side schemas for the shapes of issues 12 (network egress) and 13 (images), written from
-// the lead's design (ISSUE12.md, issue 13 §5) while the server side was built in parallel.
-// MERGE NOTE: when `shared/schemas/` gains these shapes, import them from there instead and delete
-// this file; every web module imports them from here only, so that is a one-file switch.
+// the lead's design (ISSUE12.md, issue 13 §5) while the server side was built in parallel, and
+// aligned with the shared schemas on h-egress (shared/schemas/network.ts, events.ts) and h-image
+// (shared/schemas/images.ts, events.ts, sessions.ts).
+// MERGE NOTE: once those are merged, replace this file's body with re-exports of the shared
+// schemas under these names (SessionSchema = SessionInfoSchema, ClientEventSchema =
+// ServerEventSchema, NetworkMode from NetworkModeValueSchema, ...). Every web module imports
+// these shapes from here only, so that is a one-file switch; it was tried on a trial merge of the
+// three branches: svelte-check, eslint and the web tests pass.
 import { Type, type Static } from 'typebox'
 import { ServerEventSchema } from '../../../shared/schemas/events.ts'
 import { SessionInfoSchema } from '../../../shared/schemas/sessions.ts'
@@ -73,30 +78,24 @@ export const ImageStateSchema = Type.Union([
 ])
 export type ImageState = Static<typeof ImageStateSchema>
 
-// Lenient where the shape leaves it open: a missing image has no fingerprint, size or date, and
-// a field the server leaves out reads as null.
-const MaybeString = Type.Optional(Type.Union([Type.String(), Type.Null()]))
+// As h-image's shared/schemas/images.ts has it: nullable fields are always present.
+const Nullable = Type.Union([Type.String(), Type.Null()])
 
 /** One entry of `GET /api/images`. */
 export const ImageInfoSchema = Type.Object({
   alias: Type.String(),
-  fingerprint: MaybeString,
-  size_bytes: Type.Optional(Type.Union([Type.Number({ minimum: 0 }), Type.Null()])),
+  /** null while the alias names no image (`missing`). */
+  fingerprint: Nullable,
+  size_bytes: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()]),
   /** ISO-8601. */
-  created_at: MaybeString,
+  created_at: Nullable,
   state: ImageStateSchema,
-  /** 0..1 while building. */
-  progress: Type.Optional(Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()])),
-  step: MaybeString,
-  /** Versions recorded at build time; null when not installed or unknown. */
-  tools: Type.Optional(
-    Type.Object({
-      claude: MaybeString,
-      copilot: MaybeString,
-      opencode: MaybeString,
-      node: MaybeString,
-    }),
-  ),
+  /** 0..1 while building, else null. */
+  progress: Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()]),
+  /** The build step while building, else null. */
+  step: Nullable,
+  /** Versions recorded at build time; null where absent. */
+  tools: Type.Object({ claude: Nullable, copilot: Nullable, opencode: Nullable, node: Nullable }),
   /** The last build's failure (apt's own message), until the next build starts. */
   error: Type.Optional(Type.String()),
 })

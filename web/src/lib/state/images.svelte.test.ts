@@ -38,7 +38,9 @@ describe('ImagesStore', () => {
     expect(store.get('clincus')).toMatchObject({ step: 'apt', progress: 0.5 })
     expect(images).toHaveBeenCalledTimes(1)
 
-    images.mockResolvedValue([image({ fingerprint: 'def456', tools: { claude: '2.2.0' } })])
+    images.mockResolvedValue([
+      image({ fingerprint: 'def456', tools: { ...image().tools, claude: '2.2.0' } }),
+    ])
     store.apply({ type: 'image.built', alias: 'clincus' })
     await vi.waitFor(() => {
       expect(store.get('clincus')).toMatchObject({ state: 'ready', fingerprint: 'def456' })

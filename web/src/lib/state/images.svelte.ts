@@ -62,7 +62,7 @@ export class ImagesStore {
       this.list = list.map((img) => {
         const live = this.get(img.alias)
         return live && img.state !== 'building' && this.#building.has(img.alias)
-          ? { ...img, state: 'building', step: live.step ?? null, progress: live.progress ?? 0 }
+          ? { ...img, state: 'building', step: live.step, progress: live.progress ?? 0 }
           : img
       })
       this.loaded = true
