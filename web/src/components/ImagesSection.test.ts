@@ -123,13 +123,26 @@ describe('ImagesSection', () => {
     })
   })
 
-  it('409 on Rebuild says it is already building', async () => {
+  it('409 on Rebuild says it is already building, in the server words', async () => {
     const { build, app } = setup()
-    build.mockRejectedValue(new ApiError(409, 'image_building', 'a build of clincus is running'))
+    build.mockRejectedValue(new ApiError(409, 'image_building', 'image clincus is being built'))
     const c = await card()
     await fireEvent.click(within(c).getByRole('button', { name: 'Rebuild clincus' }))
-    await within(c).findByText('clincus is already building; wait for it to finish.')
+    await within(c).findByText(
+      'An image is already building (image clincus is being built); try again when it has finished.',
+    )
     expect(app.toasts.items.filter((t) => t.kind === 'error')).toEqual([])
+  })
+
+  it('a 409 that is not a running build (no builder) is an error with its message', async () => {
+    const { build, app } = setup()
+    build.mockRejectedValue(new ApiError(409, 'no_builder', 'image building is not available here'))
+    const c = await card()
+    await fireEvent.click(within(c).getByRole('button', { name: 'Rebuild clincus' }))
+    await within(c).findByText('image building is not available here')
+    expect(app.toasts.items.map((t) => t.message)).toEqual([
+      'Could not start building clincus: image building is not available here',
+    ])
   })
 
   it('another refusal shows the server message, never [object Object]', async () => {

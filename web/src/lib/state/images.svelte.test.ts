@@ -71,16 +71,21 @@ describe('ImagesStore', () => {
     expect(store.failures).toEqual({})
   })
 
-  it('build: 202 marks it building; 409 answers already-building; other errors reject', async () => {
+  it('build: 202 marks it building; 409 image_building answers already-building; others reject', async () => {
     const { store, build } = setup()
     await store.load()
-    await expect(store.build('clincus', true)).resolves.toBe('started')
+    await expect(store.build('clincus', true)).resolves.toEqual({ outcome: 'started' })
     expect(build).toHaveBeenCalledExactlyOnceWith('clincus', true)
     expect(store.get('clincus')).toMatchObject({ state: 'building', progress: 0 })
 
-    build.mockRejectedValueOnce(new ApiError(409, 'image_building', 'a build is running'))
-    await expect(store.build('clincus')).resolves.toBe('already-building')
+    build.mockRejectedValueOnce(new ApiError(409, 'image_building', 'image other is being built'))
+    await expect(store.build('clincus')).resolves.toEqual({
+      outcome: 'already-building',
+      message: 'image other is being built',
+    })
 
+    build.mockRejectedValueOnce(new ApiError(409, 'no_builder', 'image building is not available'))
+    await expect(store.build('clincus')).rejects.toThrow('image building is not available')
     build.mockRejectedValueOnce(new ApiError(502, 'incus_failed', 'incus: no space left'))
     await expect(store.build('clincus')).rejects.toThrow('incus: no space left')
     expect(store.requesting).toEqual([])

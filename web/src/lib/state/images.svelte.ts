@@ -5,7 +5,12 @@
 import { ApiError, errorMessage, type ApiClient } from '../api.ts'
 import type { ClientEvent, ImageInfo } from '../interim-schemas.ts'
 
-export type BuildOutcome = 'started' | 'already-building'
+/**
+ * `already-building`: the server runs a build already (of this image or another: builds share
+ * the package cache, one at a time); `message` is the server's, e.g. "image clincus is being built".
+ */
+export type BuildOutcome =
+  { outcome: 'started' } | { outcome: 'already-building'; message: string | null }
 
 export class ImagesStore {
   list: ImageInfo[] = $state.raw([])
@@ -104,11 +109,12 @@ export class ImagesStore {
   }
 
   /**
-   * Starts a rebuild (`update`: newest agent versions too). 409 means one is running already:
-   * that is an answer, not an error. Anything else rejects with the server's message.
+   * Starts a rebuild (`update`: newest agent versions too). A 409 `image_building` means a build
+   * runs already: an answer, not an error. Anything else (also a 409 `no_builder`) rejects with
+   * the server's message.
    */
   async build(alias: string, update = false): Promise<BuildOutcome> {
-    if (this.requesting.includes(alias)) return 'already-building'
+    if (this.requesting.includes(alias)) return { outcome: 'already-building', message: null }
     this.requesting = [...this.requesting, alias]
     try {
       await this.#api.buildImage(alias, update)
@@ -116,12 +122,10 @@ export class ImagesStore {
       const img = this.get(alias)
       if (img && img.state !== 'building')
         this.#patch(alias, { state: 'building', step: null, progress: 0 })
-      return 'started'
+      return { outcome: 'started' }
     } catch (err) {
-      if (err instanceof ApiError && err.status === 409) {
-        this.#patch(alias, { state: 'building' })
-        return 'already-building'
-      }
+      if (err instanceof ApiError && err.status === 409 && err.code !== 'no_builder')
+        return { outcome: 'already-building', message: err.message }
       throw err
     } finally {
       this.requesting = this.requesting.filter((a) => a !== alias)
