@@ -2,7 +2,8 @@
 // writes the entry into the user's config file (comments intact) and a retried curl succeeds.
 // Real server, live Incus daemon, Debian's Chromium. The upstream is a server of this test on
 // 127.0.0.1:<random port>: loopback is refused unless that exact ip:port is allowed, so Allow
-// must offer (and write) `127.0.0.1:<port>`.
+// must offer (and write) `127.0.0.1:<port>`. Like the egress live test, it needs a test image
+// with curl and the issue 12 init (the harness's TEST_IMAGE).
 import { createServer, type Server } from 'node:http'
 import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -35,7 +36,7 @@ const problems = new PageProblems()
 /** curl from inside the session as the code user, through the session's proxy variables. */
 async function curlInside(url: string): Promise<string> {
   // NO_PROXY lists 127.0.0.1 (the container's own loopback); this request is meant for the
-  // host's upstream, so it must go through the proxy.
+  // host's upstream, so it names the proxy explicitly (as server/network/egress.incus.test.ts).
   const r = await execa(
     'incus',
     [
@@ -50,7 +51,7 @@ async function curlInside(url: string): Promise<string> {
       '--',
       'sh',
       '-c',
-      `env -u no_proxy -u NO_PROXY curl -sS -o /dev/null -w 'code=%{http_code}' --max-time 10 '${url}'`,
+      `curl -sS --noproxy '' -x "$HTTPS_PROXY" -o /dev/null -w 'code=%{http_code}' --max-time 10 '${url}'`,
     ],
     { timeout: 60_000, reject: false },
   )
