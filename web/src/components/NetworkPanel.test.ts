@@ -239,6 +239,28 @@ describe('NetworkPanel', () => {
     )
   })
 
+  it('shows an agent-chosen host as text and offers no Allow for one that is not a host name', async () => {
+    const crafted = '<img src=x onerror="alert(1)">*.com'
+    setup(
+      log({
+        total: 2,
+        connections: [
+          conn({ host: crafted, allowed: false, reason: '<b>not</b> a host name' }),
+          conn({ host: '*.com', time: '2026-11-29T20:00:01Z', allowed: false, reason: 'bad' }),
+        ],
+      }),
+    )
+    await screen.findByText('mode: allowlist')
+    const r = rows()
+    expect(r).toHaveLength(2)
+    expect(document.querySelector('img')).toBeNull()
+    expect(document.querySelector('b')).toBeNull()
+    expect(screen.getByText(crafted.toLowerCase())).toBeTruthy()
+    expect(screen.getByText('<b>not</b> a host name')).toBeTruthy()
+    expect(screen.queryAllByRole('button', { name: /^Allow/ })).toEqual([])
+    expect(screen.getAllByText('Not a host name an entry can allow')).toHaveLength(2)
+  })
+
   it('explains mode none and an empty log', async () => {
     setup(log({ mode: 'none', allow: [], total: 0, connections: [] }))
     await screen.findByText('mode: none')

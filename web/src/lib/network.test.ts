@@ -29,6 +29,24 @@ describe('allowEntryFor', () => {
     expect(allowEntryFor(host, port)).toBe(entry)
   })
 
+  it.each([
+    ['*.com', 443],
+    ['*', 443],
+    ['a.com, b.com', 443],
+    ['evil.com"', 443],
+    ['a..com', 443],
+    ['-x.com', 443],
+    ['exa mple.com', 443],
+    ['999.1.1.1', 443],
+    ['1.2.3', 443],
+    ['', 443],
+    ['example.com', 0],
+    ['example.com', 70000],
+    ['<img src=x onerror=alert(1)>', 443],
+  ])('a crafted host %j (port %d) gets no entry', (host, port) => {
+    expect(allowEntryFor(host, port)).toBeNull()
+  })
+
   it('formats targets with IPv6 in brackets', () => {
     expect(formatTarget('::1', 3000)).toBe('[::1]:3000')
     expect(formatTarget('a.example', 443)).toBe('a.example:443')
@@ -105,6 +123,20 @@ describe('groupDestinations', () => {
       ['allowed:evil.example', 'allowed'],
       ['refused:evil.example', 'retried'],
     ])
+  })
+})
+
+describe('groupDestinations and crafted hosts', () => {
+  it('keeps a refusal without a possible entry refused, with no entry to allow', () => {
+    const [d] = groupDestinations(
+      [conn({ host: '*.com', allowed: false, reason: 'not a host name' })],
+      ['*.com'],
+    )
+    expect(d).toMatchObject({
+      status: 'refused',
+      entry: null,
+      key: 'refused:unallowable:*.com:443',
+    })
   })
 })
 

@@ -5,7 +5,12 @@ import type { NetworkConnection, NetworkMode } from './interim-schemas.ts'
 /** Ports a bare name entry allows (CONNECT to 443, plain HTTP to 80): the policy's rule. */
 const DEFAULT_PORTS: ReadonlySet<number> = new Set([80, 443])
 
-const IPV4 = /^(?:\d{1,3}\.){3}\d{1,3}$/
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/
+/** An IPv6 literal's characters (the server parsed it; this only keeps anything else out). */
+const IPV6 = /^[0-9a-f:.]+$/
+/** A plain DNS name in ASCII (IDNs arrive as xn-- labels): labels of letters, digits, - and _. */
+const DNS_NAME =
+  /^(?=.{1,253}$)[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)*$/
 
 /** The host without IPv6 brackets, lower-cased, with one trailing dot dropped. */
 function bareHost(host: string): string {
@@ -14,7 +19,7 @@ function bareHost(host: string): string {
 }
 
 function isIpLiteral(host: string): boolean {
-  return IPV4.test(host) || host.includes(':')
+  return IPV4.test(host) || (host.includes(':') && IPV6.test(host))
 }
 
 /** `host:port` for display, IPv6 in brackets. */
@@ -27,11 +32,16 @@ export function formatTarget(host: string, port: number): string {
  * The `[network] allow` entry that lets this destination through: the bare name for the default
  * ports (443/80), `host:port` for any other port, and always `ip:port` for an IP literal (the
  * policy allows addresses only by exact `ip:port`, IPv6 as `[v6]:port`).
+ *
+ * null when the host is not a plain DNS name or IP literal: the host comes from the agent, and a
+ * crafted one (`*.com`, `a.com, b.com`, a quote) must never become a wider entry through a click.
  */
-export function allowEntryFor(host: string, port: number): string {
+export function allowEntryFor(host: string, port: number): string | null {
   const h = bareHost(host)
-  if (isIpLiteral(h) || !DEFAULT_PORTS.has(port)) return formatTarget(h, port)
-  return h
+  if (!Number.isInteger(port) || port < 1 || port > 65535) return null
+  if (isIpLiteral(h)) return formatTarget(h, port)
+  if (!DNS_NAME.test(h) || /^[\d.]+$/.test(h)) return null
+  return DEFAULT_PORTS.has(port) ? h : formatTarget(h, port)
 }
 
 /**
@@ -58,7 +68,7 @@ export interface Destination {
   last: number
   /** Refused ones: the newest refusal's reason. */
   reason: string
-  /** Refused ones: the allow entry that lets them through. */
+  /** Refused ones: the allow entry that lets them through; null when none can (a crafted host). */
   entry: string | null
 }
 
@@ -89,7 +99,9 @@ export function groupDestinations(
       for (const k of [host, formatTarget(host, c.port)])
         allowedAt.set(k, Math.max(allowedAt.get(k) ?? 0, t))
     }
-    const key = entry === null ? `allowed:${host}` : `refused:${entry}`
+    const key = c.allowed
+      ? `allowed:${host}`
+      : `refused:${entry ?? `unallowable:${formatTarget(host, c.port)}`}`
     let g = groups.get(key)
     if (!g) {
       g = {
