@@ -1,11 +1,20 @@
 import { cleanup, fireEvent, screen, within } from '@testing-library/svelte'
 import { afterEach, describe, expect, it, vi } from 'vitest'
+import type { Session } from '../lib/interim-schemas.ts'
 import { renderWithApp, session, testApp } from '../lib/testing/app.ts'
 import SessionCard from './SessionCard.svelte'
 
-function renderCard(status: 'running' | 'stopped' = 'running'): ReturnType<typeof testApp> {
+function renderCard(
+  status: 'running' | 'stopped' = 'running',
+  over: Partial<Session> = {},
+): ReturnType<typeof testApp> {
   const t = testApp()
-  let last = session('clincus-1234abcd-2', { status, workspace: '/home/u/code/shop', slot: 2 })
+  let last = session('clincus-1234abcd-2', {
+    status,
+    workspace: '/home/u/code/shop',
+    slot: 2,
+    ...over,
+  })
   t.app.sessions.list = [last]
   // The card reads its session from the props; a parent re-renders it from the store.
   renderWithApp(t.app, SessionCard, {
@@ -75,5 +84,70 @@ describe('SessionCard', () => {
         'Could not stop shop: Error: The instance is already stopped',
       ])
     })
+  })
+
+  it('flags a refusal of the last minute from the session object, then drops it on the clock', async () => {
+    const now = Date.parse('2026-11-29T20:00:00.000Z')
+    const { app } = renderCard('running', {
+      network: { mode: 'allowlist', last_refused_at: '2026-11-29T19:59:30.000Z' },
+    })
+    app.clock.now = now
+    const badge = await screen.findByTestId('refused-badge')
+    // Text, not colour alone, and a tooltip that says what happened and where to look.
+    expect(badge.textContent).toContain('refused')
+    expect(badge.getAttribute('title')).toBe(
+      "A network connection was refused in the last minute. The session's Network tab lists it and can allow it.",
+    )
+    app.clock.now = now + 29_000
+    await Promise.resolve()
+    expect(screen.queryByTestId('refused-badge')).not.toBeNull()
+    app.clock.now = now + 30_000
+    await vi.waitFor(() => {
+      expect(screen.queryByTestId('refused-badge')).toBeNull()
+    })
+  })
+
+  it('flags a live refused event (with its target) and drops it a minute later', async () => {
+    vi.useFakeTimers({ now: Date.parse('2026-11-29T20:00:00.000Z'), toFake: ['Date'] })
+    try {
+      const { app } = renderCard()
+      app.clock.now = Date.now()
+      app.onEvent({
+        type: 'session.network',
+        id: 'clincus-1234abcd-2',
+        host: 'ok.example',
+        port: 443,
+        allowed: true,
+      })
+      await Promise.resolve()
+      expect(screen.queryByTestId('refused-badge')).toBeNull()
+      app.onEvent({
+        type: 'session.network',
+        id: 'clincus-1234abcd-2',
+        host: 'evil.example',
+        port: 8443,
+        allowed: false,
+      })
+      const badge = await screen.findByTestId('refused-badge')
+      expect(badge.getAttribute('title')).toContain('to evil.example:8443 was refused')
+      app.clock.now = Date.now() + 59_000
+      await Promise.resolve()
+      expect(screen.queryByTestId('refused-badge')).not.toBeNull()
+      app.clock.now = Date.now() + 60_000
+      await vi.waitFor(() => {
+        expect(screen.queryByTestId('refused-badge')).toBeNull()
+      })
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('shows the agent version the session runs, when known', () => {
+    renderCard('running', { tool_version: '2.1.197' })
+    const card = screen.getByRole('article', { name: 'Session shop (slot 2)' })
+    expect(card.textContent).toContain('claude 2.1.197')
+    cleanup()
+    renderCard('running', { tool_version: null })
+    expect(screen.getByRole('article').textContent).not.toContain('claude null')
   })
 })

@@ -143,6 +143,110 @@ describe('ApiClient', () => {
   })
 })
 
+describe('ApiClient: network and images (issues 12, 13)', () => {
+  const session = {
+    id: 'clincus-abc-1',
+    workspace: '/w',
+    tool: 'claude',
+    slot: 1,
+    status: 'running',
+    persistent: false,
+  }
+
+  it('reads the additive session fields, and refuses a malformed one', async () => {
+    const good = [
+      {
+        ...session,
+        tool_version: '2.1.197',
+        network: { mode: 'allowlist', last_refused_at: '2026-11-29T20:00:00Z' },
+      },
+      { ...session, id: 'clincus-abc-2', tool_version: null },
+      { ...session, id: 'clincus-abc-3' },
+    ]
+    const list = await new ApiClient(respond(200, JSON.stringify(good))).sessions()
+    expect(list[0]?.network?.last_refused_at).toBe('2026-11-29T20:00:00Z')
+    expect(list[0]?.tool_version).toBe('2.1.197')
+    const bad = [{ ...session, network: { mode: 'wide-open', last_refused_at: null } }]
+    expect((await failure(new ApiClient(respond(200, JSON.stringify(bad))).sessions())).code).toBe(
+      'bad_response',
+    )
+  })
+
+  it('asks for a session network log page', async () => {
+    const fetchImpl = vi.fn<typeof fetch>(() =>
+      Promise.resolve(
+        new Response('{"mode":"open","allow":[],"total":0,"connections":[]}', { status: 200 }),
+      ),
+    )
+    await expect(new ApiClient(fetchImpl).sessionNetwork('clincus-abc-1')).resolves.toMatchObject({
+      mode: 'open',
+    })
+    expect(fetchImpl.mock.calls[0]?.[0]).toBe(
+      '/api/sessions/clincus-abc-1/network?limit=1000&offset=0',
+    )
+  })
+
+  it('posts an allow entry, and reads a 400 as the server message', async () => {
+    const fetchImpl = vi.fn<typeof fetch>(() =>
+      Promise.resolve(new Response('{"allow":["a.example","b.example"]}', { status: 200 })),
+    )
+    const api = new ApiClient(fetchImpl)
+    await expect(api.allowNetwork('b.example')).resolves.toEqual(['a.example', 'b.example'])
+    expect(fetchImpl.mock.calls[0]?.[0]).toBe('/api/network/allow')
+    expect(fetchImpl.mock.calls[0]?.[1]).toMatchObject({
+      method: 'POST',
+      body: '{"entry":"b.example"}',
+    })
+    fetchImpl.mockResolvedValueOnce(
+      new Response(
+        '{"error":"not a valid allow entry: \\"a b\\"","code":"invalid_network_entry"}',
+        {
+          status: 400,
+        },
+      ),
+    )
+    const e = await failure(api.allowNetwork('a b'))
+    expect(e).toMatchObject({ status: 400, code: 'invalid_network_entry' })
+    expect(e.message).toBe('not a valid allow entry: "a b"')
+  })
+
+  it('lists images and starts builds (update only when asked); 409 stays a 409', async () => {
+    const fetchImpl = vi.fn<typeof fetch>(() =>
+      Promise.resolve(new Response('{"status":"building"}', { status: 202 })),
+    )
+    const api = new ApiClient(fetchImpl)
+    await api.buildImage('clincus')
+    await api.buildImage('clincus', true)
+    expect(fetchImpl.mock.calls.map((c) => [c[0], c[1]?.method, c[1]?.body])).toEqual([
+      ['/api/images/clincus/build', 'POST', '{}'],
+      ['/api/images/clincus/build', 'POST', '{"update":true}'],
+    ])
+    fetchImpl.mockResolvedValueOnce(
+      new Response('{"error":"a build is running","code":"image_building"}', { status: 409 }),
+    )
+    expect(await failure(api.buildImage('clincus'))).toMatchObject({ status: 409 })
+
+    fetchImpl.mockResolvedValueOnce(
+      new Response(
+        JSON.stringify([
+          {
+            alias: 'clincus',
+            fingerprint: null,
+            size_bytes: null,
+            created_at: null,
+            state: 'missing',
+            progress: null,
+            step: null,
+            tools: { claude: null, copilot: null, opencode: null, node: null },
+          },
+        ]),
+        { status: 200 },
+      ),
+    )
+    await expect(api.images()).resolves.toMatchObject([{ alias: 'clincus', state: 'missing' }])
+  })
+})
+
 describe('credentials', () => {
   it('sends the sign-in session as a Bearer header, never cookies, and forgets it on 401', async () => {
     const seen: RequestInit[] = []

@@ -17,11 +17,8 @@ import { HealthSchema, type Health } from '../../../shared/schemas/health.ts'
 import {
   HistoryEntrySchema,
   ResumeResponseSchema,
-  SessionInfoSchema,
-  SessionListSchema,
   type CreateSessionBody,
   type HistoryEntry,
-  type SessionInfo,
 } from '../../../shared/schemas/sessions.ts'
 import {
   CreateFolderResponseSchema,
@@ -31,6 +28,16 @@ import {
   type WorkspaceList,
 } from '../../../shared/schemas/workspaces.ts'
 import { wsUrl } from './backoff.ts'
+import {
+  ImageListSchema,
+  NetworkAllowResponseSchema,
+  SessionListSchema,
+  SessionNetworkSchema,
+  SessionSchema,
+  type ImageInfo,
+  type Session,
+  type SessionNetwork,
+} from './interim-schemas.ts'
 
 export class ApiError extends Error {
   /** HTTP status; 0 when the server could not be reached. */
@@ -254,12 +261,47 @@ export class ApiClient {
     return this.json('GET', '/api/tools', Type.Array(Type.String()))
   }
 
-  sessions(): Promise<SessionInfo[]> {
+  sessions(): Promise<Session[]> {
     return this.json('GET', '/api/sessions', SessionListSchema)
   }
 
-  createSession(body: CreateSessionBody): Promise<SessionInfo> {
-    return this.json('POST', '/api/sessions', SessionInfoSchema, { body })
+  createSession(body: CreateSessionBody): Promise<Session> {
+    return this.json('POST', '/api/sessions', SessionSchema, { body })
+  }
+
+  /** A session's egress policy and its connections, newest first (`limit` 1..1000). */
+  sessionNetwork(id: string, limit = 1000, offset = 0): Promise<SessionNetwork> {
+    return this.json(
+      'GET',
+      `/api/sessions/${encodeURIComponent(id)}/network`,
+      SessionNetworkSchema,
+      {
+        query: { limit, offset },
+      },
+    )
+  }
+
+  /**
+   * Adds one entry (`example.com`, `*.example.com`, `host:port`) to `[network] allow` in the
+   * user's config file; answers the list now in that file. 400 `invalid_network_entry` when the
+   * server's policy parser refuses the entry.
+   */
+  async allowNetwork(entry: string): Promise<string[]> {
+    const res = await this.json('POST', '/api/network/allow', NetworkAllowResponseSchema, {
+      body: { entry },
+    })
+    return res.allow
+  }
+
+  images(): Promise<ImageInfo[]> {
+    return this.json('GET', '/api/images', ImageListSchema)
+  }
+
+  /** Starts a rebuild (202); `update` also installs the newest agent versions. 409 while one runs. */
+  buildImage(alias: string, update = false): Promise<void> {
+    return this.empty('POST', `/api/images/${encodeURIComponent(alias)}/build`, {
+      body: update ? { update: true } : {},
+    })
   }
 
   /** Stops the session (its container stays, stopped); with force, deletes the container. */

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import type { ServerEvent } from '../../../shared/schemas/events.ts'
 import { Backoff } from './backoff.ts'
 import { EventsSocket, parseEvent } from './events-socket.svelte.ts'
+import type { ClientEvent } from './interim-schemas.ts'
 import { FakeWebSocket, FakeWebSocketCtor } from './testing/fake-websocket.ts'
 
 beforeEach(() => {
@@ -12,8 +12,8 @@ afterEach(() => {
   vi.useRealTimers()
 })
 
-function setup(): { socket: EventsSocket; events: ServerEvent[]; opens: number[] } {
-  const events: ServerEvent[] = []
+function setup(): { socket: EventsSocket; events: ClientEvent[]; opens: number[] } {
+  const events: ClientEvent[] = []
   const opens: number[] = []
   const socket = new EventsSocket({
     url: () => 'ws://h/ws/events',
@@ -37,6 +37,31 @@ describe('parseEvent', () => {
     expect(parseEvent('{"type":"config.invalid","file":"/f","error":"bad"}')).toMatchObject({
       file: '/f',
     })
+  })
+
+  it('accepts the network and image events of issues 12 and 13, and refuses malformed ones', () => {
+    expect(
+      parseEvent(
+        '{"type":"session.network","id":"c1","host":"evil.example","port":443,"allowed":false}',
+      ),
+    ).toEqual({
+      type: 'session.network',
+      id: 'c1',
+      host: 'evil.example',
+      port: 443,
+      allowed: false,
+    })
+    expect(
+      parseEvent('{"type":"image.building","alias":"clincus","step":"apt","progress":0.25}'),
+    ).toMatchObject({ progress: 0.25 })
+    expect(parseEvent('{"type":"image.built","alias":"clincus"}')).toMatchObject({
+      alias: 'clincus',
+    })
+    expect(
+      parseEvent('{"type":"image.failed","alias":"clincus","error":"E: Unable to locate"}'),
+    ).toMatchObject({ error: 'E: Unable to locate' })
+    expect(parseEvent('{"type":"session.network","id":"c1","host":"x","allowed":false}')).toBeNull()
+    expect(parseEvent('{"type":"image.building","alias":"a","step":"s","progress":2}')).toBeNull()
   })
 
   it('ignores unknown types, malformed JSON, bad shapes and binary data', () => {

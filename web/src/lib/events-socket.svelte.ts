@@ -2,22 +2,22 @@
 // Every (re)connect calls onOpen, whose job is to re-fetch everything: events sent while we were
 // away are lost, so the lists are rebuilt from the REST API rather than patched.
 import { Value } from 'typebox/value'
-import { ServerEventSchema, type ServerEvent } from '../../../shared/schemas/events.ts'
 import { Backoff } from './backoff.ts'
+import { ClientEventSchema, type ClientEvent } from './interim-schemas.ts'
 
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'closed'
 
 export interface EventsSocketOptions {
   /** The socket's URL; may first fetch a single-use ticket (so it is asked anew per attempt). */
   url: () => string | Promise<string>
-  onEvent: (event: ServerEvent) => void
+  onEvent: (event: ClientEvent) => void
   onOpen: () => void
   WebSocket?: typeof WebSocket
   backoff?: Backoff
 }
 
 /** Parses one message; null for anything that is not an event we know (newer servers may add types). */
-export function parseEvent(data: unknown): ServerEvent | null {
+export function parseEvent(data: unknown): ClientEvent | null {
   if (typeof data !== 'string') return null
   let msg: unknown
   try {
@@ -27,7 +27,7 @@ export function parseEvent(data: unknown): ServerEvent | null {
   }
   // Accept a stamped envelope {id, event} as well as the bare event the contract sends.
   if (typeof msg === 'object' && msg !== null && 'event' in msg && !('type' in msg)) msg = msg.event
-  return Value.Check(ServerEventSchema, msg) ? msg : null
+  return Value.Check(ClientEventSchema, msg) ? msg : null
 }
 
 export class EventsSocket {

@@ -1,14 +1,23 @@
 // Everything the views share, created once in App.svelte and handed down through a typed context.
 import { createContext } from 'svelte'
-import type { ServerEvent } from '../../../../shared/schemas/events.ts'
 import { ApiClient, ApiError, errorMessage, localCredentialStore } from '../api.ts'
 import { EventsSocket } from '../events-socket.svelte.ts'
+import type { ClientEvent } from '../interim-schemas.ts'
 import { Router, type RouterWindow } from '../router.svelte.ts'
 import { Clock } from './clock.svelte.ts'
 import { ConfigStore } from './config.svelte.ts'
+import { ImagesStore } from './images.svelte.ts'
 import { SessionsStore } from './sessions.svelte.ts'
 import { ToastsStore } from './toasts.svelte.ts'
 import { WorkspacesStore } from './workspaces.svelte.ts'
+
+/** A view's own interest in the event stream (e.g. the Network panel of one session). */
+export interface EventListener {
+  /** Every event the page understands, after the shared stores applied it. */
+  onEvent?(event: ClientEvent): void
+  /** The stream (re)connected: events may have been missed, reload from the REST API. */
+  onReopen?(): void
+}
 
 export interface AppOptions {
   api?: ApiClient
@@ -23,6 +32,7 @@ export class AppState {
   readonly sessions: SessionsStore
   readonly workspaces: WorkspacesStore
   readonly config: ConfigStore
+  readonly images: ImagesStore
   readonly toasts = new ToastsStore()
   readonly clock = new Clock()
   readonly events: EventsSocket
@@ -32,6 +42,9 @@ export class AppState {
   /** Why the sign-in link did not work (shown on the sign-in page). */
   signInProblem: string | null = $state(null)
   #started = false
+  // Not rendered from: plain bookkeeping, no reactivity wanted.
+  // eslint-disable-next-line svelte/prefer-svelte-reactivity
+  readonly #listeners = new Set<EventListener>()
   readonly #win: AppOptions['win']
   #pruneTimer: ReturnType<typeof setInterval> | null = null
   #onOnline = (): void => {
@@ -45,6 +58,7 @@ export class AppState {
     this.sessions = new SessionsStore(this.api)
     this.workspaces = new WorkspacesStore(this.api)
     this.config = new ConfigStore(this.api)
+    this.images = new ImagesStore(this.api)
     const events: ConstructorParameters<typeof EventsSocket>[0] = {
       url: opts.eventsUrl ?? (() => this.api.socketUrl('/ws/events')),
       onEvent: (e) => {
@@ -145,10 +159,20 @@ export class AppState {
     this.events.close()
   }
 
+  /** Subscribes a view to events and reconnects; returns the unsubscribe function. */
+  listen(listener: EventListener): () => void {
+    this.#listeners.add(listener)
+    return () => {
+      this.#listeners.delete(listener)
+    }
+  }
+
   /** Everything from the REST API: on start and on every events (re)connect. */
   async refreshAll(): Promise<void> {
+    for (const l of this.#listeners) l.onReopen?.()
     await Promise.all([
       this.sessions.load(),
+      this.images.reload(),
       this.workspaces.load(),
       this.config.load(),
       this.api.tools().then(
@@ -164,14 +188,21 @@ export class AppState {
     ])
   }
 
-  onEvent(e: ServerEvent): void {
+  onEvent(e: ClientEvent): void {
     if (e.type === 'config.reloaded' || e.type === 'config.invalid') {
       if (this.config.apply(e)) void this.workspaces.load()
-      return
+    } else if (
+      e.type === 'image.building' ||
+      e.type === 'image.built' ||
+      e.type === 'image.failed'
+    ) {
+      this.images.apply(e)
+    } else {
+      // Active-session counts on project cards are derived from this list, so session events
+      // need no workspace refetch.
+      this.sessions.apply(e)
     }
-    // Active-session counts on project cards are derived from this list, so session events
-    // need no workspace refetch.
-    this.sessions.apply(e)
+    for (const l of this.#listeners) l.onEvent?.(e)
   }
 
   dispose(): void {

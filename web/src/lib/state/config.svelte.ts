@@ -1,8 +1,8 @@
 // The merged configuration, plus the last `config.invalid` report: the server keeps running on
 // the previous good config when a file stops parsing, and says so until a `config.reloaded`.
-import type { ServerEvent } from '../../../../shared/schemas/events.ts'
 import type { Config } from '../../../../shared/schemas/config.ts'
 import { errorMessage, type ApiClient } from '../api.ts'
+import type { ClientEvent } from '../interim-schemas.ts'
 
 export interface ConfigProblem {
   file: string
@@ -33,7 +33,7 @@ export class ConfigStore {
   }
 
   /** Returns true when the event changed the config (the caller re-fetches what depends on it). */
-  apply(event: ServerEvent): boolean {
+  apply(event: ClientEvent): boolean {
     if (event.type === 'config.invalid') {
       this.invalid = { file: event.file, error: event.error }
       return false

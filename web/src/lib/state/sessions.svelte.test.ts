@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest'
-import type { SessionInfo } from '../../../../shared/schemas/sessions.ts'
 import { ApiClient, ApiError } from '../api.ts'
+import type { Session as SessionInfo } from '../interim-schemas.ts'
 import { SessionsStore } from './sessions.svelte.ts'
 
 function session(id: string, over: Partial<SessionInfo> = {}): SessionInfo {
@@ -150,5 +150,34 @@ describe('SessionsStore', () => {
     ]
     expect(s.activeCount('/p/w')).toBe(2)
     expect(s.activeCount('/p/other')).toBe(0)
+  })
+
+  it('knows the last refusal from the session object and from live events, for one minute', () => {
+    const s = new SessionsStore(fakeApi().api, () => now)
+    const at = new Date(now - 30_000).toISOString()
+    s.list = [
+      session('c1', { network: { mode: 'allowlist', last_refused_at: at } }),
+      session('c2', { network: { mode: 'allowlist', last_refused_at: null } }),
+      session('c3'),
+    ]
+    // A reloaded page knows the time (not the host) from the session object.
+    expect(s.recentRefusal('c1', now)).toEqual({ at: now - 30_000, target: null })
+    expect(s.recentRefusal('c1', now + 29_999)).not.toBeNull()
+    expect(s.recentRefusal('c1', now + 30_000)).toBeNull()
+    expect(s.recentRefusal('c2', now)).toBeNull()
+    expect(s.recentRefusal('c3', now)).toBeNull()
+
+    // Allowed connections never flag; a refused one does, with its target, at its arrival.
+    s.apply({ type: 'session.network', id: 'c2', host: 'ok.example', port: 443, allowed: true })
+    expect(s.recentRefusal('c2', now)).toBeNull()
+    s.apply({ type: 'session.network', id: 'c2', host: '::1', port: 3000, allowed: false })
+    expect(s.recentRefusal('c2', now + 59_999)).toEqual({ at: now, target: '[::1]:3000' })
+    expect(s.recentRefusal('c2', now + 60_000)).toBeNull()
+
+    // The newer of the two wins; a deleted session forgets its refusals.
+    s.apply({ type: 'session.network', id: 'c1', host: 'evil.example', port: 443, allowed: false })
+    expect(s.lastRefused('c1')).toEqual({ at: now, target: 'evil.example:443' })
+    s.apply({ type: 'session.deleted', id: 'c2' })
+    expect(s.refusedLive).not.toHaveProperty('c2')
   })
 })

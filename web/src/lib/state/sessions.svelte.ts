@@ -1,13 +1,10 @@
 // The session list, kept current by /ws/events (no polling). Events carry only ids, so an event
 // about a session we do not know yet triggers one list fetch; events about known sessions patch
 // them in place. Launch progress (`session.launching`) is kept beside the list.
-import type { ServerEvent } from '../../../../shared/schemas/events.ts'
-import type {
-  CreateSessionBody,
-  SessionInfo,
-  SessionStatus,
-} from '../../../../shared/schemas/sessions.ts'
+import type { CreateSessionBody, SessionStatus } from '../../../../shared/schemas/sessions.ts'
 import { errorMessage, type ApiClient } from '../api.ts'
+import type { ClientEvent, Session } from '../interim-schemas.ts'
+import { formatTarget } from '../network.ts'
 
 export interface Launch {
   id: string
@@ -36,21 +33,34 @@ export function stepLabel(step: string): string {
   return STEP_LABELS[step] ?? step
 }
 
+/** A session card flags a refused connection for this long (issue 12: "in the last minute"). */
+export const REFUSED_RECENT_MS = 60_000
+
+/** The last refused connection of a session, as far as this page knows. */
+export interface Refusal {
+  /** Epoch ms. */
+  at: number
+  /** `host:port` when a live event said which; null when only the session object's time is known. */
+  target: string | null
+}
+
 /** A launch with no news for this long is dropped (it failed before a container existed). */
 const LAUNCH_STALE_MS = 120_000
 /** After the last step a launch is kept briefly, until the list shows the session running. */
 const LAUNCH_DONE_MS = 10_000
 
 export class SessionsStore {
-  list: SessionInfo[] = $state.raw([])
+  list: Session[] = $state.raw([])
   loaded = $state(false)
   loadError: string | null = $state(null)
   launches: Launch[] = $state.raw([])
   pending: Record<string, PendingAction> = $state.raw({})
   /** Workspaces this tab is launching into right now (POST in flight). */
   creating: string[] = $state.raw([])
+  /** Refused connections seen live (`session.network` with allowed false), per session id. */
+  refusedLive: Record<string, Refusal> = $state.raw({})
 
-  readonly running: SessionInfo[] = $derived(this.list.filter((s) => s.status === 'running'))
+  readonly running: Session[] = $derived(this.list.filter((s) => s.status === 'running'))
   /** Launches still worth showing: not yet finished into a running session. */
   readonly activeLaunches: Launch[] = $derived(
     this.launches.filter(
@@ -68,12 +78,30 @@ export class SessionsStore {
     this.#now = now
   }
 
-  get(id: string): SessionInfo | undefined {
+  get(id: string): Session | undefined {
     return this.list.find((s) => s.id === id)
   }
 
   launch(id: string): Launch | undefined {
     return this.activeLaunches.find((l) => l.id === id)
+  }
+
+  /**
+   * The newest refused connection of a session: the later of the session object's
+   * `network.last_refused_at` (survives a reload) and the live `session.network` events.
+   */
+  lastRefused(id: string): Refusal | null {
+    const live = this.refusedLive[id] ?? null
+    const iso = this.get(id)?.network?.last_refused_at
+    const at = iso ? Date.parse(iso) : Number.NaN
+    if (Number.isNaN(at)) return live
+    return live && live.at >= at ? live : { at, target: null }
+  }
+
+  /** The refusal to flag on the card at `now` (epoch ms): one less than a minute old, else null. */
+  recentRefusal(id: string, now: number): Refusal | null {
+    const r = this.lastRefused(id)
+    return r && now - r.at < REFUSED_RECENT_MS ? r : null
   }
 
   /** Running sessions per workspace path. */
@@ -108,7 +136,7 @@ export class SessionsStore {
     }
   }
 
-  apply(event: ServerEvent): void {
+  apply(event: ClientEvent): void {
     switch (event.type) {
       case 'session.created':
         if (!this.get(event.id)) void this.load()
@@ -122,6 +150,19 @@ export class SessionsStore {
       case 'session.deleted':
         this.#remove(event.id)
         this.launches = this.launches.filter((l) => l.id !== event.id)
+        if (this.refusedLive[event.id]) {
+          const next = { ...this.refusedLive }
+          Reflect.deleteProperty(next, event.id)
+          this.refusedLive = next
+        }
+        return
+      case 'session.network':
+        if (!event.allowed) {
+          this.refusedLive = {
+            ...this.refusedLive,
+            [event.id]: { at: this.#now(), target: formatTarget(event.host, event.port) },
+          }
+        }
         return
       case 'session.launching':
         // The server ends every launch with `done` or `failed`; prune() only covers older servers.
@@ -185,7 +226,7 @@ export class SessionsStore {
     }
   }
 
-  async create(body: CreateSessionBody): Promise<SessionInfo> {
+  async create(body: CreateSessionBody): Promise<Session> {
     this.creating = [...this.creating, body.workspace]
     try {
       const session = await this.#api.createSession(body)

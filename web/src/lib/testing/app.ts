@@ -1,12 +1,12 @@
 import { render } from '@testing-library/svelte'
 import type { Component } from 'svelte'
 import { vi } from 'vitest'
-import type { SessionInfo } from '../../../../shared/schemas/sessions.ts'
 import { ApiClient } from '../api.ts'
+import type { Session } from '../interim-schemas.ts'
 import { AppState } from '../state/app.svelte.ts'
 import WithApp from './WithApp.svelte'
 
-export function session(id: string, over: Partial<SessionInfo> = {}): SessionInfo {
+export function session(id: string, over: Partial<Session> = {}): Session {
   return {
     id,
     workspace: `/home/u/code/${id}`,
