@@ -1,7 +1,7 @@
 import { cleanup, fireEvent, screen, within } from '@testing-library/svelte'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../lib/api.ts'
-import type { ImageInfo } from '../lib/interim-schemas.ts'
+import type { ImageInfo } from '../lib/schemas.ts'
 import { renderWithApp, testApp } from '../lib/testing/app.ts'
 import ImagesSection from './ImagesSection.svelte'
 

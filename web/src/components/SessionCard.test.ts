@@ -1,6 +1,6 @@
 import { cleanup, fireEvent, screen, within } from '@testing-library/svelte'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import type { Session } from '../lib/interim-schemas.ts'
+import type { Session } from '../lib/schemas.ts'
 import { renderWithApp, session, testApp } from '../lib/testing/app.ts'
 import SessionCard from './SessionCard.svelte'
 

@@ -37,7 +37,7 @@ import {
   type ImageInfo,
   type Session,
   type SessionNetwork,
-} from './interim-schemas.ts'
+} from './schemas.ts'
 
 export class ApiError extends Error {
   /** HTTP status; 0 when the server could not be reached. */

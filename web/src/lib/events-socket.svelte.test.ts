@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Backoff } from './backoff.ts'
 import { EventsSocket, parseEvent } from './events-socket.svelte.ts'
-import type { ClientEvent } from './interim-schemas.ts'
+import type { ClientEvent } from './schemas.ts'
 import { FakeWebSocket, FakeWebSocketCtor } from './testing/fake-websocket.ts'
 
 beforeEach(() => {

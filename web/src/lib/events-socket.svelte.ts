@@ -3,7 +3,7 @@
 // away are lost, so the lists are rebuilt from the REST API rather than patched.
 import { Value } from 'typebox/value'
 import { Backoff } from './backoff.ts'
-import { ClientEventSchema, type ClientEvent } from './interim-schemas.ts'
+import { ClientEventSchema, type ClientEvent } from './schemas.ts'
 
 export type LinkState = 'connecting' | 'open' | 'reconnecting' | 'closed'
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import type { NetworkConnection } from './interim-schemas.ts'
+import type { NetworkConnection } from './schemas.ts'
 import { allowEntryFor, formatBytes, formatTarget, groupDestinations } from './network.ts'
 
 function conn(over: Partial<NetworkConnection> & { host: string }): NetworkConnection {

@@ -1,6 +1,6 @@
 // Pure helpers of the session Network panel (issue 12): which allow entry a refused connection
 // needs, and the connection log grouped into destinations (refused first, newest first).
-import type { NetworkConnection, NetworkMode } from './interim-schemas.ts'
+import type { NetworkConnection, NetworkMode } from './schemas.ts'
 
 /** Ports a bare name entry allows (CONNECT to 443, plain HTTP to 80): the policy's rule. */
 const DEFAULT_PORTS: ReadonlySet<number> = new Set([80, 443])

@@ -2,7 +2,7 @@
 import { createContext } from 'svelte'
 import { ApiClient, ApiError, errorMessage, localCredentialStore } from '../api.ts'
 import { EventsSocket } from '../events-socket.svelte.ts'
-import type { ClientEvent } from '../interim-schemas.ts'
+import type { ClientEvent } from '../schemas.ts'
 import { Router, type RouterWindow } from '../router.svelte.ts'
 import { Clock } from './clock.svelte.ts'
 import { ConfigStore } from './config.svelte.ts'

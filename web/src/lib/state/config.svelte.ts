@@ -2,7 +2,7 @@
 // the previous good config when a file stops parsing, and says so until a `config.reloaded`.
 import type { Config } from '../../../../shared/schemas/config.ts'
 import { errorMessage, type ApiClient } from '../api.ts'
-import type { ClientEvent } from '../interim-schemas.ts'
+import type { ClientEvent } from '../schemas.ts'
 
 export interface ConfigProblem {
   file: string

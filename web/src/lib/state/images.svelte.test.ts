@@ -1,6 +1,6 @@
 import { describe, expect, it, vi } from 'vitest'
 import { ApiClient, ApiError } from '../api.ts'
-import type { ImageInfo } from '../interim-schemas.ts'
+import type { ImageInfo } from '../schemas.ts'
 import { ImagesStore } from './images.svelte.ts'
 
 function image(over: Partial<ImageInfo> = {}): ImageInfo {

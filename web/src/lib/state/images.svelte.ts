@@ -3,7 +3,7 @@
 // and tool versions, or the previous image still in place). The last failure per alias is kept so
 // its message stays readable after the list says the old image is ready again.
 import { ApiError, errorMessage, type ApiClient } from '../api.ts'
-import type { ClientEvent, ImageInfo } from '../interim-schemas.ts'
+import type { ClientEvent, ImageInfo } from '../schemas.ts'
 
 /**
  * `already-building`: the server runs a build already (of this image or another: builds share

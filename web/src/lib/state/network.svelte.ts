@@ -2,7 +2,7 @@
 // refetched (debounced) on a `session.network` event for that session, on a config reload and on
 // every events reconnect, never polled. Allow adds an entry to the user's config through the server.
 import { errorMessage, type ApiClient } from '../api.ts'
-import type { ClientEvent, SessionNetwork } from '../interim-schemas.ts'
+import type { ClientEvent, SessionNetwork } from '../schemas.ts'
 import { groupDestinations, type Destination } from '../network.ts'
 
 /** Connections fetched per load: the API's maximum page, grouped here into destinations. */

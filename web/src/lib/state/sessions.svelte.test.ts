@@ -1,6 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiClient, ApiError } from '../api.ts'
-import type { Session as SessionInfo } from '../interim-schemas.ts'
+import type { Session as SessionInfo } from '../schemas.ts'
 import { SessionsStore } from './sessions.svelte.ts'
 
 function session(id: string, over: Partial<SessionInfo> = {}): SessionInfo {

@@ -3,7 +3,7 @@
 // them in place. Launch progress (`session.launching`) is kept beside the list.
 import type { CreateSessionBody, SessionStatus } from '../../../../shared/schemas/sessions.ts'
 import { errorMessage, type ApiClient } from '../api.ts'
-import type { ClientEvent, Session } from '../interim-schemas.ts'
+import type { ClientEvent, Session } from '../schemas.ts'
 import { formatTarget } from '../network.ts'
 
 export interface Launch {

@@ -2,7 +2,7 @@ import { render } from '@testing-library/svelte'
 import type { Component } from 'svelte'
 import { vi } from 'vitest'
 import { ApiClient } from '../api.ts'
-import type { Session } from '../interim-schemas.ts'
+import type { Session } from '../schemas.ts'
 import { AppState } from '../state/app.svelte.ts'
 import WithApp from './WithApp.svelte'
 
