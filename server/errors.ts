@@ -90,6 +90,11 @@ export class IncusCommandError extends AppError {
   get isNotFound(): boolean {
     return /not found/i.test(this.stderr)
   }
+
+  /** incus refused because another operation on the instance is running (it ends on its own). */
+  get isBusy(): boolean {
+    return /is busy running/i.test(this.stderr)
+  }
 }
 
 /** The incus subcommand an argv runs (`exec`), past the global `--project <name>`. */

@@ -8,7 +8,7 @@ import { delimiter, join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, expect, it } from 'vitest'
 import { repoRoot } from '../paths.ts'
-import { describeIncus } from '../test/incus-harness.ts'
+import { describeIncus, execAsCode } from '../test/incus-harness.ts'
 import { NODE_PIN, parseVersion } from './recipe.ts'
 
 const ALIAS = `clincus-real-it-${randomBytes(3).toString('hex')}`
@@ -54,27 +54,11 @@ describeIncus('the real image (issue 13)', () => {
           timeout: 300_000,
           stdin: 'ignore',
         })
-        const asCode = async (cmd: string): Promise<string> =>
-          (
-            await execa(
-              'incus',
-              [
-                'exec',
-                name,
-                '--user',
-                '1000',
-                '--group',
-                '1000',
-                '--env',
-                'HOME=/home/code',
-                '--',
-                'bash',
-                '-lc',
-                cmd,
-              ],
-              { timeout: 60_000, stdin: 'ignore' },
-            )
-          ).stdout
+        const asCode = async (cmd: string): Promise<string> => {
+          const r = await execAsCode(name, `bash -lc ${JSON.stringify(cmd)}`)
+          if (r.exitCode !== 0) throw new Error(`${cmd} exited ${r.exitCode}: ${r.stderr}`)
+          return r.stdout
+        }
         const nodeVersion = await asCode('node --version')
         expect(nodeVersion).toMatch(new RegExp(`^v${NODE_PIN.major}\\.`))
         expect(await asCode('npm --version')).toBe(NODE_PIN.npm)

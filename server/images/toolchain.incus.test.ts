@@ -4,43 +4,20 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import {
   describeIncus,
+  execAsCode,
+  type LiveServer,
   requestJson,
   startLiveServer,
   TEST_IMAGE,
-  type LiveServer,
 } from '../test/incus-harness.ts'
 
 const IMAGE = process.env.CLINCUS_IT_TOOLCHAIN_IMAGE ?? TEST_IMAGE
 
 let server: LiveServer
 let home: string
-
-function asCode(id: string, script: string): Promise<{ stdout: string }> {
-  return execa(
-    'incus',
-    [
-      'exec',
-      id,
-      '--user',
-      '1000',
-      '--group',
-      '1000',
-      '--env',
-      'HOME=/home/code',
-      '--cwd',
-      '/home/code',
-      '--',
-      'bash',
-      '-c',
-      script,
-    ],
-    { timeout: 60_000, stdin: 'ignore' },
-  )
-}
 
 describeIncus('the developer toolchain in a session (issue 13)', () => {
   beforeAll(async () => {
@@ -63,20 +40,22 @@ describeIncus('the developer toolchain in a session (issue 13)', () => {
     const session = res.body as { id: string; tool_version?: string | null }
     expect(session.tool_version).toBeNull()
 
-    expect((await asCode(session.id, "python3 -c 'print(1)'")).stdout).toBe('1')
-    const hello = await asCode(
+    expect((await execAsCode(session.id, "python3 -c 'print(1)'")).stdout).toBe('1')
+    const hello = await execAsCode(
       session.id,
       'printf \'#include <stdio.h>\\nint main(void){puts("hello");return 0;}\\n\' > /tmp/h.c && cc -o /tmp/h /tmp/h.c && /tmp/h',
     )
     expect(hello.stdout).toBe('hello')
-    expect((await asCode(session.id, 'id -un && id -u')).stdout).toBe('code\n1000')
-    expect((await asCode(session.id, 'printf "a\\nneedle\\n" | rg needle')).stdout).toBe('needle')
-    expect((await asCode(session.id, 'echo \'{"a":[1,2]}\' | jq -c .a')).stdout).toBe('[1,2]')
-    expect((await asCode(session.id, 'curl --version')).stdout).toMatch(/^curl \d+\.\d+/)
+    expect((await execAsCode(session.id, 'id -un && id -u')).stdout).toBe('code\n1000')
+    expect((await execAsCode(session.id, 'printf "a\\nneedle\\n" | rg needle')).stdout).toBe(
+      'needle',
+    )
+    expect((await execAsCode(session.id, 'echo \'{"a":[1,2]}\' | jq -c .a')).stdout).toBe('[1,2]')
+    expect((await execAsCode(session.id, 'curl --version')).stdout).toMatch(/^curl \d+\.\d+/)
     expect(
-      (await asCode(session.id, 'python3 -m venv /tmp/v && /tmp/v/bin/pip --version')).stdout,
+      (await execAsCode(session.id, 'python3 -m venv /tmp/v && /tmp/v/bin/pip --version')).stdout,
     ).toMatch(/^pip /)
-    expect((await asCode(session.id, 'locale -a')).stdout).toMatch(/en_US\.utf8/)
+    expect((await execAsCode(session.id, 'locale -a')).stdout).toMatch(/en_US\.utf8/)
 
     const listed = await requestJson(server.url, 'GET', '/api/sessions')
     const mine = (listed.body as Array<{ id: string; tool_version?: string | null }>).find(

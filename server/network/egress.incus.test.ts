@@ -13,10 +13,11 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { SessionNetwork } from '../../shared/schemas/network.ts'
 import {
   describeIncus,
+  execAsCode,
+  type LiveServer,
   requestJson,
   startLiveServer,
   TEST_IMAGE,
-  type LiveServer,
 } from '../test/incus-harness.ts'
 import { EventsClient, waitUntil } from '../test/ws-client.ts'
 
@@ -49,31 +50,6 @@ function config(extra: { allow?: string[]; mode?: string } = {}): string {
     'image = "clincus-test"',
     '',
   ].join('\n')
-}
-
-async function asCode(
-  id: string,
-  script: string,
-): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  const r = await execa(
-    'incus',
-    [
-      'exec',
-      id,
-      '--user',
-      '1000',
-      '--group',
-      '1000',
-      '--env',
-      'HOME=/home/code',
-      '--',
-      'bash',
-      '-c',
-      script,
-    ],
-    { timeout: 60_000, reject: false },
-  )
-  return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 }
 }
 
 async function launch(name: string, body: Record<string, unknown> = {}): Promise<string> {
@@ -132,18 +108,18 @@ describeIncus('network egress on a live Incus daemon', () => {
   })
 
   it('has lo up, no other interface, and a server on 127.0.0.1 inside answers a client inside', async () => {
-    const flags = await asCode(main, 'cat /sys/class/net/lo/flags')
+    const flags = await execAsCode(main, 'cat /sys/class/net/lo/flags')
     expect(Number(flags.stdout) & 1).toBe(1)
-    expect((await asCode(main, 'ls /sys/class/net')).stdout.split(/\s+/)).toEqual(['lo'])
+    expect((await execAsCode(main, 'ls /sys/class/net')).stdout.split(/\s+/)).toEqual(['lo'])
     // perl (Essential in Debian) listens, forks the server and exits once listening: no race.
     const serve = (addr: string, port: number): string =>
       `perl -MIO::Socket::IP -e '$s = IO::Socket::IP->new(LocalHost => "${addr}", LocalPort => ${port}, Listen => 1, ReuseAddr => 1) or die "listen: $@"; exit 0 if fork; $c = $s->accept; <$c>; print $c "HTTP/1.0 200 OK\\r\\n\\r\\nhello from inside\\n"; close $c'`
-    const v4 = await asCode(
+    const v4 = await execAsCode(
       main,
       `${serve('127.0.0.1', 8099)} && curl -sS --max-time 5 http://127.0.0.1:8099/`,
     )
     expect(v4.stdout, v4.stderr).toBe('hello from inside')
-    const v6 = await asCode(
+    const v6 = await execAsCode(
       main,
       `${serve('::1', 8098)} && curl -sS --max-time 5 -g 'http://[::1]:8098/'`,
     )
@@ -151,16 +127,16 @@ describeIncus('network egress on a live Incus daemon', () => {
   })
 
   it('gives every process the proxy variables: exec, login shells, su -l and the tool in tmux', async () => {
-    const env = await asCode(main, 'printenv HTTPS_PROXY http_proxy NO_PROXY')
+    const env = await execAsCode(main, 'printenv HTTPS_PROXY http_proxy NO_PROXY')
     expect(env.stdout.split('\n')).toEqual([
       'http://127.0.0.1:3128',
       'http://127.0.0.1:3128',
       'localhost,127.0.0.1,::1',
     ])
-    expect((await asCode(main, "bash --login -c 'printenv HTTPS_PROXY'")).stdout).toBe(
+    expect((await execAsCode(main, "bash --login -c 'printenv HTTPS_PROXY'")).stdout).toBe(
       'http://127.0.0.1:3128',
     )
-    expect((await asCode(main, `tmux show-environment -g HTTPS_PROXY`)).stdout).toBe(
+    expect((await execAsCode(main, `tmux show-environment -g HTTPS_PROXY`)).stdout).toBe(
       'HTTPS_PROXY=http://127.0.0.1:3128',
     )
     const apt = await execa('incus', [
@@ -187,18 +163,18 @@ describeIncus('network egress on a live Incus daemon', () => {
   })
 
   it('reaches the allowed upstream through $HTTPS_PROXY, plain HTTP and CONNECT', async () => {
-    const plain = await asCode(
+    const plain = await execAsCode(
       main,
       `curl -sS --fail --max-time 10 http://upstream.test:${up}/plain`,
     )
     expect(plain.stdout, plain.stderr).toBe('upstream answered GET /plain')
-    const tunnel = await asCode(
+    const tunnel = await execAsCode(
       main,
       `curl -sS --fail --max-time 10 -p http://upstream.test:${up}/tunnel`,
     )
     expect(tunnel.stdout, tunnel.stderr).toBe('upstream answered GET /tunnel')
     // by ip:port, through the proxy named explicitly (NO_PROXY sends 127.0.0.1 direct)
-    const byIp = await asCode(
+    const byIp = await execAsCode(
       main,
       `curl -sS --fail --max-time 10 --noproxy '' -x "$HTTPS_PROXY" -p http://127.0.0.1:${up}/ip`,
     )
@@ -213,13 +189,13 @@ describeIncus('network egress on a live Incus daemon', () => {
   it('refuses a name not in the allowlist with 403 and a reason, lists it and sends an event', async () => {
     const from = events.events.length
     const looked = resolved.length
-    const res = await asCode(
+    const res = await execAsCode(
       main,
       `curl -sS --max-time 10 -w '\\n%{http_code}' http://refused.example/x`,
     )
     expect(res.stdout).toContain('refused.example:80 is not in this session')
     expect(res.stdout.trim().endsWith('403')).toBe(true)
-    const https = await asCode(main, 'curl -sS --max-time 10 https://refused.example/')
+    const https = await execAsCode(main, 'curl -sS --max-time 10 https://refused.example/')
     expect(https.exitCode).not.toBe(0)
     expect(https.stderr).toMatch(/403/)
     expect(resolved.slice(looked)).not.toContain('refused.example')
@@ -247,13 +223,13 @@ describeIncus('network egress on a live Incus daemon', () => {
       `http://[::1]:${up}/`,
       'http://rebind.test:9/',
     ]) {
-      const res = await asCode(
+      const res = await execAsCode(
         main,
         `curl -sS -g --max-time 10 ${via} -w '\\n%{http_code}' '${url}'`,
       )
       expect(res.stdout.trim().endsWith('403'), `${url}: ${res.stdout} ${res.stderr}`).toBe(true)
     }
-    const tunnel = await asCode(
+    const tunnel = await execAsCode(
       main,
       `curl -sS --max-time 10 ${via} -p http://127.0.0.1:${server.port}/`,
     )
@@ -263,7 +239,7 @@ describeIncus('network egress on a live Incus daemon', () => {
   it('mode none (a profile): no proxy device and curl fails at once', async () => {
     const id = await launch('offline', { profile: 'offline' })
     expect(await devices(id)).not.toContain('clincus-egress')
-    const res = await asCode(id, 'curl -sS --max-time 20 http://upstream.test/')
+    const res = await execAsCode(id, 'curl -sS --max-time 20 http://upstream.test/')
     // connection refused on 127.0.0.1:3128 (exit 7), not a timeout (28)
     expect(res.exitCode, res.stderr).toBe(7)
     expect((await network(id)).mode).toBe('none')
@@ -281,7 +257,7 @@ describeIncus('network egress on a live Incus daemon', () => {
     const net = await network(id)
     expect(net.mode).toBe('allowlist')
     expect(net.allow).not.toContain('evil.example')
-    const curl = await asCode(
+    const curl = await execAsCode(
       id,
       `curl -sS --max-time 10 -w '\\n%{http_code}' http://evil.example/`,
     )
@@ -289,7 +265,7 @@ describeIncus('network egress on a live Incus daemon', () => {
   })
 
   it('applies a policy edit in the config file to a running session within 1 s', async () => {
-    const before = await asCode(
+    const before = await execAsCode(
       main,
       `curl -sS --max-time 10 -w '\\n%{http_code}' http://late.test:${up}/`,
     )
@@ -297,7 +273,10 @@ describeIncus('network egress on a live Incus daemon', () => {
     const from = events.events.length
     await writeFile(server.configFile, config({ allow: [`late.test:${up}`] }))
     await events.next((e) => e.type === 'config.reloaded', { from, timeoutMs: 1000 })
-    const after = await asCode(main, `curl -sS --fail --max-time 10 http://late.test:${up}/late`)
+    const after = await execAsCode(
+      main,
+      `curl -sS --fail --max-time 10 http://late.test:${up}/late`,
+    )
     expect(after.stdout, after.stderr).toBe('upstream answered GET /late')
 
     // mode none removes the device live; allowlist brings it back
@@ -311,7 +290,10 @@ describeIncus('network egress on a live Incus daemon', () => {
     await waitUntil('the device to return', async () =>
       (await devices(main)).includes('clincus-egress'),
     )
-    const back = await asCode(main, `curl -sS --fail --max-time 10 http://upstream.test:${up}/back`)
+    const back = await execAsCode(
+      main,
+      `curl -sS --fail --max-time 10 http://upstream.test:${up}/back`,
+    )
     expect(back.stdout, back.stderr).toBe('upstream answered GET /back')
   })
 
@@ -347,11 +329,11 @@ describeIncus('network egress on a live Incus daemon', () => {
     expect((await requestJson(server.url, 'DELETE', `/api/sessions/${id}`)).status).toBe(204)
     const res = await requestJson(server.url, 'POST', `/api/sessions/${id}/resume`)
     expect(res.status, JSON.stringify(res.body)).toBe(200)
-    expect(Number((await asCode(id, 'cat /sys/class/net/lo/flags')).stdout) & 1).toBe(1)
+    expect(Number((await execAsCode(id, 'cat /sys/class/net/lo/flags')).stdout) & 1).toBe(1)
     expect(await devices(id)).toContain('clincus-egress')
-    expect((await asCode(id, 'printenv HTTPS_PROXY')).stdout).toBe('http://127.0.0.1:3128')
+    expect((await execAsCode(id, 'printenv HTTPS_PROXY')).stdout).toBe('http://127.0.0.1:3128')
     // that image has no curl: bash speaks to the proxy itself
-    const viaBash = await asCode(
+    const viaBash = await execAsCode(
       id,
       `exec 3<>/dev/tcp/127.0.0.1/3128 && printf 'GET http://upstream.test:${up}/again HTTP/1.0\\r\\nHost: upstream.test\\r\\n\\r\\n' >&3 && cat <&3`,
     )
@@ -360,7 +342,7 @@ describeIncus('network egress on a live Incus daemon', () => {
 
   it('removes the audit with the session', async () => {
     const id = await launch('gone')
-    await asCode(id, 'curl -s --max-time 10 http://refused.example/ >/dev/null')
+    await execAsCode(id, 'curl -s --max-time 10 http://refused.example/ >/dev/null')
     const file = join(home, '.clincus', 'network', `${id}.jsonl`)
     await waitUntil('the audit file', () =>
       readFile(file, 'utf8').then(

@@ -9,9 +9,10 @@ import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import {
   describeIncus,
-  startLiveServer,
+  execAsCode,
   type LiveServer,
   requestJson,
+  startLiveServer,
 } from '../test/incus-harness.ts'
 import { waitUntil } from '../test/ws-client.ts'
 import { workspaceHash } from './naming.ts'
@@ -33,28 +34,6 @@ const api = async (method: string, path: string, body?: unknown) =>
     status: number
     body: Session & { error?: string }
   }
-
-async function asCode(id: string, script: string): Promise<{ stdout: string; exitCode: number }> {
-  const r = await execa(
-    'incus',
-    [
-      'exec',
-      id,
-      '--user',
-      '1000',
-      '--group',
-      '1000',
-      '--env',
-      'HOME=/home/code',
-      '--',
-      'sh',
-      '-c',
-      script,
-    ],
-    { timeout: 60_000, reject: false },
-  )
-  return { stdout: r.stdout, exitCode: r.exitCode ?? -1 }
-}
 
 async function names(): Promise<string[]> {
   const { stdout } = await execa('incus', ['list', '--format=json', '--columns=n'], {
@@ -159,14 +138,14 @@ describeIncus('session hardening on a live Incus daemon', () => {
       const res = await api('POST', '/api/sessions', { workspace: ws })
       expect(res.status, JSON.stringify(res.body)).toBe(200)
       const id = res.body.id
-      const all = await asCode(
+      const all = await execAsCode(
         id,
         'cat ~/.claude.json ~/.claude/settings.json; grep -rl SECRET ~ 2>/dev/null; true',
       )
       expect(all.stdout).toContain('acc-1')
       expect(all.stdout).toContain('DISABLE_TELEMETRY')
       expect(all.stdout).not.toContain('SECRET')
-      const modes = await asCode(
+      const modes = await execAsCode(
         id,
         'stat -c "%n %a %u %g" ~/.claude.json ~/.claude/.credentials.json ~/.claude/settings.json ~/.claude; test -e ~/.claude/projects && echo projects-copied; true',
       )
@@ -226,7 +205,7 @@ describeIncus('session hardening on a live Incus daemon', () => {
       const res = await api('POST', '/api/sessions', { workspace: ws })
       expect(res.status, JSON.stringify(res.body)).toBe(200)
       expect(res.body.id_mapping).toBe('raw.idmap')
-      const w = await asCode(
+      const w = await execAsCode(
         res.body.id,
         'echo hi > /workspace/made-inside && stat -c %U /workspace',
       )
@@ -257,7 +236,7 @@ describeIncus('session hardening on a live Incus daemon', () => {
     const res = await api('POST', '/api/sessions', { workspace: ws })
     expect(res.status, JSON.stringify(res.body)).toBe(200)
     expect(res.body.id_mapping).toBe('raw.idmap')
-    const w = await asCode(res.body.id, 'echo hi > /workspace/on-ramfs && echo ok')
+    const w = await execAsCode(res.body.id, 'echo hi > /workspace/on-ramfs && echo ok')
     expect(w.stdout).toBe('ok')
     expect((await stat(join(ws, 'on-ramfs'))).uid).toBe(1000)
   })

@@ -177,6 +177,28 @@ describe('half-created leftovers', () => {
   })
 })
 
+describe('rollback', () => {
+  it('waits out an operation that keeps the container busy, and leaves nothing behind', async () => {
+    const t = await buildTestApp()
+    // A cancelled `incus start` leaves the daemon's start running; a delete meanwhile is refused
+    // (seen live: 'Instance is busy running a "start" operation') for as long as the start takes.
+    t.driver.failOn('start', 'Error: the client went away')
+    t.driver.failOn(
+      'delete',
+      'Error: Failed deleting instance: Failed to create instance delete operation: Instance is busy running a "start" operation',
+      { times: 6 },
+    )
+    const failed = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    expect(failed.statusCode).toBe(502)
+    expect(t.driver.callsOf('delete')).toHaveLength(7)
+    expect(t.driver.instances.size).toBe(0)
+  })
+})
+
 describe('launch progress and start times', () => {
   it('ends every launch with done or failed, and keeps started_at per launch', async () => {
     const t = await buildTestApp()

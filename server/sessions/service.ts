@@ -540,18 +540,25 @@ export class SessionService {
    * Deletes a half-made container. An operation still running on it (a start whose client was
    * killed by the cancellation) can make Incus refuse for a moment, so a few tries.
    */
+  /**
+   * Deletes a half-made container. A delete while the daemon still runs an operation on it (the
+   * `incus start` of a cancelled launch goes on in the daemon) is refused as busy: that is waited
+   * out for up to 60 s; other failures get 4 attempts. False when it is still there.
+   */
   async #rollback(name: string): Promise<boolean> {
-    for (let attempt = 0; attempt < 4; attempt++) {
+    const until = Date.now() + 60_000
+    for (let attempt = 0; ; attempt++) {
       try {
         await this.#d.driver.delete(name, { force: true, timeoutMs: 60_000 })
         return true
       } catch (err) {
         if (err instanceof IncusCommandError && err.isNotFound) return true
         this.#d.log.warn({ err, session: name, attempt }, 'rollback delete failed')
-        if (attempt < 3) await sleep(100 * 2 ** attempt)
+        const busy = err instanceof IncusCommandError && err.isBusy
+        if ((!busy && attempt >= 3) || Date.now() > until) return false
+        await sleep(Math.min(100 * 2 ** attempt, 1000))
       }
     }
-    return false
   }
 
   #stepError(step: Step, err: unknown): unknown {

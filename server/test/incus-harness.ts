@@ -63,6 +63,39 @@ export async function removeInstances(prefix: string): Promise<void> {
  * One JSON request to a live server: the status and the parsed body (`{}` when the answer has
  * none, e.g. 204). Callers state the body's shape for the route they call.
  */
+/**
+ * Runs `script` with bash inside a container as the code user (uid and gid 1000, HOME and working
+ * directory /home/code unless `cwd` says otherwise), the way the server's own execs do. Never rejects on a non-zero exit: the caller
+ * asserts `exitCode` (-1 when the process was killed). 60 s timeout.
+ */
+export async function execAsCode(
+  id: string,
+  script: string,
+  opts: { cwd?: string } = {},
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const cwd = ['--cwd', opts.cwd ?? '/home/code']
+  const r = await execa(
+    'incus',
+    [
+      'exec',
+      id,
+      '--user',
+      '1000',
+      '--group',
+      '1000',
+      '--env',
+      'HOME=/home/code',
+      ...cwd,
+      '--',
+      'bash',
+      '-c',
+      script,
+    ],
+    { timeout: 60_000, reject: false, stdin: 'ignore' },
+  )
+  return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 }
+}
+
 export async function requestJson(
   base: string,
   method: string,

@@ -8,11 +8,11 @@ import { createServer, type Server } from 'node:http'
 import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import {
   describeIncus,
+  execAsCode,
   requestJson,
   startLiveServer,
   TEST_IMAGE,
@@ -37,23 +37,9 @@ const problems = new PageProblems()
 async function curlInside(url: string): Promise<string> {
   // NO_PROXY lists 127.0.0.1 (the container's own loopback); this request is meant for the
   // host's upstream, so it names the proxy explicitly (as server/network/egress.incus.test.ts).
-  const r = await execa(
-    'incus',
-    [
-      'exec',
-      sessionId,
-      '--user',
-      '1000',
-      '--group',
-      '1000',
-      '--env',
-      'HOME=/home/code',
-      '--',
-      'sh',
-      '-c',
-      `curl -sS --noproxy '' -x "$HTTPS_PROXY" -o /dev/null -w 'code=%{http_code}' --max-time 10 '${url}'`,
-    ],
-    { timeout: 60_000, reject: false },
+  const r = await execAsCode(
+    sessionId,
+    `curl -sS --noproxy '' -x "$HTTPS_PROXY" -o /dev/null -w 'code=%{http_code}' --max-time 10 '${url}'`,
   )
   return `${r.stdout}\n${r.stderr}`.trim()
 }
