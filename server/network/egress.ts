@@ -383,8 +383,12 @@ export class EgressService {
 
   #compute(id: string, s: SessionState): void {
     const net = this.#effective(id, s)
-    const texts = [...TOOL_DOMAINS[s.tool], ...(this.#d.options.registries ?? []), ...net.allow]
+    const registries = this.#d.options.registries ?? []
+    const texts = [...TOOL_DOMAINS[s.tool], ...registries, ...net.allow]
     const { entries, invalid } = parseEntries(texts)
+    const hostTrusted = parseEntries(registries).entries.flatMap((e) =>
+      e.kind === 'name' ? [e.name] : [],
+    )
     for (const e of invalid) {
       if (this.#warned.has(e.message)) continue
       this.#warned.add(e.message)
@@ -392,7 +396,7 @@ export class EgressService {
     }
     s.mode = net.mode
     s.allow = entries.map((e) => e.text)
-    s.policy = { mode: net.mode, entries, ownListeners: this.#own }
+    s.policy = { mode: net.mode, entries, ownListeners: this.#own, hostTrusted }
     const upstream = net.upstream || this.#d.options.hostUpstream || ''
     s.upstream = upstream === '' ? null : upstream
   }

@@ -192,6 +192,23 @@ describe('checkAddresses (after the one lookup)', () => {
     expect(checkAddresses(p, [], 443)).toContain('did not resolve')
     expect(checkAddresses(p, ['not-an-ip'], 443)).not.toBeNull()
   })
+
+  it("the host's own registries may resolve to private or loopback addresses (a mirror), never to the dashboard", () => {
+    const mirror: Policy = {
+      ...policy(['registry.corp.example', 'other.example']),
+      hostTrusted: ['registry.corp.example'],
+    }
+    expect(checkAddresses(mirror, ['10.1.2.3'], 443, 'registry.corp.example')).toBeNull()
+    expect(checkAddresses(mirror, ['203.0.113.80'], 443, 'registry.corp.example')).toBeNull()
+    expect(checkAddresses(mirror, ['127.0.0.1'], 4873, 'registry.corp.example')).toBeNull()
+    expect(checkAddresses(mirror, ['127.0.0.1'], 3000, 'registry.corp.example')).toContain(
+      'dashboard',
+    )
+    // only that exact name: a user entry, a sub-domain or no name keep the rule
+    expect(checkAddresses(mirror, ['10.1.2.3'], 443, 'other.example')).not.toBeNull()
+    expect(checkAddresses(mirror, ['10.1.2.3'], 443, 'x.registry.corp.example')).not.toBeNull()
+    expect(checkAddresses(mirror, ['10.1.2.3'], 443)).not.toBeNull()
+  })
 })
 
 describe('address ranges', () => {

@@ -3,7 +3,8 @@
 // these; nothing here does I/O. Rules (issue 12): names are lower-cased, IDNA-encoded and lose
 // one trailing dot; `*.x` matches sub-domains of x, not x; a bare entry allows CONNECT to 443
 // and plain HTTP to 80, `host:port` that port for both; IP literals only by exact `ip:port`;
-// special addresses (address.ts) only by exact `ip:port`; clincus's own listener never.
+// special addresses (address.ts) only by exact `ip:port`, except for what the host's own package
+// registries resolve to; clincus's own listener never.
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
 import { canonicalIp, isLocalHostAddress, isSpecialAddress } from './address.ts'
@@ -144,6 +145,13 @@ export interface Policy {
   entries: readonly AllowEntry[]
   /** Addresses (canonical) and ports of clincus's own listeners: refused always. */
   ownListeners: readonly { address: string; port: number }[]
+  /**
+   * Normalized names of the package registries the host itself uses (its apt sources and npm
+   * registry). Their addresses are the host's own business: a corporate or local mirror on a
+   * private or loopback address is reached like a public one (never the dashboard). Neither the
+   * agent nor a workspace can add to this list.
+   */
+  hostTrusted?: readonly string[]
 }
 
 export type Decision =
@@ -176,13 +184,21 @@ export function isOwnListener(policy: Policy, address: string, port: number): bo
   )
 }
 
-/** Checks one address to connect to; null when allowed, else the reason. */
-export function checkAddress(policy: Policy, address: string, port: number): string | null {
+/**
+ * Checks one address to connect to; null when allowed, else the reason. `trusted`: the address
+ * is what one of the host's own registries resolved to (see Policy.hostTrusted).
+ */
+export function checkAddress(
+  policy: Policy,
+  address: string,
+  port: number,
+  trusted = false,
+): string | null {
   const canonical = canonicalIp(address)
   if (canonical === null) return `"${address}" is not an IP address`
   if (isOwnListener(policy, canonical, port))
     return `${fmt(canonical, port)} is the clincus dashboard itself, never reachable from a session`
-  if (isSpecialAddress(canonical) && !ipListed(policy, canonical, port))
+  if (!trusted && isSpecialAddress(canonical) && !ipListed(policy, canonical, port))
     return `${fmt(canonical, port)} is a loopback, private, link-local or otherwise special address; list exactly "${fmt(canonical, port)}" in [network] allow to reach it`
   return null
 }
@@ -256,10 +272,13 @@ export function checkAddresses(
   policy: Policy,
   addresses: readonly string[],
   port: number,
+  /** The normalized name that was resolved, when it was a name. */
+  name?: string,
 ): string | null {
   if (addresses.length === 0) return 'the name did not resolve to any address'
+  const trusted = name !== undefined && (policy.hostTrusted ?? []).includes(name)
   for (const a of addresses) {
-    const bad = checkAddress(policy, a, port)
+    const bad = checkAddress(policy, a, port, trusted)
     if (bad) return bad
   }
   return null

@@ -47,7 +47,7 @@ beforeEach(async () => {
     },
     resolver: async (name) => {
       resolved.push(name)
-      if (name === 'rebind.test') return ['127.0.0.1']
+      if (name === 'rebind.test' || name === 'mirror.test') return ['127.0.0.1']
       if (name === 'mixed.test') return ['93.184.216.34', '10.0.0.1']
       throw Object.assign(new Error('nx'), { code: 'ENOTFOUND' })
     },
@@ -159,6 +159,15 @@ describe('egress proxy', () => {
     )
     expect(await raw('CONNECT mixed.test:443 HTTP/1.1\r\n\r\n')).toMatch(
       /^HTTP\/1.1 403[^]*10\.0\.0\.1/,
+    )
+  })
+
+  it("reaches the host's own registry mirror on a loopback or private address, and only that name", async () => {
+    setPolicy('allowlist', [`mirror.test:${upstreamPort}`, `rebind.test:${upstreamPort}`])
+    policy = { ...policy, hostTrusted: ['mirror.test'] }
+    expect(await tunnel(`mirror.test:${upstreamPort}`)).toContain('upstream saw GET /t')
+    expect(await raw(`CONNECT rebind.test:${upstreamPort} HTTP/1.1\r\n\r\n`)).toMatch(
+      /^HTTP\/1.1 403[^]*resolves to a refused address/,
     )
   })
 

@@ -291,7 +291,7 @@ export class EgressProxy extends EventEmitter {
             )
             throw new RequestError(`clincus egress proxy: ${host} did not resolve (${code})\n`, 502)
           }
-          const bad = checkAddresses(policy, addresses, port)
+          const bad = checkAddresses(policy, addresses, port, d.name)
           if (bad)
             throw new Refusal(403, host, `${fmt(host, port)} resolves to a refused address: ${bad}`)
         }
