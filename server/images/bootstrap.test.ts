@@ -1,5 +1,14 @@
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { aptErrorLines, configureScript, mmdebstrapArgs, shellQuote } from './bootstrap.ts'
+import {
+  aptErrorLines,
+  configureScript,
+  hostExtraCertificates,
+  mmdebstrapArgs,
+  shellQuote,
+} from './bootstrap.ts'
 
 const plan = {
   suite: 'bookworm',
@@ -80,5 +89,29 @@ describe('aptErrorLines', () => {
     expect(aptErrorLines('a\nb\n\nE: mmdebstrap failed to run\n')).toBe(
       'a\nb\nE: mmdebstrap failed to run',
     )
+  })
+})
+
+describe("the host's extra CA certificates", () => {
+  const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+  it('takes regular .crt PEM files, in sub-folders too, never links or other files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'clincus-ca-'))
+    try {
+      await mkdir(join(dir, 'corp'))
+      await writeFile(join(dir, 'corp', 'proxy.crt'), PEM)
+      await writeFile(join(dir, 'mirror.crt'), PEM)
+      await writeFile(join(dir, 'notes.txt'), PEM)
+      await writeFile(join(dir, 'empty.crt'), 'not a certificate')
+      await writeFile(join(dir, 'secret'), 'do not read')
+      await symlink(join(dir, 'secret'), join(dir, 'link.crt'))
+      expect(await hostExtraCertificates(dir)).toEqual({ 'corp/proxy.crt': PEM, 'mirror.crt': PEM })
+      expect(await hostExtraCertificates(join(dir, 'absent'))).toEqual({})
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('are added to the bundle by the configure script', () => {
+    expect(configureScript({ timeZone: 'Etc/UTC' })).toContain('update-ca-certificates')
   })
 })

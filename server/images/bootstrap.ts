@@ -2,7 +2,8 @@
 // inside a user namespace (the builder's subordinate ids), runs our hooks in there instead of a
 // host chroot, and writes the rootfs tarball with the image's own ownership (root is uid 0 in the
 // tarball whoever builds). Root and an `incus-admin` member take exactly this path.
-import { readFile, readlink } from 'node:fs/promises'
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises'
+import { join } from 'node:path'
 import { CommandError, run } from '../provision/command.ts'
 import { CODE_USER, LOCALES } from './recipe.ts'
 
@@ -73,6 +74,39 @@ export function mmdebstrapArgs(plan: BootstrapPlan): string[] {
   return args
 }
 
+/** Where Debian keeps locally added CA certificates (`update-ca-certificates(8)`). */
+export const LOCAL_CA_DIR = '/usr/local/share/ca-certificates'
+const MAX_CERT_BYTES = 256 * 1024
+const MAX_CERTS = 200
+
+/**
+ * The CA certificates the host's administrator added (`/usr/local/share/ca-certificates/**.crt`):
+ * relative path → PEM text. Sessions trust what the host trusts, so an agent works behind the
+ * same TLS-inspecting proxy or private registry as the host. Only regular PEM files are taken
+ * (no links followed, at most 200 of at most 256 KiB each); none when the folder is absent.
+ */
+export async function hostExtraCertificates(
+  dir: string = LOCAL_CA_DIR,
+): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  const walk = async (rel: string): Promise<void> => {
+    const entries = await readdir(join(dir, rel), { withFileTypes: true }).catch(() => [])
+    for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
+      if (Object.keys(out).length >= MAX_CERTS) return
+      const path = rel === '' ? e.name : `${rel}/${e.name}`
+      if (e.isDirectory()) await walk(path)
+      else if (e.isFile() && e.name.endsWith('.crt')) {
+        const info = await lstat(join(dir, path))
+        if (!info.isFile() || info.size > MAX_CERT_BYTES) continue
+        const text = await readFile(join(dir, path), 'utf8')
+        if (text.includes('-----BEGIN CERTIFICATE-----')) out[path] = text
+      }
+    }
+  }
+  await walk('')
+  return out
+}
+
 /** A time zone name as found under /usr/share/zoneinfo; anything else falls back to UTC. */
 const TIME_ZONE = /^[A-Za-z0-9_+-]+(\/[A-Za-z0-9_+-]+)*$/
 
@@ -101,6 +135,8 @@ export function configureScript(opts: { timeZone: string }): string {
     "printf 'LANG=C.UTF-8\\n' > /etc/default/locale",
     `ln -sf ${shellQuote(`/usr/share/zoneinfo/${zone}`)} /etc/localtime`,
     `printf '%s\\n' ${shellQuote(zone)} > /etc/timezone`,
+    // The host's own extra CAs (staged under /usr/local/share/ca-certificates) join the bundle.
+    'update-ca-certificates >/dev/null',
     '',
   ].join('\n')
 }

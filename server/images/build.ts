@@ -17,7 +17,7 @@ import {
   missingImageTools,
 } from '../provision/image-tools.ts'
 import { hasUsableRange } from '../provision/subid.ts'
-import { bootstrap, configureScript, hostTimeZone } from './bootstrap.ts'
+import { bootstrap, configureScript, hostExtraCertificates, hostTimeZone } from './bootstrap.ts'
 import {
   deleteAlias,
   deleteImage,
@@ -121,6 +121,8 @@ export interface ImageInputs {
   init: string
   fakeTool: string | undefined
   timeZone: string
+  /** The host's extra CA certificates, relative path → PEM (hostExtraCertificates). */
+  certificates: Readonly<Record<string, string>>
   packages: readonly string[]
   npm: readonly string[]
   setup: string
@@ -135,6 +137,7 @@ export async function imageInputs(
   const init = await readAsset('init.sh')
   const fakeTool = kind === 'clincus-test' ? await readAsset('fake-tool.sh') : undefined
   const timeZone = await hostTimeZone()
+  const certificates = await hostExtraCertificates()
   const setup = await resolveSetup(extras.setup)
   // The test image has no Node: extra npm packages apply to the real image only.
   const npm = kind === 'clincus' ? extras.npm : []
@@ -143,6 +146,7 @@ export async function imageInputs(
   for (const { rule, content } of Object.values(TEMPLATES)) {
     files[`templates/${rule.template}`] = content
   }
+  for (const [rel, pem] of Object.entries(certificates)) files[`ca-certificates/${rel}`] = pem
   const settings: Record<string, string | readonly string[]> = { timeZone, setup, npm }
   if (fakeTool !== undefined) {
     files['fake-tool.sh'] = fakeTool
@@ -158,7 +162,7 @@ export async function imageInputs(
     files,
     settings,
   })
-  return { init, fakeTool, timeZone, packages, npm, setup, hash }
+  return { init, fakeTool, timeZone, certificates, packages, npm, setup, hash }
 }
 
 export async function testImageInputHash(): Promise<string> {
@@ -256,7 +260,7 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     weight: 1,
     run: async () => {
       await mkdir(join(cache, 'debs'), { recursive: true, mode: 0o700 })
-      await makeOverlay(overlayDir, { init: inputs.init })
+      await makeOverlay(overlayDir, { init: inputs.init, certificates: inputs.certificates })
       await writeText(files.configure, configureScript({ timeZone: inputs.timeZone }))
       if (inputs.setup.trim() !== '') await writeText(files.setup, inputs.setup)
     },

@@ -3,7 +3,7 @@
 // tar-in, and the metadata tarball.
 import { chmod, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { homedir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { run } from '../provision/command.ts'
 import { fileExists, isRoot } from '../provision/host.ts'
 
@@ -51,9 +51,18 @@ export async function removeWorkDir(dir: string): Promise<void> {
 export const OVERLAY_MEMBERS = ['usr/local', 'usr/sbin/init'] as const
 
 /** Creates the overlay skeleton with the image's own modes (0755 directories), and /sbin/init. */
-export async function makeOverlay(dir: string, opts: { init: string }): Promise<void> {
+export async function makeOverlay(
+  dir: string,
+  opts: { init: string; certificates?: Readonly<Record<string, string>> },
+): Promise<void> {
   for (const sub of ['usr/local/bin', 'usr/local/lib', 'usr/sbin']) {
     await mkdir(join(dir, sub), { recursive: true, mode: 0o755 })
+  }
+  // The host's extra CAs, at the path update-ca-certificates reads in the image.
+  for (const [rel, pem] of Object.entries(opts.certificates ?? {})) {
+    const target = join(dir, 'usr/local/share/ca-certificates', rel)
+    await mkdir(dirname(target), { recursive: true, mode: 0o755 })
+    await writeFile(target, pem, { mode: 0o644 })
   }
   const init = join(dir, 'usr', 'sbin', 'init')
   await writeFile(init, opts.init, { mode: 0o755 })

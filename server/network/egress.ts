@@ -173,6 +173,9 @@ export class EgressService {
       no_proxy: 'localhost,127.0.0.1,::1',
       // Node >= 22.21 / 24: built-in fetch and http honour the variables only with this.
       NODE_USE_ENV_PROXY: '1',
+      // Node carries its own CA list; with this it also trusts the system bundle, into which
+      // the image build puts the host's extra CAs (a TLS-inspecting corporate proxy, a mirror).
+      NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt',
     }
     if (this.#d.options.npmRegistry) env.npm_config_registry = this.#d.options.npmRegistry
     return Object.fromEntries(Object.entries(env).map(([k, v]) => [`environment.${k}`, v]))
