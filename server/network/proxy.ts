@@ -108,6 +108,39 @@ function fixedLookup(addresses: readonly string[]): LookupFunction {
   }
 }
 
+/**
+ * Makes the request say exactly what the policy checked before proxy-chain forwards it: the
+ * request target becomes `host:port` (CONNECT) or `http://authority/path?query` (plain HTTP: no
+ * userinfo, no fragment, the path as the WHATWG parser read it), and the only Host header is that
+ * authority (RFC 9112 §3.2.2: a proxy replaces the Host with the target's). proxy-chain sends
+ * `request.url` and `request.rawHeaders` on as they are (to the origin, or to an upstream proxy
+ * that may parse `a@b`, `a\@b` or a second Host differently from us), so nothing the agent wrote
+ * beyond the checked name and port reaches anyone else as an authority.
+ */
+function pinTarget(
+  request: http.IncomingMessage,
+  isHttp: boolean,
+  host: string,
+  port: number,
+): void {
+  const hostText = net.isIP(host) === 6 ? `[${host}]` : host
+  if (!isHttp) {
+    request.url = `${hostText}:${port}`
+    return
+  }
+  const authority = port === 80 ? hostText : `${hostText}:${port}`
+  const parsed = new URL(request.url ?? '')
+  request.url = `http://${authority}${parsed.pathname}${parsed.search}`
+  const raw: string[] = []
+  for (let i = 0; i + 1 < request.rawHeaders.length; i += 2) {
+    const name = request.rawHeaders[i] ?? ''
+    if (name.toLowerCase() !== 'host') raw.push(name, request.rawHeaders[i + 1] ?? '')
+  }
+  raw.push('Host', authority)
+  request.rawHeaders.splice(0, request.rawHeaders.length, ...raw)
+  request.headers.host = authority
+}
+
 async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
   try {
@@ -297,6 +330,7 @@ export class EgressProxy extends EventEmitter {
         }
       }
       const reason = policy.mode === 'open' ? 'allowed (mode open)' : 'allowed by the allowlist'
+      pinTarget(request, isHttp, host, port)
       this.#track(session, request, isHttp, { ...base, host, allowed: true, reason }, started)
       return {
         // proxy-chain types it as dns.lookup; node:net only calls it as a LookupFunction.
