@@ -6,7 +6,7 @@
 // special addresses (address.ts) only by exact `ip:port`; clincus's own listener never.
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
-import { canonicalIp, isLocalHostAddress, isSpecialAddress } from './address.ts'
+import { canonicalIp, embeddedIpv4, isLocalHostAddress, isSpecialAddress } from './address.ts'
 
 export type NetworkMode = 'allowlist' | 'open' | 'none'
 
@@ -144,6 +144,12 @@ export interface Policy {
   entries: readonly AllowEntry[]
   /** Addresses (canonical) and ports of clincus's own listeners: refused always. */
   ownListeners: readonly { address: string; port: number }[]
+  /**
+   * Every address of the host's own interfaces (canonical): refused like loopback unless the
+   * exact `ip:port` is listed, since the host's services answer on them (a firewall that keeps
+   * the internet out does not keep the host itself out). Empty or absent when unknown.
+   */
+  hostAddresses?: readonly string[]
 }
 
 export type Decision =
@@ -176,12 +182,22 @@ export function isOwnListener(policy: Policy, address: string, port: number): bo
   )
 }
 
+/** Whether a canonical address (or the IPv4 address an IPv6 form carries) is one of the host's. */
+function isHostAddress(policy: Policy, canonical: string): boolean {
+  const list = policy.hostAddresses ?? []
+  if (list.length === 0) return false
+  const v4 = isIP(canonical) === 6 ? embeddedIpv4(canonical) : null
+  return list.includes(canonical) || (v4 !== null && list.includes(v4))
+}
+
 /** Checks one address to connect to; null when allowed, else the reason. */
 export function checkAddress(policy: Policy, address: string, port: number): string | null {
   const canonical = canonicalIp(address)
   if (canonical === null) return `"${address}" is not an IP address`
   if (isOwnListener(policy, canonical, port))
     return `${fmt(canonical, port)} is the clincus dashboard itself, never reachable from a session`
+  if (isHostAddress(policy, canonical) && !ipListed(policy, canonical, port))
+    return `${fmt(canonical, port)} is an address of this host, where its own services answer; list exactly "${fmt(canonical, port)}" in [network] allow to reach it`
   if (isSpecialAddress(canonical) && !ipListed(policy, canonical, port))
     return `${fmt(canonical, port)} is a loopback, private, link-local or otherwise special address; list exactly "${fmt(canonical, port)}" in [network] allow to reach it`
   return null
