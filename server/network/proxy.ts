@@ -41,7 +41,11 @@ export interface ProxyLimits {
   maxConnectionsPerSession: number
   /** A connection with no traffic either way for this long is closed. Default 10 min. */
   idleTimeoutMs: number
-  /** Time for a client to send its request headers. Default 20 s. */
+  /**
+   * Time for a client to send a whole request header, from connect or from the end of its
+   * previous response. Default 20 s. Enforced here (Node's `headersTimeout` only works for a
+   * server that listens itself; this one is handed its connections).
+   */
   headersTimeoutMs: number
   /** Time for a name to resolve. Default 10 s. */
   resolveTimeoutMs: number
@@ -166,6 +170,9 @@ export class EgressProxy extends EventEmitter {
   readonly #sessionOf = new WeakMap<net.Socket, string>()
   readonly #responses = new WeakMap<http.IncomingMessage, http.ServerResponse>()
   readonly #listeners = new Map<string, SessionListener>()
+  /** Per client connection: the pending header deadline, and requests still being answered. */
+  readonly #deadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
+  readonly #inFlight = new WeakMap<net.Socket, number>()
   /** Plain-HTTP requests get a fresh upstream connection each: no socket shared across sessions. */
   readonly #agent = new http.Agent({ keepAlive: false })
 
@@ -194,6 +201,19 @@ export class EgressProxy extends EventEmitter {
     http.keepAliveTimeout = 5000
     http.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.#responses.set(req, res)
+      const socket = req.socket
+      this.#inFlight.set(socket, (this.#inFlight.get(socket) ?? 0) + 1)
+      this.#disarm(socket)
+      res.once('close', () => {
+        const left = (this.#inFlight.get(socket) ?? 1) - 1
+        this.#inFlight.set(socket, left)
+        // Keep-alive: the next request header has the same deadline as the first.
+        if (left === 0 && !socket.destroyed) this.#arm(socket)
+      })
+    })
+    // A tunnel carries no more headers.
+    http.on('connect', (req: http.IncomingMessage) => {
+      this.#disarm(req.socket)
     })
     this.#proxy.on('requestFailed', ({ error }: { error: unknown }) => {
       this.#log.warn({ err: error }, 'egress proxy request failed')
@@ -257,7 +277,26 @@ export class EgressProxy extends EventEmitter {
     // socket has none, so it gets a name that says where it came from.
     Object.defineProperty(socket, 'remoteAddress', { value: 'clincus-session', configurable: true })
     socket.setTimeout(this.#limits.idleTimeoutMs)
+    socket.once('close', () => {
+      this.#disarm(socket)
+    })
+    this.#arm(socket)
     this.#proxy.server.emit('connection', socket)
+  }
+
+  /** Closes the connection unless a whole request header arrives within headersTimeoutMs. */
+  #arm(socket: net.Socket): void {
+    this.#disarm(socket)
+    const timer = setTimeout(() => {
+      socket.destroy()
+    }, this.#limits.headersTimeoutMs)
+    timer.unref()
+    this.#deadlines.set(socket, timer)
+  }
+
+  #disarm(socket: net.Socket): void {
+    clearTimeout(this.#deadlines.get(socket))
+    this.#deadlines.delete(socket)
   }
 
   /** Closes every open connection of a session (its mode became none). */
