@@ -2,7 +2,7 @@
 // talking to the proxy through the `clincus-egress` device. What leaves the proxy is what the
 // policy checked (the Host header is the checked authority), and a trickled request header cannot
 // hold the proxy's connections.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -119,4 +119,43 @@ echo still-open`,
     )
     expect(r.stdout, r.stderr).toBe('closed')
   }, 60_000)
+
+  it('ends an open tunnel when its host is taken out of [network] allow (hot reload)', async () => {
+    const child = execa(
+      'incus',
+      [
+        'exec',
+        id,
+        '--user',
+        '1000',
+        '--group',
+        '1000',
+        '--',
+        'bash',
+        '-c',
+        `trap '' PIPE; exec 3<>/dev/tcp/127.0.0.1/3128 || exit 9
+printf 'CONNECT upstream.test:${up} HTTP/1.1\\r\\n\\r\\n' >&3
+read -r status <&3; read -r blank <&3
+echo "established $status"
+if read -r -t 20 x <&3; then echo data; elif [ $? -gt 128 ]; then echo still-open; else echo closed; fi`,
+      ],
+      { timeout: 60_000, reject: false },
+    )
+    let out = ''
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString()
+        if (out.includes('established')) resolve()
+      })
+      child.catch(reject).finally(() => {
+        reject(new Error(`exited early: ${out}`))
+      })
+    })
+    expect(out).toContain('established HTTP/1.1 200')
+    const text = await readFile(server.configFile, 'utf8')
+    await writeFile(server.configFile, text.replace(/^allow = .*$/m, 'allow = []'))
+    await server.services.config.reload()
+    const done = await child
+    expect(done.stdout).toMatch(/closed$/)
+  }, 90_000)
 })

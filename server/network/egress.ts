@@ -434,6 +434,8 @@ export class EgressService {
     for (const [id, s] of this.#sessions) {
       const before = s.mode
       this.#compute(id, s)
+      // Open tunnels to what the new policy refuses are closed, not only new connections.
+      this.#proxy.recheck(id)
       if (before === s.mode) continue
       this.#d.log.info({ session: id, from: before, to: s.mode }, 'network mode changed')
       if (s.mode === 'none') this.#proxy.closeConnections(id)

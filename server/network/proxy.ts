@@ -15,7 +15,7 @@ import net, { type LookupFunction } from 'node:net'
 import type { Logger } from 'pino'
 import { RequestError, Server, type PrepareRequestFunctionResult } from 'proxy-chain'
 import type { NetworkConnection } from '../../shared/schemas/network.ts'
-import { checkAddresses, decide, fmt, type Policy } from './policy.ts'
+import { checkAddresses, decide, fmt, type Policy, type Target } from './policy.ts'
 import { removeStale } from './runtime-dir.ts'
 
 /** Resolves a name to every address (A and AAAA); throws when it does not resolve. */
@@ -62,6 +62,15 @@ interface SessionListener {
   server: net.Server
   path: string
   sockets: Set<net.Socket>
+  /** Allowed tunnels and plain-HTTP exchanges still open, re-checked when the policy changes. */
+  live: Set<LiveConnection>
+}
+
+interface LiveConnection {
+  target: Target
+  /** The addresses checked for it; null when an upstream proxy resolved. */
+  addresses: readonly string[] | null
+  close(): void
 }
 
 class Refusal extends Error {
@@ -241,7 +250,7 @@ export class EgressProxy extends EventEmitter {
     const server = net.createServer((socket) => {
       this.#accept(session, socket, sockets)
     })
-    const entry: SessionListener = { server, path, sockets }
+    const entry: SessionListener = { server, path, sockets, live: new Set() }
     this.#listeners.set(session, entry)
     try {
       await new Promise<void>((resolve, reject) => {
@@ -297,6 +306,32 @@ export class EgressProxy extends EventEmitter {
   #disarm(socket: net.Socket): void {
     clearTimeout(this.#deadlines.get(socket))
     this.#deadlines.delete(socket)
+  }
+
+  /**
+   * After a policy change (hot reload): closes every open tunnel and plain-HTTP exchange of the
+   * session that its policy now refuses, so removing an entry (or narrowing the mode) also ends
+   * the connections it allowed — a tunnel can otherwise carry traffic for as long as it is used.
+   */
+  recheck(session: string): void {
+    const entry = this.#listeners.get(session)
+    if (!entry) return
+    const policy = this.#hooks.policy(session)
+    const upstream = this.#hooks.upstream(session)
+    for (const live of [...entry.live]) {
+      const d = policy ? decide(policy, live.target) : null
+      const ok =
+        policy !== null &&
+        d !== null &&
+        d.kind !== 'refuse' &&
+        (live.addresses === null ||
+          upstream !== null ||
+          checkAddresses(policy, live.addresses, live.target.port) === null)
+      if (!ok) {
+        entry.live.delete(live)
+        live.close()
+      }
+    }
   }
 
   /** Closes every open connection of a session (its mode became none). */
@@ -370,7 +405,10 @@ export class EgressProxy extends EventEmitter {
       }
       const reason = policy.mode === 'open' ? 'allowed (mode open)' : 'allowed by the allowlist'
       pinTarget(request, isHttp, host, port)
-      this.#track(session, request, isHttp, { ...base, host, allowed: true, reason }, started)
+      this.#track(session, request, isHttp, { ...base, host, allowed: true, reason }, started, {
+        target: { host: hostname, port, method: isHttp ? 'http' : 'connect' },
+        addresses: upstream ? null : addresses,
+      })
       return {
         // proxy-chain types it as dns.lookup; node:net only calls it as a LookupFunction.
         ...(addresses && !upstream
@@ -403,20 +441,31 @@ export class EgressProxy extends EventEmitter {
     isHttp: boolean,
     rec: Omit<NetworkConnection, 'bytes_up' | 'bytes_down' | 'duration_ms'>,
     started: number,
+    checked: Omit<LiveConnection, 'close'>,
   ): void {
     const socket = request.socket
     const read0 = socket.bytesRead
     const written0 = socket.bytesWritten
+    const res = isHttp ? this.#responses.get(request) : undefined
+    const lives = this.#listeners.get(session)?.live
+    const live: LiveConnection = {
+      ...checked,
+      close: () => {
+        res?.destroy()
+        socket.destroy()
+      },
+    }
+    lives?.add(live)
     let done = false
     const end = (): void => {
       if (done) return
       done = true
+      lives?.delete(live)
       this.#finish(session, rec, started, {
         up: Math.max(0, socket.bytesRead - read0),
         down: Math.max(0, socket.bytesWritten - written0),
       })
     }
-    const res = isHttp ? this.#responses.get(request) : undefined
     if (res) res.once('close', end)
     else socket.once('close', end)
   }
