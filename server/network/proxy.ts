@@ -154,13 +154,73 @@ function pinTarget(
   request.headers.host = authority
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+/**
+ * Name lookups at once, overall and per session. getaddrinfo runs on libuv's thread pool (4
+ * threads by default), shared with every file operation of the server, and a lookup whose DNS
+ * server never answers holds its thread for the resolver's whole retry time, whatever our own
+ * timeout says. Two at most keeps half the pool for the dashboard; one per session keeps one
+ * session from taking both.
+ */
+export const MAX_LOOKUPS = 2
+export const MAX_LOOKUPS_PER_SESSION = 1
+
+/**
+ * Runs lookups within those bounds, first come first served among the sessions that have a free
+ * slot. A slot is held until the lookup itself settles (not when its requester gave up); a queued
+ * lookup whose requester gave up is dropped without running.
+ */
+class LookupGate {
+  #active = 0
+  readonly #perSession = new Map<string, number>()
+  readonly #queue: Array<{ session: string; signal: AbortSignal; start: () => void }> = []
+
+  run<T>(session: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const start = (): void => {
+        this.#active++
+        this.#perSession.set(session, (this.#perSession.get(session) ?? 0) + 1)
+        fn()
+          .then(resolve, reject)
+          .finally(() => {
+            this.#active--
+            const left = (this.#perSession.get(session) ?? 1) - 1
+            if (left === 0) this.#perSession.delete(session)
+            else this.#perSession.set(session, left)
+            this.#next()
+          })
+      }
+      this.#queue.push({ session, signal, start })
+      this.#next()
+    })
+  }
+
+  #next(): void {
+    for (let i = 0; i < this.#queue.length && this.#active < MAX_LOOKUPS;) {
+      const job = this.#queue[i]
+      if (!job) break
+      if (job.signal.aborted) {
+        this.#queue.splice(i, 1)
+        continue
+      }
+      if ((this.#perSession.get(job.session) ?? 0) >= MAX_LOOKUPS_PER_SESSION) {
+        i++
+        continue
+      }
+      this.#queue.splice(i, 1)
+      job.start()
+    }
+  }
+}
+
+async function withTimeout<T>(make: (signal: AbortSignal) => Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
+  const gaveUp = new AbortController()
   try {
     return await Promise.race([
-      p,
+      make(gaveUp.signal),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
+          gaveUp.abort()
           reject(Object.assign(new Error('lookup timed out'), { code: 'ETIMEOUT' }))
         }, ms)
       }),
@@ -179,6 +239,7 @@ export class EgressProxy extends EventEmitter {
   readonly #sessionOf = new WeakMap<net.Socket, string>()
   readonly #responses = new WeakMap<http.IncomingMessage, http.ServerResponse>()
   readonly #listeners = new Map<string, SessionListener>()
+  readonly #lookups = new LookupGate()
   /** Per client connection: the pending header deadline, and requests still being answered. */
   readonly #deadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
   readonly #inFlight = new WeakMap<net.Socket, number>()
@@ -387,7 +448,11 @@ export class EgressProxy extends EventEmitter {
         // Behind a corporate proxy, that proxy resolves (and may be the only one able to).
         if (!upstream) {
           try {
-            addresses = await withTimeout(this.#resolver(d.name), this.#limits.resolveTimeoutMs)
+            const name = d.name
+            addresses = await withTimeout(
+              (signal) => this.#lookups.run(session, signal, () => this.#resolver(name)),
+              this.#limits.resolveTimeoutMs,
+            )
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code ?? 'error'
             this.#finish(
