@@ -85,4 +85,27 @@ describe('egress proxy: name lookups are bounded', () => {
     // requests that gave up while waiting never started a lookup
     expect(started.length).toBeLessThanOrEqual(MAX_LOOKUPS)
   })
+
+  it('lets parallel connections to one host share one lookup', async () => {
+    const calls: string[] = []
+    const shared = new EgressProxy({
+      log: pino({ level: 'silent' }),
+      hooks: { policy: () => policy, upstream: () => null, record: () => undefined },
+      // a private answer: each connection is refused at the address check, after its lookup
+      resolver: async (name) => {
+        calls.push(name)
+        return ['10.0.0.1']
+      },
+    })
+    await shared.open('c', join(dir, 'c.sock'))
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 10 }, () => connect('c', 'same.example')),
+      )
+      for (const a of answers) expect(a).toMatch(/^HTTP\/1.1 403[^]*10\.0\.0\.1/)
+      expect(calls).toEqual(['same.example'])
+    } finally {
+      await shared.dispose()
+    }
+  })
 })

@@ -163,6 +163,9 @@ function pinTarget(
  */
 export const MAX_LOOKUPS = 2
 export const MAX_LOOKUPS_PER_SESSION = 1
+/** How long a successful answer is reused, and how many names are kept. */
+const LOOKUP_CACHE_MS = 5000
+const LOOKUP_CACHE_SIZE = 1000
 
 /**
  * Runs lookups within those bounds, first come first served among the sessions that have a free
@@ -240,6 +243,7 @@ export class EgressProxy extends EventEmitter {
   readonly #responses = new WeakMap<http.IncomingMessage, http.ServerResponse>()
   readonly #listeners = new Map<string, SessionListener>()
   readonly #lookups = new LookupGate()
+  readonly #answers = new Map<string, { at: number; addresses: string[] }>()
   /** Per client connection: the pending header deadline, and requests still being answered. */
   readonly #deadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
   readonly #inFlight = new WeakMap<net.Socket, number>()
@@ -450,7 +454,7 @@ export class EgressProxy extends EventEmitter {
           try {
             const name = d.name
             addresses = await withTimeout(
-              (signal) => this.#lookups.run(session, signal, () => this.#resolver(name)),
+              (signal) => this.#resolve(session, signal, name),
               this.#limits.resolveTimeoutMs,
             )
           } catch (err) {
@@ -497,6 +501,28 @@ export class EgressProxy extends EventEmitter {
       }
       throw err
     }
+  }
+
+  /**
+   * Resolves through the lookup gate. An answer is reused for LOOKUP_CACHE_MS (its addresses are
+   * checked again on every use), so parallel connections to one host wait for one lookup, not one
+   * each in a row.
+   */
+  async #resolve(session: string, signal: AbortSignal, name: string): Promise<string[]> {
+    const cached = (): string[] | undefined => {
+      const hit = this.#answers.get(name)
+      return hit && Date.now() - hit.at < LOOKUP_CACHE_MS ? hit.addresses : undefined
+    }
+    const now = cached()
+    if (now) return now
+    return this.#lookups.run(session, signal, async () => {
+      const again = cached()
+      if (again) return again
+      const addresses = await this.#resolver(name)
+      if (this.#answers.size >= LOOKUP_CACHE_SIZE) this.#answers.clear()
+      this.#answers.set(name, { at: Date.now(), addresses })
+      return addresses
+    })
   }
 
   /** Records an allowed connection when it ends, with the bytes it moved. */
