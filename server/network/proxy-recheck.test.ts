@@ -41,7 +41,11 @@ afterEach(async () => {
   await proxy.dispose()
   for (const o of origins.splice(0)) {
     o.closeAllConnections()
-    await new Promise<void>((r) => o.close(() => { r(); }))
+    await new Promise<void>((r) =>
+      o.close(() => {
+        r()
+      }),
+    )
   }
   ports.length = 0
   await rm(dir, { recursive: true, force: true })
@@ -54,7 +58,11 @@ async function openTunnel(port: number): Promise<{
   closed: Promise<void>
 }> {
   const socket = net.connect(join(dir, 's.sock'))
-  const closed = new Promise<void>((r) => socket.once('close', () => { r(); }))
+  const closed = new Promise<void>((r) =>
+    socket.once('close', () => {
+      r()
+    }),
+  )
   socket.on('error', () => undefined)
   let buf = ''
   let waiter: ((s: string) => void) | null = null
