@@ -54,6 +54,22 @@ export const LO_UP_PERL =
   ' ioctl($s, 0x8913, $r) or die "SIOCGIFFLAGS: $!\\n"; my (undef, $f) = unpack("a16 s", $r);' +
   ' ioctl($s, 0x8914, pack("a16 s x22", "lo", $f | 1)) or die "SIOCSIFFLAGS: $!\\n"'
 
+/** How long a read of the host's interface addresses is reused (they change with DHCP, VPNs). */
+const HOST_ADDRESSES_TTL_MS = 5000
+
+/** Canonical addresses of every interface (zone ids dropped): where the host's services answer. */
+export function interfaceAddresses(
+  ifaces: Readonly<Record<string, ReadonlyArray<{ address: string }> | undefined>>,
+): string[] {
+  const out = new Set<string>()
+  for (const list of Object.values(ifaces))
+    for (const a of list ?? []) {
+      const c = canonicalIp(a.address.split('%')[0] ?? '')
+      if (c !== null) out.add(c)
+    }
+  return [...out]
+}
+
 export interface EgressOptions {
   /** Directory of the per-session sockets (main.ts: /run/clincus/egress or $XDG_RUNTIME_DIR). */
   runtimeDir: string
@@ -101,6 +117,7 @@ export class EgressService {
   readonly #audit: NetworkAudit
   readonly #sessions = new Map<string, SessionState>()
   #own: Array<{ address: string; port: number }> = []
+  #hostAddrs: { at: number; list: string[] } = { at: -Infinity, list: [] }
   #unsubscribe: (() => void) | null = null
   #warned = new Set<string>()
 
@@ -112,7 +129,10 @@ export class EgressService {
       resolver: deps.options.resolver,
       limits: deps.options.limits,
       hooks: {
-        policy: (id) => this.#sessions.get(id)?.policy ?? null,
+        policy: (id) => {
+          const s = this.#sessions.get(id)
+          return s ? { ...s.policy, hostAddresses: this.#hostAddresses() } : null
+        },
         upstream: (id) => this.#sessions.get(id)?.upstream ?? null,
         record: (id, r) => {
           const s = this.#sessions.get(id)
@@ -151,11 +171,23 @@ export class EgressService {
     const bind = canonicalIp(host.replace(/^\[|\]$/g, '')) ?? '127.0.0.1'
     addresses.add(bind)
     if (bind === '0.0.0.0' || bind === '::')
-      for (const list of Object.values(networkInterfaces()))
-        for (const a of list ?? [])
-          addresses.add(canonicalIp(a.address.split('%')[0] ?? '') ?? a.address)
+      for (const a of interfaceAddresses(networkInterfaces())) addresses.add(a)
     this.#own = [...addresses].map((address) => ({ address, port }))
     for (const s of this.#sessions.values()) s.policy = { ...s.policy, ownListeners: this.#own }
+  }
+
+  /** The host's own addresses, read at most every HOST_ADDRESSES_TTL_MS (refused by the policy). */
+  #hostAddresses(): string[] {
+    const now = Date.now()
+    if (now - this.#hostAddrs.at < HOST_ADDRESSES_TTL_MS) return this.#hostAddrs.list
+    let list = this.#hostAddrs.list
+    try {
+      list = interfaceAddresses(networkInterfaces())
+    } catch (err) {
+      this.#d.log.warn({ err }, 'could not read the host interface addresses')
+    }
+    this.#hostAddrs = { at: now, list }
+    return list
   }
 
   #socketPath(id: string): string {
@@ -409,6 +441,8 @@ export class EgressService {
     for (const [id, s] of this.#sessions) {
       const before = s.mode
       this.#compute(id, s)
+      // Open tunnels to what the new policy refuses are closed, not only new connections.
+      this.#proxy.recheck(id)
       if (before === s.mode) continue
       this.#d.log.info({ session: id, from: before, to: s.mode }, 'network mode changed')
       if (s.mode === 'none') this.#proxy.closeConnections(id)

@@ -7,7 +7,7 @@
 // registries resolve to; clincus's own listener never.
 import { isIP } from 'node:net'
 import { domainToASCII } from 'node:url'
-import { canonicalIp, isLocalHostAddress, isSpecialAddress } from './address.ts'
+import { canonicalIp, embeddedIpv4, isLocalHostAddress, isSpecialAddress } from './address.ts'
 
 export type NetworkMode = 'allowlist' | 'open' | 'none'
 
@@ -148,10 +148,16 @@ export interface Policy {
   /**
    * Normalized names of the package registries the host itself uses (its apt sources and npm
    * registry). Their addresses are the host's own business: a corporate or local mirror on a
-   * private or loopback address is reached like a public one (never the dashboard). Neither the
-   * agent nor a workspace can add to this list.
+   * private, loopback or host address is reached like a public one (never the dashboard). Neither
+   * the agent nor a workspace can add to this list.
    */
   hostTrusted?: readonly string[]
+  /**
+   * Every address of the host's own interfaces (canonical): refused like loopback unless the
+   * exact `ip:port` is listed, since the host's services answer on them (a firewall that keeps
+   * the internet out does not keep the host itself out). Empty or absent when unknown.
+   */
+  hostAddresses?: readonly string[]
 }
 
 export type Decision =
@@ -184,6 +190,14 @@ export function isOwnListener(policy: Policy, address: string, port: number): bo
   )
 }
 
+/** Whether a canonical address (or the IPv4 address an IPv6 form carries) is one of the host's. */
+function isHostAddress(policy: Policy, canonical: string): boolean {
+  const list = policy.hostAddresses ?? []
+  if (list.length === 0) return false
+  const v4 = isIP(canonical) === 6 ? embeddedIpv4(canonical) : null
+  return list.includes(canonical) || (v4 !== null && list.includes(v4))
+}
+
 /**
  * Checks one address to connect to; null when allowed, else the reason. `trusted`: the address
  * is what one of the host's own registries resolved to (see Policy.hostTrusted).
@@ -198,7 +212,10 @@ export function checkAddress(
   if (canonical === null) return `"${address}" is not an IP address`
   if (isOwnListener(policy, canonical, port))
     return `${fmt(canonical, port)} is the clincus dashboard itself, never reachable from a session`
-  if (!trusted && isSpecialAddress(canonical) && !ipListed(policy, canonical, port))
+  if (trusted) return null
+  if (isHostAddress(policy, canonical) && !ipListed(policy, canonical, port))
+    return `${fmt(canonical, port)} is an address of this host, where its own services answer; list exactly "${fmt(canonical, port)}" in [network] allow to reach it`
+  if (isSpecialAddress(canonical) && !ipListed(policy, canonical, port))
     return `${fmt(canonical, port)} is a loopback, private, link-local or otherwise special address; list exactly "${fmt(canonical, port)}" in [network] allow to reach it`
   return null
 }

@@ -15,7 +15,7 @@ import net, { type LookupFunction } from 'node:net'
 import type { Logger } from 'pino'
 import { RequestError, Server, type PrepareRequestFunctionResult } from 'proxy-chain'
 import type { NetworkConnection } from '../../shared/schemas/network.ts'
-import { checkAddresses, decide, fmt, type Policy } from './policy.ts'
+import { checkAddresses, decide, fmt, type Policy, type Target } from './policy.ts'
 import { removeStale } from './runtime-dir.ts'
 
 /** Resolves a name to every address (A and AAAA); throws when it does not resolve. */
@@ -41,7 +41,11 @@ export interface ProxyLimits {
   maxConnectionsPerSession: number
   /** A connection with no traffic either way for this long is closed. Default 10 min. */
   idleTimeoutMs: number
-  /** Time for a client to send its request headers. Default 20 s. */
+  /**
+   * Time for a client to send a whole request header, from connect or from the end of its
+   * previous response. Default 20 s. Enforced here (Node's `headersTimeout` only works for a
+   * server that listens itself; this one is handed its connections).
+   */
   headersTimeoutMs: number
   /** Time for a name to resolve. Default 10 s. */
   resolveTimeoutMs: number
@@ -58,6 +62,15 @@ interface SessionListener {
   server: net.Server
   path: string
   sockets: Set<net.Socket>
+  /** Allowed tunnels and plain-HTTP exchanges still open, re-checked when the policy changes. */
+  live: Set<LiveConnection>
+}
+
+interface LiveConnection {
+  target: Target
+  /** The addresses checked for it; null when an upstream proxy resolved. */
+  addresses: readonly string[] | null
+  close(): void
 }
 
 class Refusal extends Error {
@@ -108,13 +121,109 @@ function fixedLookup(addresses: readonly string[]): LookupFunction {
   }
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+/**
+ * Makes the request say exactly what the policy checked before proxy-chain forwards it: the
+ * request target becomes `host:port` (CONNECT) or `http://authority/path?query` (plain HTTP: no
+ * userinfo, no fragment, the path as the WHATWG parser read it), and the only Host header is that
+ * authority (RFC 9112 §3.2.2: a proxy replaces the Host with the target's). proxy-chain sends
+ * `request.url` and `request.rawHeaders` on as they are (to the origin, or to an upstream proxy
+ * that may parse `a@b`, `a\@b` or a second Host differently from us), so nothing the agent wrote
+ * beyond the checked name and port reaches anyone else as an authority.
+ */
+function pinTarget(
+  request: http.IncomingMessage,
+  isHttp: boolean,
+  host: string,
+  port: number,
+): void {
+  const hostText = net.isIP(host) === 6 ? `[${host}]` : host
+  if (!isHttp) {
+    request.url = `${hostText}:${port}`
+    return
+  }
+  const authority = port === 80 ? hostText : `${hostText}:${port}`
+  const parsed = new URL(request.url ?? '')
+  request.url = `http://${authority}${parsed.pathname}${parsed.search}`
+  const raw: string[] = []
+  for (let i = 0; i + 1 < request.rawHeaders.length; i += 2) {
+    const name = request.rawHeaders[i] ?? ''
+    if (name.toLowerCase() !== 'host') raw.push(name, request.rawHeaders[i + 1] ?? '')
+  }
+  raw.push('Host', authority)
+  request.rawHeaders.splice(0, request.rawHeaders.length, ...raw)
+  request.headers.host = authority
+}
+
+/**
+ * Name lookups at once, overall and per session. getaddrinfo runs on libuv's thread pool (4
+ * threads by default), shared with every file operation of the server, and a lookup whose DNS
+ * server never answers holds its thread for the resolver's whole retry time, whatever our own
+ * timeout says. Two at most keeps half the pool for the dashboard; one per session keeps one
+ * session from taking both.
+ */
+export const MAX_LOOKUPS = 2
+export const MAX_LOOKUPS_PER_SESSION = 1
+/** How long a successful answer is reused, and how many names are kept. */
+const LOOKUP_CACHE_MS = 5000
+const LOOKUP_CACHE_SIZE = 1000
+
+/**
+ * Runs lookups within those bounds, first come first served among the sessions that have a free
+ * slot. A slot is held until the lookup itself settles (not when its requester gave up); a queued
+ * lookup whose requester gave up is dropped without running.
+ */
+class LookupGate {
+  #active = 0
+  readonly #perSession = new Map<string, number>()
+  readonly #queue: Array<{ session: string; signal: AbortSignal; start: () => void }> = []
+
+  run<T>(session: string, signal: AbortSignal, fn: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const start = (): void => {
+        this.#active++
+        this.#perSession.set(session, (this.#perSession.get(session) ?? 0) + 1)
+        fn()
+          .then(resolve, reject)
+          .finally(() => {
+            this.#active--
+            const left = (this.#perSession.get(session) ?? 1) - 1
+            if (left === 0) this.#perSession.delete(session)
+            else this.#perSession.set(session, left)
+            this.#next()
+          })
+      }
+      this.#queue.push({ session, signal, start })
+      this.#next()
+    })
+  }
+
+  #next(): void {
+    for (let i = 0; i < this.#queue.length && this.#active < MAX_LOOKUPS;) {
+      const job = this.#queue[i]
+      if (!job) break
+      if (job.signal.aborted) {
+        this.#queue.splice(i, 1)
+        continue
+      }
+      if ((this.#perSession.get(job.session) ?? 0) >= MAX_LOOKUPS_PER_SESSION) {
+        i++
+        continue
+      }
+      this.#queue.splice(i, 1)
+      job.start()
+    }
+  }
+}
+
+async function withTimeout<T>(make: (signal: AbortSignal) => Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined
+  const gaveUp = new AbortController()
   try {
     return await Promise.race([
-      p,
+      make(gaveUp.signal),
       new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
+          gaveUp.abort()
           reject(Object.assign(new Error('lookup timed out'), { code: 'ETIMEOUT' }))
         }, ms)
       }),
@@ -133,6 +242,11 @@ export class EgressProxy extends EventEmitter {
   readonly #sessionOf = new WeakMap<net.Socket, string>()
   readonly #responses = new WeakMap<http.IncomingMessage, http.ServerResponse>()
   readonly #listeners = new Map<string, SessionListener>()
+  readonly #lookups = new LookupGate()
+  readonly #answers = new Map<string, { at: number; addresses: string[] }>()
+  /** Per client connection: the pending header deadline, and requests still being answered. */
+  readonly #deadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
+  readonly #inFlight = new WeakMap<net.Socket, number>()
   /** Plain-HTTP requests get a fresh upstream connection each: no socket shared across sessions. */
   readonly #agent = new http.Agent({ keepAlive: false })
 
@@ -161,6 +275,19 @@ export class EgressProxy extends EventEmitter {
     http.keepAliveTimeout = 5000
     http.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.#responses.set(req, res)
+      const socket = req.socket
+      this.#inFlight.set(socket, (this.#inFlight.get(socket) ?? 0) + 1)
+      this.#disarm(socket)
+      res.once('close', () => {
+        const left = (this.#inFlight.get(socket) ?? 1) - 1
+        this.#inFlight.set(socket, left)
+        // Keep-alive: the next request header has the same deadline as the first.
+        if (left === 0 && !socket.destroyed) this.#arm(socket)
+      })
+    })
+    // A tunnel carries no more headers.
+    http.on('connect', (req: http.IncomingMessage) => {
+      this.#disarm(req.socket)
     })
     this.#proxy.on('requestFailed', ({ error }: { error: unknown }) => {
       this.#log.warn({ err: error }, 'egress proxy request failed')
@@ -188,7 +315,7 @@ export class EgressProxy extends EventEmitter {
     const server = net.createServer((socket) => {
       this.#accept(session, socket, sockets)
     })
-    const entry: SessionListener = { server, path, sockets }
+    const entry: SessionListener = { server, path, sockets, live: new Set() }
     this.#listeners.set(session, entry)
     try {
       await new Promise<void>((resolve, reject) => {
@@ -224,7 +351,57 @@ export class EgressProxy extends EventEmitter {
     // socket has none, so it gets a name that says where it came from.
     Object.defineProperty(socket, 'remoteAddress', { value: 'clincus-session', configurable: true })
     socket.setTimeout(this.#limits.idleTimeoutMs)
+    socket.once('close', () => {
+      this.#disarm(socket)
+    })
+    this.#arm(socket)
     this.#proxy.server.emit('connection', socket)
+  }
+
+  /** Closes the connection unless a whole request header arrives within headersTimeoutMs. */
+  #arm(socket: net.Socket): void {
+    this.#disarm(socket)
+    const timer = setTimeout(() => {
+      socket.destroy()
+    }, this.#limits.headersTimeoutMs)
+    timer.unref()
+    this.#deadlines.set(socket, timer)
+  }
+
+  #disarm(socket: net.Socket): void {
+    clearTimeout(this.#deadlines.get(socket))
+    this.#deadlines.delete(socket)
+  }
+
+  /**
+   * After a policy change (hot reload): closes every open tunnel and plain-HTTP exchange of the
+   * session that its policy now refuses, so removing an entry (or narrowing the mode) also ends
+   * the connections it allowed — a tunnel can otherwise carry traffic for as long as it is used.
+   */
+  recheck(session: string): void {
+    const entry = this.#listeners.get(session)
+    if (!entry) return
+    const policy = this.#hooks.policy(session)
+    const upstream = this.#hooks.upstream(session)
+    for (const live of [...entry.live]) {
+      const d = policy ? decide(policy, live.target) : null
+      const ok =
+        policy !== null &&
+        d !== null &&
+        d.kind !== 'refuse' &&
+        (live.addresses === null ||
+          upstream !== null ||
+          checkAddresses(
+            policy,
+            live.addresses,
+            live.target.port,
+            d.kind === 'resolve' ? d.name : undefined,
+          ) === null)
+      if (!ok) {
+        entry.live.delete(live)
+        live.close()
+      }
+    }
   }
 
   /** Closes every open connection of a session (its mode became none). */
@@ -280,7 +457,11 @@ export class EgressProxy extends EventEmitter {
         // Behind a corporate proxy, that proxy resolves (and may be the only one able to).
         if (!upstream) {
           try {
-            addresses = await withTimeout(this.#resolver(d.name), this.#limits.resolveTimeoutMs)
+            const name = d.name
+            addresses = await withTimeout(
+              (signal) => this.#resolve(session, signal, name),
+              this.#limits.resolveTimeoutMs,
+            )
           } catch (err) {
             const code = (err as NodeJS.ErrnoException).code ?? 'error'
             this.#finish(
@@ -297,7 +478,11 @@ export class EgressProxy extends EventEmitter {
         }
       }
       const reason = policy.mode === 'open' ? 'allowed (mode open)' : 'allowed by the allowlist'
-      this.#track(session, request, isHttp, { ...base, host, allowed: true, reason }, started)
+      pinTarget(request, isHttp, host, port)
+      this.#track(session, request, isHttp, { ...base, host, allowed: true, reason }, started, {
+        target: { host: hostname, port, method: isHttp ? 'http' : 'connect' },
+        addresses: upstream ? null : addresses,
+      })
       return {
         // proxy-chain types it as dns.lookup; node:net only calls it as a LookupFunction.
         ...(addresses && !upstream
@@ -323,6 +508,28 @@ export class EgressProxy extends EventEmitter {
     }
   }
 
+  /**
+   * Resolves through the lookup gate. An answer is reused for LOOKUP_CACHE_MS (its addresses are
+   * checked again on every use), so parallel connections to one host wait for one lookup, not one
+   * each in a row.
+   */
+  async #resolve(session: string, signal: AbortSignal, name: string): Promise<string[]> {
+    const cached = (): string[] | undefined => {
+      const hit = this.#answers.get(name)
+      return hit && Date.now() - hit.at < LOOKUP_CACHE_MS ? hit.addresses : undefined
+    }
+    const now = cached()
+    if (now) return now
+    return this.#lookups.run(session, signal, async () => {
+      const again = cached()
+      if (again) return again
+      const addresses = await this.#resolver(name)
+      if (this.#answers.size >= LOOKUP_CACHE_SIZE) this.#answers.clear()
+      this.#answers.set(name, { at: Date.now(), addresses })
+      return addresses
+    })
+  }
+
   /** Records an allowed connection when it ends, with the bytes it moved. */
   #track(
     session: string,
@@ -330,20 +537,31 @@ export class EgressProxy extends EventEmitter {
     isHttp: boolean,
     rec: Omit<NetworkConnection, 'bytes_up' | 'bytes_down' | 'duration_ms'>,
     started: number,
+    checked: Omit<LiveConnection, 'close'>,
   ): void {
     const socket = request.socket
     const read0 = socket.bytesRead
     const written0 = socket.bytesWritten
+    const res = isHttp ? this.#responses.get(request) : undefined
+    const lives = this.#listeners.get(session)?.live
+    const live: LiveConnection = {
+      ...checked,
+      close: () => {
+        res?.destroy()
+        socket.destroy()
+      },
+    }
+    lives?.add(live)
     let done = false
     const end = (): void => {
       if (done) return
       done = true
+      lives?.delete(live)
       this.#finish(session, rec, started, {
         up: Math.max(0, socket.bytesRead - read0),
         down: Math.max(0, socket.bytesWritten - written0),
       })
     }
-    const res = isHttp ? this.#responses.get(request) : undefined
     if (res) res.once('close', end)
     else socket.once('close', end)
   }

@@ -1,8 +1,9 @@
 // The directory of the per-session proxy sockets: /run/clincus/egress when root, else
 // $XDG_RUNTIME_DIR/clincus/egress (main.ts picks it). Ours alone: 0700, owned by us, never a
 // symbolic link; stale sockets from a crash are unlinked (lstat: a link is removed, not followed).
-import { chmod, lstat, mkdir, unlink } from 'node:fs/promises'
+import { chmod, lstat, mkdir, realpath, stat, unlink } from 'node:fs/promises'
 import { userInfo } from 'node:os'
+import { dirname } from 'node:path'
 
 export class RuntimeDirError extends Error {
   constructor(message: string) {
@@ -21,6 +22,35 @@ export async function prepareRuntimeDir(dir: string): Promise<void> {
   if (st.uid !== uid)
     throw new RuntimeDirError(`${dir} belongs to uid ${st.uid}, not to us (${uid})`)
   if ((st.mode & 0o777) !== 0o700) await chmod(dir, 0o700)
+  await checkAncestors(dir)
+}
+
+/**
+ * Every ancestor of `dir` (links resolved) must be root's or ours, and writable by no one else
+ * unless sticky (like /tmp): otherwise another local user could rename our directory away after
+ * the checks above and put their own in its place, and the sessions' sockets would be made there.
+ * A group-writable ancestor is fine when the group is our own (user private groups).
+ */
+async function checkAncestors(dir: string): Promise<void> {
+  const { uid, gid } = userInfo()
+  let at = dirname(await realpath(dir))
+  for (;;) {
+    const st = await stat(at)
+    const sticky = (st.mode & 0o1000) !== 0
+    if (st.uid !== 0 && st.uid !== uid)
+      throw new RuntimeDirError(
+        `${at} belongs to uid ${st.uid}: another user could replace the egress socket directory under it; set XDG_RUNTIME_DIR to a directory of yours (mode 0700)`,
+      )
+    const othersWrite = (st.mode & 0o002) !== 0
+    const groupWrite = (st.mode & 0o020) !== 0 && st.gid !== gid
+    if ((othersWrite || groupWrite) && !sticky)
+      throw new RuntimeDirError(
+        `${at} is writable by other users without the sticky bit: one could replace the egress socket directory under it; chmod o-w,g-w ${at} or set XDG_RUNTIME_DIR to a directory of yours (mode 0700)`,
+      )
+    const up = dirname(at)
+    if (up === at) return
+    at = up
+  }
 }
 
 /** Removes what a crash left at a socket path: a socket, a link or a file, never a directory. */
