@@ -3,7 +3,7 @@
 // The user is created by the test (kept for later runs, like local-user.ts's attacker); the image
 // gets its own alias and is deleted afterwards.
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
@@ -38,8 +38,24 @@ async function builderUser(): Promise<string> {
   return (await execa('getent', ['passwd', BUILDER])).stdout.split(':')[5] ?? ''
 }
 
+/**
+ * A copy of the code the builder can read: the checkout may sit below a folder only root can
+ * enter (a CI clone under a 0700 temp dir). Hard links where the filesystem allows, so it is
+ * cheap; nothing in it is secret.
+ */
+async function stageRepo(): Promise<string> {
+  const stage = await mkdtemp(join(tmpdir(), 'clincus-rl-repo-'))
+  await chmod(stage, 0o755)
+  const parts = ['package.json', 'tsconfig.json', 'scripts', 'server', 'shared', 'node_modules']
+  const from = parts.map((p) => join(repoRoot, p))
+  const linked = await execa('cp', ['-al', '--', ...from, stage], { reject: false })
+  if (linked.exitCode !== 0) await execa('cp', ['-a', '--', ...from, stage])
+  return stage
+}
+
 let server: LiveServer
 let home: string
+let stage: string | undefined
 
 describeIncus('building an image without root (issue 13)', () => {
   beforeAll(async () => {
@@ -54,12 +70,14 @@ describeIncus('building an image without root (issue 13)', () => {
     await server.close()
     await execa('incus', ['image', 'delete', ALIAS], { timeout: 60_000, reject: false })
     await rm(home, { recursive: true, force: true })
+    if (stage !== undefined) await rm(stage, { recursive: true, force: true })
   })
 
   it.skipIf(!canActAsOtherUser)(
     'an incus-admin member builds the test image with clincus build, and a session runs on it',
     async () => {
       const builderHome = await builderUser()
+      stage = await stageRepo()
       // runuser sets the user's groups (incus-admin) the way a login does; nothing else of ours.
       const build = await execa(
         'runuser',
@@ -74,7 +92,7 @@ describeIncus('building an image without root (issue 13)', () => {
           `CLINCUS_IMAGE=${ALIAS}`,
           `CLINCUS_SYSTEM_CONFIG=${join(builderHome, 'none.toml')}`,
           process.execPath,
-          join(repoRoot, 'scripts', 'clincus.mjs'),
+          join(stage, 'scripts', 'clincus.mjs'),
           'build',
         ],
         { timeout: BUILD_MS, all: true, reject: false, stdin: 'ignore' },
