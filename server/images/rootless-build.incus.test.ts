@@ -95,7 +95,8 @@ describeIncus('building an image without root (issue 13)', () => {
           join(stage, 'scripts', 'clincus.mjs'),
           'build',
         ],
-        { timeout: BUILD_MS, all: true, reject: false, stdin: 'ignore' },
+        // Its own home as the working directory: the test's may be one it cannot enter.
+        { cwd: builderHome, timeout: BUILD_MS, all: true, reject: false, stdin: 'ignore' },
       )
       expect(build.exitCode, build.all).toBe(0)
       expect(build.stdout).toContain(`image ${ALIAS} is ready`)
