@@ -11,6 +11,7 @@ import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import {
   describeIncus,
+  execAsCode,
   requestJson,
   startLiveServer,
   TEST_IMAGE,
@@ -22,28 +23,6 @@ let home: string
 let upstream: http.Server
 let up: number
 const hostsSeen: string[] = []
-
-async function asCode(id: string, script: string): Promise<{ stdout: string; stderr: string }> {
-  const r = await execa(
-    'incus',
-    [
-      'exec',
-      id,
-      '--user',
-      '1000',
-      '--group',
-      '1000',
-      '--env',
-      'HOME=/home/code',
-      '--',
-      'bash',
-      '-c',
-      script,
-    ],
-    { timeout: 60_000, reject: false },
-  )
-  return { stdout: r.stdout, stderr: r.stderr }
-}
 
 describeIncus('egress red team on a live Incus daemon', () => {
   let id: string
@@ -97,7 +76,7 @@ describeIncus('egress red team on a live Incus daemon', () => {
   })
 
   it('sends the checked authority as Host, whatever Host header the agent sets', async () => {
-    const r = await asCode(
+    const r = await execAsCode(
       id,
       `curl -sS --max-time 10 -H 'Host: evil.example' http://upstream.test:${up}/`,
     )
@@ -107,7 +86,7 @@ describeIncus('egress red team on a live Incus daemon', () => {
 
   it('closes a connection whose request header trickles in a byte at a time', async () => {
     // bash's /dev/tcp to the proxy device; one header byte every 100 ms for up to 30 s.
-    const r = await asCode(
+    const r = await execAsCode(
       id,
       `trap '' PIPE; exec 3<>/dev/tcp/127.0.0.1/3128 || exit 9
 printf 'GET http://upstream.test:${up}/ HTTP/1.1\\r\\nX-Slow: ' >&3
