@@ -4,6 +4,7 @@
 // its message stays readable after the list says the old image is ready again.
 import { ApiError, errorMessage, type ApiClient } from '../api.ts'
 import type { ClientEvent, ImageInfo } from '../schemas.ts'
+import { Refetch } from '../refetch.ts'
 
 /**
  * `already-building`: the server runs a build already (of this image or another: builds share
@@ -24,8 +25,7 @@ export class ImagesStore {
   readonly #api: ApiClient
   /** Set once Settings asked: only then is a reconnect worth a refetch. */
   #wanted = false
-  #loading: Promise<void> | null = null
-  #again = false
+  readonly #refetch = new Refetch(() => this.#fetch())
   /** Aliases with an `image.building` event and no built/failed since. */
   // Not rendered from (the list carries the state): plain bookkeeping.
   // eslint-disable-next-line svelte/prefer-svelte-reactivity
@@ -41,18 +41,7 @@ export class ImagesStore {
 
   load(): Promise<void> {
     this.#wanted = true
-    if (this.#loading) {
-      this.#again = true
-      return this.#loading
-    }
-    this.#loading = this.#fetch().finally(() => {
-      this.#loading = null
-      if (this.#again) {
-        this.#again = false
-        void this.load()
-      }
-    })
-    return this.#loading
+    return this.#refetch.run()
   }
 
   /** On an events reconnect: refetch only when the list was ever shown. */

@@ -4,6 +4,7 @@
 import { errorMessage, type ApiClient } from '../api.ts'
 import type { ClientEvent, SessionNetwork } from '../schemas.ts'
 import { groupDestinations, type Destination } from '../network.ts'
+import { Refetch } from '../refetch.ts'
 
 /** Connections fetched per load: the API's maximum page, grouped here into destinations. */
 export const NETWORK_PAGE = 1000
@@ -34,9 +35,11 @@ export class SessionNetworkState {
   readonly #id: string
   readonly #debounceMs: number
   #timer: ReturnType<typeof setTimeout> | null = null
-  #inFlight: Promise<void> | null = null
-  #again = false
   #disposed = false
+  readonly #refetch = new Refetch(
+    () => this.#fetch(),
+    () => !this.#disposed,
+  )
 
   constructor(api: ApiClient, id: string, opts: SessionNetworkOptions = {}) {
     this.#api = api
@@ -46,18 +49,7 @@ export class SessionNetworkState {
 
   /** Fetches now; a call while a fetch runs makes it fetch once more after (newest data wins). */
   load(): Promise<void> {
-    if (this.#inFlight) {
-      this.#again = true
-      return this.#inFlight
-    }
-    this.#inFlight = this.#fetch().finally(() => {
-      this.#inFlight = null
-      if (this.#again && !this.#disposed) {
-        this.#again = false
-        void this.load()
-      }
-    })
-    return this.#inFlight
+    return this.#refetch.run()
   }
 
   async #fetch(): Promise<void> {

@@ -5,6 +5,7 @@ import type { CreateSessionBody, SessionStatus } from '../../../../shared/schema
 import { errorMessage, type ApiClient } from '../api.ts'
 import type { ClientEvent, Session } from '../schemas.ts'
 import { formatTarget } from '../network.ts'
+import { Refetch } from '../refetch.ts'
 
 export interface Launch {
   id: string
@@ -70,8 +71,7 @@ export class SessionsStore {
 
   readonly #api: ApiClient
   readonly #now: () => number
-  #loading: Promise<void> | null = null
-  #dirty = false
+  readonly #refetch = new Refetch(() => this.#fetch())
 
   constructor(api: ApiClient, now: () => number = Date.now) {
     this.#api = api
@@ -111,18 +111,7 @@ export class SessionsStore {
 
   /** Fetches the list; concurrent calls share one request, and a call during a fetch re-runs it. */
   load(): Promise<void> {
-    if (this.#loading) {
-      this.#dirty = true
-      return this.#loading
-    }
-    this.#loading = this.#fetch().finally(() => {
-      this.#loading = null
-      if (this.#dirty) {
-        this.#dirty = false
-        void this.load()
-      }
-    })
-    return this.#loading
+    return this.#refetch.run()
   }
 
   async #fetch(): Promise<void> {
@@ -200,12 +189,12 @@ export class SessionsStore {
     }
     if (current.status === status) return
     // Any fetch in flight was answered before this event: make it fetch again.
-    if (this.#loading) this.#dirty = true
+    this.#refetch.stale()
     this.list = this.list.map((s) => (s.id === id ? { ...s, status } : s))
   }
 
   #remove(id: string): void {
-    if (this.#loading) this.#dirty = true
+    this.#refetch.stale()
     if (this.get(id)) this.list = this.list.filter((s) => s.id !== id)
   }
 
