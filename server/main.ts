@@ -140,11 +140,12 @@ async function main(): Promise<void> {
   // uses are allowed, and the host's own proxy is the default upstream.
   const runtimeBase =
     process.getuid?.() === 0 ? '/run' : (env.XDG_RUNTIME_DIR ?? join(home, '.clincus', 'run'))
-  const npmRegistry = await hostNpmRegistry(env, home)
-  const registries = [
-    ...(await aptSourceEntries()),
-    ...(npmRegistry ? [entryForUrl(npmRegistry) ?? ''] : []),
-  ]
+  const [npmRegistry, aptEntries] = await Promise.all([
+    hostNpmRegistry(env, home),
+    aptSourceEntries(),
+  ])
+  const npmEntry = npmRegistry ? entryForUrl(npmRegistry) : undefined
+  const registries = [...aptEntries, ...(npmEntry ? [npmEntry] : [])]
   const hostUpstream = hostUpstreamProxy(env)
   const { app, security, services } = await buildApp({
     auth,

@@ -120,9 +120,14 @@ export class EgressService {
   #hostAddrs: { at: number; list: string[] } = { at: -Infinity, list: [] }
   #unsubscribe: (() => void) | null = null
   #warned = new Set<string>()
+  /** Names of the host's own registries (Policy.hostTrusted): fixed at startup. */
+  readonly #hostTrusted: readonly string[]
 
   constructor(deps: EgressDeps) {
     this.#d = deps
+    this.#hostTrusted = parseEntries(deps.options.registries ?? []).entries.flatMap((e) =>
+      e.kind === 'name' ? [e.name] : [],
+    )
     this.#audit = new NetworkAudit({ dir: deps.options.auditDir, log: deps.log })
     this.#proxy = new EgressProxy({
       log: deps.log,
@@ -418,12 +423,8 @@ export class EgressService {
 
   #compute(id: string, s: SessionState): void {
     const net = this.#effective(id, s)
-    const registries = this.#d.options.registries ?? []
-    const texts = [...TOOL_DOMAINS[s.tool], ...registries, ...net.allow]
+    const texts = [...TOOL_DOMAINS[s.tool], ...(this.#d.options.registries ?? []), ...net.allow]
     const { entries, invalid } = parseEntries(texts)
-    const hostTrusted = parseEntries(registries).entries.flatMap((e) =>
-      e.kind === 'name' ? [e.name] : [],
-    )
     for (const e of invalid) {
       if (this.#warned.has(e.message)) continue
       this.#warned.add(e.message)
@@ -431,7 +432,12 @@ export class EgressService {
     }
     s.mode = net.mode
     s.allow = entries.map((e) => e.text)
-    s.policy = { mode: net.mode, entries, ownListeners: this.#own, hostTrusted }
+    s.policy = {
+      mode: net.mode,
+      entries,
+      ownListeners: this.#own,
+      hostTrusted: this.#hostTrusted,
+    }
     const upstream = net.upstream || this.#d.options.hostUpstream || ''
     s.upstream = upstream === '' ? null : upstream
   }
