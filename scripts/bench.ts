@@ -2,7 +2,7 @@
 // daemon, and writes bench/results.json and bench/results.md. Every figure's baseline is measured
 // in the same run. The server runs in its own process, so its CPU and memory are its own.
 //
-//   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,memory,scaling,events,listing,egress]
+//   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,flood,memory,scaling,events,listing,egress]
 //   tsx scripts/bench.ts --render    (bench/results.md again from bench/results.json)
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
@@ -17,7 +17,7 @@ import { benchEgress } from './bench/egress.ts'
 import { benchEvents } from './bench/events.ts'
 import { prepareSession } from './bench/fixtures.ts'
 import { daemonPid, incus, removeByPrefix, waitForDaemon } from './bench/incus.ts'
-import { benchLatency } from './bench/latency.ts'
+import { benchFloodLatency, benchLatency } from './bench/latency.ts'
 import { benchListing } from './bench/listing.ts'
 import { benchAttachedMemory, benchIdleMemory, benchStalledFlood } from './bench/memory.ts'
 import { machineInfo, markdown, writeResults, type Results } from './bench/report.ts'
@@ -30,6 +30,7 @@ const ALL = [
   'creation',
   'throughput',
   'latency',
+  'flood',
   'memory',
   'scaling',
   'events',
@@ -205,7 +206,7 @@ async function main(): Promise<void> {
     }
 
     if (want.has('memory')) await run('memory (idle)', () => benchIdleMemory(ctx))
-    const needSessions = ['throughput', 'latency', 'memory', 'scaling'].some((s) =>
+    const needSessions = ['throughput', 'latency', 'flood', 'memory', 'scaling'].some((s) =>
       want.has(s as Step),
     )
     if (want.has('creation') || needSessions)
@@ -229,6 +230,8 @@ async function main(): Promise<void> {
       })
       if (want.has('throughput')) await run('terminal throughput', () => benchThroughput(ctx))
       if (want.has('latency')) await run('keystroke latency', () => benchLatency(ctx))
+      if (want.has('flood'))
+        await run('keystroke latency during a flood', () => benchFloodLatency(ctx))
       if (want.has('memory')) {
         await run('memory (20 attached)', () => benchAttachedMemory(ctx))
         await run('memory (stalled flood)', () => benchStalledFlood(ctx))

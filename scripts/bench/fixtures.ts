@@ -7,6 +7,7 @@ import { terminalArgv, type TerminalKind } from '../../server/pty/terminals.ts'
 import type { BenchContext } from './context.ts'
 import { execAsCode, incus } from './incus.ts'
 import { MiB, waitFor } from './stats.ts'
+import { WettyEndpoint } from './peers.ts'
 import { PtyEndpoint, WsEndpoint, type Endpoint, type Protocol } from './terminal-clients.ts'
 
 export const BIG = { path: '/tmp/bench-64m.txt', bytes: 64 * MiB }
@@ -86,6 +87,11 @@ export async function waitDetached(id: string): Promise<void> {
   )
 }
 
+/** The server's own command line for a terminal of `kind` (what the peers run too). */
+export function terminalCommand(id: string, kind: TerminalKind): string[] {
+  return [driver.binary, ...terminalArgv(driver, id, kind, CODE_USER)]
+}
+
 export function directPty(id: string, kind: TerminalKind): PtyEndpoint {
   const label = kind === 'attach' ? 'direct PTY tmux attach' : 'direct PTY bash'
   return new PtyEndpoint(
@@ -113,5 +119,5 @@ export function wsTerminal(
 }
 
 export async function opened(ep: Endpoint): Promise<void> {
-  if (ep instanceof WsEndpoint) await ep.opened
+  if (ep instanceof WsEndpoint || ep instanceof WettyEndpoint) await ep.opened
 }

@@ -29,6 +29,11 @@ export abstract class Endpoint {
     this.#sink = fn
   }
 
+  /** The sink output goes to now (to chain another watcher in front of it). */
+  get currentSink(): ((chunk: Buffer) => void) | null {
+    return this.#sink
+  }
+
   get isEnded(): boolean {
     return this.#ended
   }
