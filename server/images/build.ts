@@ -7,6 +7,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { homedir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { repoRoot } from '../paths.ts'
+import { renderTmuxConf } from '../sessions/tmux.ts'
 import { aptInstall } from '../provision/apt.ts'
 import { configuredArchive } from '../provision/apt-sources.ts'
 import { isRoot } from '../provision/host.ts'
@@ -119,6 +120,8 @@ export async function resolveSetup(setup: string, home = homedir()): Promise<str
 
 export interface ImageInputs {
   init: string
+  /** /etc/tmux.conf (server/sessions/tmux.ts). */
+  tmuxConf: string
   fakeTool: string | undefined
   timeZone: string
   /** The host's extra CA certificates, relative path → PEM (hostExtraCertificates). */
@@ -142,7 +145,8 @@ export async function imageInputs(
   // The test image has no Node: extra npm packages apply to the real image only.
   const npm = kind === 'clincus' ? extras.npm : []
   const packages = [...new Set([...BASE_PACKAGES, ...extras.packages])]
-  const files: Record<string, string> = { 'init.sh': init }
+  const tmuxConf = renderTmuxConf()
+  const files: Record<string, string> = { 'init.sh': init, 'tmux.conf': tmuxConf }
   for (const { rule, content } of Object.values(TEMPLATES)) {
     files[`templates/${rule.template}`] = content
   }
@@ -162,7 +166,7 @@ export async function imageInputs(
     files,
     settings,
   })
-  return { init, fakeTool, timeZone, certificates, packages, npm, setup, hash }
+  return { init, tmuxConf, fakeTool, timeZone, certificates, packages, npm, setup, hash }
 }
 
 export async function testImageInputHash(): Promise<string> {
@@ -256,11 +260,15 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     })
   }
   steps.push({
-    name: 'prepare overlay (init)',
+    name: 'prepare overlay (init, tmux.conf)',
     weight: 1,
     run: async () => {
       await mkdir(join(cache, 'debs'), { recursive: true, mode: 0o700 })
-      await makeOverlay(overlayDir, { init: inputs.init, certificates: inputs.certificates })
+      await makeOverlay(overlayDir, {
+        init: inputs.init,
+        tmuxConf: inputs.tmuxConf,
+        certificates: inputs.certificates,
+      })
       await writeText(files.configure, configureScript({ timeZone: inputs.timeZone }))
       if (inputs.setup.trim() !== '') await writeText(files.setup, inputs.setup)
     },

@@ -48,14 +48,17 @@ export async function removeWorkDir(dir: string): Promise<void> {
 }
 
 /** The members of an overlay tarball: nothing that replaces a directory the tree has as a link. */
-export const OVERLAY_MEMBERS = ['usr/local', 'usr/sbin/init'] as const
+export const OVERLAY_MEMBERS = ['usr/local', 'usr/sbin/init', 'etc/tmux.conf'] as const
 
-/** Creates the overlay skeleton with the image's own modes (0755 directories), and /sbin/init. */
+/**
+ * Creates the overlay skeleton with the image's own modes (0755 directories), /sbin/init and
+ * /etc/tmux.conf (root's, 0644: the agent cannot change what every tmux server reads).
+ */
 export async function makeOverlay(
   dir: string,
-  opts: { init: string; certificates?: Readonly<Record<string, string>> },
+  opts: { init: string; tmuxConf: string; certificates?: Readonly<Record<string, string>> },
 ): Promise<void> {
-  for (const sub of ['usr/local/bin', 'usr/local/lib', 'usr/sbin']) {
+  for (const sub of ['usr/local/bin', 'usr/local/lib', 'usr/sbin', 'etc']) {
     await mkdir(join(dir, sub), { recursive: true, mode: 0o755 })
   }
   // The host's extra CAs, at the path update-ca-certificates reads in the image.
@@ -67,6 +70,9 @@ export async function makeOverlay(
   const init = join(dir, 'usr', 'sbin', 'init')
   await writeFile(init, opts.init, { mode: 0o755 })
   await chmod(init, 0o755)
+  const tmuxConf = join(dir, 'etc', 'tmux.conf')
+  await writeFile(tmuxConf, opts.tmuxConf, { mode: 0o644 })
+  await chmod(tmuxConf, 0o644)
 }
 
 /** Packs the overlay as root's files, whoever runs the build. */

@@ -13,6 +13,7 @@ import type { IncusDriver } from '../incus/driver.ts'
 import { parseContainerName, tmuxSessionName } from '../sessions/naming.ts'
 import type { SessionRegistry } from '../sessions/registry.ts'
 import { CONTAINER_WORKSPACE } from '../sessions/service.ts'
+import { TRUECOLOR_ENV } from '../sessions/tmux.ts'
 import { TerminalBridge, type BridgeOptions } from './bridge.ts'
 import type { PtySpawner } from './spawner.ts'
 
@@ -51,7 +52,8 @@ export function terminalArgv(
   const home = `/home/${user.name}`
   // tmux replaces every non-ASCII character with '_' for a client it believes cannot do UTF-8:
   // `-u` and a UTF-8 locale make sure it never does (C.UTF-8 is built into Debian's libc).
-  const env = { TERM: 'xterm-256color', HOME: home, LANG: 'C.UTF-8' }
+  // COLORTERM: the shell tab's programs (and a tmux run by hand) may use 24-bit colour.
+  const env = { TERM: 'xterm-256color', ...TRUECOLOR_ENV, HOME: home, LANG: 'C.UTF-8' }
   if (kind === 'attach') {
     return driver.execArgv(id, ['tmux', '-u', 'attach-session', '-t', `=${tmuxSessionName(id)}`], {
       user: user.uid,

@@ -47,6 +47,7 @@ import {
 } from './protect.ts'
 import { LABEL, type SessionRegistry } from './registry.ts'
 import { copyToolConfig } from './tool-config.ts'
+import { TRUECOLOR_ENV, tmuxStartArgv } from './tmux.ts'
 import { TOOL_SPECS, toolWrapperArgv } from './tools.ts'
 import { resolveWorkspace } from './workspace-check.ts'
 
@@ -668,30 +669,14 @@ export class SessionService {
       USER: config.incus.code_user,
       LOGNAME: config.incus.code_user,
       TERM: 'xterm-256color',
+      ...TRUECOLOR_ENV,
       IS_SANDBOX: '1',
     }
-    const session = tmuxSessionName(name)
-    const argv = [
-      'tmux',
-      'start-server',
-      ';',
-      'set-option',
-      '-g',
-      'history-limit',
-      '10000',
-      ';',
-      'new-session',
-      '-d',
-      '-s',
-      session,
-      '-x',
-      '200',
-      '-y',
-      '50',
-      '-c',
+    const argv = tmuxStartArgv(
+      tmuxSessionName(name),
       CONTAINER_WORKSPACE,
-      ...toolWrapperArgv(toolArgv),
-    ]
+      toolWrapperArgv(toolArgv),
+    )
     const res = await this.#d.driver.exec(name, argv, {
       user: uid,
       group: uid,
