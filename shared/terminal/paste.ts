@@ -17,6 +17,7 @@ export const ESCAPE_SYMBOL = '\u241b'
 /** What a C1 control (U+0080–U+009F, e.g. U+009B, the one-character CSI) becomes. */
 export const C1_SYMBOL = '\ufffd'
 
+// eslint-disable-next-line no-control-regex -- finding escape characters is the point
 const ESC_OR_C1 = /[\x1b\x80-\x9f]/g
 
 /**
