@@ -57,6 +57,10 @@ export const TMUX_COMMANDS: readonly (readonly string[])[] = [
   ['set-option', '-s', 'terminal-features[90]', `xterm*:${BROWSER_TERMINAL_FEATURES.join(':')}`],
   ['set-environment', '-g', 'COLORTERM', 'truecolor'],
   ['set-environment', '-g', 'CLAUDE_CODE_TMUX_TRUECOLOR', '1'],
+  // The browser keeps what scrolls off the pane in its own scrollback, where its search finds it:
+  // tmux stays in the browser terminal's normal screen (no smcup/rmcup) and scrolls with line
+  // feeds (no indn: xterm.js keeps no scrollback for CSI S). Added by the browser side (termweb).
+  ['set-option', '-s', 'terminal-overrides[90]', 'xterm*:smcup@:rmcup@:indn@'],
 ]
 
 /** The environment a terminal's program needs for 24-bit colour (the shell tab, tmux clients). */

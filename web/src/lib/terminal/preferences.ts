@@ -20,6 +20,44 @@ export function setRendererPreference(
   storage?.setItem(RENDERER_KEY, pref)
 }
 
+const OPTION_META_KEY = 'clincus.optionAsMeta'
+const optionMetaListeners = new Set<(on: boolean) => void>()
+
+/**
+ * "Option as Meta" (Mac keyboards): off by default, so Option types the layout's character
+ * (Option+L is `@` on a German Mac layout); on, Option+key sends ESC key (Meta), as terminal
+ * users of Emacs or readline's Alt bindings may want. Ignored off a Mac, where Alt is Meta and
+ * AltGr types characters anyway.
+ */
+export function optionAsMeta(storage: Pick<Storage, 'getItem'> | null = safeStorage()): boolean {
+  return storage?.getItem(OPTION_META_KEY) === 'on'
+}
+
+/** Saves the setting and applies it at once to every open terminal of this page. */
+export function setOptionAsMeta(
+  on: boolean,
+  storage: Pick<Storage, 'setItem'> | null = safeStorage(),
+): void {
+  storage?.setItem(OPTION_META_KEY, on ? 'on' : 'off')
+  for (const listener of optionMetaListeners) listener(on)
+}
+
+/**
+ * Calls `listener` whenever the setting changes, in this page or in another tab of this
+ * browser (the `storage` event). Returns the function that stops it.
+ */
+export function watchOptionAsMeta(listener: (on: boolean) => void): () => void {
+  const onStorage = (e: StorageEvent): void => {
+    if (e.key === OPTION_META_KEY) listener(e.newValue === 'on')
+  }
+  optionMetaListeners.add(listener)
+  globalThis.addEventListener('storage', onStorage)
+  return () => {
+    optionMetaListeners.delete(listener)
+    globalThis.removeEventListener('storage', onStorage)
+  }
+}
+
 function safeStorage(): Storage | null {
   try {
     return globalThis.localStorage

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { FLOW, Op, parseFrame } from '../../../../shared/ws/terminal.ts'
-import { AckCounter, INPUT_CHUNK, inputFrames, preparePaste } from './protocol.ts'
+import { preparePaste } from '../../../../shared/terminal/paste.ts'
+import { AckCounter, INPUT_CHUNK, inputFrames } from './protocol.ts'
 
 describe('AckCounter', () => {
   it('acks nothing until ACK_EVERY bytes are rendered, then exactly what was rendered', () => {
@@ -48,20 +49,7 @@ describe('inputFrames', () => {
   })
 })
 
-describe('preparePaste', () => {
-  it('turns newlines into carriage returns', () => {
-    expect(preparePaste('a\nb\r\nc', false)).toBe('a\rb\rc')
-  })
-
-  it('wraps the paste in bracketed-paste markers when the application enabled them', () => {
-    expect(preparePaste('line 1\nline 2', true)).toBe('\x1b[200~line 1\rline 2\x1b[201~')
-  })
-
-  it('removes markers inside the pasted text so it cannot end the bracket early', () => {
-    const evil = 'safe\x1b[201~rm -rf ~\n\x1b[200~'
-    expect(preparePaste(evil, true)).toBe('\x1b[200~saferm -rf ~\r\x1b[201~')
-  })
-
+describe('a paste split into input frames', () => {
   it('keeps multi-byte text intact across chunk boundaries once re-joined', () => {
     const text = '日本語→🎉'.repeat(2000)
     const bytes = new TextEncoder().encode(preparePaste(text, true))

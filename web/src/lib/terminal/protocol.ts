@@ -1,5 +1,6 @@
 // Browser-side helpers for the `clincus.v1` terminal protocol (shared/ws/terminal.ts): flow-control
-// accounting, input chunking and paste preparation. Pure, so they are tested without a browser.
+// accounting and input chunking (what a paste sends is shared/terminal/paste.ts). Pure, so they
+// are tested without a browser.
 import { FLOW, Op, frame } from '../../../../shared/ws/terminal.ts'
 
 /**
@@ -55,19 +56,4 @@ export function inputFrames(bytes: Uint8Array, size: number = INPUT_CHUNK): Uint
   for (let i = 0; i < bytes.length; i += size)
     out.push(frame(Op.INPUT, bytes.subarray(i, Math.min(bytes.length, i + size))))
   return out
-}
-
-const PASTE_START = '\x1b[200~'
-const PASTE_END = '\x1b[201~'
-
-/**
- * What a paste sends: newlines as carriage returns (what a terminal's Enter sends), wrapped in
- * bracketed-paste markers when the application turned that mode on (so a multi-line paste into
- * Claude Code arrives as one paste, not as lines submitted one by one). Markers inside the pasted
- * text are removed so a paste cannot end the bracket early and type commands.
- */
-export function preparePaste(text: string, bracketed: boolean): string {
-  const cleaned = text.split(PASTE_START).join('').split(PASTE_END).join('')
-  const normalized = cleaned.replace(/\r?\n/g, '\r')
-  return bracketed ? `${PASTE_START}${normalized}${PASTE_END}` : normalized
 }

@@ -5,15 +5,26 @@
 // refits, a hidden pane (zero size) is never fitted, and only a changed cols×rows is sent.
 // Rendering prefers WebGL and falls back to the DOM renderer when WebGL is unavailable or its
 // context is lost (xterm 6 has no canvas renderer).
+//
+// Fidelity (issue 14): tmux 3.3a's cell widths (widths.ts: Unicode 11 as glibc counts it, with
+// tmux's ZWJ joining; the graphemes addon would make ❤️ and 👍🏽 two cells where tmux has 1
+// and 4), OSC 52 clipboard writes but never reads, Option as a setting, Shift+Enter as a newline,
+// touch scrolling, and every paste through one sanitiser.
+import { ClipboardAddon } from '@xterm/addon-clipboard'
 import { FitAddon } from '@xterm/addon-fit'
 import { SearchAddon } from '@xterm/addon-search'
 import { WebLinksAddon } from '@xterm/addon-web-links'
 import { WebglAddon } from '@xterm/addon-webgl'
 import { Terminal, type ITheme } from '@xterm/xterm'
 import { untrack } from 'svelte'
+import { preparePaste } from '../../../../shared/terminal/paste.ts'
+import { isClipboardQuery, writeClipboard, writeOnlyClipboard } from './clipboard.ts'
 import { TerminalConnection } from './connection.svelte.ts'
-import { rendererPreference, SCROLLBACK } from './preferences.ts'
-import { preparePaste } from './protocol.ts'
+import { isShiftEnter, pageAction, SHIFT_ENTER_SEQUENCE } from './keys.ts'
+import { optionAsMeta, rendererPreference, SCROLLBACK, watchOptionAsMeta } from './preferences.ts'
+import { exposeForTests } from './test-hooks.ts'
+import { swipeScroll } from './touch-scroll.ts'
+import { TMUX_WIDTHS, tmuxWidths, unicode11Provider } from './widths.ts'
 
 export type TerminalKind = 'agent' | 'shell'
 const DARK: ITheme = {
@@ -74,25 +85,6 @@ function webglAvailable(): boolean {
   }
 }
 
-async function writeClipboard(text: string): Promise<void> {
-  try {
-    await navigator.clipboard.writeText(text)
-    return
-  } catch {
-    // Plain HTTP on a LAN address has no clipboard API: fall back to a hidden textarea.
-  }
-  const ta = document.createElement('textarea')
-  ta.value = text
-  ta.setAttribute('readonly', '')
-  ta.style.position = 'fixed'
-  ta.style.opacity = '0'
-  document.body.append(ta)
-  ta.select()
-  // eslint-disable-next-line @typescript-eslint/no-deprecated -- the only copy path without the Clipboard API
-  document.execCommand('copy')
-  ta.remove()
-}
-
 export interface TerminalViewOptions {
   sessionId: string
   kind: TerminalKind
@@ -107,6 +99,11 @@ export interface TerminalViewOptions {
   onLeave?: () => void
   /** Takes the keyboard focus when it opens. */
   autofocus?: boolean
+  /**
+   * A program wrote `text` to the clipboard with OSC 52 (`written`: whether the browser let it,
+   * which needs the page focused in a secure context).
+   */
+  onClipboardWrite?: (text: string, written: boolean) => void
 }
 
 export class TerminalView {
@@ -118,6 +115,8 @@ export class TerminalView {
   #search: SearchAddon | null = null
   #running = false
   #attached = false
+  /** Fractional lines of swipes not yet scrolled (the browser's scrollback). */
+  #swipeRest = 0
   readonly #opts: TerminalViewOptions
 
   constructor(opts: TerminalViewOptions) {
@@ -178,14 +177,28 @@ export class TerminalView {
         fontFamily:
           "ui-monospace, 'JetBrains Mono', 'Fira Code', 'Cascadia Mono', 'DejaVu Sans Mono', Menlo, Consolas, monospace",
         theme: dark.matches ? DARK : LIGHT,
-        macOptionIsMeta: true,
-        allowProposedApi: false,
+        // Option types the layout's character (Option+L is @ on a German Mac) unless the user
+        // turned "Option as Meta" on; applied live below.
+        macOptionIsMeta: optionAsMeta(),
+        // `term.unicode` (the width addon's switch) is a proposed API in xterm 6.
+        allowProposedApi: true,
       })
       const fit = new FitAddon()
       const search = new SearchAddon()
       term.loadAddon(fit)
       term.loadAddon(search)
       term.loadAddon(new WebLinksAddon())
+      term.unicode.register(tmuxWidths(unicode11Provider()))
+      term.unicode.activeVersion = TMUX_WIDTHS
+      term.loadAddon(
+        new ClipboardAddon(
+          undefined,
+          writeOnlyClipboard((text, written) => this.#opts.onClipboardWrite?.(text, written)),
+        ),
+      )
+      // Registered after the addon, so it runs first: a clipboard query (OSC 52 with `?`) is
+      // swallowed unanswered; writes fall through to the addon.
+      const clipboardQueries = term.parser.registerOscHandler(52, isClipboardQuery)
       term.open(el)
       this.#term = term
       // The fidelity suite (web/e2e/fidelity) reads the buffer cell by cell through this;
@@ -235,6 +248,19 @@ export class TerminalView {
       ]
 
       term.attachCustomKeyEventHandler((e) => this.#onKey(e))
+      // The wheel never becomes keys for the agent: xterm turns it into arrow keys in an
+      // alternate screen without mouse reporting (tmux without `mouse on`), and the agent then
+      // walked its prompt history. tmux's mouse mode (or the browser's scrollback) scrolls.
+      term.attachCustomWheelEventHandler(
+        () => this.kind !== 'agent' || this.#reportsWheel(term) || !this.#inAlternate(term),
+      )
+      const stopSwipes = swipeScroll(el, (dy, x, y) => {
+        this.#swipe(dy, x, y)
+      })
+      const stopOptionWatch = watchOptionAsMeta((on) => {
+        term.options.macOptionIsMeta = on
+      })
+      const unexpose = exposeForTests(this.kind, term)
 
       // Pastes go through preparePaste (bracketing, newline normalisation) and the connection's
       // chunked sender; xterm's own handler would send one frame of any size.
@@ -275,6 +301,10 @@ export class TerminalView {
         observer.disconnect()
         el.removeEventListener('paste', onPaste, true)
         dark.removeEventListener('change', onTheme)
+        stopSwipes()
+        stopOptionWatch()
+        unexpose()
+        clipboardQueries.dispose()
         for (const d of disposables) d.dispose()
         this.connection.dispose()
         webgl?.dispose()
@@ -288,6 +318,12 @@ export class TerminalView {
   #onKey(e: KeyboardEvent): boolean {
     const ctrl = e.ctrlKey && !e.metaKey && !e.altKey
     const key = e.key.toLowerCase()
+    // Shift+Enter inserts a newline in the agents instead of submitting (keys.ts says why ESC CR).
+    if (isShiftEnter(e)) {
+      if (e.type === 'keydown') this.#term?.input(SHIFT_ENTER_SEQUENCE)
+      e.preventDefault()
+      return false
+    }
     if (ctrl && e.shiftKey && key === 'c') {
       if (e.type === 'keydown') void this.copySelection()
       e.preventDefault()
@@ -318,7 +354,11 @@ export class TerminalView {
     return true
   }
 
-  /** Sends text as a paste: bracketed when the application asked for it, in chunks. */
+  /**
+   * Sends text as a paste: the one path of every paste (keyboard, context menu, middle click,
+   * the Paste button). Sanitised and bracketed when the application asked for it
+   * (shared/terminal/paste.ts), sent in chunks.
+   */
   paste(text: string): void {
     if (!text || !this.#term) return
     this.connection.input(preparePaste(text, this.#term.modes.bracketedPasteMode))
@@ -334,14 +374,93 @@ export class TerminalView {
   async copySelection(): Promise<boolean> {
     const text = this.#term?.getSelection() ?? ''
     if (!text) return false
-    await writeClipboard(text)
-    return true
+    return writeClipboard(text)
   }
 
   /** Sends raw keys (the phone key bar). */
   sendKeys(seq: string): void {
     this.connection.input(seq)
     this.focus()
+  }
+
+  /**
+   * Scrolls a page up (-1) or down (1), as PgUp/PgDn on the key bar: see keys.ts `pageAction`
+   * for how, depending on what the terminal shows.
+   */
+  page(direction: -1 | 1): void {
+    const term = this.#term
+    if (!term) return
+    const action = pageAction(
+      {
+        mouseTracking: term.modes.mouseTrackingMode,
+        buffer: this.#inAlternate(term) ? 'alternate' : 'normal',
+        rows: term.rows,
+      },
+      direction,
+    )
+    if (action.kind === 'scroll') term.scrollPages(action.pages)
+    else if (action.kind === 'keys') this.connection.input(action.seq)
+    else {
+      const screen = this.#screen(term)
+      if (screen) {
+        const box = screen.getBoundingClientRect()
+        const x = box.left + box.width / 2
+        const y = box.top + box.height / 2
+        for (let i = 0; i < action.ticks; i++) {
+          this.#wheel(screen, action.direction, WheelEvent.DOM_DELTA_LINE, x, y)
+        }
+      }
+    }
+  }
+
+  /**
+   * A finger moved `dy` pixels over the terminal: the application's wheel when it reports one
+   * (tmux: copy mode), the browser's scrollback in the normal buffer, else xterm's own wheel
+   * handling (arrow keys in less or vim; never for the agent, see the wheel handler).
+   */
+  #swipe(dy: number, x: number, y: number): void {
+    const term = this.#term
+    const screen = term ? this.#screen(term) : null
+    if (!term || !screen) return
+    if (this.#reportsWheel(term) || this.#inAlternate(term)) {
+      this.#wheel(screen, dy, WheelEvent.DOM_DELTA_PIXEL, x, y)
+      return
+    }
+    const cell = screen.clientHeight / term.rows
+    if (!(cell > 0)) return
+    this.#swipeRest += dy / cell
+    const lines = Math.trunc(this.#swipeRest)
+    if (lines !== 0) {
+      this.#swipeRest -= lines
+      term.scrollLines(lines)
+    }
+  }
+
+  /** A wheel event through xterm's own handling (mouse reports with the right encoding). */
+  #wheel(screen: HTMLElement, deltaY: number, deltaMode: number, x: number, y: number): void {
+    screen.dispatchEvent(
+      new WheelEvent('wheel', {
+        deltaY,
+        deltaMode,
+        clientX: x,
+        clientY: y,
+        bubbles: true,
+        cancelable: true,
+      }),
+    )
+  }
+
+  #screen(term: Terminal): HTMLElement | null {
+    return term.element?.querySelector<HTMLElement>('.xterm-screen') ?? null
+  }
+
+  #reportsWheel(term: Terminal): boolean {
+    const mode = term.modes.mouseTrackingMode
+    return mode !== 'none' && mode !== 'x10'
+  }
+
+  #inAlternate(term: Terminal): boolean {
+    return term.buffer.active.type === 'alternate'
   }
 
   focus(): void {
