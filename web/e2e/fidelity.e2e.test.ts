@@ -33,7 +33,6 @@ const WIDTHS_SCRIPT = join(import.meta.dirname, 'fidelity', 'tmux-widths.sh')
 const COLS = 120
 const ROWS = 40
 const IN_CONTAINER = '/tmp/fidelity'
-const AGENT = '[data-terminal="agent"] .term'
 
 const files = (await readdir(CORPUS)).filter((f) => f !== 'README.md').sort()
 
@@ -140,7 +139,7 @@ async function tmuxScreen(): Promise<{ screen: Screen; top: number; left: number
 
 async function browserScreen(top: number, left: number, hideCursor: boolean): Promise<Screen> {
   const raw = await page.evaluate<RawScreen>(
-    dumpScript(AGENT, { top, left, cols: COLS, rows: ROWS }),
+    dumpScript('agent', { top, left, cols: COLS, rows: ROWS }),
   )
   const s = xtermScreen(raw)
   if (hideCursor) s.cursor = { x: -1, y: -1 }
@@ -181,6 +180,9 @@ describeIncus('fidelity: the browser terminal shows what tmux holds, cell for ce
     browser = await launchChromium()
     // Large enough for the 120×40 pane plus tmux's status line.
     context = await newContext(browser, { width: 1800, height: 1200 })
+    await context.addInitScript(() => {
+      localStorage.setItem('clincus.testHooks', 'on')
+    })
     page = problems.watch(await context.newPage(), 'fidelity')
     await page.goto(`${live.url}/sessions/${encodeURIComponent(id)}`)
     await page.locator('[data-terminal="agent"][data-state="open"]').waitFor({ timeout: 60_000 })

@@ -59,6 +59,11 @@ describe('parseCapture (tmux capture-pane -p -e -N)', () => {
     ])
   })
 
+  it("reads tmux 3.3a's `5:3` as overline (how its capture writes SGR 53), plain 5 as blink", () => {
+    const s = capture('\x1b[5:3mo\x1b[0m\x1b[39m\x1b[49m \x1b[5mb', 3, 1)
+    expect(s.cells[0]?.map((c) => c?.attrs)).toEqual([['overline'], [], ['blink']])
+  })
+
   it('gives a wide character two columns, combining marks to the cell before, SO/SI line drawing', () => {
     const s = capture('中e\u0301\x0eqx\x0f|', 6, 1)
     expect(s.cells[0]?.map((c) => (c ? `${c.chars}/${c.width}` : null))).toEqual([

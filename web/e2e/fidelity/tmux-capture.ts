@@ -115,6 +115,10 @@ export function applySgr(pen: Pen, paramText: string): void {
     else if (n === 4) {
       if (style === '0') pen.attrs.delete('underline')
       else pen.attrs.add('underline')
+    } else if (n === 5 && style === '3') {
+      // tmux 3.3a's capture-pane writes SGR 53 (overline) as `5:3` (its code ÷ 10 : code % 10,
+      // the form it uses for the underline styles 4:2…4:5); what it sends a client is 53.
+      pen.attrs.add('overline')
     } else if (n === 5 || n === 6) pen.attrs.add('blink')
     else if (n === 7) pen.attrs.add('inverse')
     else if (n === 8) pen.attrs.add('invisible')

@@ -1,5 +1,6 @@
 // Reads xterm.js's buffer into the screen model, through its public buffer API (IBuffer,
-// IBufferLine.getCell, IBufferCell): what the browser terminal holds, independent of renderer.
+// IBufferLine.getCell, IBufferCell): what the browser terminal holds, independent of renderer
+// (the serialize addon's output would have to be parsed back into cells; this reads them).
 //
 // `dumpBuffer` runs inside the page (it is sent as source text, so it refers to nothing outside
 // itself) and returns plain data; `xtermScreen` turns that into a Screen in the test.
@@ -142,12 +143,15 @@ export function xtermScreen(raw: RawScreen): Screen {
   }
 }
 
-/** Page-side source: reads the xterm instance the dashboard hangs on `selector`'s element. */
-export function dumpScript(selector: string, region: Region): string {
+/**
+ * Page-side source: reads the `kind` terminal the dashboard exposes to tests
+ * (`window.__clincusTerminals`, web/src/lib/terminal/test-hooks.ts; the page must have set
+ * localStorage `clincus.testHooks` = `on` before it loaded).
+ */
+export function dumpScript(kind: 'agent' | 'shell', region: Region): string {
   return `(() => {
-    const el = document.querySelector(${JSON.stringify(selector)})
-    const term = el && el.xterm
-    if (!term) throw new Error('no xterm instance on ${selector.replace(/'/g, '')}')
-    return (${dumpBuffer.toString()})(term.buffer.active, ${JSON.stringify(region)})
+    const hook = window.__clincusTerminals && window.__clincusTerminals[${JSON.stringify(kind)}]
+    if (!hook) throw new Error('no ${kind} terminal exposed (clincus.testHooks)')
+    return (${dumpBuffer.toString()})(hook.term.buffer.active, ${JSON.stringify(region)})
   })()`
 }

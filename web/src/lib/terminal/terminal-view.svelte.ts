@@ -201,9 +201,6 @@ export class TerminalView {
       const clipboardQueries = term.parser.registerOscHandler(52, isClipboardQuery)
       term.open(el)
       this.#term = term
-      // The fidelity suite (web/e2e/fidelity) reads the buffer cell by cell through this;
-      // only same-origin scripts can reach an element's properties.
-      ;(el as HTMLElement & { xterm?: Terminal }).xterm = term
       this.#search = search
 
       let webgl: WebglAddon | null = null
@@ -309,7 +306,6 @@ export class TerminalView {
         this.connection.dispose()
         webgl?.dispose()
         term.dispose()
-        delete (el as HTMLElement & { xterm?: Terminal }).xterm
         this.#term = null
         this.#search = null
       }
