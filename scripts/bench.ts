@@ -4,6 +4,8 @@
 //
 //   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,flood,memory,scaling,events,listing,egress]
 //   tsx scripts/bench.ts --render    (bench/results.md again from bench/results.json)
+//   tsx scripts/bench.ts --image ALIAS  (an existing image, as is: no setup of the test image, which
+//                                        would rebuild the shared `clincus-test` when stale)
 import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -73,6 +75,7 @@ async function main(): Promise<void> {
       only: { type: 'string' },
       // Re-renders bench/results.md from bench/results.json without measuring anything.
       render: { type: 'boolean', default: false },
+      image: { type: 'string' },
     },
   })
   if (values.render) {
@@ -94,9 +97,15 @@ async function main(): Promise<void> {
     console.log(`[${stamp}] ${message}`)
   }
 
-  progress('setup: Incus and the clincus-test image')
-  const setup = await runSetup('test')
+  const image = values.image ?? IMAGE
+  progress(
+    values.image
+      ? `setup: Incus (image ${image} as it is)`
+      : 'setup: Incus and the clincus-test image',
+  )
+  const setup = await runSetup(values.image ? 'start' : 'test')
   if (!setup.incus.ok) throw new Error(`Incus is not available: ${setup.incus.reason}`)
+  if (values.image) await incus(['image', 'info', image])
   const machine = await machineInfo()
 
   const runId = `bn${randomBytes(3).toString('hex')}`
@@ -107,7 +116,7 @@ async function main(): Promise<void> {
   await mkdir(join(home, '.config', 'clincus'), { recursive: true })
   await writeFile(
     join(home, '.config', 'clincus', 'config.toml'),
-    `[defaults]\nimage = "${IMAGE}"\n\n[dashboard]\nworkspace_roots = ["${root}"]\n`,
+    `[defaults]\nimage = "${image}"\n\n[dashboard]\nworkspace_roots = ["${root}"]\n`,
   )
   const token = randomBytes(32).toString('base64url')
   await writeFile(join(home, '.config', 'clincus', 'token'), `${token}\n`, { mode: 0o600 })
@@ -147,7 +156,7 @@ async function main(): Promise<void> {
       home,
       token,
       prefix,
-      image: IMAGE,
+      image,
       logFile: join(outDir, 'server.log'),
     })
     const ctx: BenchContext = {
@@ -157,7 +166,7 @@ async function main(): Promise<void> {
       prefix,
       home,
       root,
-      image: IMAGE,
+      image,
       sessions: [],
       reps,
       record: (f) => {
