@@ -292,11 +292,14 @@ describeIncus('terminal bytes through tmux and the bridge (issue 14)', () => {
               resolve()
             }),
           )
-          let json = false
           ws.on('message', (d) => {
             const text = (Buffer.isBuffer(d) ? d : Buffer.from(d as ArrayBuffer)).toString('utf8')
-            if (!json) return // raw output before our first message; repeated as JSON after it
-            const m = JSON.parse(text) as { type: string; data?: string; code?: number }
+            let m: { type: string; data?: string; code?: number }
+            try {
+              m = JSON.parse(text) as typeof m
+            } catch {
+              return // raw output before our first message: it is repeated as JSON after it
+            }
             if (m.type === 'output') chunks.push(Buffer.from(m.data ?? ''))
             if (m.type === 'exit') exitCode = m.code
           })
@@ -305,7 +308,6 @@ describeIncus('terminal bytes through tmux and the bridge (issue 14)', () => {
               resolve()
             }),
           )
-          json = true
           ws.send(JSON.stringify({ type: 'input', data: command }))
           await waitUntil('the exit', () => closeInfo, { timeoutMs: 45_000 })
           await closed
