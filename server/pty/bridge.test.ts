@@ -9,14 +9,14 @@ import { WebSocket, WebSocketServer } from 'ws'
 import { inputFrame, TERMINAL_SUBPROTOCOL } from '../../shared/ws/terminal.ts'
 import { FakePty } from '../test/fake-pty.ts'
 import { waitUntil } from '../test/ws-client.ts'
-import { TerminalBridge, type TerminalProtocol } from './bridge.ts'
+import { TerminalBridge } from './bridge.ts'
 
 const HIGH = 64 * 1024
 const LOW = 16 * 1024
 const FRAME = 16 * 1024
 const FRAMES = 128 // 2 MiB in all, 32 times the bound
 
-async function pair(protocol: TerminalProtocol): Promise<{
+async function pair(protocol: 'raw' | 'v1'): Promise<{
   server: RouteSocket
   client: WebSocket
   bridge: TerminalBridge

@@ -7,6 +7,7 @@ import {
   exitFrame,
   FLOW,
   frame,
+  jsonMessage,
   Op,
   parseFrame,
   TERMINAL_SIZE,
@@ -15,13 +16,19 @@ import { closeReason } from '../events/ws-keepalive.ts'
 import { DEFAULT_COALESCE, OutputCoalescer, type CoalesceOptions } from './coalescer.ts'
 import { FlowCounter, PauseGate, type Watermarks } from './flow-control.ts'
 import type { PtyExit, PtyProcess } from './spawner.ts'
+import { parseJsonClientMessage } from './json-protocol.ts'
 import { Utf8Splitter, utf8TextPayload } from './utf8.ts'
 
-/** `raw`: the contract's protocol (text out, text/binary in); `v1`: the clincus.v1 subprotocol. */
-export type TerminalProtocol = 'raw' | 'v1'
+/**
+ * `raw`: the contract's protocol (text out, text/binary in); `v1`: the clincus.v1 subprotocol;
+ * `json`: the original dashboard's JSON messages, recognised on a `raw` connection from the
+ * client's first frame.
+ */
+export type TerminalProtocol = 'raw' | 'v1' | 'json'
 
 export interface BridgeOptions {
-  protocol: TerminalProtocol
+  /** What the handshake chose; `raw` becomes `json` when the first frame is a JSON message. */
+  protocol: 'raw' | 'v1'
   log: Logger
   /** Unacknowledged (v1) or socket-buffered (both) output bytes that pause the PTY. */
   flow?: Watermarks
@@ -45,6 +52,13 @@ const DEFAULT_FLOW: Watermarks = { high: FLOW.HIGH_WATER, low: FLOW.LOW_WATER }
 const DEFAULT_INPUT_FLOW: Watermarks = { high: 1024 * 1024, low: 256 * 1024 }
 const DEFAULT_KILL_GRACE_MS = 2000
 const DEFAULT_MAX_QUEUED_INPUT = 256 * 1024
+/**
+ * Output a connection without subprotocol may receive before the client's first frame says
+ * which framing it speaks; past it the connection stays raw. Up to it, the output is kept, so a
+ * JSON client (which cannot read the raw frames) gets it again as its first output message.
+ */
+const PRELUDE_LIMIT = FLOW.HIGH_WATER
+const textDecoder = new TextDecoder('utf-8', { fatal: false })
 
 function toBuffer(data: RawData): Buffer {
   if (Buffer.isBuffer(data)) return data
@@ -75,7 +89,11 @@ function validSize(cols: number, rows: number): boolean {
  */
 export class TerminalBridge {
   readonly #ws: WebSocket
-  readonly #protocol: TerminalProtocol
+  #protocol: TerminalProtocol
+  /** A raw connection whose client has not sent a frame yet: it may still turn out to be json. */
+  #undecided: boolean
+  #prelude: Buffer[] = []
+  #preludeBytes = 0
   readonly #log: Logger
   readonly #killGraceMs: number
   readonly #maxQueuedInput: number
@@ -102,6 +120,7 @@ export class TerminalBridge {
   constructor(ws: WebSocket, opts: BridgeOptions) {
     this.#ws = ws
     this.#protocol = opts.protocol
+    this.#undecided = opts.protocol === 'raw'
     this.#log = opts.log
     this.#killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS
     this.#maxQueuedInput = opts.maxQueuedInput ?? DEFAULT_MAX_QUEUED_INPUT
@@ -197,8 +216,7 @@ export class TerminalBridge {
 
   /** Refuses the connection before a PTY exists: an ERROR frame (v1), then the close code. */
   reject(code: number, reason: string): void {
-    if (this.#protocol === 'v1' && this.#ws.readyState === this.#ws.OPEN)
-      this.#ws.send(errorFrame(reason), { binary: true })
+    this.#sendError(reason)
     this.#closeSocket(code, reason)
     if (!this.#pty) this.#finish()
   }
@@ -212,8 +230,19 @@ export class TerminalBridge {
   }
 
   #onMessage(buf: Buffer, isBinary: boolean): void {
+    if (this.#undecided) {
+      this.#undecided = false
+      const first = parseJsonClientMessage(buf)
+      if (first) this.#useJson()
+      this.#prelude = []
+      this.#preludeBytes = 0
+    }
     if (this.#protocol === 'raw') {
       this.#input(buf)
+      return
+    }
+    if (this.#protocol === 'json') {
+      this.#onJsonMessage(buf)
       return
     }
     if (!isBinary) {
@@ -238,6 +267,38 @@ export class TerminalBridge {
       default:
         this.#protocolError(`opcode ${f.op} is server-to-client only`)
     }
+  }
+
+  /** From here on the connection speaks json; output sent raw so far is sent again, as json. */
+  #useJson(): void {
+    this.#protocol = 'json'
+    this.#log.debug({ prelude: this.#preludeBytes }, 'terminal speaks the json framing')
+    if (this.#preludeBytes === 0) return
+    const data = textDecoder.decode(Buffer.concat(this.#prelude))
+    this.#send(jsonMessage({ type: 'output', data }), false)
+  }
+
+  /** One json-mode frame. A frame that is not a message is answered, never fatal. */
+  #onJsonMessage(buf: Buffer): void {
+    const m = parseJsonClientMessage(buf)
+    if (!m) {
+      this.#log.debug('terminal json message malformed')
+      this.#sendError(
+        'malformed message: expected {"type":"input","data":"…"} or {"type":"resize","cols":N,"rows":N}',
+      )
+      return
+    }
+    if (m.type === 'input') {
+      this.#input(Buffer.from(m.data, 'utf8'))
+      return
+    }
+    if (!validSize(m.cols, m.rows)) {
+      this.#sendError(
+        `size ${m.cols}x${m.rows} is outside ${TERMINAL_SIZE.MIN}-${TERMINAL_SIZE.MAX}`,
+      )
+      return
+    }
+    this.resize(m.cols, m.rows)
   }
 
   /** Applies a size (v1 RESIZE frames; also used for the initial size). */
@@ -299,10 +360,16 @@ export class TerminalBridge {
     this.#ws.resume()
   }
 
+  /** An error message in the connection's framing (raw has none: its close reason says it). */
+  #sendError(message: string): void {
+    if (this.#ws.readyState !== this.#ws.OPEN) return
+    if (this.#protocol === 'v1') this.#ws.send(errorFrame(message), { binary: true })
+    else if (this.#protocol === 'json') this.#ws.send(jsonMessage({ type: 'error', message }))
+  }
+
   #protocolError(message: string): void {
     this.#log.debug({ message }, 'terminal protocol error')
-    if (this.#protocol === 'v1' && this.#ws.readyState === this.#ws.OPEN)
-      this.#ws.send(errorFrame(message), { binary: true })
+    this.#sendError(message)
     this.#closeSocket(CloseCode.BAD_REQUEST, message)
     if (this.#pty) this.#kill()
     else this.#finish()
@@ -319,9 +386,27 @@ export class TerminalBridge {
     if (whole.length > 0) this.#sendText(whole)
   }
 
+  /** Whole UTF-8 characters, as a raw text frame or a json output message. */
   #sendText(bytes: Buffer): void {
     this.#bytesOut += bytes.length
+    if (this.#protocol === 'json') {
+      this.#send(jsonMessage({ type: 'output', data: textDecoder.decode(bytes) }), false)
+      return
+    }
+    if (this.#undecided) this.#keepPrelude(bytes)
     this.#send(utf8TextPayload(bytes), false)
+  }
+
+  #keepPrelude(bytes: Buffer): void {
+    this.#preludeBytes += bytes.length
+    if (this.#preludeBytes > PRELUDE_LIMIT) {
+      // No client of the json framing stays silent this long: the connection is raw.
+      this.#undecided = false
+      this.#prelude = []
+      this.#preludeBytes = 0
+      return
+    }
+    this.#prelude.push(Buffer.from(bytes))
   }
 
   #send(payload: Uint8Array | string, binary: boolean): void {
@@ -348,6 +433,7 @@ export class TerminalBridge {
       const tail = this.#splitter.flush()
       if (tail.length > 0) this.#sendText(tail)
       if (this.#protocol === 'v1') this.#send(exitFrame(code), true)
+      else if (this.#protocol === 'json') this.#send(jsonMessage({ type: 'exit', code }), false)
       this.#closeSocket(CloseCode.EXITED, `exited with code ${code}`)
     }
     this.#coalescer.dispose()

@@ -60,3 +60,47 @@ describe('node-pty input accounting', () => {
     expect(pty.pendingInput).toBeGreaterThan(MiB)
   })
 })
+
+// Issue 14 row 9 at its cause: node-pty gives a PTY whose process has exited 200 ms to reach the
+// end of its output, then destroys the read side; a PTY paused for flow control never reads in
+// that time, and what the process wrote last (up to the kernel's buffer and the stream's own)
+// was lost. The exit must come after every byte, however long the PTY stays paused.
+describe('node-pty exit while paused', () => {
+  it('delivers every byte before the exit, though the PTY is never resumed', async () => {
+    // What a paused PTY can hold: the writer must still get to exit.
+    const size = 8000
+    const pty = nodePtySpawner.spawn(
+      '/bin/sh',
+      [
+        '-c',
+        `stty raw -echo; printf HEAD; read go; head -c ${size} /dev/zero | tr '\\0' a; printf TAIL`,
+      ],
+      { cols: 80, rows: 24, name: 'xterm' },
+    )
+    const chunks: Buffer[] = []
+    let exitedAt = -1
+    pty.onData((d) => {
+      chunks.push(d)
+      if (chunks.length === 1) {
+        // Paused from the first byte on; the process is then told to write the rest and exit.
+        pty.pause()
+        pty.write('go\n')
+      }
+    })
+    const exited = new Promise<PtyExit>((resolve) => {
+      pty.onExit((e) => {
+        exitedAt = chunks.length
+        resolve(e)
+      })
+    })
+    onTestFinished(async () => {
+      pty.kill('SIGKILL')
+      await exited
+    })
+    expect((await exited).exitCode).toBe(0)
+    const out = Buffer.concat(chunks).toString('latin1')
+    expect(exitedAt).toBe(chunks.length)
+    expect(out.length).toBe(size + 8)
+    expect(out.endsWith(`${'a'.repeat(10)}TAIL`)).toBe(true)
+  })
+})

@@ -1,4 +1,5 @@
-import { write as writeFd } from 'node:fs'
+import { readSync, write as writeFd } from 'node:fs'
+import { Readable } from 'node:stream'
 import * as nodePty from 'node-pty'
 
 export interface PtyExit {
@@ -12,6 +13,10 @@ export interface PtyProcess {
   readonly pid: number
   /** Output as bytes, never decoded (decoding is the transport's business). */
   onData(listener: (data: Buffer) => void): void
+  /**
+   * Called once the process has exited and every byte of its output has gone to the `onData`
+   * listeners, also when the PTY is paused then (issue 14 row 9).
+   */
   onExit(listener: (exit: PtyExit) => void): void
   write(data: Buffer | string): void
   /**
@@ -147,6 +152,61 @@ function offsetOf(task: unknown): number {
   return typeof offset === 'number' ? offset : 0
 }
 
+/** More than any kernel keeps for a PTY (64 KiB on Linux): the drain ends even if a process
+ * that inherited the terminal keeps writing to it. */
+const EXIT_DRAIN_LIMIT = 1024 * 1024
+const DRAIN_CHUNK = 64 * 1024
+
+/**
+ * node-pty 1.1, when the process has exited, waits 200 ms for the PTY's read stream to reach
+ * its end and then destroys the stream (lib/unixTerminal.js, DESTROY_SOCKET_TIMEOUT_MS), losing
+ * whatever is still unread. A PTY we paused for flow control reads nothing in that time, so the
+ * last output of a process that exits while its viewer is behind was lost (issue 14 row 9).
+ * This wraps the stream's `destroy`: while paused, it first hands every byte still in the
+ * stream's buffer and in the kernel's to `deliver` (reading the non-blocking descriptor until it
+ * is empty or the terminal is gone), so the exit node-pty then reports comes after all of them.
+ */
+function drainBeforeDestroy(
+  pty: nodePty.IPty,
+  paused: () => boolean,
+  deliver: (data: Buffer) => void,
+): void {
+  const socket: unknown = Reflect.get(pty, '_socket')
+  const fd: unknown = Reflect.get(pty, '_fd')
+  const destroy: unknown =
+    typeof socket === 'object' && socket ? Reflect.get(socket, 'destroy') : null
+  if (!(socket instanceof Readable) || typeof fd !== 'number' || typeof destroy !== 'function')
+    throw new Error('node-pty changed its read stream: the exit drain needs updating')
+  const original = destroy as (this: Readable, ...args: unknown[]) => Readable
+  Reflect.set(socket, 'destroy', function (this: Readable, ...args: unknown[]): Readable {
+    if (paused() && !socket.destroyed) drainNow(socket, fd, deliver)
+    return original.apply(this, args)
+  })
+}
+
+function drainNow(socket: Readable, fd: number, deliver: (data: Buffer) => void): void {
+  let taken = 0
+  // What the stream read before it was paused and has not handed out yet.
+  while (socket.readableLength > 0 && taken < EXIT_DRAIN_LIMIT) {
+    const chunk: unknown = socket.read()
+    if (chunk === null) break
+    // read() emits 'data' to node-pty's own listener, which delivers it.
+    if (Buffer.isBuffer(chunk)) taken += chunk.length
+  }
+  const buf = Buffer.alloc(DRAIN_CHUNK)
+  while (taken < EXIT_DRAIN_LIMIT) {
+    let n: number
+    try {
+      n = readSync(fd, buf, 0, buf.length, null)
+    } catch {
+      return // EAGAIN: empty; EIO: the terminal's last writer is gone and so is its output
+    }
+    if (n <= 0) return
+    taken += n
+    deliver(Buffer.from(buf.subarray(0, n)))
+  }
+}
+
 class NodePty implements PtyProcess {
   readonly #pty: nodePty.IPty
   readonly #queue: unknown[]
@@ -160,12 +220,29 @@ class NodePty implements PtyProcess {
   #sum = 0
   readonly #waiters = new Map<() => void, number>()
   #poll: NodeJS.Timeout | null = null
+  readonly #dataListeners: Array<(data: Buffer) => void> = []
+  #paused = false
 
   constructor(pty: nodePty.IPty) {
     this.#pty = pty
     const w = writeStreamOf(pty)
     paceWriteRetries(w)
     this.#queue = w.queue
+    const onData = this.#pty.onData as unknown as ByteEvent
+    onData((d) => {
+      this.#deliver(typeof d === 'string' ? Buffer.from(d, 'utf8') : d)
+    })
+    drainBeforeDestroy(
+      pty,
+      () => this.#paused,
+      (d) => {
+        this.#deliver(d)
+      },
+    )
+  }
+
+  #deliver(data: Buffer): void {
+    for (const l of this.#dataListeners) l(data)
   }
 
   get pid(): number {
@@ -173,10 +250,7 @@ class NodePty implements PtyProcess {
   }
 
   onData(listener: (data: Buffer) => void): void {
-    const onData = this.#pty.onData as unknown as ByteEvent
-    onData((d) => {
-      listener(typeof d === 'string' ? Buffer.from(d, 'utf8') : d)
-    })
+    this.#dataListeners.push(listener)
   }
 
   onExit(listener: (exit: PtyExit) => void): void {
@@ -242,10 +316,12 @@ class NodePty implements PtyProcess {
   }
 
   pause(): void {
+    this.#paused = true
     this.#pty.pause()
   }
 
   resume(): void {
+    this.#paused = false
     this.#pty.resume()
   }
 

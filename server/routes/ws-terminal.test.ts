@@ -296,6 +296,112 @@ describe('terminal input backpressure (issue 10 row 7)', () => {
   )
 })
 
+/** The JSON messages a client of the original dashboard's framing received, in order. */
+const messages = (c: Client): Array<Record<string, unknown>> =>
+  c.frames.map((f) => {
+    expect(f.binary).toBe(false)
+    return JSON.parse(f.data.toString('utf8')) as Record<string, unknown>
+  })
+const jsonOutput = (c: Client): string =>
+  messages(c)
+    .filter((m) => m.type === 'output')
+    .map((m) => String(m.data))
+    .join('')
+
+describe('the original dashboard JSON framing (third protocol)', () => {
+  it('is recognised from the first frame and drives a session: input, resize, output, exit', async () => {
+    const t = await setup()
+    const c = await connect(t, `/ws/terminal/${ID}`)
+    await waitUntil('the PTY', () => t.spawner.spawned.length === 1)
+    const pty = t.spawner.last
+    // The original client's first message: its size.
+    c.ws.send(JSON.stringify({ type: 'resize', cols: 132, rows: 43 }))
+    c.ws.send(JSON.stringify({ type: 'input', data: 'ls -l é\r' }))
+    await waitUntil('the input', () => pty.input === 'ls -l é\r')
+    expect(pty.resizes).toEqual([[132, 43]])
+    // Never typed into the pane as text.
+    expect(pty.input).not.toContain('resize')
+
+    // A character split across two PTY reads arrives whole, as a valid string.
+    const emoji = Buffer.from('🎉')
+    pty.emit(Buffer.concat([Buffer.from('\x1b[1mok '), emoji.subarray(0, 2)]))
+    pty.emit(emoji.subarray(2))
+    await waitUntil('the output', () => jsonOutput(c) === '\x1b[1mok 🎉')
+    pty.exit(3)
+    expect(await c.closed).toEqual({ code: CloseCode.EXITED, reason: 'exited with code 3' })
+    expect(messages(c).at(-1)).toEqual({ type: 'exit', code: 3 })
+    expect(messages(c).every((m) => ['output', 'exit'].includes(String(m.type)))).toBe(true)
+  })
+
+  it('repeats, as its first output message, what was sent raw before the first frame', async () => {
+    const t = await setup()
+    const c = await connect(t, `/ws/shell/${ID}`)
+    await waitUntil('the PTY', () => t.spawner.spawned.length === 1)
+    const pty = t.spawner.last
+    pty.emit('code@box:/workspace$ ')
+    await waitUntil('the raw prompt', () => text(c) === 'code@box:/workspace$ ')
+    const rawFrames = c.frames.length
+    c.ws.send(JSON.stringify({ type: 'input', data: 'x' }))
+    await waitUntil('the input', () => pty.input === 'x')
+    await waitUntil('the replay', () => c.frames.length > rawFrames)
+    pty.exit(0)
+    await c.closed
+    const after = messages({ ...c, frames: c.frames.slice(rawFrames) })
+    expect(after).toEqual([
+      { type: 'output', data: 'code@box:/workspace$ ' },
+      { type: 'exit', code: 0 },
+    ])
+  })
+
+  it('answers a malformed or unknown message with an error message and keeps going', async () => {
+    const t = await setup()
+    const c = await connect(t, `/ws/terminal/${ID}`)
+    await waitUntil('the PTY', () => t.spawner.spawned.length === 1)
+    const pty = t.spawner.last
+    c.ws.send(JSON.stringify({ type: 'resize', cols: 80, rows: 24 }))
+    c.ws.send('{"type":"input","data":') // cut short
+    c.ws.send('plain text')
+    c.ws.send(JSON.stringify({ type: 'ping' }))
+    c.ws.send(JSON.stringify({ type: 'input', data: 7 }))
+    c.ws.send(Buffer.from([0xff, 0xfe, 0x7b]), { binary: true })
+    c.ws.send(JSON.stringify({ type: 'resize', cols: 0, rows: 24 }))
+    c.ws.send(JSON.stringify({ type: 'resize', cols: 100, rows: 5000 }))
+    // The original server read binary frames too.
+    c.ws.send(Buffer.from(JSON.stringify({ type: 'input', data: 'still here\r' })), {
+      binary: true,
+    })
+    await waitUntil('the input after the errors', () => pty.input === 'still here\r')
+    const errors = messages(c).filter((m) => m.type === 'error')
+    expect(errors).toHaveLength(7)
+    expect(errors.slice(0, 5).every((e) => String(e.message).startsWith('malformed message'))).toBe(
+      true,
+    )
+    expect(errors.slice(5).map((e) => e.message)).toEqual([
+      'size 0x24 is outside 1-1000',
+      'size 100x5000 is outside 1-1000',
+    ])
+    expect(pty.resizes).toEqual([[80, 24]])
+    expect(pty.exited).toBe(false)
+    c.ws.close()
+    await c.closed
+  })
+
+  it('leaves a raw client raw: a first frame that is not a JSON message is input', async () => {
+    const t = await setup()
+    const c = await connect(t, `/ws/terminal/${ID}`)
+    await waitUntil('the PTY', () => t.spawner.spawned.length === 1)
+    const pty = t.spawner.last
+    c.ws.send('{"type":"note"}')
+    // Decided: from here on even a JSON message is typed, as the raw protocol always did.
+    c.ws.send(JSON.stringify({ type: 'input', data: 'x' }))
+    await waitUntil('the input', () => pty.input === '{"type":"note"}{"type":"input","data":"x"}')
+    pty.emit('out')
+    await waitUntil('raw output', () => text(c) === 'out')
+    pty.exit(0)
+    await c.closed
+  })
+})
+
 describe('app close', () => {
   it('sends 1001 to every terminal and waits until every PTY has exited', async () => {
     const t = await setup()

@@ -23,6 +23,13 @@ export class FakePty implements PtyProcess {
   exitOnHup = true
   /** false: the process takes no input, and what is written stays pending until `drain()`. */
   reading = true
+  /**
+   * true: like node-pty, output emitted while paused waits (as in the kernel's buffer) until
+   * `resume()`, or until the exit, which delivers it first (the PtyProcess contract). false:
+   * output is delivered even while paused (a read that was already in flight).
+   */
+  holdWhilePaused = false
+  #held: Buffer[] = []
   #pending = 0
   #waiters = new Map<() => void, number>()
   #data: Array<(d: Buffer) => void> = []
@@ -89,6 +96,18 @@ export class FakePty implements PtyProcess {
 
   resume(): void {
     this.paused = false
+    this.#release()
+  }
+
+  #release(): void {
+    const held = this.#held
+    this.#held = []
+    for (const d of held) for (const l of this.#data) l(d)
+  }
+
+  /** Output bytes emitted while paused and not delivered yet. */
+  get heldBytes(): number {
+    return this.#held.reduce((n, b) => n + b.length, 0)
   }
 
   kill(signal: NodeJS.Signals = 'SIGHUP'): void {
@@ -98,6 +117,10 @@ export class FakePty implements PtyProcess {
 
   /** Output from the process (delivered even while paused: the bridge must cope with in-flight reads). */
   emit(data: Buffer | string): void {
+    if (this.paused && this.holdWhilePaused) {
+      this.#held.push(Buffer.from(data))
+      return
+    }
     for (const l of this.#data) l(Buffer.from(data))
   }
 
@@ -105,6 +128,7 @@ export class FakePty implements PtyProcess {
     if (this.exited) return
     this.exited = true
     setImmediate(() => {
+      this.#release()
       for (const l of this.#exit) l({ exitCode, signal })
     })
   }

@@ -2,7 +2,9 @@
 // first byte an opcode, the rest its payload. Browser-safe: no Node imports.
 //
 // Without the subprotocol, /ws/terminal/{id} speaks the contract's raw protocol: output as text
-// frames of whole UTF-8 characters, input as text or binary frames, size from ?cols=&rows=.
+// frames of whole UTF-8 characters, input as text or binary frames, size from ?cols=&rows=; or,
+// when the client's first frame is one of the JSON messages below, the original dashboard's JSON
+// framing for the rest of the connection.
 
 import { Type, type Static } from 'typebox'
 
@@ -132,4 +134,53 @@ export function parseFrame(buf: Uint8Array): ParsedFrame | null {
     default:
       return null
   }
+}
+
+// The original clincus dashboard's framing (a third protocol, recognised from the client's first
+// frame on a connection without subprotocol): JSON text frames, one message each.
+
+/** client → server: keyboard input (a string; it reaches the PTY as UTF-8). */
+export const JsonInputMessageSchema = Type.Object({
+  type: Type.Literal('input'),
+  data: Type.String(),
+})
+
+/**
+ * client → server: the terminal's size. Any integers are recognised as this message; sizes
+ * outside TERMINAL_SIZE are then answered with an error message and otherwise ignored (the
+ * original ignored sizes that were not positive).
+ */
+export const JsonResizeMessageSchema = Type.Object({
+  type: Type.Literal('resize'),
+  cols: Type.Integer(),
+  rows: Type.Integer(),
+})
+
+export const JsonClientMessageSchema = Type.Union([JsonInputMessageSchema, JsonResizeMessageSchema])
+export type JsonClientMessage = Static<typeof JsonClientMessageSchema>
+
+/** server → client: output, always whole UTF-8 characters (a split one waits for its rest). */
+export const JsonOutputMessageSchema = Type.Object({
+  type: Type.Literal('output'),
+  data: Type.String(),
+})
+/** server → client: the process exited with `code` (128 + signal when a signal ended it). */
+export const JsonExitMessageSchema = Type.Object({
+  type: Type.Literal('exit'),
+  code: Type.Integer(),
+})
+/** server → client: a message the server could not take, or why the terminal was refused. */
+export const JsonErrorMessageSchema = Type.Object({
+  type: Type.Literal('error'),
+  message: Type.String(),
+})
+export const JsonServerMessageSchema = Type.Union([
+  JsonOutputMessageSchema,
+  JsonExitMessageSchema,
+  JsonErrorMessageSchema,
+])
+export type JsonServerMessage = Static<typeof JsonServerMessageSchema>
+
+export function jsonMessage(m: JsonServerMessage | JsonClientMessage): string {
+  return JSON.stringify(m)
 }
