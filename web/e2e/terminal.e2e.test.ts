@@ -200,10 +200,17 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
     const from = inputs.sent.agent.length
     const { x, y } = await centre(page, 'agent')
     await page.mouse.move(x, y)
-    for (let i = 0; i < 3; i++) await page.mouse.wheel(0, -300)
-    await expect.poll(() => termText(page, 'agent'), { timeout: 15_000 }).toMatch(COPY_MODE)
+    // One wheel event at a time, each awaited as the report it sends: a late one would enter
+    // copy mode again after the q below.
+    for (let i = 1; i <= 3; i++) {
+      await page.mouse.wheel(0, -300)
+      await expect.poll(() => inputs.since('agent', from).length).toBe(i)
+    }
+    // The first tick enters copy mode, the next ones scroll back: the position is above 0.
+    await expect
+      .poll(() => termText(page, 'agent'), { timeout: 15_000 })
+      .toMatch(/\[[1-9]\d*\/\d+\]/)
     const sent = inputs.since('agent', from)
-    expect(sent.length).toBeGreaterThan(0)
     // Every byte is an SGR mouse report of the wheel (button 64 up / 65 down).
     // eslint-disable-next-line no-control-regex -- the bytes are escape sequences
     for (const bytes of sent) expect(bytes).toMatch(/^(?:\x1b\[<6[45];\d+;\d+M)+$/)
@@ -250,7 +257,40 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
       .toBe('x')
   })
 
+  it("row 3: a drag in the agent tab selects in tmux's copy mode, and tmux's copy reaches the clipboard", async () => {
+    await showTab(page, 'agent')
+    await typeLine(page, 'agent', "clear; echo 'drag''-me-please'")
+    const row = page.locator(`${pane(page, 'agent')} .xterm-rows > div`, {
+      hasText: /^drag-me-please\s*$/,
+    })
+    await row.waitFor({ timeout: 15_000 })
+    const box = await row.boundingBox()
+    const screen = await page.locator(`${pane(page, 'agent')} .xterm-screen`).boundingBox()
+    const cols = await page.evaluate(
+      () => (window as Hooked).__clincusTerminals?.agent?.term.cols ?? 0,
+    )
+    if (!box || !screen || cols === 0) throw new Error('the row or the terminal size is unknown')
+    const cell = screen.width / cols
+    const at = (col: number): number => screen.x + col * cell + cell / 2
+    const y = box.y + box.height / 2
+    await page.mouse.move(at(0), y)
+    await page.mouse.down()
+    // The first drag makes tmux enter copy mode (a command it runs after the event): the rest
+    // of the drag extends the selection once it is in.
+    await page.mouse.move(at(1), y)
+    await expect.poll(() => termText(page, 'agent'), { timeout: 15_000 }).toMatch(COPY_MODE)
+    // tmux's selection ends before the cell the button is released on.
+    await page.mouse.move(at(14), y, { steps: 4 })
+    await page.mouse.up()
+    // tmux copies the selection with an OSC 52 whose selection field is empty.
+    await expect
+      .poll(() => page.evaluate(() => navigator.clipboard.readText()), { timeout: 15_000 })
+      .toBe('drag-me-please')
+    await expect.poll(() => termText(page, 'agent')).not.toMatch(COPY_MODE)
+  })
+
   it('row 3: a program asking to read the clipboard (OSC 52 ?) gets no answer', async () => {
+    await showTab(page, 'shell')
     await page.evaluate(() => navigator.clipboard.writeText('secret-clip'))
     const from = inputs.sent.shell.length
     await readingRaw(page, 'shell', `printf '\\e]52;c;?\\a'; head -c 1 | od -An -c`)
