@@ -188,6 +188,28 @@ describe('TerminalBridge json framing', () => {
     expect(bridge.protocol).toBe('json')
   })
 
+  it('drops its answers to bad messages while the client does not read them', async () => {
+    const { client, pty, got } = await pair('json', 'never')
+    let errors = 0
+    client.on('message', (d) => {
+      if ((JSON.parse(toBuffer(d).toString('utf8')) as { type: string }).type === 'error') errors++
+    })
+    client.pause()
+    // Unbounded, the answers would be some 200,000 × 120 bytes (24 MB) queued in the server.
+    const frames = 200_000
+    for (let i = 0; i < frames; i++) client.send('{"type":"x"}')
+    client.send(jsonMessage({ type: 'input', data: 'after' }))
+    await waitUntil('the frames to be read', () => pty.input === 'after', { timeoutMs: 60_000 })
+    // Output after every answer: once it arrives, every answer that was sent has arrived.
+    pty.emit('END')
+    client.resume()
+    await waitUntil('the output after the answers', () =>
+      Buffer.concat(got.output).toString().endsWith('END'),
+    )
+    // What the kernel's socket buffers took before the bound applied, and nothing more.
+    expect(errors).toBeLessThan(frames / 2)
+  }, 90_000)
+
   it('refuses a terminal with an error message once the client spoke json', async () => {
     const { client, bridge } = await pair('json', 'never', { attach: false })
     const messages: unknown[] = []

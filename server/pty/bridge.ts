@@ -214,7 +214,10 @@ export class TerminalBridge {
     if (this.#gate.paused) pty.pause()
   }
 
-  /** Refuses the connection before a PTY exists: an ERROR frame (v1), then the close code. */
+  /**
+   * Refuses the connection before a PTY exists: an ERROR frame (v1) or error message (json),
+   * then the close code.
+   */
   reject(code: number, reason: string): void {
     this.#sendError(reason)
     this.#closeSocket(code, reason)
@@ -278,12 +281,16 @@ export class TerminalBridge {
     this.#send(jsonMessage({ type: 'output', data }), false)
   }
 
-  /** One json-mode frame. A frame that is not a message is answered, never fatal. */
+  /**
+   * One json-mode frame. A frame that is not a message is answered, never fatal; while the
+   * client does not read (its socket is over the output bound) answers are dropped, so a flood
+   * of bad frames cannot grow the server's buffer.
+   */
   #onJsonMessage(buf: Buffer): void {
     const m = parseJsonClientMessage(buf)
     if (!m) {
       this.#log.debug('terminal json message malformed')
-      this.#sendError(
+      this.#answerJson(
         'malformed message: expected {"type":"input","data":"…"} or {"type":"resize","cols":N,"rows":N}',
       )
       return
@@ -293,7 +300,7 @@ export class TerminalBridge {
       return
     }
     if (!validSize(m.cols, m.rows)) {
-      this.#sendError(
+      this.#answerJson(
         `size ${m.cols}x${m.rows} is outside ${TERMINAL_SIZE.MIN}-${TERMINAL_SIZE.MAX}`,
       )
       return
@@ -358,6 +365,10 @@ export class TerminalBridge {
     this.#log.debug('terminal input resumed')
     // Also when closing: the peer's close frame can only be read from a flowing socket.
     this.#ws.resume()
+  }
+
+  #answerJson(message: string): void {
+    if (!this.#socketFlow.over) this.#send(jsonMessage({ type: 'error', message }), false)
   }
 
   /** An error message in the connection's framing (raw has none: its close reason says it). */

@@ -160,17 +160,13 @@ const DRAIN_CHUNK = 64 * 1024
 /**
  * node-pty 1.1, when the process has exited, waits 200 ms for the PTY's read stream to reach
  * its end and then destroys the stream (lib/unixTerminal.js, DESTROY_SOCKET_TIMEOUT_MS), losing
- * whatever is still unread. A PTY we paused for flow control reads nothing in that time, so the
- * last output of a process that exits while its viewer is behind was lost (issue 14 row 9).
- * This wraps the stream's `destroy`: while paused, it first hands every byte still in the
- * stream's buffer and in the kernel's to `deliver` (reading the non-blocking descriptor until it
- * is empty or the terminal is gone), so the exit node-pty then reports comes after all of them.
+ * whatever is still unread: all of the process's last output when we had paused the PTY for flow
+ * control, and some of it when a busy event loop did not get to read in time (issue 14 row 9).
+ * This wraps the stream's `destroy`: it first hands every byte still in the stream's buffer and
+ * in the kernel's to `deliver` (reading the non-blocking descriptor until it is empty or the
+ * terminal is gone), so the exit node-pty then reports comes after all of them.
  */
-function drainBeforeDestroy(
-  pty: nodePty.IPty,
-  paused: () => boolean,
-  deliver: (data: Buffer) => void,
-): void {
+function drainBeforeDestroy(pty: nodePty.IPty, deliver: (data: Buffer) => void): void {
   const socket: unknown = Reflect.get(pty, '_socket')
   const fd: unknown = Reflect.get(pty, '_fd')
   const destroy: unknown =
@@ -179,7 +175,7 @@ function drainBeforeDestroy(
     throw new Error('node-pty changed its read stream: the exit drain needs updating')
   const original = destroy as (this: Readable, ...args: unknown[]) => Readable
   Reflect.set(socket, 'destroy', function (this: Readable, ...args: unknown[]): Readable {
-    if (paused() && !socket.destroyed) drainNow(socket, fd, deliver)
+    if (!socket.destroyed) drainNow(socket, fd, deliver)
     return original.apply(this, args)
   })
 }
@@ -221,7 +217,6 @@ class NodePty implements PtyProcess {
   readonly #waiters = new Map<() => void, number>()
   #poll: NodeJS.Timeout | null = null
   readonly #dataListeners: Array<(data: Buffer) => void> = []
-  #paused = false
 
   constructor(pty: nodePty.IPty) {
     this.#pty = pty
@@ -232,13 +227,9 @@ class NodePty implements PtyProcess {
     onData((d) => {
       this.#deliver(typeof d === 'string' ? Buffer.from(d, 'utf8') : d)
     })
-    drainBeforeDestroy(
-      pty,
-      () => this.#paused,
-      (d) => {
-        this.#deliver(d)
-      },
-    )
+    drainBeforeDestroy(pty, (d) => {
+      this.#deliver(d)
+    })
   }
 
   #deliver(data: Buffer): void {
@@ -316,12 +307,10 @@ class NodePty implements PtyProcess {
   }
 
   pause(): void {
-    this.#paused = true
     this.#pty.pause()
   }
 
   resume(): void {
-    this.#paused = false
     this.#pty.resume()
   }
 

@@ -35,7 +35,11 @@ describe('the tmux configuration', () => {
       .split('\n')
       .filter((l) => l !== '' && !l.startsWith('#'))
     expect(lines).toHaveLength(TMUX_COMMANDS.length)
-    for (const line of lines) expect(line).not.toMatch(/[;"\\]/)
+    // Outside single quotes: nothing tmux's parser would read specially.
+    for (const line of lines) expect(line.replace(/'[^']*'/g, '')).not.toMatch(/[;"\\{}$~#]/)
+    expect(renderTmuxConf()).toContain(
+      "set-option -s terminal-overrides[90] 'xterm*:Sync=\\E[?2026%?%p1%{1}%-%tl%eh%;'\n",
+    )
   })
 
   it('starts the server with the configuration before the session, then runs the command', () => {
@@ -43,7 +47,9 @@ describe('the tmux configuration', () => {
     expect(argv[0]).toBe('tmux')
     const cmds = commands(argv)
     expect(cmds[0]).toEqual(['start-server'])
-    expect(cmds.slice(1, -1)).toEqual(TMUX_COMMANDS)
+    // A configuration word that ends in ';' (the Sync override) is escaped like any other.
+    expect(cmds.slice(1, -1)).toEqual(TMUX_COMMANDS.map((c) => c.map(tmuxArgWord)))
+    expect(argv.filter((w) => w === ';')).toHaveLength(TMUX_COMMANDS.length + 1)
     expect(cmds.at(-1)).toEqual([
       'new-session',
       '-d',

@@ -55,6 +55,9 @@ export const TMUX_COMMANDS: readonly (readonly string[])[] = [
   // A fixed index, so applying the configuration twice (image file, then command line) leaves
   // one entry.
   ['set-option', '-s', 'terminal-features[90]', `xterm*:${BROWSER_TERMINAL_FEATURES.join(':')}`],
+  // tmux 3.3a's `sync` writes the DCS form (ESC P = 1 s), which xterm.js ignores; tmux 3.4 and
+  // later write DEC mode 2026, which xterm.js 6 implements. Start is %p1=1, end %p1=2.
+  ['set-option', '-s', 'terminal-overrides[90]', 'xterm*:Sync=\\E[?2026%?%p1%{1}%-%tl%eh%;'],
   ['set-environment', '-g', 'COLORTERM', 'truecolor'],
   ['set-environment', '-g', 'CLAUDE_CODE_TMUX_TRUECOLOR', '1'],
   // The browser keeps what scrolls off the pane in its own scrollback, where its search finds it:
@@ -106,7 +109,7 @@ export function tmuxArgWord(word: string): string {
  */
 export function tmuxStartArgv(session: string, cwd: string, command: readonly string[]): string[] {
   const argv = ['tmux', 'start-server']
-  for (const cmd of TMUX_COMMANDS) argv.push(';', ...cmd)
+  for (const cmd of TMUX_COMMANDS) argv.push(';', ...cmd.map(tmuxArgWord))
   argv.push(';', 'new-session', '-d', '-s', session)
   argv.push('-x', String(INITIAL_SIZE.cols), '-y', String(INITIAL_SIZE.rows), '-c', cwd)
   argv.push(...command.map(tmuxArgWord))
