@@ -63,7 +63,7 @@ export const TMUX_COMMANDS: readonly (readonly string[])[] = [
   // The browser keeps what scrolls off the pane in its own scrollback, where its search finds it:
   // tmux stays in the browser terminal's normal screen (no smcup/rmcup) and scrolls with line
   // feeds (no indn: xterm.js keeps no scrollback for CSI S). Added by the browser side (termweb).
-  ['set-option', '-s', 'terminal-overrides[90]', 'xterm*:smcup@:rmcup@:indn@'],
+  ['set-option', '-s', 'terminal-overrides[91]', 'xterm*:smcup@:rmcup@:indn@'],
 ]
 
 /** The environment a terminal's program needs for 24-bit colour (the shell tab, tmux clients). */

@@ -36,17 +36,44 @@ export function launchChromium(): Promise<Browser> {
 export async function newContext(
   browser: Browser,
   viewport: { width: number; height: number },
-  opts: { renderer?: 'dom' | 'auto'; colorScheme?: 'light' | 'dark' } = {},
+  opts: {
+    renderer?: 'dom' | 'auto'
+    colorScheme?: 'light' | 'dark'
+    /** Exposes each terminal as `window.__clincusTerminals[kind]` (test-hooks.ts). */
+    testHooks?: boolean
+    /** A touch screen (phones): `Input.dispatchTouchEvent` reaches the page. */
+    hasTouch?: boolean
+    /** Looks like a Mac to the page and to xterm.js (navigator.platform and the user agent). */
+    mac?: boolean
+  } = {},
 ): Promise<BrowserContext> {
   const c = await browser.newContext({
     viewport,
     colorScheme: opts.colorScheme ?? 'light',
     reducedMotion: 'reduce',
+    hasTouch: opts.hasTouch ?? false,
+    ...(opts.mac
+      ? {
+          userAgent:
+            'Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36',
+        }
+      : {}),
   })
   // Terminal text is read from the DOM renderer's rows; the WebGL one draws pixels.
   if ((opts.renderer ?? 'dom') === 'dom') {
     await c.addInitScript(() => {
       localStorage.setItem('clincus.renderer', 'dom')
+    })
+  }
+  if (opts.testHooks) {
+    await c.addInitScript(() => {
+      localStorage.setItem('clincus.testHooks', 'on')
+    })
+  }
+  if (opts.mac) {
+    // xterm.js decides "Mac" from navigator.platform when its module loads.
+    await c.addInitScript(() => {
+      Object.defineProperty(Navigator.prototype, 'platform', { get: () => 'MacIntel' })
     })
   }
   return c

@@ -180,6 +180,9 @@ export class TerminalView {
         // Option types the layout's character (Option+L is @ on a German Mac) unless the user
         // turned "Option as Meta" on; applied live below.
         macOptionIsMeta: optionAsMeta(),
+        // While a program has the mouse (tmux in the agent tab), Shift+drag selects with the
+        // browser instead; on a Mac it is Option+drag.
+        macOptionClickForcesSelection: true,
         // `term.unicode` (the width addon's switch) is a proposed API in xterm 6.
         allowProposedApi: true,
       })
