@@ -44,12 +44,13 @@ async function bashPrompt(tab: 'shell' | 'agent'): Promise<TerminalClient> {
     protocol: 'v1',
   })
   await t.opened
-  await waitUntil('the first output', () => t.bytes > 0)
-  // A fresh prompt whatever an earlier test left on the line: Ctrl+C abandons it, and bash
-  // (readline) turns bracketed paste on at each prompt; tmux passes the mode on.
+  // bash (readline) at its prompt has bracketed paste on; tmux turns it on for its client
+  // when it attaches to a pane that has it.
+  await waitUntil('bracketed paste mode on', () => t.text.includes('\x1b[?2004h'))
+  // A fresh prompt whatever an earlier test left on the line: Ctrl+C abandons it.
   t.clear()
   t.send('\x03')
-  await waitUntil('bracketed paste mode on', () => t.text.includes('\x1b[?2004h'))
+  await t.waitFor(/\$ /)
   return t
 }
 
