@@ -23,7 +23,7 @@ import { RequestError, Server, type PrepareRequestFunctionResult } from 'proxy-c
 import type { NetworkConnection } from '../../shared/schemas/network.ts'
 import { repoRoot } from '../paths.ts'
 import { checkAddresses, decide, fmt, type Policy, type Target } from './policy.ts'
-import { findRelay, RELAY_BINARY, type SpliceRelay } from './relay.ts'
+import { findRelay, RELAY_BINARY, RelayHost, type SpliceRelay } from './relay.ts'
 import { RelayTunnel } from './relay-tunnel.ts'
 import { removeStale } from './runtime-dir.ts'
 
@@ -110,8 +110,11 @@ interface Approved {
 
 /** An allowed connection being recorded. */
 interface Tracked {
-  /** The relay took the connection: it ends (and is recorded) when the relay ends. */
-  handOff(relay: SpliceRelay): void
+  /**
+   * The relay took the connection: it ends (and is recorded) when the relay ends. `client`: the
+   * client socket's counters at the handoff.
+   */
+  handOff(relay: SpliceRelay, client: { bytesRead: number; bytesWritten: number }): void
 }
 
 type HandlerOpts = Awaited<ReturnType<Server['prepareRequestHandling']>>
@@ -320,6 +323,8 @@ export class EgressProxy extends EventEmitter {
   readonly #approved = new WeakMap<http.IncomingMessage, Approved>()
   /** The splice relay program, once looked up; null: tunnels stay in Node. */
   #relay: string | null = null
+  /** Runs the relays (forked at the first handoff); kept for dispose after a failure. */
+  #host: RelayHost | null = null
   readonly #relayReady: Promise<void>
   readonly #relays = new Set<SpliceRelay>()
   #relayed = 0
@@ -362,8 +367,18 @@ export class EgressProxy extends EventEmitter {
     this.#relayReady = (wanted === null ? Promise.resolve(null) : findRelay(wanted)).then(
       (found) => {
         this.#relay = found
-        if (found) this.#log.info({ relay: found }, 'egress tunnels: splice relay')
-        else if (wanted !== null)
+        if (found) {
+          this.#host = new RelayHost({
+            binary: found,
+            onDeath: () => {
+              this.#relayFailed('the relay host exited')
+            },
+            onFailed: () => {
+              this.#relayFailed('the relay program did not start')
+            },
+          })
+          this.#log.info({ relay: found }, 'egress tunnels: splice relay')
+        } else if (wanted !== null)
           this.#log.info(
             { relay: wanted },
             'egress tunnels: node pipe (no splice relay program; `npm start` builds it with a C compiler)',
@@ -533,10 +548,21 @@ export class EgressProxy extends EventEmitter {
     await Promise.all([...this.#listeners.keys()].map((s) => this.close(s)))
     this.#agent.destroy()
     this.#proxy.server.closeAllConnections()
+    await this.#relayReady
     const relays = [...this.#relays]
     for (const r of relays) r.stop()
     await Promise.all(relays.map((r) => r.done))
-    await this.#relayReady
+    await this.#host?.dispose()
+  }
+
+  /** Tunnels stay in Node from now on (logged once). */
+  #relayFailed(why: string): void {
+    if (this.#relay === null) return
+    this.#log.warn(
+      { relay: this.#relay, why },
+      'egress tunnels: the splice relay did not start; tunnels stay in the node pipe',
+    )
+    this.#relay = null
   }
 
   /** The splice relay program tunnels are handed to, or null when they stay in Node. */
@@ -600,10 +626,10 @@ export class EgressProxy extends EventEmitter {
       }
       client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
       new RelayTunnel(client, target, {
-        relay: this.#relay,
+        relay: this.#relay === null ? null : this.#host,
         handOffAfter: this.#limits.relayAfterBytes,
         idleMs: this.#limits.idleTimeoutMs,
-        onRelay: (relay) => {
+        onRelay: (relay, counters) => {
           this.#relayed++
           this.#relays.add(relay)
           const holder: Holder = {
@@ -612,7 +638,7 @@ export class EgressProxy extends EventEmitter {
             },
           }
           entry.sockets.add(holder)
-          tracked.handOff(relay)
+          tracked.handOff(relay, counters)
           void relay.done.then((e) => {
             this.#relays.delete(relay)
             entry.sockets.delete(holder)
@@ -621,12 +647,7 @@ export class EgressProxy extends EventEmitter {
           })
         },
         onRelayFailed: () => {
-          if (this.#relay === null) return
-          this.#log.warn(
-            { relay: this.#relay },
-            'egress tunnels: the splice relay did not start; tunnels stay in the node pipe',
-          )
-          this.#relay = null
+          this.#relayFailed('the handoff failed')
         },
       })
     })
@@ -754,6 +775,7 @@ export class EgressProxy extends EventEmitter {
     const res = isHttp ? this.#responses.get(request) : undefined
     const lives = this.#listeners.get(session)?.live
     let relay: SpliceRelay | null = null
+    let counters: { bytesRead: number; bytesWritten: number } = socket
     const live: LiveConnection = {
       ...checked,
       close: () => {
@@ -773,8 +795,8 @@ export class EgressProxy extends EventEmitter {
       done = true
       lives?.delete(live)
       this.#finish(session, rec, started, {
-        up: Math.max(0, socket.bytesRead - read0) + more.up,
-        down: Math.max(0, socket.bytesWritten - written0) + more.down,
+        up: Math.max(0, counters.bytesRead - read0) + more.up,
+        down: Math.max(0, counters.bytesWritten - written0) + more.down,
       })
     }
     const none = { up: 0, down: 0 }
@@ -787,8 +809,9 @@ export class EgressProxy extends EventEmitter {
         if (!relay) end(none)
       })
     return {
-      handOff: (r) => {
+      handOff: (r, atHandOff) => {
         relay = r
+        counters = atHandOff
         void r.done.then((e) => {
           end(e)
         })

@@ -8,20 +8,21 @@
 // other once what came before it is written (the relay does the same), so a client that finished
 // sending still receives the whole answer.
 import type net from 'node:net'
-import { SpliceRelay, type RelayEnd } from './relay.ts'
+import type { RelayEnd, RelayHost, SpliceRelay } from './relay.ts'
 
 export interface TunnelOptions {
-  /** The relay program, or null to keep every byte in Node. */
-  relay: string | null
+  /** The relay host, or null to keep every byte in Node. */
+  relay: RelayHost | null
   /** Bytes moved either way before the handoff; 0 hands off at once. */
   handOffAfter: number
   /** No byte either way for this long ends a relayed tunnel (ms; 0: never). */
   idleMs: number
   /**
    * The relay took over: from now on the tunnel ends when `relay.done` settles, and closing it
-   * means `relay.stop()`. Called before the server's socket handles are destroyed.
+   * means `relay.stop()`. `client` holds the client socket's counters at the handoff (they stop
+   * there: the descriptor leaves this process).
    */
-  onRelay(relay: SpliceRelay): void
+  onRelay(relay: SpliceRelay, client: { bytesRead: number; bytesWritten: number }): void
   /** The relay could not be started; the tunnel stays in Node. */
   onRelayFailed(): void
 }
@@ -40,6 +41,28 @@ function flushed(s: net.Socket): Promise<void> {
       resolve()
     })
   })
+}
+
+type HandleInternals = { reading?: boolean; readStop?: () => number } | null | undefined
+
+/**
+ * Stops the event loop reading the socket: what child_process does to a socket it gives to a
+ * child (lib/internal/child_process.js), through the same internal handle. `reading` stays true
+ * so that the stream does not start reading again (net.Socket#_read starts it when false) before
+ * the handle has left. False when this Node has no such handle method (nothing was changed).
+ */
+function stopReading(s: net.Socket): boolean {
+  const h = (s as unknown as { _handle?: HandleInternals })._handle
+  if (!h || typeof h.readStop !== 'function') return false
+  if (h.readStop() !== 0) return false
+  h.reading = true
+  return true
+}
+
+/** Undoes stopReading: the stream starts reading again when it next wants data. */
+function resumeReading(s: net.Socket): void {
+  const h = (s as unknown as { _handle?: HandleInternals })._handle
+  if (h) h.reading = false
 }
 
 /** Takes every byte the stream has buffered (it is paused and no longer piped). */
@@ -133,8 +156,8 @@ export class RelayTunnel {
   async #handOff(): Promise<void> {
     const c = this.#client
     const t = this.#target
-    const binary = this.#opts.relay
-    if (this.#handingOff || binary === null || !this.#open()) return
+    const host = this.#opts.relay
+    if (this.#handingOff || host === null || !this.#open()) return
     this.#handingOff = true
     c.unpipe(t)
     t.unpipe(c)
@@ -145,17 +168,14 @@ export class RelayTunnel {
       this.#repipe()
       return
     }
-    // From here to the end, synchronous: Node reads nothing more from either socket.
+    // From here on synchronous: what Node buffered is taken, then it reads nothing more.
     const preUp = drain(c)
     const preDown = drain(t)
-    const relay = SpliceRelay.start({
-      binary,
-      client: c,
-      target: t,
-      preUp,
-      preDown,
-      idleMs: this.#opts.idleMs,
-    })
+    const stopped = stopReading(c) && stopReading(t)
+    const counters = { bytesRead: c.bytesRead, bytesWritten: c.bytesWritten }
+    const relay = stopped
+      ? host.handOff({ client: c, target: t, preUp, preDown, idleMs: this.#opts.idleMs })
+      : null
     if (!relay) {
       if (preUp.length > 0) t.write(preUp)
       if (preDown.length > 0) c.write(preDown)
@@ -163,13 +183,14 @@ export class RelayTunnel {
       this.#opts.onRelayFailed()
       return
     }
+    // The host destroys the socket objects here once their descriptors are sent.
     this.#relay = relay
-    this.#opts.onRelay(relay)
-    c.destroy()
-    t.destroy()
+    this.#opts.onRelay(relay, counters)
   }
 
   #repipe(): void {
+    resumeReading(this.#client)
+    resumeReading(this.#target)
     if (this.#client.destroyed || this.#target.destroyed) return
     this.#client.pipe(this.#target)
     this.#target.pipe(this.#client)

@@ -31,15 +31,24 @@ let home: string
 let upstream: http.Server
 let up: number
 
-/** Relay processes that are children of this process (the server under test runs in it). */
+async function parentOf(pid: number): Promise<{ comm: string; ppid: number } | null> {
+  const status = await readFile(`/proc/${String(pid)}/status`, 'utf8').catch(() => '')
+  const comm = /^Name:\s+(.*)$/m.exec(status)?.[1]
+  const ppid = Number(/^PPid:\s+(\d+)$/m.exec(status)?.[1])
+  return comm === undefined ? null : { comm, ppid }
+}
+
+/**
+ * Relay processes of the server under test (it runs in this process): children of its relay
+ * host, which is a child of this process.
+ */
 async function relayChildren(): Promise<number[]> {
   const out: number[] = []
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue
-    const status = await readFile(`/proc/${name}/status`, 'utf8').catch(() => '')
-    const comm = /^Name:\s+(.*)$/m.exec(status)?.[1]
-    const ppid = Number(/^PPid:\s+(\d+)$/m.exec(status)?.[1])
-    if (comm === 'clincus-splice-' && ppid === process.pid) out.push(Number(name))
+    const me = await parentOf(Number(name))
+    if (me?.comm !== 'clincus-splice-') continue
+    if ((await parentOf(me.ppid))?.ppid === process.pid) out.push(Number(name))
   }
   return out
 }

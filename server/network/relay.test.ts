@@ -18,6 +18,7 @@ import type { NetworkConnection } from '../../shared/schemas/network.ts'
 import { waitUntil } from '../test/ws-client.ts'
 import { parseEntries, type Policy } from './policy.ts'
 import { EgressProxy, type ProxyLimits } from './proxy.ts'
+import { RELAY_HOST_SCRIPT } from './relay.ts'
 
 const MiB = 1024 * 1024
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n'
@@ -225,7 +226,7 @@ describe('the splice relay carries a CONNECT tunnel', () => {
     expect(rec.bytes_up).toBe(up.length)
   })
 
-  it('keeps the bytes in Node when the relay fails to start, and stops trying', async () => {
+  it('keeps the bytes exact when the relay fails to start, and stops handing over', async () => {
     const sent: Buffer[] = []
     // Executable, but its interpreter does not exist: the start fails with ENOENT.
     const { writeFile } = await import('node:fs/promises')
@@ -239,8 +240,16 @@ describe('the splice relay carries a CONNECT tunnel', () => {
     const up = randomBytes(2 * MiB)
     await roundTrip(r, up, sent)
     expect(r.received[0]?.equals(up)).toBe(true)
-    expect(r.proxy.relayedTunnels).toBe(0)
+    // The relay host got the tunnel and carried it itself when the program did not start.
+    expect(r.proxy.relayedTunnels).toBe(1)
     expect(await r.proxy.relayProgram()).toBeNull()
+    const rec = await waitUntil('the tunnel recorded', () => r.records[0])
+    expect(rec.bytes_up).toBe(up.length)
+    expect(rec.bytes_down).toBe(ESTABLISHED.length + 64 + 2 * MiB)
+    // The next tunnel stays in the server.
+    sent.length = 0
+    await roundTrip(r, randomBytes(1 * MiB), sent)
+    expect(r.proxy.relayedTunnels).toBe(1)
   })
 
   it('leaves a tunnel that stays below the threshold in Node', async () => {
@@ -338,10 +347,40 @@ describe('what closes a tunnel closes a relayed one', () => {
   })
 })
 
-describe('the relay program on its own', () => {
-  it('dies with a server that crashed (no relay outlives its parent)', async () => {
-    // A stand-in server: a node process that starts a relay over a socket pair and then is
-    // killed with SIGKILL (no chance to clean up).
+describe('no relay outlives a crashed server', () => {
+  it('the relay host and its relays end when the server is killed with SIGKILL', async () => {
+    // A stand-in server: a node process that forks the relay host, hands it a tunnel (two
+    // loopback sockets) the way relay.ts does, reports the pids, and is then killed.
+    const code = `
+      const net = require('node:net'); const { fork } = require('node:child_process');
+      const host = fork(${JSON.stringify(RELAY_HOST_SCRIPT)}, [${JSON.stringify(relayBin)}],
+        { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      host.on('message', (m) => {
+        if (m.type === 'started') process.stdout.write(host.pid + ' ' + m.pid + '\\n');
+      });
+      const srv = net.createServer(() => {}).listen(0, '127.0.0.1', () => {
+        const a = net.connect(srv.address().port, '127.0.0.1');
+        const b = net.connect(srv.address().port, '127.0.0.1');
+        let n = 0; const go = () => { if (++n < 2) return;
+          host.send({ type: 'start', id: 1, preUp: '', preDown: '', idleMs: 0 });
+          host.send({ type: 'client', id: 1 }, a);
+          host.send({ type: 'target', id: 1 }, b); };
+        a.on('connect', go); b.on('connect', go);
+      });`
+    const parent = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+    const [line] = (await once(parent.stdout, 'data')) as [Buffer]
+    const [hostPid, relayPid] = String(line).trim().split(' ').map(Number)
+    expect(existsSync(`/proc/${String(hostPid)}`)).toBe(true)
+    expect(existsSync(`/proc/${String(relayPid)}`)).toBe(true)
+    parent.kill('SIGKILL')
+    await once(parent, 'exit')
+    await waitUntil('the relay host and the relay exited', () =>
+      [hostPid, relayPid].every((pid) => !existsSync(`/proc/${String(pid)}`)),
+    )
+  })
+
+  it('a relay dies with its parent even if that parent never got to stop it', async () => {
+    // The relay's own guard (PR_SET_PDEATHSIG, end of its control pipe), whoever its parent is.
     const code = `
       const net = require('node:net'); const { spawn } = require('node:child_process');
       const srv = net.createServer(() => {}).listen(0, '127.0.0.1', () => {
@@ -356,9 +395,9 @@ describe('the relay program on its own', () => {
     const parent = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
     const [line] = (await once(parent.stdout, 'data')) as [Buffer]
     const pid = Number(String(line).trim())
-    expect(existsSync(`/proc/${pid}`)).toBe(true)
+    expect(existsSync(`/proc/${String(pid)}`)).toBe(true)
     parent.kill('SIGKILL')
     await once(parent, 'exit')
-    await waitUntil('the orphaned relay exited', () => !existsSync(`/proc/${pid}`))
+    await waitUntil('the orphaned relay exited', () => !existsSync(`/proc/${String(pid)}`))
   })
 })
