@@ -14,6 +14,19 @@
 // When the server goes away (the channel closes), every relay is stopped and this process exits;
 // the relays also die with it (PR_SET_PDEATHSIG in splice-relay.c).
 import { spawn } from 'node:child_process'
+import net from 'node:net'
+
+// A socket received over the channel is a net.Socket that starts reading at once, before this
+// process sees the message, and half-open sockets are off: an end of stream read in that window
+// would make Node shut down the socket's sending side (for every process holding it), cutting
+// the tunnel's other direction. So a socket here never shuts anything down on its own; only one
+// this process pipes itself (pipeHere) gets Node's normal end.
+const piping = new WeakSet()
+const shutdownOnEnd = net.Socket.prototype._final
+net.Socket.prototype._final = function final(cb) {
+  if (piping.has(this)) return shutdownOnEnd.call(this, cb)
+  cb()
+}
 
 const binary = process.argv[2] ?? ''
 /** id → { start?, client?, target?, stopped? } until the relay runs */
@@ -101,6 +114,8 @@ function maybeStart(id) {
 }
 
 function pipeHere(id, client, target, preUp, preDown, readHere) {
+  piping.add(client)
+  piping.add(target)
   client.allowHalfOpen = true
   target.allowHalfOpen = true
   const up0 = client.bytesRead

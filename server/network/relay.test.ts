@@ -18,7 +18,7 @@ import type { NetworkConnection } from '../../shared/schemas/network.ts'
 import { waitUntil } from '../test/ws-client.ts'
 import { parseEntries, type Policy } from './policy.ts'
 import { EgressProxy, type ProxyLimits } from './proxy.ts'
-import { RELAY_HOST_SCRIPT } from './relay.ts'
+import { RELAY_HOST_SCRIPT, RelayHost } from './relay.ts'
 
 const MiB = 1024 * 1024
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n'
@@ -344,6 +344,57 @@ describe('what closes a tunnel closes a relayed one', () => {
     third.resume()
     await once(third, 'close')
     expect(r.proxy.relayPids()).toHaveLength(2)
+  })
+})
+
+describe('the relay host', () => {
+  it('does not cut the answer to a client whose end of stream was pending at the handoff', async () => {
+    // The host's copy of a socket reads before its message arrives; an end of stream read then
+    // must not make it shut down the sending side the relay still needs.
+    const host = new RelayHost({
+      binary: relayBin,
+      onDeath: () => undefined,
+      onFailed: () => undefined,
+    })
+    const front = net.createServer({ pauseOnConnect: true, allowHalfOpen: true })
+    const back = net.createServer({ allowHalfOpen: true })
+    await Promise.all([
+      new Promise<void>((r) => front.listen(0, '127.0.0.1', r)),
+      new Promise<void>((r) => back.listen(0, '127.0.0.1', r)),
+    ])
+    try {
+      const a = net.connect({
+        port: (front.address() as net.AddressInfo).port,
+        allowHalfOpen: true,
+      })
+      const [b] = (await once(front, 'connection')) as [net.Socket]
+      const t = net.connect({ port: (back.address() as net.AddressInfo).port, allowHalfOpen: true })
+      const [o] = (await once(back, 'connection')) as [net.Socket]
+      await once(t, 'connect')
+      a.end('request')
+      await once(a, 'finish')
+      const answer = randomBytes(2 * MiB)
+      const atOrigin = readAll(o).then((got) => {
+        o.end(answer)
+        return got
+      })
+      const relay = host.handOff({
+        client: b,
+        target: t,
+        preUp: Buffer.alloc(0),
+        preDown: Buffer.alloc(0),
+        idleMs: 0,
+      })
+      expect(relay).not.toBeNull()
+      const got = await readAll(a)
+      expect(String(await atOrigin)).toBe('request')
+      expect(sha(got)).toBe(sha(answer))
+      expect((await relay?.done)?.end).toBe('eof')
+    } finally {
+      await host.dispose()
+      front.close()
+      back.close()
+    }
   })
 })
 
