@@ -12,7 +12,7 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
 import { buildSpliceRelay } from '../../native/build.mjs'
 import type { NetworkConnection } from '../../shared/schemas/network.ts'
 import { waitUntil } from '../test/ws-client.ts'
@@ -419,6 +419,9 @@ describe('no relay outlives a crashed server', () => {
         a.on('connect', go); b.on('connect', go);
       });`
     const parent = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+    onTestFinished(() => {
+      if (parent.exitCode === null && parent.signalCode === null) parent.kill('SIGKILL')
+    })
     const [line] = (await once(parent.stdout, 'data')) as [Buffer]
     const [hostPid, relayPid] = String(line).trim().split(' ').map(Number)
     expect(existsSync(`/proc/${String(hostPid)}`)).toBe(true)
@@ -444,6 +447,9 @@ describe('no relay outlives a crashed server', () => {
         a.on('connect', go); b.on('connect', go);
       });`
     const parent = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+    onTestFinished(() => {
+      if (parent.exitCode === null && parent.signalCode === null) parent.kill('SIGKILL')
+    })
     const [line] = (await once(parent.stdout, 'data')) as [Buffer]
     const pid = Number(String(line).trim())
     expect(existsSync(`/proc/${String(pid)}`)).toBe(true)
