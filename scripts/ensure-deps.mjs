@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, statSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { buildSpliceRelay } from '../native/build.mjs'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..')
 
@@ -78,4 +79,16 @@ if (!existsSync(bundle) || serverSources > mtime(bundle)) {
     logLevel: 'warning',
   })
   process.stdout.write(`==> bundling the server done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+}
+
+// The splice relay (native/splice-relay.c) carries the bytes of big egress tunnels in the kernel.
+// Optional: without a C compiler the server moves them in Node (slower) and says so in its log.
+{
+  const started = Date.now()
+  const res = buildSpliceRelay(join(root, 'dist', 'native', 'clincus-splice-relay'))
+  if (res.path === null) {
+    process.stdout.write(`==> splice relay not built (${res.error}); egress tunnels use the node pipe\n`)
+  } else if (res.built) {
+    process.stdout.write(`==> building the splice relay done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+  }
 }

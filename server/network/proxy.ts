@@ -9,13 +9,22 @@
 // text/plain body, and the socket is closed. The `dnsLookup` it returns is passed as `lookup` to
 // net.createConnection (CONNECT) and http.request (plain HTTP), so the socket connects to what
 // our lookup answers: we answer the addresses resolved and checked here, once per request.
+//
+// A CONNECT tunnel without an upstream proxy is not left to proxy-chain's `direct()` (a Node pipe):
+// TunnelServer takes it after the decision, connects to the checked address itself and hands it
+// to relay-tunnel.ts, which moves a bulk transfer's bytes with the splice relay (relay.ts).
+// Tunnels through an upstream proxy, and plain HTTP, stay with proxy-chain.
 import { EventEmitter } from 'node:events'
 import http from 'node:http'
 import net, { type LookupFunction } from 'node:net'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { RequestError, Server, type PrepareRequestFunctionResult } from 'proxy-chain'
 import type { NetworkConnection } from '../../shared/schemas/network.ts'
+import { repoRoot } from '../paths.ts'
 import { checkAddresses, decide, fmt, type Policy, type Target } from './policy.ts'
+import { findRelay, RELAY_BINARY, RelayHost, type SpliceRelay } from './relay.ts'
+import { RelayTunnel } from './relay-tunnel.ts'
 import { removeStale } from './runtime-dir.ts'
 
 /** Resolves a name to every address (A and AAAA); throws when it does not resolve. */
@@ -49,6 +58,12 @@ export interface ProxyLimits {
   headersTimeoutMs: number
   /** Time for a name to resolve. Default 10 s. */
   resolveTimeoutMs: number
+  /**
+   * Bytes a CONNECT tunnel moves (both ways) in Node before the splice relay takes it over.
+   * Default 256 KiB: a connection that stays below it never starts a process (a start costs the
+   * event loop about 3 ms); 0 hands every tunnel over once it is up.
+   */
+  relayAfterBytes: number
 }
 
 const DEFAULT_LIMITS: ProxyLimits = {
@@ -56,12 +71,22 @@ const DEFAULT_LIMITS: ProxyLimits = {
   idleTimeoutMs: 10 * 60_000,
   headersTimeoutMs: 20_000,
   resolveTimeoutMs: 10_000,
+  relayAfterBytes: 256 * 1024,
+}
+
+/** Where `scripts/ensure-deps.mjs` builds the splice relay. */
+export const DEFAULT_RELAY_PATH = join(repoRoot, 'dist', 'native', RELAY_BINARY)
+
+/** Something that holds one of a session's connections open: a client socket, or a relay. */
+interface Holder {
+  destroy(): void
 }
 
 interface SessionListener {
   server: net.Server
   path: string
-  sockets: Set<net.Socket>
+  /** Client connections and relayed tunnels (the per-session cap counts both). */
+  sockets: Set<Holder>
   /** Allowed tunnels and plain-HTTP exchanges still open, re-checked when the policy changes. */
   live: Set<LiveConnection>
 }
@@ -71,6 +96,62 @@ interface LiveConnection {
   /** The addresses checked for it; null when an upstream proxy resolved. */
   addresses: readonly string[] | null
   close(): void
+}
+
+/** What #prepare decided for one allowed request, for the code that carries it out. */
+interface Approved {
+  /** The host and port the request now names (after pinTarget). */
+  host: string
+  port: number
+  /** A lookup answering the checked addresses; null when an upstream proxy resolves. */
+  lookup: LookupFunction | null
+  tracked: Tracked
+}
+
+/** An allowed connection being recorded. */
+interface Tracked {
+  /**
+   * The relay took the connection: it ends (and is recorded) when the relay ends. `client`: the
+   * client socket's counters at the handoff.
+   */
+  handOff(relay: SpliceRelay, client: { bytesRead: number; bytesWritten: number }): void
+}
+
+type HandlerOpts = Awaited<ReturnType<Server['prepareRequestHandling']>>
+
+/**
+ * proxy-chain's server, with CONNECT tunnels that need no upstream proxy carried by `tunnel`
+ * (which answers whether it took the request). The decision runs once per request:
+ * prepareRequestHandling is memoised, so a request given back to proxy-chain is not decided (or
+ * recorded) twice. Checked against proxy-chain 3.0.1's onConnect: prepare, then chain/direct.
+ */
+class TunnelServer extends Server {
+  readonly #prepared = new WeakMap<http.IncomingMessage, Promise<HandlerOpts>>()
+  tunnel: (request: http.IncomingMessage, socket: net.Socket, head: Buffer) => boolean = () => false
+
+  override prepareRequestHandling(request: http.IncomingMessage): Promise<HandlerOpts> {
+    let p = this.#prepared.get(request)
+    if (!p) {
+      p = super.prepareRequestHandling(request)
+      this.#prepared.set(request, p)
+    }
+    return p
+  }
+
+  override async onConnect(
+    request: http.IncomingMessage,
+    socket: net.Socket,
+    head: Buffer,
+  ): Promise<void> {
+    let opts: HandlerOpts | null = null
+    try {
+      opts = await this.prepareRequestHandling(request)
+    } catch {
+      // proxy-chain answers the refusal (the memoised rejection) below.
+    }
+    if (opts && !opts.upstreamProxyUrlParsed && this.tunnel(request, socket, head)) return
+    await super.onConnect(request, socket, head)
+  }
 }
 
 class Refusal extends Error {
@@ -238,7 +319,15 @@ export class EgressProxy extends EventEmitter {
   readonly #hooks: ProxyHooks
   readonly #resolver: Resolver
   readonly #limits: ProxyLimits
-  readonly #proxy: Server
+  readonly #proxy: TunnelServer
+  readonly #approved = new WeakMap<http.IncomingMessage, Approved>()
+  /** The splice relay program, once looked up; null: tunnels stay in Node. */
+  #relay: string | null = null
+  /** Runs the relays (forked at the first handoff); kept for dispose after a failure. */
+  #host: RelayHost | null = null
+  readonly #relayReady: Promise<void>
+  readonly #relays = new Set<SpliceRelay>()
+  #relayed = 0
   readonly #sessionOf = new WeakMap<net.Socket, string>()
   readonly #responses = new WeakMap<http.IncomingMessage, http.ServerResponse>()
   readonly #listeners = new Map<string, SessionListener>()
@@ -255,19 +344,47 @@ export class EgressProxy extends EventEmitter {
     hooks: ProxyHooks
     resolver?: Resolver
     limits?: Partial<ProxyLimits>
+    /**
+     * The splice relay program (DEFAULT_RELAY_PATH unless given); null, or a path that is not an
+     * executable file, keeps every tunnel's bytes in Node.
+     */
+    relay?: string | null
   }) {
     super()
     this.#log = opts.log
     this.#hooks = opts.hooks
     this.#resolver = opts.resolver ?? defaultResolver
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits }
-    this.#proxy = new Server({
+    this.#proxy = new TunnelServer({
       port: 0,
       verbose: false,
       authRealm: 'clincus',
       prepareRequestFunction: ({ request, hostname, port, isHttp }) =>
         this.#prepare(request, hostname, port, isHttp),
     })
+    this.#proxy.tunnel = (request, socket, head) => this.#tunnel(request, socket, head)
+    const wanted = opts.relay === undefined ? DEFAULT_RELAY_PATH : opts.relay
+    this.#relayReady = (wanted === null ? Promise.resolve(null) : findRelay(wanted)).then(
+      (found) => {
+        this.#relay = found
+        if (found) {
+          this.#host = new RelayHost({
+            binary: found,
+            onDeath: () => {
+              this.#relayFailed('the relay host exited')
+            },
+            onFailed: () => {
+              this.#relayFailed('the relay program did not start')
+            },
+          })
+          this.#log.info({ relay: found }, 'egress tunnels: splice relay')
+        } else if (wanted !== null)
+          this.#log.info(
+            { relay: wanted },
+            'egress tunnels: node pipe (no splice relay program; `npm start` builds it with a C compiler)',
+          )
+      },
+    )
     const http = this.#proxy.server
     http.headersTimeout = this.#limits.headersTimeoutMs
     // Uploads through plain HTTP may take long; the idle timeout bounds a stalled one.
@@ -337,7 +454,7 @@ export class EgressProxy extends EventEmitter {
     })
   }
 
-  #accept(session: string, socket: net.Socket, sockets: Set<net.Socket>): void {
+  #accept(session: string, socket: net.Socket, sockets: Set<Holder>): void {
     socket.on('error', () => undefined)
     if (sockets.size >= this.#limits.maxConnectionsPerSession) {
       this.#log.warn({ session }, 'egress: too many connections from one session; closing one')
@@ -423,10 +540,118 @@ export class EgressProxy extends EventEmitter {
     await removeStale(entry.path).catch(() => undefined)
   }
 
+  /**
+   * Closes every listener and connection; resolves once every relay process has exited (each
+   * is asked to stop, and killed if it does not within 2 s), so none outlives the proxy.
+   */
   async dispose(): Promise<void> {
     await Promise.all([...this.#listeners.keys()].map((s) => this.close(s)))
     this.#agent.destroy()
     this.#proxy.server.closeAllConnections()
+    await this.#relayReady
+    const relays = [...this.#relays]
+    for (const r of relays) r.stop()
+    await Promise.all(relays.map((r) => r.done))
+    await this.#host?.dispose()
+  }
+
+  /** Tunnels stay in Node from now on (logged once). */
+  #relayFailed(why: string): void {
+    if (this.#relay === null) return
+    this.#log.warn(
+      { relay: this.#relay, why },
+      'egress tunnels: the splice relay did not start; tunnels stay in the node pipe',
+    )
+    this.#relay = null
+  }
+
+  /** The splice relay program tunnels are handed to, or null when they stay in Node. */
+  async relayProgram(): Promise<string | null> {
+    await this.#relayReady
+    return this.#relay
+  }
+
+  /** How many tunnels were handed to the splice relay so far. */
+  get relayedTunnels(): number {
+    return this.#relayed
+  }
+
+  /** Relay processes running now (their pids), for tests. */
+  relayPids(): number[] {
+    return [...this.#relays].flatMap((r) => (r.pid === undefined ? [] : [r.pid]))
+  }
+
+  /**
+   * Carries an approved CONNECT tunnel that needs no upstream proxy: connects to the checked
+   * address, answers 200 (or 502 when the connect fails) and gives both sockets to a
+   * RelayTunnel. Returns false (proxy-chain carries it) when #prepare did not approve it here.
+   */
+  #tunnel(request: http.IncomingMessage, client: net.Socket, head: Buffer): boolean {
+    const approved = this.#approved.get(request)
+    const session = this.#sessionOf.get(client)
+    const entry = session === undefined ? undefined : this.#listeners.get(session)
+    if (!approved?.lookup || !entry || session === undefined) return false
+    this.#approved.delete(request)
+    const { host, port, tracked } = approved
+    if (head.length > 0) client.unshift(head)
+    const target = net.createConnection({
+      host,
+      port,
+      lookup: approved.lookup,
+      allowHalfOpen: true,
+    })
+    const gaveUp = (): void => {
+      target.destroy()
+    }
+    client.once('close', gaveUp)
+    const failed = (err: NodeJS.ErrnoException): void => {
+      client.off('close', gaveUp)
+      const code = err.code ?? 'error'
+      if (!client.destroyed && client.writable)
+        this.#proxy.sendSocketResponse(
+          client,
+          502,
+          {},
+          `clincus egress proxy: could not connect to ${fmt(host, port)} (${code})\n`,
+        )
+      else client.destroy()
+    }
+    target.once('error', failed)
+    target.once('connect', () => {
+      target.off('error', failed)
+      client.off('close', gaveUp)
+      if (client.destroyed) {
+        target.destroy()
+        return
+      }
+      client.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+      new RelayTunnel(client, target, {
+        relay: this.#relay === null ? null : this.#host,
+        handOffAfter: this.#limits.relayAfterBytes,
+        idleMs: this.#limits.idleTimeoutMs,
+        onRelay: (relay, counters) => {
+          this.#relayed++
+          this.#relays.add(relay)
+          const holder: Holder = {
+            destroy: () => {
+              relay.stop()
+            },
+          }
+          entry.sockets.add(holder)
+          tracked.handOff(relay, counters)
+          void relay.done.then((e) => {
+            this.#relays.delete(relay)
+            entry.sockets.delete(holder)
+            if (e.end === 'crash')
+              this.#log.warn({ session, signal: e.signal }, 'egress: a splice relay died')
+          })
+        },
+        onRelayFailed: () => {
+          this.#relayFailed('the handoff failed')
+        },
+      })
+    })
+    return true
   }
 
   async #prepare(
@@ -479,18 +704,23 @@ export class EgressProxy extends EventEmitter {
       }
       const reason = policy.mode === 'open' ? 'allowed (mode open)' : 'allowed by the allowlist'
       pinTarget(request, isHttp, host, port)
-      this.#track(session, request, isHttp, { ...base, host, allowed: true, reason }, started, {
-        target: { host: hostname, port, method: isHttp ? 'http' : 'connect' },
-        addresses: upstream ? null : addresses,
-      })
+      const tracked = this.#track(
+        session,
+        request,
+        isHttp,
+        { ...base, host, allowed: true, reason },
+        started,
+        {
+          target: { host: hostname, port, method: isHttp ? 'http' : 'connect' },
+          addresses: upstream ? null : addresses,
+        },
+      )
+      const lookup = addresses && !upstream ? fixedLookup(addresses) : null
+      if (!isHttp) this.#approved.set(request, { host, port, lookup, tracked })
       return {
         // proxy-chain types it as dns.lookup; node:net only calls it as a LookupFunction.
-        ...(addresses && !upstream
-          ? {
-              dnsLookup: fixedLookup(
-                addresses,
-              ) as unknown as PrepareRequestFunctionResult['dnsLookup'],
-            }
+        ...(lookup
+          ? { dnsLookup: lookup as unknown as PrepareRequestFunctionResult['dnsLookup'] }
           : {}),
         upstreamProxyUrl: upstream,
         httpAgent: this.#agent,
@@ -538,32 +768,55 @@ export class EgressProxy extends EventEmitter {
     rec: Omit<NetworkConnection, 'bytes_up' | 'bytes_down' | 'duration_ms'>,
     started: number,
     checked: Omit<LiveConnection, 'close'>,
-  ): void {
+  ): Tracked {
     const socket = request.socket
     const read0 = socket.bytesRead
     const written0 = socket.bytesWritten
     const res = isHttp ? this.#responses.get(request) : undefined
     const lives = this.#listeners.get(session)?.live
+    let relay: SpliceRelay | null = null
+    let counters: { bytesRead: number; bytesWritten: number } = socket
     const live: LiveConnection = {
       ...checked,
       close: () => {
+        if (relay) {
+          relay.stop()
+          return
+        }
         res?.destroy()
         socket.destroy()
       },
     }
     lives?.add(live)
     let done = false
-    const end = (): void => {
+    // `more`: what the relay moved after the handoff (the socket counters stop there).
+    const end = (more: { up: number; down: number }): void => {
       if (done) return
       done = true
       lives?.delete(live)
       this.#finish(session, rec, started, {
-        up: Math.max(0, socket.bytesRead - read0),
-        down: Math.max(0, socket.bytesWritten - written0),
+        up: Math.max(0, counters.bytesRead - read0) + more.up,
+        down: Math.max(0, counters.bytesWritten - written0) + more.down,
       })
     }
-    if (res) res.once('close', end)
-    else socket.once('close', end)
+    const none = { up: 0, down: 0 }
+    if (res)
+      res.once('close', () => {
+        end(none)
+      })
+    else
+      socket.once('close', () => {
+        if (!relay) end(none)
+      })
+    return {
+      handOff: (r, atHandOff) => {
+        relay = r
+        counters = atHandOff
+        void r.done.then((e) => {
+          end(e)
+        })
+      },
+    }
   }
 
   #finish(

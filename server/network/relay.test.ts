@@ -1,0 +1,460 @@
+// The splice relay (issue 12, the throughput goal): a CONNECT tunnel that moved enough bytes is
+// handed from Node to native/splice-relay.c. What must hold whichever carries it: every byte
+// arrives exactly once and in order both ways, a half-close lets the other direction finish, the
+// audit gets the bytes, and everything that closes a tunnel (policy recheck, idle timeout, the
+// per-session cap, dispose, a crashed server) also closes a relayed one.
+import { spawn } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import { existsSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pino } from 'pino'
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest'
+import { buildSpliceRelay } from '../../native/build.mjs'
+import type { NetworkConnection } from '../../shared/schemas/network.ts'
+import { waitUntil } from '../test/ws-client.ts'
+import { parseEntries, type Policy } from './policy.ts'
+import { EgressProxy, type ProxyLimits } from './proxy.ts'
+import { RELAY_HOST_SCRIPT, RelayHost } from './relay.ts'
+
+const MiB = 1024 * 1024
+const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n'
+let binDir: string
+let relayBin: string
+
+beforeAll(async () => {
+  binDir = await mkdtemp(join(tmpdir(), 'clincus-relay-bin-'))
+  const res = buildSpliceRelay(join(binDir, 'clincus-splice-relay'), { force: true })
+  if (res.path === null) throw new Error(`the relay did not build: ${res.error}`)
+  relayBin = res.path
+})
+
+afterAll(async () => {
+  await rm(binDir, { recursive: true, force: true })
+})
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+/** Every byte until end of stream. */
+async function readAll(s: net.Socket): Promise<Buffer> {
+  const parts: Buffer[] = []
+  s.on('data', (d: Buffer) => parts.push(d))
+  s.resume()
+  await once(s, 'end')
+  return Buffer.concat(parts)
+}
+
+interface Rig {
+  dir: string
+  proxy: EgressProxy
+  records: NetworkConnection[]
+  origin: net.Server
+  port: number
+  /** What the origin received on each connection, once that connection's client ended. */
+  received: Buffer[]
+  setAllow(allow: string[]): void
+}
+
+const rigs: Rig[] = []
+
+/**
+ * A proxy with one session `s` and an origin on loopback; `serve` is the origin's behaviour per
+ * connection (it gets the socket, half-open capable).
+ */
+async function rig(
+  serve: (s: net.Socket, rig: Rig) => void,
+  opts: { relay?: string | null; limits?: Partial<ProxyLimits> } = {},
+): Promise<Rig> {
+  const dir = await mkdtemp(join(tmpdir(), 'clincus-relay-'))
+  const origin = net.createServer({ allowHalfOpen: true })
+  await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r))
+  const port = (origin.address() as net.AddressInfo).port
+  let policy: Policy = {
+    mode: 'allowlist',
+    entries: parseEntries([`127.0.0.1:${port}`]).entries,
+    ownListeners: [],
+  }
+  const records: NetworkConnection[] = []
+  const proxy = new EgressProxy({
+    log: pino({ level: 'silent' }),
+    hooks: {
+      policy: () => policy,
+      upstream: () => null,
+      record: (_s, r) => records.push(r),
+    },
+    relay: opts.relay === undefined ? relayBin : opts.relay,
+    limits: opts.limits,
+  })
+  await proxy.open('s', join(dir, 's.sock'))
+  const r: Rig = {
+    dir,
+    proxy,
+    records,
+    origin,
+    port,
+    received: [],
+    setAllow: (allow) => {
+      policy = { mode: 'allowlist', entries: parseEntries(allow).entries, ownListeners: [] }
+    },
+  }
+  origin.on('connection', (s) => {
+    s.on('error', () => undefined)
+    serve(s, r)
+  })
+  rigs.push(r)
+  return r
+}
+
+afterEach(async () => {
+  for (const r of rigs.splice(0)) {
+    await r.proxy.dispose()
+    await new Promise<void>((res) => {
+      r.origin.close(() => {
+        res()
+      })
+    })
+    await rm(r.dir, { recursive: true, force: true })
+  }
+})
+
+/** A CONNECT through the session socket; resolves once the tunnel is up. */
+async function connect(r: Rig, allowHalfOpen = false): Promise<net.Socket> {
+  const port = r.port
+  const c = net.connect({ path: join(r.dir, 's.sock'), allowHalfOpen })
+  c.on('error', () => undefined)
+  c.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
+  let head = Buffer.alloc(0)
+  while (!head.includes('\r\n\r\n')) {
+    const [chunk] = (await once(c, 'data')) as [Buffer]
+    head = Buffer.concat([head, chunk])
+  }
+  c.pause()
+  const end = head.indexOf('\r\n\r\n') + 4
+  expect(head.subarray(0, end).toString('latin1')).toBe(ESTABLISHED)
+  if (end < head.length) c.unshift(head.subarray(end))
+  return c
+}
+
+/** Origin: reads the whole upload, then answers its sha256 (64 bytes) and `size` random bytes. */
+function digestThenSend(size: number, sent: Buffer[]): (s: net.Socket, r: Rig) => void {
+  return (s, r) => {
+    void readAll(s).then((got) => {
+      r.received.push(got)
+      const body = randomBytes(size)
+      sent.push(body)
+      s.end(Buffer.concat([Buffer.from(sha(got)), body]))
+    })
+  }
+}
+
+/** Uploads `up`, half-closes, and reads the answer; checks both directions byte for byte. */
+async function roundTrip(r: Rig, up: Buffer, sent: Buffer[]): Promise<void> {
+  const c = await connect(r)
+  const answer = readAll(c)
+  c.end(up)
+  const got = await answer
+  expect(got.subarray(0, 64).toString()).toBe(sha(up))
+  expect(sha(got.subarray(64))).toBe(sha(sent[0] ?? Buffer.alloc(0)))
+  expect(got.length).toBe(64 + (sent[0]?.length ?? -1))
+  if (!c.destroyed) c.destroy()
+}
+
+describe('the splice relay carries a CONNECT tunnel', () => {
+  for (const [name, after] of [
+    ['from the start', 0],
+    ['after 256 KiB in Node', 256 * 1024],
+  ] as const) {
+    it(`moves 5 MiB up and 6 MiB down exactly, after the client half-closed (${name})`, async () => {
+      const sent: Buffer[] = []
+      const r = await rig(digestThenSend(6 * MiB, sent), { limits: { relayAfterBytes: after } })
+      expect(await r.proxy.relayProgram()).toBe(relayBin)
+      const up = randomBytes(5 * MiB)
+      await roundTrip(r, up, sent)
+      expect(r.received[0]?.equals(up)).toBe(true)
+      expect(r.proxy.relayedTunnels).toBe(1)
+      // The audit has every byte: the upload (after the CONNECT header) and the 200 + answer.
+      const rec = await waitUntil('the tunnel recorded', () => r.records[0])
+      expect(rec).toMatchObject({
+        allowed: true,
+        bytes_up: up.length,
+        bytes_down: ESTABLISHED.length + 64 + 6 * MiB,
+      })
+    })
+  }
+
+  it('lets the origin finish first and still delivers what the client sends after (half-close)', async () => {
+    const early = randomBytes(3 * MiB)
+    let originGot: Promise<Buffer> | undefined
+    const r = await rig(
+      (s) => {
+        originGot = readAll(s)
+        // The origin says everything at once and shuts down its sending side; it keeps reading.
+        s.end(early)
+      },
+      { limits: { relayAfterBytes: 0 } },
+    )
+    const c = await connect(r, true)
+    const closed = once(c, 'close')
+    const got = await readAll(c)
+    expect(sha(got)).toBe(sha(early))
+    // The tunnel is half-closed now; the client's upload still reaches the origin.
+    const late = randomBytes(2 * MiB)
+    c.end(late)
+    const atOrigin = await waitUntil('the origin read the upload', () => originGot)
+    expect(sha(atOrigin)).toBe(sha(late))
+    await closed
+    expect(r.proxy.relayedTunnels).toBe(1)
+    const rec = await waitUntil('the tunnel recorded', () => r.records[0])
+    expect(rec.bytes_up).toBe(late.length)
+    expect(rec.bytes_down).toBe(ESTABLISHED.length + early.length)
+  })
+
+  it('keeps the bytes in Node, exactly, when the relay program is absent', async () => {
+    const sent: Buffer[] = []
+    const r = await rig(digestThenSend(3 * MiB, sent), {
+      relay: join(binDir, 'no-such-relay'),
+      limits: { relayAfterBytes: 0 },
+    })
+    expect(await r.proxy.relayProgram()).toBeNull()
+    const up = randomBytes(3 * MiB)
+    await roundTrip(r, up, sent)
+    expect(r.proxy.relayedTunnels).toBe(0)
+    const rec = await waitUntil('the tunnel recorded', () => r.records[0])
+    expect(rec.bytes_up).toBe(up.length)
+  })
+
+  it('keeps the bytes exact when the relay fails to start, and stops handing over', async () => {
+    const sent: Buffer[] = []
+    // Executable, but its interpreter does not exist: the start fails with ENOENT.
+    const { writeFile } = await import('node:fs/promises')
+    const broken = join(binDir, 'broken-relay')
+    await writeFile(broken, '#!/nonexistent/interpreter\n', { mode: 0o755 })
+    const r = await rig(digestThenSend(2 * MiB, sent), {
+      relay: broken,
+      limits: { relayAfterBytes: 0 },
+    })
+    expect(await r.proxy.relayProgram()).toBe(broken)
+    const up = randomBytes(2 * MiB)
+    await roundTrip(r, up, sent)
+    expect(r.received[0]?.equals(up)).toBe(true)
+    // The relay host got the tunnel and carried it itself when the program did not start.
+    expect(r.proxy.relayedTunnels).toBe(1)
+    expect(await r.proxy.relayProgram()).toBeNull()
+    const rec = await waitUntil('the tunnel recorded', () => r.records[0])
+    expect(rec.bytes_up).toBe(up.length)
+    expect(rec.bytes_down).toBe(ESTABLISHED.length + 64 + 2 * MiB)
+    // The next tunnel stays in the server.
+    sent.length = 0
+    await roundTrip(r, randomBytes(1 * MiB), sent)
+    expect(r.proxy.relayedTunnels).toBe(1)
+  })
+
+  it('leaves a tunnel that stays below the threshold in Node', async () => {
+    const sent: Buffer[] = []
+    const r = await rig(digestThenSend(1000, sent))
+    await roundTrip(r, randomBytes(1000), sent)
+    expect(r.proxy.relayedTunnels).toBe(0)
+  })
+})
+
+/** Origin that echoes; a relayed tunnel stays open for as long as the client wants. */
+const echo = (s: net.Socket): void => {
+  s.pipe(s)
+}
+
+/** A tunnel the relay carries: one echo round trip after the handoff proves it runs. */
+async function relayedTunnel(r: Rig): Promise<{ c: net.Socket; pid: number }> {
+  const before = new Set(r.proxy.relayPids())
+  const c = await connect(r)
+  const pid = await waitUntil('a relay took the tunnel', () =>
+    r.proxy.relayPids().find((p) => !before.has(p)),
+  )
+  c.resume()
+  const back = once(c, 'data')
+  c.write('ping')
+  expect(String(((await back) as [Buffer])[0])).toBe('ping')
+  c.pause()
+  return { c, pid }
+}
+
+describe('what closes a tunnel closes a relayed one', () => {
+  it('a policy change that refuses the host ends the relay and records the tunnel', async () => {
+    const r = await rig(echo, { limits: { relayAfterBytes: 0 } })
+    const { c, pid } = await relayedTunnel(r)
+    r.setAllow([])
+    r.proxy.recheck('s')
+    c.resume()
+    await once(c, 'close')
+    await waitUntil('the relay exited', () => !existsSync(`/proc/${pid}`))
+    const rec = await waitUntil('the tunnel recorded', () => r.records[0])
+    expect(rec.bytes_up).toBe(4)
+    expect(rec.bytes_down).toBe(ESTABLISHED.length + 4)
+  })
+
+  it('a policy change that still allows the host leaves the relay running', async () => {
+    const r = await rig(echo, { limits: { relayAfterBytes: 0 } })
+    const { c, pid } = await relayedTunnel(r)
+    r.proxy.recheck('s')
+    c.resume()
+    const back = once(c, 'data')
+    c.write('again')
+    expect(String(((await back) as [Buffer])[0])).toBe('again')
+    expect(r.proxy.relayPids()).toContain(pid)
+    c.destroy()
+  })
+
+  it('dispose stops every relay before it resolves', async () => {
+    const r = await rig(echo, { limits: { relayAfterBytes: 0 } })
+    const a = await relayedTunnel(r)
+    const b = await relayedTunnel(r)
+    await r.proxy.dispose()
+    expect(existsSync(`/proc/${a.pid}`)).toBe(false)
+    expect(existsSync(`/proc/${b.pid}`)).toBe(false)
+    expect(r.proxy.relayPids()).toEqual([])
+    expect(r.records).toHaveLength(2)
+  })
+
+  it('closing the session (mode none) ends its relayed tunnels', async () => {
+    const r = await rig(echo, { limits: { relayAfterBytes: 0 } })
+    const { c, pid } = await relayedTunnel(r)
+    r.proxy.closeConnections('s')
+    c.resume()
+    await once(c, 'close')
+    await waitUntil('the relay exited', () => !existsSync(`/proc/${pid}`))
+  })
+
+  it('the relay applies the idle timeout', async () => {
+    const r = await rig(echo, { limits: { relayAfterBytes: 0, idleTimeoutMs: 300 } })
+    const { c } = await relayedTunnel(r)
+    c.resume()
+    await once(c, 'close')
+    const rec = await waitUntil('the tunnel recorded', () => r.records[0])
+    expect(rec.bytes_up).toBe(4)
+  })
+
+  it('relayed tunnels count against the per-session cap', async () => {
+    const r = await rig(echo, { limits: { relayAfterBytes: 0, maxConnectionsPerSession: 2 } })
+    await relayedTunnel(r)
+    await relayedTunnel(r)
+    const third = net.connect(join(r.dir, 's.sock'))
+    third.on('error', () => undefined)
+    third.resume()
+    await once(third, 'close')
+    expect(r.proxy.relayPids()).toHaveLength(2)
+  })
+})
+
+describe('the relay host', () => {
+  it('does not cut the answer to a client whose end of stream was pending at the handoff', async () => {
+    // The host's copy of a socket reads before its message arrives; an end of stream read then
+    // must not make it shut down the sending side the relay still needs.
+    const host = new RelayHost({
+      binary: relayBin,
+      onDeath: () => undefined,
+      onFailed: () => undefined,
+    })
+    const front = net.createServer({ pauseOnConnect: true, allowHalfOpen: true })
+    const back = net.createServer({ allowHalfOpen: true })
+    await Promise.all([
+      new Promise<void>((r) => front.listen(0, '127.0.0.1', r)),
+      new Promise<void>((r) => back.listen(0, '127.0.0.1', r)),
+    ])
+    try {
+      const a = net.connect({
+        port: (front.address() as net.AddressInfo).port,
+        allowHalfOpen: true,
+      })
+      const [b] = (await once(front, 'connection')) as [net.Socket]
+      const t = net.connect({ port: (back.address() as net.AddressInfo).port, allowHalfOpen: true })
+      const [o] = (await once(back, 'connection')) as [net.Socket]
+      await once(t, 'connect')
+      a.end('request')
+      await once(a, 'finish')
+      const answer = randomBytes(2 * MiB)
+      const atOrigin = readAll(o).then((got) => {
+        o.end(answer)
+        return got
+      })
+      const relay = host.handOff({
+        client: b,
+        target: t,
+        preUp: Buffer.alloc(0),
+        preDown: Buffer.alloc(0),
+        idleMs: 0,
+      })
+      expect(relay).not.toBeNull()
+      const got = await readAll(a)
+      expect(String(await atOrigin)).toBe('request')
+      expect(sha(got)).toBe(sha(answer))
+      expect((await relay?.done)?.end).toBe('eof')
+    } finally {
+      await host.dispose()
+      front.close()
+      back.close()
+    }
+  })
+})
+
+describe('no relay outlives a crashed server', () => {
+  it('the relay host and its relays end when the server is killed with SIGKILL', async () => {
+    // A stand-in server: a node process that forks the relay host, hands it a tunnel (two
+    // loopback sockets) the way relay.ts does, reports the pids, and is then killed.
+    const code = `
+      const net = require('node:net'); const { fork } = require('node:child_process');
+      const host = fork(${JSON.stringify(RELAY_HOST_SCRIPT)}, [${JSON.stringify(relayBin)}],
+        { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      host.on('message', (m) => {
+        if (m.type === 'started') process.stdout.write(host.pid + ' ' + m.pid + '\\n');
+      });
+      const srv = net.createServer(() => {}).listen(0, '127.0.0.1', () => {
+        const a = net.connect(srv.address().port, '127.0.0.1');
+        const b = net.connect(srv.address().port, '127.0.0.1');
+        let n = 0; const go = () => { if (++n < 2) return;
+          host.send({ type: 'start', id: 1, preUp: '', preDown: '', idleMs: 0 });
+          host.send({ type: 'client', id: 1 }, a);
+          host.send({ type: 'target', id: 1 }, b); };
+        a.on('connect', go); b.on('connect', go);
+      });`
+    const parent = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+    onTestFinished(() => {
+      if (parent.exitCode === null && parent.signalCode === null) parent.kill('SIGKILL')
+    })
+    const [line] = (await once(parent.stdout, 'data')) as [Buffer]
+    const [hostPid, relayPid] = String(line).trim().split(' ').map(Number)
+    expect(existsSync(`/proc/${String(hostPid)}`)).toBe(true)
+    expect(existsSync(`/proc/${String(relayPid)}`)).toBe(true)
+    parent.kill('SIGKILL')
+    await once(parent, 'exit')
+    await waitUntil('the relay host and the relay exited', () =>
+      [hostPid, relayPid].every((pid) => !existsSync(`/proc/${String(pid)}`)),
+    )
+  })
+
+  it('a relay dies with its parent even if that parent never got to stop it', async () => {
+    // The relay's own guard (PR_SET_PDEATHSIG, end of its control pipe), whoever its parent is.
+    const code = `
+      const net = require('node:net'); const { spawn } = require('node:child_process');
+      const srv = net.createServer(() => {}).listen(0, '127.0.0.1', () => {
+        const a = net.connect(srv.address().port, '127.0.0.1');
+        const b = net.connect(srv.address().port, '127.0.0.1');
+        let n = 0; const go = () => { if (++n < 2) return;
+          const r = spawn(${JSON.stringify(relayBin)}, [], { stdio: ['pipe', 'pipe', 'ignore', a, b] });
+          r.stdin.write('0 0\\n'); a.destroy(); b.destroy();
+          process.stdout.write(String(r.pid) + '\\n'); };
+        a.on('connect', go); b.on('connect', go);
+      });`
+    const parent = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
+    onTestFinished(() => {
+      if (parent.exitCode === null && parent.signalCode === null) parent.kill('SIGKILL')
+    })
+    const [line] = (await once(parent.stdout, 'data')) as [Buffer]
+    const pid = Number(String(line).trim())
+    expect(existsSync(`/proc/${String(pid)}`)).toBe(true)
+    parent.kill('SIGKILL')
+    await once(parent, 'exit')
+    await waitUntil('the orphaned relay exited', () => !existsSync(`/proc/${String(pid)}`))
+  })
+})
