@@ -70,15 +70,7 @@ describeIncus('pasting a split end-of-paste marker (issue 14 row 6)', () => {
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-paste-'))
     server = await startLiveServer({ home })
-    const ws = await server.project('paste')
-    const res = await fetch(`${server.url}/api/sessions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ workspace: ws }),
-    })
-    const body = (await res.json()) as { id: string }
-    expect(res.status, JSON.stringify(body)).toBe(200)
-    id = body.id
+    id = await server.launch('paste')
     // The fake tool reads lines without readline; its wrapper leaves a login bash in the pane.
     const agent = new TerminalClient(`${server.wsUrl}/ws/terminal/${id}`, { protocol: 'v1' })
     await agent.opened

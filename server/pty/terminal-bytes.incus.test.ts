@@ -10,7 +10,12 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import { ackFrame, CloseCode } from '../../shared/ws/terminal.ts'
 import { tmuxSessionName } from '../sessions/naming.ts'
-import { describeIncus, startLiveServer, type LiveServer } from '../test/incus-harness.ts'
+import {
+  describeIncus,
+  execArgvAsCode,
+  startLiveServer,
+  type LiveServer,
+} from '../test/incus-harness.ts'
 import { stripAnsi, TerminalClient, waitUntil } from '../test/ws-client.ts'
 
 let server: LiveServer
@@ -18,24 +23,7 @@ let home: string
 let id: string
 
 async function tmux(...args: string[]): Promise<string> {
-  const res = await execa(
-    'incus',
-    [
-      'exec',
-      id,
-      '--user',
-      '1000',
-      '--group',
-      '1000',
-      '--env',
-      'HOME=/home/code',
-      '--',
-      'tmux',
-      ...args,
-    ],
-    { timeout: 30_000, reject: false },
-  )
-  return res.stdout.trim()
+  return (await execArgvAsCode(id, ['tmux', ...args], { timeoutMs: 30_000 })).stdout.trim()
 }
 
 function paneQuery(format: string): Promise<string> {
@@ -95,15 +83,7 @@ describeIncus('terminal bytes through tmux and the bridge (issue 14)', () => {
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-bytes-'))
     server = await startLiveServer({ home })
-    const ws = await server.project('bytes')
-    const res = await fetch(`${server.url}/api/sessions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ workspace: ws }),
-    })
-    const body = (await res.json()) as { id: string }
-    expect(res.status, JSON.stringify(body)).toBe(200)
-    id = body.id
+    id = await server.launch('bytes')
   })
 
   afterAll(async () => {

@@ -5,10 +5,14 @@ import { tmpdir } from 'node:os'
 import v8 from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { CloseCode } from '../../shared/ws/terminal.ts'
-import { describeIncus, startLiveServer, type LiveServer } from '../test/incus-harness.ts'
+import {
+  describeIncus,
+  execArgvAsCode,
+  startLiveServer,
+  type LiveServer,
+} from '../test/incus-harness.ts'
 import { TerminalClient, waitUntil } from '../test/ws-client.ts'
 
 let server: LiveServer
@@ -38,12 +42,8 @@ function between(out: Buffer): Buffer | undefined {
 }
 
 async function asCode(...argv: string[]): Promise<{ stdout: string; exitCode: number }> {
-  const r = await execa(
-    'incus',
-    ['exec', id, '--user', '1000', '--group', '1000', '--env', 'HOME=/home/code', '--', ...argv],
-    { timeout: 30_000, reject: false },
-  )
-  return { stdout: r.stdout.trim(), exitCode: r.exitCode ?? -1 }
+  const r = await execArgvAsCode(id, argv, { timeoutMs: 30_000 })
+  return { stdout: r.stdout.trim(), exitCode: r.exitCode }
 }
 
 function tmux(...args: string[]): Promise<{ stdout: string; exitCode: number }> {
@@ -118,15 +118,7 @@ describeIncus('terminals on a live Incus daemon', () => {
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-term-'))
     server = await startLiveServer({ home })
-    const ws = await server.project('term')
-    const res = await fetch(`${server.url}/api/sessions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ workspace: ws }),
-    })
-    const body = (await res.json()) as { id: string }
-    expect(res.status, JSON.stringify(body)).toBe(200)
-    id = body.id
+    id = await server.launch('term')
   })
 
   afterAll(async () => {

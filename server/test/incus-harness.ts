@@ -43,6 +43,8 @@ export interface LiveServer extends App {
   driver: CliIncusDriver
   /** Makes a project folder (a git repo) inside the workspace root. */
   project(name: string): Promise<string>
+  /** Makes project `name` and starts a session on it (expects 200); the session's id. */
+  launch(name: string): Promise<string>
   close(): Promise<void>
 }
 
@@ -60,20 +62,16 @@ export async function removeInstances(prefix: string): Promise<void> {
 }
 
 /**
- * One JSON request to a live server: the status and the parsed body (`{}` when the answer has
- * none, e.g. 204). Callers state the body's shape for the route they call.
+ * Runs `argv` inside a container as the code user (uid and gid 1000, HOME and working directory
+ * /home/code unless `cwd` says otherwise), the way the server's own execs do. Never rejects on a
+ * non-zero exit: the caller asserts `exitCode` (-1 when the process was killed). Output is kept
+ * as written (a final newline included). Default timeout 60 s.
  */
-/**
- * Runs `script` with bash inside a container as the code user (uid and gid 1000, HOME and working
- * directory /home/code unless `cwd` says otherwise), the way the server's own execs do. Never rejects on a non-zero exit: the caller
- * asserts `exitCode` (-1 when the process was killed). 60 s timeout.
- */
-export async function execAsCode(
+export async function execArgvAsCode(
   id: string,
-  script: string,
-  opts: { cwd?: string } = {},
+  argv: readonly string[],
+  opts: { cwd?: string; timeoutMs?: number } = {},
 ): Promise<{ stdout: string; stderr: string; exitCode: number }> {
-  const cwd = ['--cwd', opts.cwd ?? '/home/code']
   const r = await execa(
     'incus',
     [
@@ -85,17 +83,30 @@ export async function execAsCode(
       '1000',
       '--env',
       'HOME=/home/code',
-      ...cwd,
+      '--cwd',
+      opts.cwd ?? '/home/code',
       '--',
-      'bash',
-      '-c',
-      script,
+      ...argv,
     ],
-    { timeout: 60_000, reject: false, stdin: 'ignore' },
+    { timeout: opts.timeoutMs ?? 60_000, reject: false, stdin: 'ignore', stripFinalNewline: false },
   )
   return { stdout: r.stdout, stderr: r.stderr, exitCode: r.exitCode ?? -1 }
 }
 
+/** {@link execArgvAsCode} of `bash -c script`, with the final newline of the output stripped. */
+export async function execAsCode(
+  id: string,
+  script: string,
+  opts: { cwd?: string } = {},
+): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const r = await execArgvAsCode(id, ['bash', '-c', script], opts)
+  return { ...r, stdout: r.stdout.replace(/\n$/, ''), stderr: r.stderr.replace(/\n$/, '') }
+}
+
+/**
+ * One JSON request to a live server: the status and the parsed body (`{}` when the answer has
+ * none, e.g. 204). Callers state the body's shape for the route they call.
+ */
 export async function requestJson(
   base: string,
   method: string,
@@ -154,10 +165,19 @@ export async function startLiveServer(
   const listener = new Listener(built.app.server)
   const port = await listener.listen(0, '127.0.0.1')
   built.services.egress.setOwnListener('127.0.0.1', port)
+  const url = `http://127.0.0.1:${port}`
+  const project = async (name: string): Promise<string> => {
+    const dir = join(root, name)
+    await mkdir(join(dir, '.git', 'hooks'), { recursive: true })
+    await writeFile(join(dir, '.git', 'config'), '[core]\n\tbare = false\n')
+    // Sessions refuse root-owned workspaces: a normal user's, as in real use.
+    await ownByUser(dir)
+    return dir
+  }
   let closed = false
   return {
     ...built,
-    url: `http://127.0.0.1:${port}`,
+    url,
     wsUrl: `ws://127.0.0.1:${port}`,
     port,
     home,
@@ -165,13 +185,15 @@ export async function startLiveServer(
     prefix,
     configFile,
     driver,
-    project: async (name: string) => {
-      const dir = join(root, name)
-      await mkdir(join(dir, '.git', 'hooks'), { recursive: true })
-      await writeFile(join(dir, '.git', 'config'), '[core]\n\tbare = false\n')
-      // Sessions refuse root-owned workspaces: a normal user's, as in real use.
-      await ownByUser(dir)
-      return dir
+    project,
+    launch: async (name: string) => {
+      const res = await requestJson(url, 'POST', '/api/sessions', {
+        workspace: await project(name),
+      })
+      if (res.status !== 200)
+        throw new Error(`POST /api/sessions: ${res.status} ${JSON.stringify(res.body)}`)
+      const { id } = res.body as { id: string }
+      return id
     },
     close: async () => {
       if (closed) return

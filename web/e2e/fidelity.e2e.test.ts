@@ -11,7 +11,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import {
   describeIncus,
-  requestJson,
+  execArgvAsCode,
   startLiveServer,
   type LiveServer,
 } from '../../server/test/incus-harness.ts'
@@ -47,12 +47,9 @@ const widths = new Map<number, 0 | 1 | 2>()
 const problems = new PageProblems()
 
 async function asCode(argv: string[]): Promise<string> {
-  const r = await execa(
-    'incus',
-    ['exec', id, '--user', '1000', '--group', '1000', '--env', 'HOME=/home/code', '--', ...argv],
-    // A capture's last row may be empty: its newline is part of the answer.
-    { timeout: 60_000, stdin: 'ignore', stripFinalNewline: false },
-  )
+  // A capture's last row may be empty: its newline is part of the answer (kept as written).
+  const r = await execArgvAsCode(id, argv)
+  if (r.exitCode !== 0) throw new Error(`${argv.join(' ')}: exit ${r.exitCode}: ${r.stderr}`)
   return r.stdout
 }
 
@@ -159,10 +156,7 @@ describeIncus('fidelity: the browser terminal shows what tmux holds, cell for ce
     await buildSpa(webRoot)
     const live = await startLiveServer({ home, webRoot })
     server = live
-    const ws = await live.project('fidelity')
-    const res = await requestJson(live.url, 'POST', '/api/sessions', { workspace: ws })
-    expect(res.status, JSON.stringify(res.body)).toBe(200)
-    id = (res.body as { id: string }).id
+    id = await live.launch('fidelity')
     await asCode(['mkdir', '-p', IN_CONTAINER])
     for (const f of [...files.map((n) => join(CORPUS, n)), WIDTHS_SCRIPT]) {
       const name = f.slice(f.lastIndexOf('/') + 1)

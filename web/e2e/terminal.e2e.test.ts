@@ -137,15 +137,7 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
     const webRoot = join(home, 'web')
     await buildSpa(webRoot)
     server = await startLiveServer({ home, webRoot })
-    const ws = await server.project('term')
-    const res = await fetch(`${server.url}/api/sessions`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ workspace: ws }),
-    })
-    const body = (await res.json()) as { id: string }
-    expect(res.status, JSON.stringify(body)).toBe(200)
-    sessionId = body.id
+    sessionId = await server.launch('term')
     browser = await launchChromium()
     desktop = await newContext(browser, { width: 1280, height: 800 }, { testHooks: true })
     await desktop.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url })
