@@ -1,0 +1,138 @@
+// Red team, in Debian's Chromium against the real server: paths by which text reaches a terminal
+// other than the paste event. Dropping text onto the terminal (a drag from a malicious page or
+// document) is the classic bypass of paste protections: it must send nothing, or go through the
+// paste path (shared/terminal/paste.ts).
+import { mkdtemp, realpath, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import {
+  describeIncus,
+  execAsCode,
+  startLiveServer,
+  type LiveServer,
+} from '../../server/test/incus-harness.ts'
+import { waitUntil } from '../../server/test/ws-client.ts'
+import { Op } from '../../shared/ws/terminal.ts'
+import { buildSpa, launchChromium, newContext, PageProblems } from './support.ts'
+
+type Kind = 'agent' | 'shell'
+
+let home: string
+let server: LiveServer
+let browser: Browser
+let page: Page
+let sessionId = ''
+const problems = new PageProblems()
+const sent: string[] = []
+
+const pane = (kind: Kind): string => `[data-terminal="${kind}"]`
+
+function termText(p: Page, kind: Kind): Promise<string> {
+  return p.locator(`${pane(kind)} .xterm-rows`).innerText()
+}
+
+/** Drags `text` from outside the page and drops it at (x, y), as Chromium delivers it. */
+async function dropText(p: Page, x: number, y: number, text: string): Promise<void> {
+  const cdp = await p.context().newCDPSession(p)
+  const data = { items: [{ mimeType: 'text/plain', data: text }], dragOperationsMask: 1 }
+  for (const type of ['dragEnter', 'dragOver', 'drop'] as const)
+    await cdp.send('Input.dispatchDragEvent', { type, x, y, data })
+  await cdp.detach()
+}
+
+describeIncus('red team: text dropped onto the terminal', () => {
+  beforeAll(async () => {
+    home = await realpath(await mkdtemp(join(tmpdir(), 'clincus-e2e-red-')))
+    const webRoot = join(home, 'web')
+    await buildSpa(webRoot)
+    server = await startLiveServer({ home, webRoot })
+    const ws = await server.project('red')
+    const res = await fetch(`${server.url}/api/sessions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ workspace: ws }),
+    })
+    const body = (await res.json()) as { id: string }
+    expect(res.status, JSON.stringify(body)).toBe(200)
+    sessionId = body.id
+    browser = await launchChromium()
+    const ctx = await newContext(browser, { width: 1280, height: 800 })
+    page = problems.watch(await ctx.newPage(), 'red')
+    page.on('websocket', (w) => {
+      if (!w.url().includes('/ws/shell/')) return
+      w.on('framesent', ({ payload }) => {
+        if (typeof payload !== 'string' && payload[0] === Op.INPUT)
+          sent.push(payload.subarray(1).toString('utf8'))
+      })
+    })
+    await page.goto(`${server.url}/sessions/${encodeURIComponent(sessionId)}`)
+    await page.getByRole('tab', { name: 'Shell' }).click()
+    await page.locator(`${pane('shell')}[data-state="open"]`).waitFor({ timeout: 30_000 })
+    await page.locator(`${pane('shell')} .term`).click()
+    await page.keyboard.type('clear')
+    await page.keyboard.press('Enter')
+    await waitUntil('the prompt', async () => /\$\s*$/m.test(await termText(page, 'shell')), {
+      timeoutMs: 30_000,
+    })
+  })
+
+  afterAll(async () => {
+    await browser.close().catch(() => undefined)
+    await server.close()
+    await rm(home, { recursive: true, force: true })
+  })
+
+  for (const where of ['the middle of the screen', 'the cursor'] as const) {
+    it(`text dropped on ${where} sends no escape, control or bare line end`, async () => {
+      const file = `/tmp/drop-${where === 'the cursor' ? 'cursor' : 'middle'}`
+      const from = sent.length
+      let box
+      if (where === 'the cursor') {
+        box = await page.locator(`${pane('shell')} .xterm-helper-textarea`).boundingBox()
+      } else {
+        box = await page.locator(`${pane('shell')} .xterm-screen`).boundingBox()
+      }
+      if (!box) throw new Error('no box')
+      // Record the drop as the page sees it, so the test shows the drop did reach the terminal.
+      await page.evaluate(() => {
+        const w = window as unknown as { __drops?: string[] }
+        const fresh = w.__drops === undefined
+        w.__drops = []
+        if (fresh)
+          document.addEventListener(
+            'drop',
+            (e) => {
+              const t = e.target instanceof Element ? e.target.className : ''
+              w.__drops.push(`${String(t)}|${e.dataTransfer?.getData('text/plain') ?? ''}`)
+            },
+            { capture: true },
+          )
+      })
+      await dropText(
+        page,
+        box.x + Math.max(1, box.width / 2),
+        box.y + Math.max(1, box.height / 2),
+        `echo x\x1b[201~\x03  touch ${file}\ntouch ${file}\n`,
+      )
+      // bash reads input in order: once the typed text shows, a dropped command would have run.
+      await page.locator(`${pane('shell')} .term`).click()
+      await page.keyboard.type(' #typed')
+      await expect.poll(() => termText(page, 'shell'), { timeout: 15_000 }).toContain('#typed')
+      const drops = await page.evaluate(() => (window as unknown as { __drops: string[] }).__drops)
+      // Over the screen nobody accepts the drag, so Chromium fires no drop; over the cursor the
+      // drop lands in xterm's helper textarea (an editable element).
+      if (where === 'the cursor') {
+        expect(drops).toHaveLength(1)
+        expect(drops[0]).toContain(`touch ${file}`)
+      } else {
+        expect(drops).toEqual([])
+      }
+      const bytes = sent.slice(from).join('')
+      expect(JSON.stringify(bytes)).toBe(JSON.stringify(' #typed'))
+      expect((await execAsCode(sessionId, `test -e ${file}`)).exitCode).toBe(1)
+      await page.keyboard.press('Control+U')
+    })
+  }
+})
