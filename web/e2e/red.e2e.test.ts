@@ -105,7 +105,7 @@ describeIncus('red team: text dropped onto the terminal', () => {
             'drop',
             (e) => {
               const t = e.target instanceof Element ? e.target.className : ''
-              w.__drops.push(`${String(t)}|${e.dataTransfer?.getData('text/plain') ?? ''}`)
+              w.__drops.push(`${t}|${e.dataTransfer?.getData('text/plain') ?? ''}`)
             },
             { capture: true },
           )
