@@ -27,6 +27,11 @@ let sessionId = ''
 const problems = new PageProblems()
 const sent: string[] = []
 
+/** The terminal behind a pane, from its test hook (web/src/lib/terminal/test-hooks.ts). */
+type Hooked = Window & {
+  __clincusTerminals?: Partial<Record<string, { term: import('@xterm/xterm').Terminal }>>
+}
+
 const pane = (kind: Kind): string => `[data-terminal="${kind}"]`
 
 function termText(p: Page, kind: Kind): Promise<string> {
@@ -58,7 +63,7 @@ describeIncus('red team: text dropped onto the terminal', () => {
     expect(res.status, JSON.stringify(body)).toBe(200)
     sessionId = body.id
     browser = await launchChromium()
-    const ctx = await newContext(browser, { width: 1280, height: 800 })
+    const ctx = await newContext(browser, { width: 1280, height: 800 }, { testHooks: true })
     page = problems.watch(await ctx.newPage(), 'red')
     page.on('websocket', (w) => {
       if (!w.url().includes('/ws/shell/')) return
@@ -135,4 +140,60 @@ describeIncus('red team: text dropped onto the terminal', () => {
       await page.keyboard.press('Control+U')
     })
   }
+
+  // tmux draws in the browser's normal screen (terminal-overrides smcup@:rmcup@), so xterm.js
+  // reflows what tmux drew when the window is resized, and tmux then redraws the screen. A user
+  // who narrows and widens the window must not find the agent's lines doubled in the
+  // scrollback (search then finds each line twice).
+  it('resizing the window does not duplicate the agent tab lines in the scrollback', async () => {
+    await page.getByRole('tab', { name: 'Agent' }).click()
+    await page.locator(`${pane('agent')}[data-state="open"]`).waitFor({ timeout: 30_000 })
+    await page.locator(`${pane('agent')} .term`).click()
+    // The fake tool first; its wrapper leaves a login bash in the pane.
+    await expect
+      .poll(() => termText(page, 'agent'), { timeout: 30_000 })
+      .toContain('clincus fake tool')
+    await page.keyboard.type('exit')
+    await page.keyboard.press('Enter')
+    await expect
+      .poll(() => termText(page, 'agent'), { timeout: 30_000 })
+      .toContain('exited with code 0')
+    await page.keyboard.type(
+      'clear; for i in $(seq 1 60); do echo "row-$i-$(printf %0100d 0)"; done',
+    )
+    await page.keyboard.press('Enter')
+    await expect.poll(() => termText(page, 'agent'), { timeout: 15_000 }).toContain('row-60-')
+    for (const width of [700, 1280, 500, 1280]) {
+      await page.setViewportSize({ width, height: 800 })
+      await expect
+        .poll(() =>
+          page.evaluate(() => (window as Hooked).__clincusTerminals?.agent?.term.cols ?? 0),
+        )
+        .toBeLessThan(width / 5)
+      // tmux's redraw at the new size ends with its cursor back on the prompt line.
+      await page.keyboard.type(' #w' + String(width))
+      await expect
+        .poll(() => termText(page, 'agent'), { timeout: 15_000 })
+        .toContain('#w' + String(width))
+    }
+    const all = await page.evaluate(() => {
+      const term = (window as Hooked).__clincusTerminals?.agent?.term
+      if (!term) throw new Error('no test hook')
+      const buf = term.buffer.active
+      const lines: string[] = []
+      let line = ''
+      for (let y = 0; y < buf.length; y++) {
+        const l = buf.getLine(y)
+        if (!l) continue
+        line += l.translateToString(true)
+        if (!buf.getLine(y + 1)?.isWrapped) {
+          lines.push(line)
+          line = ''
+        }
+      }
+      return lines
+    })
+    const rows = all.filter((l) => /^row-30-/.test(l))
+    expect(rows, all.join('\n')).toHaveLength(1)
+  })
 })
