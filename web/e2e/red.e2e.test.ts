@@ -196,4 +196,25 @@ describeIncus('red team: text dropped onto the terminal', () => {
     const rows = all.filter((l) => /^row-30-/.test(l))
     expect(rows, all.join('\n')).toHaveLength(1)
   })
+
+  // A phone keyboard's clipboard strip (Gboard, SwiftKey) inserts the clip as text input, not as
+  // a paste event: Chromium delivers it as `insertText` (CDP Input.insertText does the same).
+  // A clip with a line end must not run as typed lines.
+  it('text a keyboard inserts in one piece goes through the paste path (clipboard strip)', async () => {
+    await page.getByRole('tab', { name: 'Shell' }).click()
+    await page.locator(`${pane('shell')} .term`).click()
+    const file = '/tmp/insert-text'
+    const from = sent.length
+    const cdp = await page.context().newCDPSession(page)
+    await cdp.send('Input.insertText', { text: `echo x\x03\ntouch ${file}\n` })
+    await cdp.detach()
+    await page.keyboard.type(' #typed')
+    await expect.poll(() => termText(page, 'shell'), { timeout: 15_000 }).toContain('#typed')
+    const bytes = sent.slice(from).join('')
+    expect(bytes).toContain('echo x')
+    // eslint-disable-next-line no-control-regex -- no control character but the markers' ESC and a CR
+    expect(bytes.replace(/\x1b\[20[01]~/g, '')).not.toMatch(/[\x00-\x0c\x0e-\x1f]/)
+    expect((await execAsCode(sessionId, `test -e ${file}`)).exitCode).toBe(1)
+    await page.keyboard.press('Control+U')
+  })
 })
