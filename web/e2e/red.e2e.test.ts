@@ -217,4 +217,51 @@ describeIncus('red team: text dropped onto the terminal', () => {
     expect((await execAsCode(sessionId, `test -e ${file}`)).exitCode).toBe(1)
     await page.keyboard.press('Control+U')
   })
+
+  // An agent prints an OSC 8 hyperlink whose target is `javascript:`. xterm.js's default link
+  // handler would open it in a window the page creates (about:blank, the dashboard's origin),
+  // where a script could drive the API with the user's session. xterm.js 6 ignores OSC 8 links
+  // other than http(s) (and the page's CSP, script-src 'self', is the second line). A control
+  // link to http:// shows the click does reach the link handler.
+  it('an OSC 8 javascript: link is not a link; an http one asks first', async () => {
+    await page.getByRole('tab', { name: 'Shell' }).click()
+    await page.locator(`${pane('shell')} .term`).click()
+    const osc8 = (uri: string, text: string): string =>
+      `\\e]8;;${uri}\\e\\\\${text}\\e]8;;\\e\\\\\\n`
+    await page.keyboard.type(
+      `clear; printf '${osc8('http://127.0.0.1:9/x', 'HTTPLINK')}${osc8('javascript:localStorage.setItem("pwned","1")', 'JSLINK')}'`,
+    )
+    await page.keyboard.press('Enter')
+    const lineOf = async (text: string): Promise<number> =>
+      (await termText(page, 'shell')).split('\n').indexOf(text)
+    await expect.poll(() => lineOf('JSLINK')).toBeGreaterThan(-1)
+    const screen = await page.locator(`${pane('shell')} .xterm-screen`).boundingBox()
+    const rows = await page.evaluate(
+      () => (window as Hooked).__clincusTerminals?.shell?.term.rows ?? 0,
+    )
+    if (!screen || rows === 0) throw new Error('no screen')
+    const dialogs: string[] = []
+    const onDialog = (d: import('playwright-core').Dialog): void => {
+      dialogs.push(d.message())
+      void d.dismiss()
+    }
+    page.on('dialog', onDialog)
+    const click = async (text: string): Promise<void> => {
+      const y = screen.y + (screen.height / rows) * ((await lineOf(text)) + 0.5)
+      await page.mouse.move(screen.x + 5, y)
+      await page.mouse.move(screen.x + 20, y)
+      await page.mouse.click(screen.x + 20, y)
+    }
+    await click('HTTPLINK')
+    await expect.poll(() => dialogs.length).toBe(1)
+    expect(dialogs[0]).toContain('http://127.0.0.1:9/x')
+    await click('JSLINK')
+    await page.mouse.move(screen.x + 5, screen.y + 5)
+    // The http link's dialog came at once; the javascript: one never does.
+    await click('HTTPLINK')
+    await expect.poll(() => dialogs.length).toBe(2)
+    page.off('dialog', onDialog)
+    expect(dialogs.join('\n')).not.toContain('javascript:')
+    expect(await page.evaluate(() => localStorage.getItem('pwned'))).toBeNull()
+  })
 })
