@@ -1,4 +1,5 @@
-// Red team, in Debian's Chromium against the real server: paths by which text reaches a terminal
+// Red team, in Debian's Chromium against the real server: paste bypasses (a drop, a phone
+// keyboard's clipboard strip), OSC 8 and OSC 52 from the agent, and a resize of the agent tab.
 // other than the paste event. Dropping text onto the terminal (a drag from a malicious page or
 // document) is the classic bypass of paste protections: it must send nothing, or go through the
 // paste path (shared/terminal/paste.ts).
@@ -26,6 +27,8 @@ let page: Page
 let sessionId = ''
 const problems = new PageProblems()
 const sent: string[] = []
+/** INPUT frames the page sent to the agent tab. */
+const sentAgent: string[] = []
 
 /** The terminal behind a pane, from its test hook (web/src/lib/terminal/test-hooks.ts). */
 type Hooked = Window & {
@@ -47,7 +50,28 @@ async function dropText(p: Page, x: number, y: number, text: string): Promise<vo
   await cdp.detach()
 }
 
-describeIncus('red team: text dropped onto the terminal', () => {
+let agentAtShell = false
+
+/** The agent tab at a bash prompt: the fake tool exited (its wrapper leaves a login bash). */
+async function agentShell(): Promise<void> {
+  await page.locator(`${pane('agent')} .term`).click()
+  if (agentAtShell) {
+    // Whatever an earlier test left on the prompt line goes.
+    await page.keyboard.press('Control+U')
+    return
+  }
+  await expect
+    .poll(() => termText(page, 'agent'), { timeout: 30_000 })
+    .toContain('clincus fake tool')
+  await page.keyboard.type('exit')
+  await page.keyboard.press('Enter')
+  await expect
+    .poll(() => termText(page, 'agent'), { timeout: 30_000 })
+    .toContain('exited with code 0')
+  agentAtShell = true
+}
+
+describeIncus('red team: the browser terminal', () => {
   beforeAll(async () => {
     home = await realpath(await mkdtemp(join(tmpdir(), 'clincus-e2e-red-')))
     const webRoot = join(home, 'web')
@@ -66,6 +90,11 @@ describeIncus('red team: text dropped onto the terminal', () => {
     const ctx = await newContext(browser, { width: 1280, height: 800 }, { testHooks: true })
     page = problems.watch(await ctx.newPage(), 'red')
     page.on('websocket', (w) => {
+      if (w.url().includes('/ws/terminal/'))
+        w.on('framesent', ({ payload }) => {
+          if (typeof payload !== 'string' && payload[0] === Op.INPUT)
+            sentAgent.push(payload.subarray(1).toString('utf8'))
+        })
       if (!w.url().includes('/ws/shell/')) return
       w.on('framesent', ({ payload }) => {
         if (typeof payload !== 'string' && payload[0] === Op.INPUT)
@@ -148,16 +177,7 @@ describeIncus('red team: text dropped onto the terminal', () => {
   it('resizing the window does not duplicate the agent tab lines in the scrollback', async () => {
     await page.getByRole('tab', { name: 'Agent' }).click()
     await page.locator(`${pane('agent')}[data-state="open"]`).waitFor({ timeout: 30_000 })
-    await page.locator(`${pane('agent')} .term`).click()
-    // The fake tool first; its wrapper leaves a login bash in the pane.
-    await expect
-      .poll(() => termText(page, 'agent'), { timeout: 30_000 })
-      .toContain('clincus fake tool')
-    await page.keyboard.type('exit')
-    await page.keyboard.press('Enter')
-    await expect
-      .poll(() => termText(page, 'agent'), { timeout: 30_000 })
-      .toContain('exited with code 0')
+    await agentShell()
     await page.keyboard.type(
       'clear; for i in $(seq 1 60); do echo "row-$i-$(printf %0100d 0)"; done',
     )
@@ -263,5 +283,40 @@ describeIncus('red team: text dropped onto the terminal', () => {
     page.off('dialog', onDialog)
     expect(dialogs.join('\n')).not.toContain('javascript:')
     expect(await page.evaluate(() => localStorage.getItem('pwned'))).toBeNull()
+  })
+
+  // An agent asks tmux to fetch the browser's clipboard: `tmux refresh-client -l` makes tmux send
+  // OSC 52 `?` to the browser, and with `allow-passthrough` (which the agent can set: tmux is
+  // its own) a DCS passthrough reaches the browser as is. The browser must answer neither.
+  it('the agent tab answers no clipboard query: tmux refresh-client -l, DCS passthrough', async () => {
+    await page.getByRole('tab', { name: 'Agent' }).click()
+    await page.locator(`${pane('agent')}[data-state="open"]`).waitFor({ timeout: 30_000 })
+    await agentShell()
+    const secret = 'clipboard-secret-' + String(Date.now())
+    await page.evaluate((t) => navigator.clipboard.writeText(t), secret).catch(() => undefined)
+    // Record the OSC 52 the terminal receives (a handler registered last runs first; returning
+    // false passes the sequence on), to show the queries did reach the browser.
+    await page.evaluate(() => {
+      const w = window as Hooked & { __osc52?: string[] }
+      w.__osc52 = []
+      w.__clincusTerminals?.agent?.term.parser.registerOscHandler(52, (d) => {
+        w.__osc52?.push(d)
+        return false
+      })
+    })
+    const from = sentAgent.length
+    await page.keyboard.type(
+      "clear; tmux set -p allow-passthrough on; tmux refresh-client -l; printf '\\ePtmux;\\e\\e]52;c;?\\a\\e\\\\'; tmux show-buffer 2>&1 | head -c 80; echo; echo DONE-$((6*7))",
+    )
+    await page.keyboard.press('Enter')
+    await expect.poll(() => termText(page, 'agent'), { timeout: 15_000 }).toContain('DONE-42')
+    const bytes = sentAgent.slice(from).join('')
+    expect(bytes).not.toContain('\x1b]52')
+    const seen = await page.evaluate(
+      () => (window as Hooked & { __osc52?: string[] }).__osc52 ?? [],
+    )
+    // tmux's query (`;?`) and the passthrough's (`c;?`) both arrived, and went unanswered.
+    expect(seen).toEqual(expect.arrayContaining([';?', 'c;?']))
+    expect(await termText(page, 'agent')).not.toContain(secret)
   })
 })
