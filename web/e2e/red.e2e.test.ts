@@ -1,8 +1,8 @@
 // Red team, in Debian's Chromium against the real server: paste bypasses (a drop, a phone
 // keyboard's clipboard strip), OSC 8 and OSC 52 from the agent, and a resize of the agent tab.
-// other than the paste event. Dropping text onto the terminal (a drag from a malicious page or
-// document) is the classic bypass of paste protections: it must send nothing, or go through the
-// paste path (shared/terminal/paste.ts).
+// Dropping text onto the terminal (a drag from a malicious page or document) is the classic
+// bypass of paste protections: it must send nothing, or go through the paste path
+// (shared/terminal/paste.ts).
 import { mkdtemp, realpath, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
