@@ -116,4 +116,65 @@ describeIncus('pasting a split end-of-paste marker (issue 14 row 6)', () => {
       await t.close()
     })
   }
+
+  // Red team: bracketed paste does not protect against C0 controls, because they act before the
+  // application reads the paste. The pty's line discipline turns ^C into SIGINT: bash drops the
+  // bracket and reads the rest of the paste as typed keys. tmux takes ^B as its prefix when it
+  // is the first key of a read (its assume-paste-time only covers keys arriving within 1 ms of
+  // the previous one), bracket or not.
+  it('red team control (shell tab): an unsanitised ^C in a bracket runs the rest without Enter', async () => {
+    const file = '/tmp/p-ctrl-c-control'
+    const t = await bashPrompt('shell')
+    await pasteThenType(t, `\x1b[200~echo x\x03  touch ${file}\r\x1b[201~`)
+    await waitUntil(`${file} made by the smuggled command`, () => exists(file), {
+      timeoutMs: 15_000,
+    })
+    await t.close()
+  })
+
+  it('red team (shell tab): a pasted ^C is inert text; nothing runs without Enter', async () => {
+    const file = '/tmp/p-ctrl-c'
+    const t = await bashPrompt('shell')
+    await pasteThenType(t, preparePaste(`echo x\x03  touch ${file}\n`, true))
+    expect(await exists(file)).toBe(false)
+    await t.close()
+  })
+
+  /**
+   * Sends a prepared paste in frames split at `cuts`, with a round trip to the container between
+   * frames. The browser sends a long paste in 4 KiB chunks, one per task, so a page's padding
+   * puts ^B at one chunk's start and tmux's command at the next one's; the round trip stands for
+   * the gap between chunks (tmux treats keys that arrive within 1 ms as typed-ahead paste).
+   */
+  async function pasteInPieces(t: TerminalClient, bytes: string, cuts: number[]): Promise<void> {
+    t.clear()
+    let from = 0
+    for (const cut of [...cuts, bytes.length]) {
+      t.send(bytes.slice(from, cut))
+      from = cut
+      await execAsCode(id, 'true')
+    }
+  }
+
+  it("red team control (agent tab): an unsanitised ^B starting a read is tmux's prefix, in a bracket too", async () => {
+    const file = '/tmp/p-prefix-control'
+    const t = await bashPrompt('agent')
+    const bytes = `\x1b[200~echo a\x02:run-shell "touch ${file}"\r\x1b[201~`
+    await pasteInPieces(t, bytes, [bytes.indexOf('\x02'), bytes.indexOf('run-shell')])
+    await waitUntil(`${file} made by tmux's run-shell`, () => exists(file), { timeoutMs: 15_000 })
+    await t.close()
+  })
+
+  it('red team (agent tab): a pasted ^B is inert text; tmux runs no command', async () => {
+    const file = '/tmp/p-prefix'
+    const t = await bashPrompt('agent')
+    const bytes = preparePaste(`echo a\x02:run-shell "touch ${file}"\n`, true)
+    // Cut where the ^B was, as in the control.
+    const at = bytes.indexOf('echo a') + 'echo a'.length
+    await pasteInPieces(t, bytes, [at, bytes.indexOf('run-shell')])
+    t.send(' #typed')
+    await t.waitFor('#typed')
+    expect(await exists(file)).toBe(false)
+    await t.close()
+  })
 })

@@ -1,6 +1,7 @@
 // The real node-pty: how much input its write queue holds is what terminal input backpressure
 // (issue 10 row 7) is decided from. These run host processes in a PTY, no Incus needed.
 import { describe, expect, it, onTestFinished } from 'vitest'
+import { waitUntil } from '../test/ws-client.ts'
 import { nodePtySpawner, type PtyExit, type PtyProcess } from './spawner.ts'
 
 function spawn(script: string): { pty: PtyProcess; exited: Promise<PtyExit> } {
@@ -102,5 +103,53 @@ describe('node-pty exit while paused', () => {
     expect(exitedAt).toBe(chunks.length)
     expect(out.length).toBe(size + 8)
     expect(out.endsWith(`${'a'.repeat(10)}TAIL`)).toBe(true)
+  })
+})
+
+// Red team: a process that inherited the terminal and writes forever after the one we spawned
+// exited (here `yes` in the background) must neither keep the exit from being reported nor make
+// the drain read without end: at most EXIT_DRAIN_LIMIT (1 MiB) after the exit is noticed.
+describe('node-pty exit while an inherited writer never stops', () => {
+  it('reports the exit and stops draining, paused or not', async () => {
+    const pidFile = `/tmp/clincus-red-yes-${String(process.pid)}`
+    const pty = nodePtySpawner.spawn(
+      '/bin/sh',
+      ['-c', `stty raw -echo; (trap '' HUP; exec yes) & echo $! > ${pidFile}; read go; exit 7`],
+      { cols: 80, rows: 24, name: 'xterm' },
+    )
+    let bytes = 0
+    let afterExit = 0
+    let exitedFlag = false
+    pty.onData((d) => {
+      bytes += d.length
+      if (exitedFlag) afterExit += d.length
+    })
+    const exited = new Promise<PtyExit>((resolve) => {
+      pty.onExit((e) => {
+        exitedFlag = true
+        resolve(e)
+      })
+    })
+    onTestFinished(async () => {
+      const { readFile, rm } = await import('node:fs/promises')
+      const pid = Number((await readFile(pidFile, 'utf8').catch(() => '')).trim())
+      if (pid > 0) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // already gone
+        }
+      }
+      await rm(pidFile, { force: true })
+    })
+    await waitUntil('yes writing', () => bytes > 64 * 1024)
+    pty.pause()
+    pty.write('go\n')
+    expect((await exited).exitCode).toBe(7)
+    // Nothing is delivered once the exit is reported: the drain ran before it and stopped.
+    const at = bytes
+    await new Promise<void>((resolve) => setImmediate(resolve))
+    expect(bytes - at).toBe(afterExit)
+    expect(afterExit).toBe(0)
   })
 })

@@ -37,6 +37,29 @@ describe('sanitizePaste', () => {
     )
   })
 
+  it('red team: turns ^C, ^B, ^Z, ^\\, ^D, NUL, backspace and DEL into visible symbols (they act before bracketed paste protects)', () => {
+    // ^C in a bracket: the pty sends SIGINT, bash drops the bracket and runs the rest as typed.
+    expect(sanitizePaste('echo x\x03  touch /tmp/p\r')).toBe('echo x\u2403  touch /tmp/p\r')
+    // ^B alone in tmux's read is its prefix, inside a bracket too: `^B:run-shell …⏎` runs.
+    expect(sanitizePaste('\x02:run-shell "touch /tmp/p"\r')).toBe(
+      '\u2402:run-shell "touch /tmp/p"\r',
+    )
+    expect(sanitizePaste('\x00\x04\x08\x15\x17\x1a\x1c\x7f')).toBe(
+      '\u2400\u2404\u2408\u2415\u2417\u241a\u241c\u2421',
+    )
+  })
+
+  it('red team: no output keeps a C0 control other than tab, LF and CR, for any text', () => {
+    fc.assert(
+      fc.property(
+        fc.string({ unit: 'binary', maxLength: 200 }),
+        (s) =>
+          // eslint-disable-next-line no-control-regex -- no control character may remain
+          !/[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/.test(sanitizePaste(s)),
+      ),
+    )
+  })
+
   it('is a fixed point: sanitising twice changes nothing, for any text', () => {
     fc.assert(
       fc.property(fc.string({ unit: 'binary', maxLength: 200 }), (s) => {

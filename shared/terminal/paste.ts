@@ -17,17 +17,34 @@ export const ESCAPE_SYMBOL = '\u241b'
 /** What a C1 control (U+0080–U+009F, e.g. U+009B, the one-character CSI) becomes. */
 export const C1_SYMBOL = '\ufffd'
 
-// eslint-disable-next-line no-control-regex -- finding escape characters is the point
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
 const ESC_OR_C1 = /[\x1b\x80-\x9f]/g
+/**
+ * The other C0 controls and DEL: everything below 0x20 but tab, LF and CR. Bracketed paste does
+ * not protect against them, because they act before the application reads the paste: the pty's
+ * line discipline turns ^C, ^\ and ^Z into signals (bash abandons the bracket and reads the
+ * rest of the paste as typed keys, so `x^C touch f⏎` runs `touch f`), and tmux takes ^B as its
+ * prefix when it arrives in its own read, bracket or not (`^B:run-shell …⏎` runs a command).
+ */
+// eslint-disable-next-line no-control-regex -- finding control characters is the point
+const OTHER_CONTROLS = /[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/g
+
+/** The Control Pictures character of a C0 control or DEL (U+2400 + code, DEL U+2421). */
+function controlPicture(c: string): string {
+  const code = c.charCodeAt(0)
+  return String.fromCharCode(code === 0x7f ? 0x2421 : 0x2400 + code)
+}
 
 /**
  * The pasted text with every ESC (0x1b) turned into U+241B and every C1 control (U+0080–U+009F,
  * including U+009B, the 8-bit CSI) into U+FFFD, repeated until nothing changes (a fixed point),
- * so no output of this function contains a byte that starts an escape sequence. Everything
- * else (tabs, newlines, any other Unicode) is kept.
+ * so no output of this function contains a byte that starts an escape sequence; and every other
+ * C0 control and DEL (not tab, LF or CR) into its Control Pictures symbol (^C → U+2403), so no
+ * paste sends a signal or a tmux key binding. Everything else (tabs, newlines, any other
+ * Unicode) is kept.
  */
 export function sanitizePaste(text: string): string {
-  let out = text
+  let out = text.replace(OTHER_CONTROLS, controlPicture)
   for (;;) {
     const next = out.replace(ESC_OR_C1, (c) => (c === '\x1b' ? ESCAPE_SYMBOL : C1_SYMBOL))
     if (next === out) return out

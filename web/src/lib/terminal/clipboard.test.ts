@@ -1,5 +1,10 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { isClipboardQuery, namesClipboard, writeOnlyClipboard } from './clipboard.ts'
+import {
+  isClipboardQuery,
+  isInsertedClip,
+  namesClipboard,
+  writeOnlyClipboard,
+} from './clipboard.ts'
 
 afterEach(() => {
   vi.unstubAllGlobals()
@@ -52,5 +57,22 @@ describe('OSC 52', () => {
     const reports: [string, boolean][] = []
     await writeOnlyClipboard((text, ok) => reports.push([text, ok])).writeText('' as never, 'x')
     expect(reports).toEqual([['x', false]])
+  })
+})
+
+describe("isInsertedClip (red team: a phone keyboard's clipboard strip)", () => {
+  it('takes multi-character inserted text with a line end or control as a clip', () => {
+    expect(isInsertedClip('insertText', 'ls\nrm -rf ~\n')).toBe(true)
+    expect(isInsertedClip('insertText', 'x\x03 touch f')).toBe(true)
+    expect(isInsertedClip('insertReplacementText', 'a\rb')).toBe(true)
+  })
+
+  it('leaves typing alone: one character, plain words, emoji, other input types', () => {
+    expect(isInsertedClip('insertText', 'a')).toBe(false)
+    expect(isInsertedClip('insertText', '\n')).toBe(false)
+    expect(isInsertedClip('insertText', 'hello world')).toBe(false)
+    expect(isInsertedClip('insertText', '👩‍💻')).toBe(false)
+    expect(isInsertedClip('insertCompositionText', 'a\nb')).toBe(false)
+    expect(isInsertedClip('insertText', null)).toBe(false)
   })
 })

@@ -72,3 +72,16 @@ export function writeOnlyClipboard(
     },
   }
 }
+
+/**
+ * Whether a `beforeinput` of type `inputType` with `data` is a clip inserted in one piece (a
+ * phone keyboard's clipboard strip) that must go through the paste path: text inserted at once,
+ * more than one character, with a line end or any other control character in it. A single
+ * typed character, or text without controls (a word from autocorrect), is typing.
+ */
+export function isInsertedClip(inputType: string, data: string | null): boolean {
+  if (inputType !== 'insertText' && inputType !== 'insertReplacementText') return false
+  if (data === null || data.length < 2) return false
+  // eslint-disable-next-line no-control-regex -- finding control characters is the point
+  return /[\x00-\x1f\x7f-\x9f]/.test(data)
+}

@@ -18,7 +18,12 @@ import { WebglAddon } from '@xterm/addon-webgl'
 import { Terminal, type ITheme } from '@xterm/xterm'
 import { untrack } from 'svelte'
 import { preparePaste } from '../../../../shared/terminal/paste.ts'
-import { isClipboardQuery, writeClipboard, writeOnlyClipboard } from './clipboard.ts'
+import {
+  isClipboardQuery,
+  isInsertedClip,
+  writeClipboard,
+  writeOnlyClipboard,
+} from './clipboard.ts'
 import { TerminalConnection } from './connection.svelte.ts'
 import { isShiftEnter, pageAction, SHIFT_ENTER_SEQUENCE } from './keys.ts'
 import { optionAsMeta, rendererPreference, SCROLLBACK, watchOptionAsMeta } from './preferences.ts'
@@ -271,6 +276,17 @@ export class TerminalView {
         this.paste(text)
       }
       el.addEventListener('paste', onPaste, true)
+      // Text a keyboard inserts in one piece (a phone keyboard's clipboard strip) is a paste in
+      // all but name: xterm would send it as typed, line ends and control characters included.
+      // Typing inserts one character at a time and an IME commits through composition events;
+      // neither is touched.
+      const onBeforeInput = (e: InputEvent): void => {
+        if (e.isComposing || !isInsertedClip(e.inputType, e.data)) return
+        e.preventDefault()
+        e.stopPropagation()
+        this.paste(e.data ?? '')
+      }
+      el.addEventListener('beforeinput', onBeforeInput, true)
 
       let frame = 0
       const refit = (): void => {
@@ -300,6 +316,7 @@ export class TerminalView {
         if (frame !== 0) cancelAnimationFrame(frame)
         observer.disconnect()
         el.removeEventListener('paste', onPaste, true)
+        el.removeEventListener('beforeinput', onBeforeInput, true)
         dark.removeEventListener('change', onTheme)
         stopSwipes()
         stopOptionWatch()
