@@ -298,7 +298,17 @@ export class TerminalView {
         if (!dims || !Number.isFinite(dims.cols) || !Number.isFinite(dims.rows)) return
         const cols = Math.max(2, dims.cols)
         const rows = Math.max(1, dims.rows)
-        if (cols !== term.cols || rows !== term.rows) term.resize(cols, rows)
+        if (cols === term.cols && rows === term.rows) return
+        // The agent tab shows tmux in the normal screen (so what scrolls off lands in the
+        // scrollback): xterm's reflow would push the rows on screen into the scrollback and
+        // tmux then redraws them all, so every resize repeated them. Clearing the screen first
+        // (after the output already queued) leaves reflow nothing to push; tmux's redraw after
+        // the resize paints it again. Only while connected: otherwise nothing would repaint.
+        if (this.kind === 'agent' && this.connection.isOpen && !this.#inAlternate(term))
+          term.write('\x1b[H\x1b[2J', () => {
+            term.resize(cols, rows)
+          })
+        else term.resize(cols, rows)
       }
       const observer = new ResizeObserver(() => {
         if (frame === 0) frame = requestAnimationFrame(refit)
