@@ -10,6 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest'
 import { WebSocket } from 'ws'
 import { ackFrame, CloseCode } from '../../shared/ws/terminal.ts'
 import { tmuxSessionName } from '../sessions/naming.ts'
+import { tmuxStartArgv } from '../sessions/tmux.ts'
 import {
   describeIncus,
   execArgvAsCode,
@@ -153,6 +154,37 @@ describeIncus('terminal bytes through tmux and the bridge (issue 14)', () => {
     expect(binary).toBe(0)
     ws.close()
     await closed
+  })
+
+  it('a tool argv reaches the program word for word: no tmux command, format or shell expansion', async () => {
+    // The words a hostile config or profile could put in a tool's argv; the tmux command line
+    // ends a command at a word ending in ';' and expands #{...} / #(...) in some places.
+    const words = [
+      ';',
+      'a;',
+      'b\\;',
+      '\\;',
+      '#{pane_pid}',
+      '#(touch /tmp/pwn-fmt)',
+      '$(touch /tmp/pwn-sh)',
+      'x\ny',
+      '-d',
+      "'",
+      '',
+    ]
+    const program = ['sh', '-c', 'printf "%s\\0" "$@" > /tmp/argv.out', 'sh', ...words]
+    const argv = tmuxStartArgv('argv-probe', '/tmp', program)
+    // Its own tmux server (-L), so the session's server and its options are left alone.
+    const r = await execArgvAsCode(id, ['tmux', '-L', 'argv-probe', ...argv.slice(1)])
+    expect(r.exitCode, r.stderr).toBe(0)
+    const out = await waitUntil('the probe wrote its argv', async () => {
+      const got = await execArgvAsCode(id, ['cat', '/tmp/argv.out'])
+      return got.exitCode === 0 && got.stdout.endsWith('\0') ? got.stdout : undefined
+    })
+    expect(out.split('\0').slice(0, -1)).toEqual(words)
+    const pwned = await execArgvAsCode(id, ['sh', '-c', 'ls /tmp/pwn-* 2>/dev/null | wc -l'])
+    expect(pwned.stdout.trim()).toBe('0')
+    await execArgvAsCode(id, ['tmux', '-L', 'argv-probe', 'kill-server'])
   })
 
   it('row 1: a wheel-up report puts the pane in copy mode; the agent gets no arrow key', async () => {
