@@ -139,7 +139,7 @@ describeIncus('red team: the browser terminal', () => {
             'drop',
             (e) => {
               const t = e.target instanceof Element ? e.target.className : ''
-              w.__drops.push(`${t}|${e.dataTransfer?.getData('text/plain') ?? ''}`)
+              w.__drops?.push(`${t}|${e.dataTransfer?.getData('text/plain') ?? ''}`)
             },
             { capture: true },
           )
