@@ -151,49 +151,29 @@ export async function benchLatency(ctx: BenchContext, keystrokes = 500): Promise
   }
   const floor = samples.direct
   const perKey = (ms: number): number => round((ms / Math.max(1, server.keys)) * 1000, 0)
+  /** One percentile of `s` against the same percentile of the floor (the difference, in ms). */
+  const row = (who: string, s: number[], q: number, label: string) =>
+    ({
+      section: SECTIONS.latency,
+      name: `${who}: ${label}`,
+      value: round(percentile(s, q), 2),
+      unit: 'ms',
+      baseline: {
+        name: `direct PTY tmux attach ${label}`,
+        value: round(percentile(floor, q), 2),
+        unit: 'ms',
+      },
+      ratio: round(percentile(s, q) - percentile(floor, q), 2),
+      ratioKind: 'delta',
+    }) as const
   for (const p of ['raw', 'v1'] as const) {
     const s = samples[p]
+    const who = `/ws/terminal ${p === 'v1' ? 'clincus.v1' : 'raw'}`
     const over99 = percentile(s, 0.99) - percentile(floor, 0.99)
-    const over50 = percentile(s, 0.5) - percentile(floor, 0.5)
+    ctx.record({ ...row(who, s, 0.5, 'p50'), detail: { n: s.length, floorN: floor.length } })
+    ctx.record(row(who, s, 0.95, 'p95'))
     ctx.record({
-      section: SECTIONS.latency,
-      name: `/ws/terminal ${p === 'v1' ? 'clincus.v1' : 'raw'}: p50`,
-      value: round(percentile(s, 0.5), 2),
-      unit: 'ms',
-      baseline: {
-        name: 'direct PTY tmux attach p50',
-        value: round(percentile(floor, 0.5), 2),
-        unit: 'ms',
-      },
-      ratio: round(over50, 2),
-      ratioKind: 'delta',
-      detail: { n: s.length, floorN: floor.length },
-    })
-    ctx.record({
-      section: SECTIONS.latency,
-      name: `/ws/terminal ${p === 'v1' ? 'clincus.v1' : 'raw'}: p95`,
-      value: round(percentile(s, 0.95), 2),
-      unit: 'ms',
-      baseline: {
-        name: 'direct PTY tmux attach p95',
-        value: round(percentile(floor, 0.95), 2),
-        unit: 'ms',
-      },
-      ratio: round(percentile(s, 0.95) - percentile(floor, 0.95), 2),
-      ratioKind: 'delta',
-    })
-    ctx.record({
-      section: SECTIONS.latency,
-      name: `/ws/terminal ${p === 'v1' ? 'clincus.v1' : 'raw'}: p99`,
-      value: round(percentile(s, 0.99), 2),
-      unit: 'ms',
-      baseline: {
-        name: 'direct PTY tmux attach p99',
-        value: round(percentile(floor, 0.99), 2),
-        unit: 'ms',
-      },
-      ratio: round(over99, 2),
-      ratioKind: 'delta',
+      ...row(who, s, 0.99, 'p99'),
       goal: 'p99 overhead < 1 ms',
       met: over99 < 1,
       note:
@@ -221,17 +201,7 @@ export async function benchLatency(ctx: BenchContext, keystrokes = 500): Promise
     [0.99, 'p99'],
   ] as const) {
     ctx.record({
-      section: SECTIONS.latency,
-      name: `peer: wetty 3.2.0, tmux attach: ${label}`,
-      value: round(percentile(w, q), 2),
-      unit: 'ms',
-      baseline: {
-        name: `direct PTY tmux attach ${label}`,
-        value: round(percentile(floor, q), 2),
-        unit: 'ms',
-      },
-      ratio: round(percentile(w, q) - percentile(floor, q), 2),
-      ratioKind: 'delta',
+      ...row('peer: wetty 3.2.0, tmux attach', w, q, label),
       detail: { n: w.length, samples: w.map((v) => round(v, 2)) },
     })
   }
