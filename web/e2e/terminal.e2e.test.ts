@@ -164,28 +164,31 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
   })
 
   it('row 1: search finds a line that scrolled off the agent tab', async () => {
-    // Lines at an agent's pace: tmux draws each one, scrolling the browser's screen. (A burst
+    // Lines at an agent's pace: tmux draws each batch, scrolling the browser's screen. (A burst
     // of more than a screen in one read, tmux draws as its last screen only: those lines are
-    // in tmux's history, reached with the wheel, not in the browser's scrollback.)
-    await typeLine(
-      page,
-      'agent',
-      'for i in $(seq 1 400); do echo needle-$i-end; [ $((i % 20)) = 0 ] && sleep 0.02; done',
-    )
-    await expect
-      .poll(() => termText(page, 'agent'), { timeout: 15_000 })
-      .toContain('needle-400-end')
+    // in tmux's history, reached with the wheel, not in the browser's scrollback.) Each batch is
+    // awaited on the page before the next, so a busy machine cannot merge batches into a burst.
+    for (let first = 1; first <= 400; first += 20) {
+      await typeLine(page, 'agent', `seq -f needle-%g-end ${first} ${first + 19}`)
+      await expect
+        .poll(() => termText(page, 'agent'), { timeout: 15_000 })
+        .toContain(`needle-${first + 19}-end`)
+    }
     expect(await termText(page, 'agent')).not.toContain('needle-17-end')
     await page.locator(pane(page, 'agent')).getByRole('button', { name: 'Search' }).click()
-    await page.getByRole('searchbox', { name: 'Find in output' }).fill('needle-17-end')
-    await page.getByRole('searchbox', { name: 'Find in output' }).press('Enter')
-    expect(await page.locator(`${pane(page, 'agent')} .nomatch`).innerText()).toBe('')
-    const selected = await page.evaluate(
-      () => (window as Hooked).__clincusTerminals?.agent?.term.getSelection() ?? null,
-    )
-    expect(selected).toBe('needle-17-end')
-    await expect.poll(() => termText(page, 'agent')).toContain('needle-17-end')
-    await page.locator(pane(page, 'agent')).getByRole('button', { name: 'Close' }).click()
+    try {
+      await page.getByRole('searchbox', { name: 'Find in output' }).fill('needle-17-end')
+      await page.getByRole('searchbox', { name: 'Find in output' }).press('Enter')
+      expect(await page.locator(`${pane(page, 'agent')} .nomatch`).innerText()).toBe('')
+      const selected = await page.evaluate(
+        () => (window as Hooked).__clincusTerminals?.agent?.term.getSelection() ?? null,
+      )
+      expect(selected).toBe('needle-17-end')
+      await expect.poll(() => termText(page, 'agent')).toContain('needle-17-end')
+    } finally {
+      // Later tests type into the terminal: the search box must not keep the focus.
+      await page.locator(pane(page, 'agent')).getByRole('button', { name: 'Close' }).click()
+    }
   })
 
   it('row 1: the wheel over the agent tab scrolls tmux, never a key to the agent', async () => {
