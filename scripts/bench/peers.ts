@@ -1,6 +1,6 @@
 // Peer web terminals measured in the same run as clincus (issue 14): the same container, the
 // same command, the same file and the same kind of client. Each peer lives in
-// scripts/bench/peers/ (its own package.json and lock, installed with `npm ci` on first use),
+// bench/peers/ (its own package.json and lock, installed with `npm ci` on first use),
 // never in clincus' dependencies.
 //
 // - wetty 3.2.0 (npm): run as its users run it on one machine — the server process with
@@ -22,7 +22,7 @@ export const TTYD_NOTE =
   'ttyd and gotty: not packaged for Debian 12 (bookworm, bookworm-backports); not measured'
 
 function peersDir(repoRoot: string): string {
-  return join(repoRoot, 'scripts', 'bench', 'peers')
+  return join(repoRoot, 'bench', 'peers')
 }
 
 /** Installs the peers (npm ci against the lock) unless they are there; returns their folder. */
