@@ -1,22 +1,47 @@
 import { Type, type Static } from 'typebox'
+import { SessionInfoSchema } from './sessions.ts'
+
+/**
+ * Issue 15: every `session.*` lifecycle event carries the session as it is after the change, so a
+ * client applies it without refetching (additive to the contract's `{type, id}`). `session.deleted`
+ * carries the session as it was last seen. Optional only so that the contract's `{type, id}` shape
+ * still validates.
+ */
+const session = Type.Optional(SessionInfoSchema)
 
 // Events on /ws/events and /api/events. session.started / session.stopped / config.reloaded are
 // the contract's; the others are additive (clients ignore types they do not know).
 export const SessionStartedEventSchema = Type.Object({
   type: Type.Literal('session.started'),
   id: Type.String(),
+  session,
 })
 export const SessionStoppedEventSchema = Type.Object({
   type: Type.Literal('session.stopped'),
   id: Type.String(),
+  session,
 })
 export const SessionCreatedEventSchema = Type.Object({
   type: Type.Literal('session.created'),
   id: Type.String(),
+  session,
 })
 export const SessionDeletedEventSchema = Type.Object({
   type: Type.Literal('session.deleted'),
   id: Type.String(),
+  session,
+})
+/** The container was paused (frozen) inside or outside clincus: `incus pause`. */
+export const SessionFrozenEventSchema = Type.Object({
+  type: Type.Literal('session.frozen'),
+  id: Type.String(),
+  session,
+})
+/** A frozen container was resumed (thawed): `incus resume` / `incus start`. */
+export const SessionThawedEventSchema = Type.Object({
+  type: Type.Literal('session.thawed'),
+  id: Type.String(),
+  session,
 })
 export const SessionLaunchingEventSchema = Type.Object({
   type: Type.Literal('session.launching'),
@@ -68,6 +93,8 @@ export const ServerEventSchema = Type.Union([
   SessionStoppedEventSchema,
   SessionCreatedEventSchema,
   SessionDeletedEventSchema,
+  SessionFrozenEventSchema,
+  SessionThawedEventSchema,
   SessionLaunchingEventSchema,
   ConfigReloadedEventSchema,
   ConfigInvalidEventSchema,
