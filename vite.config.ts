@@ -21,7 +21,13 @@ export default defineConfig({
         test: {
           name: 'server',
           environment: 'node',
-          include: ['server/**/*.test.ts', 'shared/**/*.test.ts', 'scripts/**/*.test.ts'],
+          include: [
+            'server/**/*.test.ts',
+            'images/**/*.test.ts',
+            'provision/**/*.test.ts',
+            'shared/**/*.test.ts',
+            'scripts/**/*.test.ts',
+          ],
           exclude: ['**/*.incus.test.ts', 'node_modules/**'],
         },
       },
@@ -30,7 +36,7 @@ export default defineConfig({
         test: {
           name: 'incus',
           environment: 'node',
-          include: ['server/**/*.incus.test.ts'],
+          include: ['server/**/*.incus.test.ts', 'images/**/*.incus.test.ts'],
           testTimeout: 180_000,
           hookTimeout: 300_000,
           fileParallelism: false,

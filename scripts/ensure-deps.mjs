@@ -62,7 +62,12 @@ if (!existsSync(built) || sources > mtime(built)) {
 // The server runs from a bundle: plain node needs about half the memory of node + the tsx loader
 // (81 MB against 163 MB idle, docs/performance.md). Dependencies stay external (node-pty is native).
 const bundle = join(root, 'dist', 'server', 'main.js')
-const serverSources = Math.max(newest(join(root, 'server')), newest(join(root, 'shared')), mtime(join(root, 'package.json')))
+// The bundle takes in the builder (images/) and host setup (provision/) too: `clincus build` and
+// the dashboard's rebuild run from it. images/*.sh stay files, read from the checkout at build time.
+const serverSources = Math.max(
+  ...['server', 'images', 'provision', 'shared'].map((dir) => newest(join(root, dir))),
+  mtime(join(root, 'package.json')),
+)
 if (!existsSync(bundle) || serverSources > mtime(bundle)) {
   const started = Date.now()
   process.stdout.write('==> bundling the server\n')

@@ -5,19 +5,19 @@
 import { realpathSync } from 'node:fs'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
-import { ensureTestImage, type TestImageStatus } from '../server/images/build.ts'
-import { ensureImageTools } from '../server/provision/image-tools.ts'
+import { ensureTestImage, type TestImageStatus } from '../images/build.ts'
+import { ensureImageTools } from '../provision/image-tools.ts'
 import {
   ensureChromium,
   ensureIncus,
   type ChromiumReadiness,
   type IncusReadiness,
-} from '../server/provision/incus.ts'
+} from '../provision/incus.ts'
 import {
   createConsoleReporter,
   formatDuration,
   type SetupReporter,
-} from '../server/provision/reporter.ts'
+} from '../provision/reporter.ts'
 
 export type SetupTarget = 'start' | 'test'
 

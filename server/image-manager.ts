@@ -4,8 +4,12 @@ import type { ImageState } from '../shared/schemas/health.ts'
 import type { ImageInfo } from '../shared/schemas/images.ts'
 import { ConflictError, UnavailableError } from './errors.ts'
 import type { IncusDriver } from './incus/driver.ts'
-import { INPUT_HASH_PROPERTY, toolVersionsOf, type ImageExtras } from './images/recipe.ts'
-import type { ImageTarget } from './images/targets.ts'
+import {
+  INPUT_HASH_PROPERTY,
+  toolVersionsOf,
+  type ImageExtras,
+  type ImageTarget,
+} from '../images/index.ts'
 
 /** An image as Incus describes it (what the API lists). */
 export interface StoredImage {
@@ -22,7 +26,7 @@ export interface BuildRequest {
   update: boolean
 }
 
-/** How images are looked up and built; build.ts and image-store.ts in production, fakes in tests. */
+/** How images are looked up and built; images/backend.ts in production, fakes in tests. */
 export interface ImageBackend {
   describe(alias: string): Promise<StoredImage | undefined>
   /** The input hash a build of `alias` with `extras` would record now. */

@@ -2,7 +2,7 @@
 // same table with its sources). Plus the package registries the host itself is configured with
 // (read at startup from its apt sources and npm config, never written in the project).
 import type { ToolName } from '../../shared/tools.ts'
-import { readAptSources } from '../provision/apt-sources.ts'
+import { readAptSources } from '../../provision/apt-sources.ts'
 
 /**
  * Built-in allow entries per tool. Sources:

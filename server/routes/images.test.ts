@@ -11,7 +11,7 @@ import {
   type StoredImage,
 } from '../image-manager.ts'
 import { FakeIncusDriver } from '../incus/fake-driver.ts'
-import type { ImageExtras } from '../images/recipe.ts'
+import type { ImageExtras } from '../../images/index.ts'
 import { buildTestApp } from '../test/helpers.ts'
 import { waitUntil } from '../test/ws-client.ts'
 

@@ -8,7 +8,7 @@ import {
 } from '../../shared/schemas/images.ts'
 import { ConflictError, NotFoundError } from '../errors.ts'
 import type { ImageManager } from '../image-manager.ts'
-import { imageTargets } from '../images/targets.ts'
+import { imageTargets } from '../../images/index.ts'
 import type { AppServices } from '../services.ts'
 
 /**

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { BadRequestError } from '../errors.ts'
-import { subIdAllows } from '../provision/subid.ts'
+import { subIdAllows } from '../../provision/subid.ts'
 
 export interface IdMappingPlan {
   method: 'raw.idmap'

@@ -6,8 +6,8 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { homedir, userInfo } from 'node:os'
 import { join } from 'node:path'
-import { repoRoot } from '../paths.ts'
-import { renderTmuxConf } from '../sessions/tmux.ts'
+import { repoRoot } from '../server/paths.ts'
+import { renderTmuxConf } from '../server/sessions/tmux.ts'
 import { aptInstall } from '../provision/apt.ts'
 import { configuredArchive } from '../provision/apt-sources.ts'
 import { isRoot } from '../provision/host.ts'
@@ -103,7 +103,7 @@ interface Step {
 }
 
 async function readAsset(name: string): Promise<string> {
-  return readFile(join(repoRoot, 'server', 'images', name), 'utf8')
+  return readFile(join(repoRoot, 'images', name), 'utf8')
 }
 
 /**

@@ -1,6 +1,6 @@
 // Which images the config asks for, and with which extras: the default image with `[image]`, and
 // each profile's `image` with `[image]` plus its `[profiles.x.image_extras]`. Pure.
-import type { Config, ImageExtrasConfig } from '../../shared/schemas/config.ts'
+import type { Config, ImageExtrasConfig } from '../shared/schemas/config.ts'
 import { mergeExtras, NO_EXTRAS, type ImageExtras } from './recipe.ts'
 
 export interface ImageTarget {

@@ -1,7 +1,7 @@
 // The production ImageBackend: Incus' image store for lookups, build.ts for builds. The kind of an
 // alias follows its name (`clincus-test*` is built with the fake tool, anything else with the
 // real agents).
-import type { ImageBackend } from '../image-manager.ts'
+import type { ImageBackend } from '../server/image-manager.ts'
 import { buildImage, imageInputs } from './build.ts'
 import { describeAlias } from './image-store.ts'
 import { kindOfAlias } from './recipe.ts'

@@ -10,18 +10,18 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import { pino } from 'pino'
 import { afterAll, beforeAll, expect, it, onTestFinished } from 'vitest'
-import type { ServerEvent } from '../../shared/schemas/events.ts'
-import type { ImageInfo } from '../../shared/schemas/images.ts'
-import { ImageManager } from '../image-manager.ts'
-import { CliIncusDriver } from '../incus/cli-driver.ts'
+import type { ServerEvent } from '../shared/schemas/events.ts'
+import type { ImageInfo } from '../shared/schemas/images.ts'
+import { ImageManager } from '../server/image-manager.ts'
+import { CliIncusDriver } from '../server/incus/cli-driver.ts'
 import {
   describeIncus,
   requestJson,
   startLiveServer,
   TEST_IMAGE,
   type LiveServer,
-} from '../test/incus-harness.ts'
-import { waitUntil } from '../test/ws-client.ts'
+} from '../server/test/incus-harness.ts'
+import { waitUntil } from '../server/test/ws-client.ts'
 import { incusImageBackend } from './backend.ts'
 
 const ALIAS = `clincus-test-it-${randomBytes(3).toString('hex')}`

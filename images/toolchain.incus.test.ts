@@ -12,7 +12,7 @@ import {
   requestJson,
   startLiveServer,
   TEST_IMAGE,
-} from '../test/incus-harness.ts'
+} from '../server/test/incus-harness.ts'
 
 const IMAGE = process.env.CLINCUS_IT_TOOLCHAIN_IMAGE ?? TEST_IMAGE
 

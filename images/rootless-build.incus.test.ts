@@ -8,15 +8,15 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { repoRoot } from '../paths.ts'
+import { repoRoot } from '../server/paths.ts'
 import { hasUsableRange } from '../provision/subid.ts'
-import { canActAsOtherUser } from '../test/local-user.ts'
+import { canActAsOtherUser } from '../server/test/local-user.ts'
 import {
   describeIncus,
   requestJson,
   startLiveServer,
   type LiveServer,
-} from '../test/incus-harness.ts'
+} from '../server/test/incus-harness.ts'
 
 const BUILDER = 'clincus-builder'
 const ALIAS = `clincus-test-rootless-${randomBytes(3).toString('hex')}`
@@ -46,7 +46,16 @@ async function builderUser(): Promise<string> {
 async function stageRepo(): Promise<string> {
   const stage = await mkdtemp(join(tmpdir(), 'clincus-rl-repo-'))
   await chmod(stage, 0o755)
-  const parts = ['package.json', 'tsconfig.json', 'scripts', 'server', 'shared', 'node_modules']
+  const parts = [
+    'package.json',
+    'tsconfig.json',
+    'scripts',
+    'server',
+    'images',
+    'provision',
+    'shared',
+    'node_modules',
+  ]
   const from = parts.map((p) => join(repoRoot, p))
   const linked = await execa('cp', ['-al', '--', ...from, stage], { reject: false })
   if (linked.exitCode !== 0) await execa('cp', ['-a', '--', ...from, stage])

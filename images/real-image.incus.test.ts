@@ -7,8 +7,8 @@ import { tmpdir } from 'node:os'
 import { delimiter, join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, expect, it } from 'vitest'
-import { repoRoot } from '../paths.ts'
-import { describeIncus, execAsCode } from '../test/incus-harness.ts'
+import { repoRoot } from '../server/paths.ts'
+import { describeIncus, execAsCode } from '../server/test/incus-harness.ts'
 import { NODE_PIN, parseVersion } from './recipe.ts'
 
 const ALIAS = `clincus-real-it-${randomBytes(3).toString('hex')}`
