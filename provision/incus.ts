@@ -25,6 +25,7 @@ import {
   type IncusInitState,
 } from './preseed.ts'
 import { silentReporter, type SetupReporter } from './reporter.ts'
+import { ensureCowPool } from './storage.ts'
 import { ensureRootSubIds } from './subid.ts'
 
 export type IncusReadiness =
@@ -164,6 +165,7 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
   } else {
     reporter.note('incus already initialised (default profile has a root disk)')
   }
+  if (root) await ensureCowPool((await readInitState()).pools, reporter)
   return { ok: true, version: probe.version }
 }
 

@@ -81,7 +81,10 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`)
     throw err
   }
-  const driver = new CliIncusDriver({ project: config.current.incus.project })
+  const driver = new CliIncusDriver({
+    project: config.current.incus.project,
+    storagePool: () => config.current.incus.storage_pool,
+  })
 
   if (command.kind === 'build') {
     const controller = new AbortController()

@@ -31,7 +31,18 @@ export interface CliDriverOptions {
   /** The incus executable (tests point this at a stub that records its argv). */
   binary?: string
   env?: Record<string, string>
+  /**
+   * `[incus] storage_pool`, read at each use (hot reload): the pool sessions' root disks go on.
+   * Empty: the pool named `clincus` when it exists (setup adds it as a copy-on-write pool), else
+   * the default profile's. Without this option the driver always uses the default profile's pool.
+   */
+  storagePool?: () => string
 }
+
+/** The copy-on-write pool setup adds to an installation that has only `dir` pools (issue 16). */
+export const CLINCUS_POOL = 'clincus'
+/** How long the answer "does the clincus pool exist" is reused (ms). */
+const POOL_LOOKUP_TTL_MS = 30_000
 
 function parseJson(text: string, argv: readonly string[]): unknown {
   try {
@@ -55,11 +66,34 @@ export class CliIncusDriver implements IncusDriver {
   readonly project: string
   readonly binary: string
   readonly #env: Record<string, string> | undefined
+  readonly #storagePool: (() => string) | undefined
+  #clincusPool: { exists: boolean; at: number } | undefined
 
   constructor(opts: CliDriverOptions) {
     this.project = opts.project
     this.binary = opts.binary ?? 'incus'
     this.#env = opts.env
+    this.#storagePool = opts.storagePool
+  }
+
+  /** The pool new sessions' root disks go on; undefined: the default profile's (see options). */
+  async sessionPool(opts?: CallOptions): Promise<string | undefined> {
+    if (!this.#storagePool) return undefined
+    const configured = this.#storagePool()
+    if (configured !== '') return configured
+    const now = Date.now()
+    if (!this.#clincusPool || now - this.#clincusPool.at > POOL_LOOKUP_TTL_MS) {
+      const argv = ['query', `/1.0/storage-pools/${CLINCUS_POOL}`]
+      let exists = true
+      try {
+        await this.#run(argv, { timeoutMs: 5000, ...opts })
+      } catch (err) {
+        if (!(err instanceof IncusCommandError && err.isNotFound)) throw err
+        exists = false
+      }
+      this.#clincusPool = { exists, at: now }
+    }
+    return this.#clincusPool.exists ? CLINCUS_POOL : undefined
   }
 
   async #run(
@@ -175,6 +209,8 @@ export class CliIncusDriver implements IncusDriver {
 
   async rootPoolDriver(opts?: CallOptions): Promise<string | null> {
     const q = `project=${encodeURIComponent(this.project)}`
+    const chosen = await this.sessionPool(opts)
+    if (chosen !== undefined) return this.#poolDriver(chosen, q, opts)
     const profileArgv = ['query', `/1.0/profiles/default?${q}`]
     const profile = parseJson(await this.#run(profileArgv, opts), profileArgv)
     if (!Value.Check(IncusProfileSchema, profile))
@@ -187,7 +223,11 @@ export class CliIncusDriver implements IncusDriver {
       (d) => d.type === 'disk' && d.path === '/' && d.pool,
     )
     if (!root?.pool) return null
-    const poolArgv = ['query', `/1.0/storage-pools/${encodeURIComponent(root.pool)}?${q}`]
+    return this.#poolDriver(root.pool, q, opts)
+  }
+
+  async #poolDriver(name: string, q: string, opts?: CallOptions): Promise<string> {
+    const poolArgv = ['query', `/1.0/storage-pools/${encodeURIComponent(name)}?${q}`]
     const pool = parseJson(await this.#run(poolArgv, opts), poolArgv)
     if (!Value.Check(IncusStoragePoolSchema, pool))
       throw new IncusCommandError({
@@ -201,8 +241,11 @@ export class CliIncusDriver implements IncusDriver {
   async init(image: string, name: string, opts: InitOptions = {}): Promise<void> {
     const argv = [...this.#p(), 'init']
     for (const entry of kv(opts.config ?? {})) argv.push('--config', entry)
-    const disk = kv(opts.rootDisk ?? {})
-    if (disk.length > 0) argv.push('--device', `root,${disk.join(',')}`)
+    const pool = opts.rootDisk?.pool === undefined ? await this.sessionPool(opts) : undefined
+    // One `--device root,KEY=VALUE` per key: the CLI reads everything after the first `=` as the
+    // value, so `root,a=1,b=2` would set a to "1,b=2" (a pool "clincus,size=20GiB": not found).
+    for (const entry of kv({ ...(pool === undefined ? {} : { pool }), ...(opts.rootDisk ?? {}) }))
+      argv.push('--device', `root,${entry}`)
     // `--` ends the options: an image from the config ("--vm", "--help") is never a flag.
     argv.push('--', image, name)
     // init unpacks the image on a dir pool: seconds, not milliseconds (machine-facts.md).

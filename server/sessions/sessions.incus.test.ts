@@ -81,8 +81,16 @@ describeIncus('sessions on a live Incus daemon', () => {
     const info = JSON.parse(await incus('query', `/1.0/instances/${s.id}`)) as {
       status: string
       config: Record<string, string>
+      expanded_devices: Record<string, Record<string, string>>
     }
     expect(info.status).toBe('Running')
+    // Issue 16: the root disk is on setup's copy-on-write pool when there is one (setup adds it
+    // wherever the kernel has btrfs: every machine the suite runs on so far).
+    const cow = await incus('query', '/1.0/storage-pools/clincus').then(
+      () => true,
+      () => false,
+    )
+    expect(info.expanded_devices.root?.pool).toBe(cow ? 'clincus' : 'default')
     expect(info.config).toMatchObject({
       'user.clincus.managed': 'true',
       'user.clincus.workspace': ws,

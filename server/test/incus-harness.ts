@@ -148,7 +148,10 @@ export async function startLiveServer(
   )
   const env = { HOME: home, CLINCUS_SYSTEM_CONFIG: join(home, 'etc-clincus.toml') }
   const config = await ConfigStore.open(configLocations(env, home), env, home)
-  const driver = new CliIncusDriver({ project: config.current.incus.project })
+  const driver = new CliIncusDriver({
+    project: config.current.incus.project,
+    storagePool: () => config.current.incus.storage_pool,
+  })
   const built = await buildApp({
     driver,
     config,

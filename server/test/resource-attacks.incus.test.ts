@@ -142,6 +142,14 @@ describeIncus('resource exhaustion by another local user', () => {
       },
       { timeoutMs: 30_000 },
     )
+    // Once the image is ready, startup looks it up once more (is it out of date with the config?):
+    // a fingerprint query that must not land inside the measured window below (seen on a slow CI
+    // machine). It is the last image query startup makes.
+    await waitUntil(
+      "startup's look at the image",
+      async () => (await incusLog()).some((l) => /^query \/1\.0\/images\/[0-9a-f]{64}/.test(l)),
+      { timeoutMs: 60_000 },
+    )
   })
 
   afterAll(async () => {

@@ -231,6 +231,13 @@ export const ConfigSchema = Type.Object(
           pattern: '^[A-Za-z_][A-Za-z0-9_.-]*$',
           'x-expected': 'a group name',
         }),
+        // Issue 16: the storage pool of sessions' root disks. Empty: `clincus` when setup added
+        // that copy-on-write pool, else the default profile's.
+        storage_pool: Type.String({
+          default: '',
+          pattern: '^$|^[A-Za-z0-9][A-Za-z0-9_.-]*$',
+          'x-expected': 'a storage pool name, or "" for the default',
+        }),
         code_uid: Type.Integer({ default: 1000, minimum: 1, maximum: 4294967294 }),
         code_user: Type.String({ default: 'code', pattern: '^[a-z_][a-z0-9_-]*$' }),
         // Kept so existing files still load: sessions never use shift=true mounts any more.
