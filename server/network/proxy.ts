@@ -117,6 +117,17 @@ interface Tracked {
   handOff(relay: SpliceRelay, client: { bytesRead: number; bytesWritten: number }): void
 }
 
+/**
+ * One plain-HTTP exchange: its response, and what runs when the response closes (set by #track
+ * once the request is approved). The response gets exactly one 'close' listener from us: with
+ * proxy-chain 3.0.1's forward (client.destroy, byte counting) and Node 20's pipeline (seven),
+ * a ServerResponse already carries nine, and Node warns past ten.
+ */
+interface Exchange {
+  res: http.ServerResponse
+  closed: (() => void) | null
+}
+
 type HandlerOpts = Awaited<ReturnType<Server['prepareRequestHandling']>>
 
 /**
@@ -329,7 +340,7 @@ export class EgressProxy extends EventEmitter {
   readonly #relays = new Set<SpliceRelay>()
   #relayed = 0
   readonly #sessionOf = new WeakMap<net.Socket, string>()
-  readonly #responses = new WeakMap<http.IncomingMessage, http.ServerResponse>()
+  readonly #exchanges = new WeakMap<http.IncomingMessage, Exchange>()
   readonly #listeners = new Map<string, SessionListener>()
   readonly #lookups = new LookupGate()
   readonly #answers = new Map<string, { at: number; addresses: string[] }>()
@@ -390,12 +401,16 @@ export class EgressProxy extends EventEmitter {
     // Uploads through plain HTTP may take long; the idle timeout bounds a stalled one.
     http.requestTimeout = 0
     http.keepAliveTimeout = 5000
-    http.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-      this.#responses.set(req, res)
+    // Prepended: the exchange must be known before proxy-chain's own 'request' listener runs
+    // #prepare, which decides an IP literal (and tracks it) without waiting for anything.
+    http.prependListener('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const exchange: Exchange = { res, closed: null }
+      this.#exchanges.set(req, exchange)
       const socket = req.socket
       this.#inFlight.set(socket, (this.#inFlight.get(socket) ?? 0) + 1)
       this.#disarm(socket)
       res.once('close', () => {
+        exchange.closed?.()
         const left = (this.#inFlight.get(socket) ?? 1) - 1
         this.#inFlight.set(socket, left)
         // Keep-alive: the next request header has the same deadline as the first.
@@ -772,7 +787,10 @@ export class EgressProxy extends EventEmitter {
     const socket = request.socket
     const read0 = socket.bytesRead
     const written0 = socket.bytesWritten
-    const res = isHttp ? this.#responses.get(request) : undefined
+    const exchange = isHttp ? this.#exchanges.get(request) : undefined
+    // Unreachable: the prepended 'request' listener runs first. Without it a plain-HTTP record
+    // would wait for the client connection to close.
+    if (isHttp && !exchange) throw new Error('egress: a plain-HTTP request without its response')
     const lives = this.#listeners.get(session)?.live
     let relay: SpliceRelay | null = null
     let counters: { bytesRead: number; bytesWritten: number } = socket
@@ -783,7 +801,7 @@ export class EgressProxy extends EventEmitter {
           relay.stop()
           return
         }
-        res?.destroy()
+        if (exchange) exchange.res.destroy()
         socket.destroy()
       },
     }
@@ -800,10 +818,10 @@ export class EgressProxy extends EventEmitter {
       })
     }
     const none = { up: 0, down: 0 }
-    if (res)
-      res.once('close', () => {
+    if (exchange)
+      exchange.closed = () => {
         end(none)
-      })
+      }
     else
       socket.once('close', () => {
         if (!relay) end(none)
