@@ -28,7 +28,8 @@ import {
   type NetworkMode,
   type Policy,
 } from './policy.ts'
-import { EgressProxy, type ProxyLimits, type Resolver } from './proxy.ts'
+import { EgressProxy, type ProxyLimits } from './proxy.ts'
+import type { Resolver } from './proxy-lookup.ts'
 import { prepareRuntimeDir } from './runtime-dir.ts'
 
 /** The proxy device's name and where it listens inside the container. */
