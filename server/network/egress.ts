@@ -1,17 +1,15 @@
 // Network egress of sessions (issue 12): a session has no network interface; its one way out is
 // the clincus proxy (proxy.ts), reached through an Incus `proxy` device that listens on
 // 127.0.0.1:3128 inside the container and connects to the session's own unix socket on the host.
-// This module owns the per-session policy (global config + profile, narrowed by the workspace's
-// `[network]` as recorded at creation), the device and environment, the hot reload, the audit
-// and the `session.network` events. The session service calls it with a line per step.
-import { networkInterfaces } from 'node:os'
+// This module owns the per-session state (its policy, computed in session-policy.ts from the
+// global config + profile, narrowed by the workspace's `[network]` as recorded at creation), the
+// device and environment on the instance (built in container.ts), the hot reload, the audit and
+// the `session.network` events. The session service calls it with a line per step.
 import { join } from 'node:path'
 import type { Logger } from 'pino'
-import { Value } from 'typebox/value'
-import { NetworkSchema, type Config } from '../../shared/schemas/config.ts'
 import type { SessionNetwork, SessionNetworkSummary } from '../../shared/schemas/network.ts'
 import { isToolName, type ToolName } from '../../shared/tools.ts'
-import { configForWorkspace, readWorkspaceLayer } from '../config/load.ts'
+import { readWorkspaceLayer } from '../config/load.ts'
 import { isPlainObject, own } from '../config/merge.ts'
 import type { ConfigStore } from '../config/store.ts'
 import { BadRequestError } from '../errors.ts'
@@ -19,8 +17,14 @@ import type { EventHub } from '../events/hub.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import { NetworkAudit } from './audit.ts'
-import { TOOL_DOMAINS } from './builtins.ts'
-import { canonicalIp } from './address.ts'
+import {
+  afterStartArgv,
+  deviceWrong,
+  EGRESS_DEVICE,
+  proxyDevice,
+  proxyEnvironment,
+} from './container.ts'
+import { HostAddresses, listenerAddresses } from './host-addresses.ts'
 import {
   parseEntries,
   parseEntry,
@@ -28,47 +32,25 @@ import {
   type NetworkMode,
   type Policy,
 } from './policy.ts'
-import { EgressProxy, type ProxyLimits, type Resolver } from './proxy.ts'
+import { EgressProxy, type ProxyLimits } from './proxy.ts'
+import type { Resolver } from './proxy-lookup.ts'
 import { prepareRuntimeDir } from './runtime-dir.ts'
+import { sessionPolicy } from './session-policy.ts'
 
-/** The proxy device's name and where it listens inside the container. */
-export const EGRESS_DEVICE = 'clincus-egress'
-export const PROXY_LISTEN = '127.0.0.1:3128'
-export const PROXY_URL = `http://${PROXY_LISTEN}`
+export {
+  APT_PROXY_FILE,
+  EGRESS_DEVICE,
+  LO_UP_PERL,
+  PROFILE_FILE,
+  PROXY_LISTEN,
+  PROXY_URL,
+} from './container.ts'
 /** The workspace's `[network]` table as read at creation (JSON): it can only narrow. */
 export const NETWORK_LABEL = 'user.clincus.network'
 const TOOL_LABEL = 'user.clincus.tool'
 const PROFILE_LABEL = 'user.clincus.profile'
-export const APT_PROXY_FILE = '/etc/apt/apt.conf.d/90clincus-proxy'
-export const PROFILE_FILE = '/etc/profile.d/clincus-proxy.sh'
 /** `session.network` events per session and second at most (issue 12: one per refusal). */
 const EVENTS_PER_SECOND = 20
-
-/**
- * Brings `lo` up as container root with SIOCGIFFLAGS/SIOCSIFFLAGS. perl-base is Essential in
- * Debian, so this works in images made before `iproute2` was added (sessions created before
- * issue 12 get `lo` on their next start); the new images' init does the same with `ip`.
- */
-export const LO_UP_PERL =
-  'socket(my $s, 2, 2, 0) or die "socket: $!\\n"; my $r = pack("a16 s x22", "lo", 0);' +
-  ' ioctl($s, 0x8913, $r) or die "SIOCGIFFLAGS: $!\\n"; my (undef, $f) = unpack("a16 s", $r);' +
-  ' ioctl($s, 0x8914, pack("a16 s x22", "lo", $f | 1)) or die "SIOCSIFFLAGS: $!\\n"'
-
-/** How long a read of the host's interface addresses is reused (they change with DHCP, VPNs). */
-const HOST_ADDRESSES_TTL_MS = 5000
-
-/** Canonical addresses of every interface (zone ids dropped): where the host's services answer. */
-export function interfaceAddresses(
-  ifaces: Readonly<Record<string, ReadonlyArray<{ address: string }> | undefined>>,
-): string[] {
-  const out = new Set<string>()
-  for (const list of Object.values(ifaces))
-    for (const a of list ?? []) {
-      const c = canonicalIp(a.address.split('%')[0] ?? '')
-      if (c !== null) out.add(c)
-    }
-  return [...out]
-}
 
 export interface EgressOptions {
   /** Directory of the per-session sockets (main.ts: /run/clincus/egress or $XDG_RUNTIME_DIR). */
@@ -117,7 +99,7 @@ export class EgressService {
   readonly #audit: NetworkAudit
   readonly #sessions = new Map<string, SessionState>()
   #own: Array<{ address: string; port: number }> = []
-  #hostAddrs: { at: number; list: string[] } = { at: -Infinity, list: [] }
+  readonly #hostAddrs: HostAddresses
   #unsubscribe: (() => void) | null = null
   #warned = new Set<string>()
   /** Names of the host's own registries (Policy.hostTrusted): fixed at startup. */
@@ -128,6 +110,7 @@ export class EgressService {
     this.#hostTrusted = parseEntries(deps.options.registries ?? []).entries.flatMap((e) =>
       e.kind === 'name' ? [e.name] : [],
     )
+    this.#hostAddrs = new HostAddresses(deps.log)
     this.#audit = new NetworkAudit({ dir: deps.options.auditDir, log: deps.log })
     this.#proxy = new EgressProxy({
       log: deps.log,
@@ -136,7 +119,7 @@ export class EgressService {
       hooks: {
         policy: (id) => {
           const s = this.#sessions.get(id)
-          return s ? { ...s.policy, hostAddresses: this.#hostAddresses() } : null
+          return s ? { ...s.policy, hostAddresses: this.#hostAddrs.get() } : null
         },
         upstream: (id) => this.#sessions.get(id)?.upstream ?? null,
         record: (id, r) => {
@@ -172,27 +155,8 @@ export class EgressService {
    * adds every address of the host's interfaces.
    */
   setOwnListener(host: string, port: number): void {
-    const addresses = new Set<string>()
-    const bind = canonicalIp(host.replace(/^\[|\]$/g, '')) ?? '127.0.0.1'
-    addresses.add(bind)
-    if (bind === '0.0.0.0' || bind === '::')
-      for (const a of interfaceAddresses(networkInterfaces())) addresses.add(a)
-    this.#own = [...addresses].map((address) => ({ address, port }))
+    this.#own = listenerAddresses(host).map((address) => ({ address, port }))
     for (const s of this.#sessions.values()) s.policy = { ...s.policy, ownListeners: this.#own }
-  }
-
-  /** The host's own addresses, read at most every HOST_ADDRESSES_TTL_MS (refused by the policy). */
-  #hostAddresses(): string[] {
-    const now = Date.now()
-    if (now - this.#hostAddrs.at < HOST_ADDRESSES_TTL_MS) return this.#hostAddrs.list
-    let list = this.#hostAddrs.list
-    try {
-      list = interfaceAddresses(networkInterfaces())
-    } catch (err) {
-      this.#d.log.warn({ err }, 'could not read the host interface addresses')
-    }
-    this.#hostAddrs = { at: now, list }
-    return list
   }
 
   #socketPath(id: string): string {
@@ -201,31 +165,12 @@ export class EgressService {
 
   /** Instance config for every session: the proxy environment (also in mode none: it fails fast). */
   environment(): Record<string, string> {
-    const env: Record<string, string> = {
-      HTTPS_PROXY: PROXY_URL,
-      HTTP_PROXY: PROXY_URL,
-      https_proxy: PROXY_URL,
-      http_proxy: PROXY_URL,
-      NO_PROXY: 'localhost,127.0.0.1,::1',
-      no_proxy: 'localhost,127.0.0.1,::1',
-      // Node >= 22.21 / 24: built-in fetch and http honour the variables only with this.
-      NODE_USE_ENV_PROXY: '1',
-      // Node carries its own CA list; with this it also trusts the system bundle, into which
-      // the image build puts the host's extra CAs (a TLS-inspecting corporate proxy, a mirror).
-      NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt',
-    }
-    if (this.#d.options.npmRegistry) env.npm_config_registry = this.#d.options.npmRegistry
-    return Object.fromEntries(Object.entries(env).map(([k, v]) => [`environment.${k}`, v]))
+    return proxyEnvironment(this.#d.options.npmRegistry)
   }
 
   /** The proxy device for a session. */
   device(id: string): Record<string, string> {
-    return {
-      type: 'proxy',
-      listen: `tcp:${PROXY_LISTEN}`,
-      connect: `unix:${this.#socketPath(id)}`,
-      bind: 'instance',
-    }
+    return proxyDevice(this.#socketPath(id))
   }
 
   /**
@@ -293,14 +238,9 @@ export class EgressService {
       await this.addDevice(id, opts.signal)
   }
 
-  /**
-   * Whether the instance's device disagrees with the session: present in mode none, missing
-   * otherwise, or connecting to another socket (the runtime directory moved, e.g. clincus ran
-   * as root before and as a user now).
-   */
+  /** Whether the instance's device disagrees with the session (see container.ts). */
   #deviceWrong(state: SessionState, dev: Record<string, string> | undefined): boolean {
-    if (state.mode === 'none') return dev !== undefined
-    return dev?.connect !== `unix:${this.#socketPath(state.id)}`
+    return deviceWrong(state.mode !== 'none', this.#socketPath(state.id), dev)
   }
 
   /**
@@ -310,19 +250,10 @@ export class EgressService {
    * non-Debian image still runs, without them.
    */
   async afterStart(id: string, signal?: AbortSignal): Promise<void> {
-    const apt = `Acquire::http::Proxy "${PROXY_URL}/";\nAcquire::https::Proxy "${PROXY_URL}/";\n`
-    const profile = Object.entries(this.environment())
-      .map(([k, v]) => `export ${k.slice('environment.'.length)}='${v}'\n`)
-      .join('')
-    const script =
-      `${LO_UP_PERL}; for my $i (0, 2) { my ($path, $text) = @ARGV[$i, $i + 1];` +
-      ` my ($dir) = $path =~ m{^(.*)/}; next unless -d $dir;` +
-      ` open(my $f, ">", $path) or die "$path: $!\\n"; print $f $text; close($f) or die "$path: $!\\n" }`
-    const res = await this.#d.driver.exec(
-      id,
-      ['perl', '-e', script, APT_PROXY_FILE, apt, PROFILE_FILE, profile],
-      { timeoutMs: 10_000, ...(signal ? { signal } : {}) },
-    )
+    const res = await this.#d.driver.exec(id, afterStartArgv(this.environment()), {
+      timeoutMs: 10_000,
+      ...(signal ? { signal } : {}),
+    })
     if (res.exitCode !== 0)
       this.#d.log.warn(
         { session: id, stderr: res.stderr.trim() },
@@ -402,44 +333,22 @@ export class EgressService {
     return state
   }
 
-  /** The effective network config of a session now. */
-  #effective(id: string, s: SessionState): Config['network'] {
-    const store = this.#d.config
-    const layer = s.wsNetwork !== null ? { network: s.wsNetwork } : null
-    try {
-      const withProfile = (profile: string | undefined): Config | null =>
-        configForWorkspace(store.loaded, `(session ${id})`, layer, store.home, store.locations, {
-          profile,
-        })
-      return (
-        (withProfile(s.profile) ?? withProfile(undefined))?.network ?? Value.Create(NetworkSchema)
-      )
-    } catch (err) {
-      // The recorded table is ours (validated at creation); if it cannot be read, no network.
-      this.#d.log.warn({ err, session: id }, 'network config of a session unreadable; mode none')
-      return { ...Value.Create(NetworkSchema), mode: 'none' }
-    }
-  }
-
   #compute(id: string, s: SessionState): void {
-    const net = this.#effective(id, s)
-    const texts = [...TOOL_DOMAINS[s.tool], ...(this.#d.options.registries ?? []), ...net.allow]
-    const { entries, invalid } = parseEntries(texts)
-    for (const e of invalid) {
+    const computed = sessionPolicy(this.#d.config, this.#d.log, id, s, {
+      registries: this.#d.options.registries ?? [],
+      hostTrusted: this.#hostTrusted,
+      hostUpstream: this.#d.options.hostUpstream,
+      ownListeners: this.#own,
+    })
+    for (const e of computed.invalid) {
       if (this.#warned.has(e.message)) continue
       this.#warned.add(e.message)
       this.#d.log.warn({ entry: e.entry }, `ignored: ${e.message}`)
     }
-    s.mode = net.mode
-    s.allow = entries.map((e) => e.text)
-    s.policy = {
-      mode: net.mode,
-      entries,
-      ownListeners: this.#own,
-      hostTrusted: this.#hostTrusted,
-    }
-    const upstream = net.upstream || this.#d.options.hostUpstream || ''
-    s.upstream = upstream === '' ? null : upstream
+    s.mode = computed.mode
+    s.allow = computed.allow
+    s.policy = computed.policy
+    s.upstream = computed.upstream
   }
 
   /** Hot reload: every session's policy recomputed; the device follows a change to/from none. */

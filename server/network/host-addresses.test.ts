@@ -4,7 +4,7 @@
 // firewall keeps from the internet but not from the host itself (a Docker API on 2375, a database
 // without a password). They are refused like loopback: only an exact `ip:port` entry opens one.
 import { describe, expect, it } from 'vitest'
-import { interfaceAddresses } from './egress.ts'
+import { interfaceAddresses } from './host-addresses.ts'
 import { checkAddresses, decide, parseEntries, type Policy } from './policy.ts'
 
 const HOST_V4 = '93.184.216.34'

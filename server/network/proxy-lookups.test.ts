@@ -11,7 +11,8 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { Policy } from './policy.ts'
-import { EgressProxy, MAX_LOOKUPS, MAX_LOOKUPS_PER_SESSION } from './proxy.ts'
+import { EgressProxy } from './proxy.ts'
+import { MAX_LOOKUPS, MAX_LOOKUPS_PER_SESSION } from './proxy-lookup.ts'
 
 let dir: string
 let proxy: EgressProxy

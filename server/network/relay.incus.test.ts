@@ -20,7 +20,7 @@ import {
   TEST_IMAGE,
 } from '../test/incus-harness.ts'
 import { waitUntil } from '../test/ws-client.ts'
-import { DEFAULT_RELAY_PATH } from './proxy.ts'
+import { DEFAULT_RELAY_PATH } from './proxy-tunnel.ts'
 
 const MiB = 1024 * 1024
 const BLOB = randomBytes(24 * MiB)

@@ -1,6 +1,8 @@
+// One terminal WebSocket and its PTY: output framing and backpressure, the connection's life
+// (attach, reject, close, exit, kill). The input side is bridge-input.ts; the wire protocols and
+// the decoding of client frames are bridge-protocol.ts.
 import type { Logger } from 'pino'
 import type { WebSocket } from '@fastify/websocket'
-import type { RawData } from 'ws'
 import {
   CloseCode,
   errorFrame,
@@ -9,22 +11,23 @@ import {
   frame,
   jsonMessage,
   Op,
-  parseFrame,
-  TERMINAL_SIZE,
 } from '../../shared/ws/terminal.ts'
 import { closeReason } from '../events/ws-keepalive.ts'
+import { InputPump } from './bridge-input.ts'
+import {
+  decodeClientFrame,
+  ProtocolSniffer,
+  sizeError,
+  toBuffer,
+  validSize,
+  type TerminalProtocol,
+} from './bridge-protocol.ts'
 import { DEFAULT_COALESCE, OutputCoalescer, type CoalesceOptions } from './coalescer.ts'
 import { FlowCounter, PauseGate, type Watermarks } from './flow-control.ts'
 import type { PtyExit, PtyProcess } from './spawner.ts'
-import { parseJsonClientMessage } from './json-protocol.ts'
 import { Utf8Splitter, utf8TextPayload } from './utf8.ts'
 
-/**
- * `raw`: the contract's protocol (text out, text/binary in); `v1`: the clincus.v1 subprotocol;
- * `json`: the original dashboard's JSON messages, recognised on a `raw` connection from the
- * client's first frame.
- */
-export type TerminalProtocol = 'raw' | 'v1' | 'json'
+export type { TerminalProtocol } from './bridge-protocol.ts'
 
 export interface BridgeOptions {
   /** What the handshake chose; `raw` becomes `json` when the first frame is a JSON message. */
@@ -52,25 +55,7 @@ const DEFAULT_FLOW: Watermarks = { high: FLOW.HIGH_WATER, low: FLOW.LOW_WATER }
 const DEFAULT_INPUT_FLOW: Watermarks = { high: 1024 * 1024, low: 256 * 1024 }
 const DEFAULT_KILL_GRACE_MS = 2000
 const DEFAULT_MAX_QUEUED_INPUT = 256 * 1024
-/**
- * Output a connection without subprotocol may receive before the client's first frame says
- * which framing it speaks; past it the connection stays raw. Up to it, the output is kept, so a
- * JSON client (which cannot read the raw frames) gets it again as its first output message.
- */
-const PRELUDE_LIMIT = FLOW.HIGH_WATER
 const textDecoder = new TextDecoder('utf-8', { fatal: false })
-
-function toBuffer(data: RawData): Buffer {
-  if (Buffer.isBuffer(data)) return data
-  if (Array.isArray(data)) return Buffer.concat(data)
-  return Buffer.from(data)
-}
-
-function validSize(cols: number, rows: number): boolean {
-  const ok = (n: number): boolean =>
-    Number.isInteger(n) && n >= TERMINAL_SIZE.MIN && n <= TERMINAL_SIZE.MAX
-  return ok(cols) && ok(rows)
-}
 
 /**
  * One WebSocket ↔ one PTY. Created synchronously with the socket, so no frame is lost while the
@@ -82,33 +67,23 @@ function validSize(cols: number, rows: number): boolean {
  * stops `incus exec` reading, so the tmux client inside blocks, and tmux holds back redraws for
  * that one client only: other viewers and the tool itself keep running.
  *
- * Input backpressure: while the PTY holds more than `inputFlow.high` bytes it could not write
- * (the process behind it does not read), the socket is not read (`ws.pause()`): TCP pushes back
- * on the client instead of the server buffering without bound; reading resumes under
- * `inputFlow.low`.
+ * Input backpressure: InputPump (bridge-input.ts) stops reading the socket while the PTY holds
+ * more than `inputFlow.high` bytes it could not write.
  */
 export class TerminalBridge {
   readonly #ws: WebSocket
   #protocol: TerminalProtocol
-  /** A raw connection whose client has not sent a frame yet: it may still turn out to be json. */
-  #undecided: boolean
-  #prelude: Buffer[] = []
-  #preludeBytes = 0
+  readonly #sniffer: ProtocolSniffer
   readonly #log: Logger
   readonly #killGraceMs: number
-  readonly #maxQueuedInput: number
   readonly #onDelivered: () => void
   readonly #coalescer: OutputCoalescer
   readonly #splitter = new Utf8Splitter()
   readonly #socketFlow: FlowCounter
   readonly #ackFlow: FlowCounter
   readonly #gate: PauseGate
-  readonly #inputFlow: Watermarks
-  #inputPaused = false
-  #cancelInputWait: (() => void) | null = null
+  readonly #in: InputPump
   #pty: PtyProcess | null = null
-  #queuedInput: Buffer[] = []
-  #queuedBytes = 0
   #pendingSize: { cols: number; rows: number } | null = null
   #socketClosed = false
   #exited = false
@@ -120,15 +95,21 @@ export class TerminalBridge {
   constructor(ws: WebSocket, opts: BridgeOptions) {
     this.#ws = ws
     this.#protocol = opts.protocol
-    this.#undecided = opts.protocol === 'raw'
+    this.#sniffer = new ProtocolSniffer(opts.protocol)
     this.#log = opts.log
     this.#killGraceMs = opts.killGraceMs ?? DEFAULT_KILL_GRACE_MS
-    this.#maxQueuedInput = opts.maxQueuedInput ?? DEFAULT_MAX_QUEUED_INPUT
     this.#onDelivered = opts.onDelivered ?? (() => undefined)
     const flow = opts.flow ?? DEFAULT_FLOW
-    this.#inputFlow = opts.inputFlow ?? DEFAULT_INPUT_FLOW
-    if (!(this.#inputFlow.low >= 0 && this.#inputFlow.low < this.#inputFlow.high))
-      throw new RangeError('inputFlow needs 0 <= low < high')
+    this.#in = new InputPump({
+      ws,
+      log: this.#log,
+      flow: opts.inputFlow ?? DEFAULT_INPUT_FLOW,
+      maxQueued: opts.maxQueuedInput ?? DEFAULT_MAX_QUEUED_INPUT,
+      closed: () => this.#socketClosed,
+      overflow: () => {
+        this.reject(CloseCode.BAD_REQUEST, 'too much input before the terminal was ready')
+      },
+    })
     this.#socketFlow = new FlowCounter(flow)
     this.#ackFlow = new FlowCounter(flow)
     this.#gate = new PauseGate(
@@ -189,7 +170,7 @@ export class TerminalBridge {
 
   /** Whether the socket is not being read because the PTY has not taken the input yet. */
   get inputPaused(): boolean {
-    return this.#inputPaused
+    return this.#in.paused
   }
 
   attach(pty: PtyProcess): void {
@@ -207,10 +188,7 @@ export class TerminalBridge {
       return
     }
     if (this.#pendingSize) pty.resize(this.#pendingSize.cols, this.#pendingSize.rows)
-    for (const chunk of this.#queuedInput) pty.write(chunk)
-    this.#queuedInput = []
-    this.#queuedBytes = 0
-    this.#checkInput()
+    this.#in.attach(pty)
     if (this.#gate.paused) pty.pause()
   }
 
@@ -233,87 +211,43 @@ export class TerminalBridge {
   }
 
   #onMessage(buf: Buffer, isBinary: boolean): void {
-    if (this.#undecided) {
-      this.#undecided = false
-      const first = parseJsonClientMessage(buf)
-      if (first) this.#useJson()
-      this.#prelude = []
-      this.#preludeBytes = 0
-    }
-    if (this.#protocol === 'raw') {
-      this.#input(buf)
-      return
-    }
-    if (this.#protocol === 'json') {
-      this.#onJsonMessage(buf)
-      return
-    }
-    if (!isBinary) {
-      this.#protocolError('clincus.v1 takes binary frames only')
-      return
-    }
-    const f = parseFrame(buf)
-    if (!f) {
-      this.#protocolError('malformed frame')
-      return
-    }
-    switch (f.op) {
-      case Op.INPUT:
-        this.#input(Buffer.from(f.data.buffer, f.data.byteOffset, f.data.byteLength))
+    const prelude = this.#sniffer.first(buf)
+    if (prelude) this.#useJson(prelude)
+    const a = decodeClientFrame(this.#protocol, buf, isBinary)
+    switch (a.kind) {
+      case 'input':
+        this.#input(a.data)
         return
-      case Op.RESIZE:
-        this.resize(f.cols, f.rows)
+      case 'resize':
+        this.resize(a.cols, a.rows)
         return
-      case Op.ACK:
-        if (this.#ackFlow.release(f.bytes)) this.#gate.set('ack', false)
+      case 'ack':
+        if (this.#ackFlow.release(a.bytes)) this.#gate.set('ack', false)
         return
-      default:
-        this.#protocolError(`opcode ${f.op} is server-to-client only`)
+      case 'violation':
+        this.#protocolError(a.message)
+        return
+      case 'bad':
+        // Answered, never fatal; while the client does not read (its socket is over the output
+        // bound) answers are dropped, so a flood of bad frames cannot grow the server's buffer.
+        if (a.malformed) this.#log.debug('terminal json message malformed')
+        this.#answerJson(a.message)
     }
   }
 
   /** From here on the connection speaks json; output sent raw so far is sent again, as json. */
-  #useJson(): void {
+  #useJson(prelude: Buffer): void {
     this.#protocol = 'json'
-    this.#log.debug({ prelude: this.#preludeBytes }, 'terminal speaks the json framing')
-    if (this.#preludeBytes === 0) return
-    const data = textDecoder.decode(Buffer.concat(this.#prelude))
+    this.#log.debug({ prelude: prelude.length }, 'terminal speaks the json framing')
+    if (prelude.length === 0) return
+    const data = textDecoder.decode(prelude)
     this.#send(jsonMessage({ type: 'output', data }), false)
-  }
-
-  /**
-   * One json-mode frame. A frame that is not a message is answered, never fatal; while the
-   * client does not read (its socket is over the output bound) answers are dropped, so a flood
-   * of bad frames cannot grow the server's buffer.
-   */
-  #onJsonMessage(buf: Buffer): void {
-    const m = parseJsonClientMessage(buf)
-    if (!m) {
-      this.#log.debug('terminal json message malformed')
-      this.#answerJson(
-        'malformed message: expected {"type":"input","data":"…"} or {"type":"resize","cols":N,"rows":N}',
-      )
-      return
-    }
-    if (m.type === 'input') {
-      this.#input(Buffer.from(m.data, 'utf8'))
-      return
-    }
-    if (!validSize(m.cols, m.rows)) {
-      this.#answerJson(
-        `size ${m.cols}x${m.rows} is outside ${TERMINAL_SIZE.MIN}-${TERMINAL_SIZE.MAX}`,
-      )
-      return
-    }
-    this.resize(m.cols, m.rows)
   }
 
   /** Applies a size (v1 RESIZE frames; also used for the initial size). */
   resize(cols: number, rows: number): void {
     if (!validSize(cols, rows)) {
-      this.#protocolError(
-        `size ${cols}x${rows} is outside ${TERMINAL_SIZE.MIN}-${TERMINAL_SIZE.MAX}`,
-      )
+      this.#protocolError(sizeError(cols, rows))
       return
     }
     if (!this.#pty) {
@@ -329,42 +263,8 @@ export class TerminalBridge {
   }
 
   #input(data: Buffer): void {
-    if (data.length === 0 || this.#exited) return
-    if (this.#pty) {
-      this.#pty.write(data)
-      this.#checkInput()
-      return
-    }
-    this.#queuedBytes += data.length
-    if (this.#queuedBytes > this.#maxQueuedInput) {
-      this.reject(CloseCode.BAD_REQUEST, 'too much input before the terminal was ready')
-      return
-    }
-    this.#queuedInput.push(Buffer.from(data))
-  }
-
-  #checkInput(): void {
-    const pty = this.#pty
-    if (!pty || this.#inputPaused || this.#socketClosed) return
-    if (pty.pendingInput <= this.#inputFlow.high) return
-    this.#log.debug({ pendingInput: pty.pendingInput }, 'terminal input paused')
-    this.#inputPaused = true
-    this.#ws.pause()
-    // (When it calls back at once, what it returns is a no-op, so keeping it is harmless.)
-    this.#cancelInputWait = pty.onInputBelow(this.#inputFlow.low, () => {
-      this.#resumeInput()
-    })
-  }
-
-  #resumeInput(): void {
-    if (!this.#inputPaused) return
-    this.#inputPaused = false
-    const cancel = this.#cancelInputWait
-    this.#cancelInputWait = null
-    cancel?.()
-    this.#log.debug('terminal input resumed')
-    // Also when closing: the peer's close frame can only be read from a flowing socket.
-    this.#ws.resume()
+    if (this.#exited) return
+    this.#in.push(data)
   }
 
   #answerJson(message: string): void {
@@ -404,20 +304,8 @@ export class TerminalBridge {
       this.#send(jsonMessage({ type: 'output', data: textDecoder.decode(bytes) }), false)
       return
     }
-    if (this.#undecided) this.#keepPrelude(bytes)
+    this.#sniffer.keep(bytes)
     this.#send(utf8TextPayload(bytes), false)
-  }
-
-  #keepPrelude(bytes: Buffer): void {
-    this.#preludeBytes += bytes.length
-    if (this.#preludeBytes > PRELUDE_LIMIT) {
-      // No client of the json framing stays silent this long: the connection is raw.
-      this.#undecided = false
-      this.#prelude = []
-      this.#preludeBytes = 0
-      return
-    }
-    this.#prelude.push(Buffer.from(bytes))
   }
 
   #send(payload: Uint8Array | string, binary: boolean): void {
@@ -434,7 +322,7 @@ export class TerminalBridge {
 
   #onExit(e: PtyExit): void {
     this.#exited = true
-    this.#resumeInput()
+    this.#in.resume()
     if (this.#killTimer) clearTimeout(this.#killTimer)
     this.#killTimer = null
     const code = e.signal !== undefined ? 128 + e.signal : e.exitCode
@@ -453,9 +341,9 @@ export class TerminalBridge {
 
   #onSocketClose(): void {
     this.#socketClosed = true
-    this.#resumeInput()
+    this.#in.resume()
     this.#coalescer.dispose()
-    this.#queuedInput = []
+    this.#in.drop()
     // A viewer leaving detaches its tmux client only: the session lives on in the container.
     if (this.#pty) this.#kill()
     else this.#finish()
@@ -464,7 +352,7 @@ export class TerminalBridge {
   #closeSocket(code: number, reason: string): void {
     if (this.#socketClosed) return
     this.#socketClosed = true
-    this.#resumeInput()
+    this.#in.resume()
     const state = this.#ws.readyState
     if (state === this.#ws.OPEN || state === this.#ws.CONNECTING)
       this.#ws.close(code, closeReason(reason))
