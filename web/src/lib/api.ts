@@ -253,8 +253,18 @@ export class ApiClient {
     return this.json('GET', '/api/config', ConfigSchema)
   }
 
-  updateConfig(patch: ConfigUpdate): Promise<Static<typeof StatusBodySchema>> {
-    return this.json('PUT', '/api/config', StatusBodySchema, { body: patch })
+  /**
+   * Saves dashboard settings. Since issue 15 the server answers the merged config (the shape of
+   * GET /api/config); null when it answered the older `{status}` (the caller GETs the config).
+   */
+  async updateConfig(patch: ConfigUpdate): Promise<Config | null> {
+    const body = await this.json(
+      'PUT',
+      '/api/config',
+      Type.Union([ConfigSchema, StatusBodySchema]),
+      { body: patch },
+    )
+    return Value.Check(ConfigSchema, body) ? body : null
   }
 
   tools(): Promise<string[]> {

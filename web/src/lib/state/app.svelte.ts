@@ -57,7 +57,11 @@ export class AppState {
     this.router = new Router(opts.win)
     this.sessions = new SessionsStore(this.api)
     this.workspaces = new WorkspacesStore(this.api)
-    this.config = new ConfigStore(this.api)
+    this.config = new ConfigStore(this.api, {
+      onRootsChanged: () => {
+        this.workspaces.invalidate()
+      },
+    })
     this.images = new ImagesStore(this.api)
     const events: ConstructorParameters<typeof EventsSocket>[0] = {
       url: opts.eventsUrl ?? (() => this.api.socketUrl('/ws/events')),
@@ -190,7 +194,7 @@ export class AppState {
 
   onEvent(e: ClientEvent): void {
     if (e.type === 'config.reloaded' || e.type === 'config.invalid') {
-      if (this.config.apply(e)) void this.workspaces.load()
+      this.config.apply(e)
     } else if (
       e.type === 'image.building' ||
       e.type === 'image.built' ||
