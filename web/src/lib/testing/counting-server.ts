@@ -82,7 +82,11 @@ export function countingServer(roots: string[] = ['~/code']): CountingServer {
               ...(patch.workspace_roots ? { workspace_roots: patch.workspace_roots } : {}),
             },
           }
-          return json(200, state.oldPut ? { status: 'updated' } : state.config)
+          // Issue 15's answer: the contract's {status} plus the merged config.
+          return json(
+            200,
+            state.oldPut ? { status: 'updated' } : { status: 'updated', config: state.config },
+          )
         }
         case 'POST /api/workspaces':
           if (current().includes(bodyPath))
