@@ -48,6 +48,33 @@ describe('SessionCard', () => {
     expect(within(card).getByRole('button', { name: 'Resume shop (slot 2)' })).toBeTruthy()
   })
 
+  it('shows a paused session as "paused" and an error as "error" (words, not colour alone)', async () => {
+    const { app, api } = renderCard()
+    const sessions = vi.spyOn(api, 'sessions')
+    const card = screen.getByRole('article', { name: 'Session shop (slot 2)' })
+    const badge = (): HTMLElement => within(card).getByTestId('session-status')
+    const id = 'clincus-1234abcd-2'
+    const base = app.sessions.get(id)
+    if (!base) throw new Error('no session')
+    app.sessions.apply({ type: 'session.frozen', id, session: { ...base, status: 'frozen' } })
+    await vi.waitFor(() => {
+      expect(badge().textContent.trim()).toBe('paused')
+    })
+    // Distinct from running and from the transitional states.
+    expect(badge().className).toContain('accent')
+    expect(card.getAttribute('data-status')).toBe('frozen')
+    app.sessions.apply({ type: 'session.thawed', id, session: { ...base, status: 'running' } })
+    await vi.waitFor(() => {
+      expect(badge().textContent.trim()).toBe('running')
+    })
+    app.sessions.apply({ type: 'session.stopped', id, session: { ...base, status: 'error' } })
+    await vi.waitFor(() => {
+      expect(badge().textContent.trim()).toBe('error')
+    })
+    expect(badge().className).toContain('danger')
+    expect(sessions).not.toHaveBeenCalled()
+  })
+
   it('stops through the API once', async () => {
     const { api } = renderCard()
     const del = vi.spyOn(api, 'deleteSession').mockResolvedValue(undefined)

@@ -1,4 +1,6 @@
+import { Value } from 'typebox/value'
 import { describe, expect, it, vi } from 'vitest'
+import { ConfigSchema, type Config } from '../../../shared/schemas/config.ts'
 import {
   ApiClient,
   ApiError,
@@ -122,6 +124,28 @@ describe('ApiClient', () => {
     expect(delInit?.method).toBe('DELETE')
     expect(delInit?.headers).not.toHaveProperty('content-type')
     expect(delInit?.body).toBeUndefined()
+  })
+
+  it('PUT /api/config: reads the merged config from {status, config} or a bare config, else null', async () => {
+    const config = Value.Default(ConfigSchema, {}) as Config
+    const answers = [
+      { status: 'updated', config },
+      config,
+      { status: 'updated' },
+      { status: 'updated', config: { dashboard: 'not a config' } },
+    ]
+    const fetchImpl = vi.fn<typeof fetch>(() =>
+      Promise.resolve(new Response(JSON.stringify(answers.shift()), { status: 200 })),
+    )
+    const api = new ApiClient(fetchImpl)
+    expect(await api.updateConfig({ port: 4000 })).toEqual(config)
+    expect(await api.updateConfig({ port: 4000 })).toEqual(config)
+    expect(await api.updateConfig({ port: 4000 })).toBeNull()
+    expect(await api.updateConfig({ port: 4000 })).toBeNull()
+    const [url, init] = fetchImpl.mock.calls[0] ?? []
+    expect(url).toBe('/api/config')
+    expect(init?.method).toBe('PUT')
+    expect(init?.body).toBe('{"port":4000}')
   })
 
   it('removes a workspace root with a JSON body {path}', async () => {

@@ -11,7 +11,7 @@ import {
   TicketResponseSchema,
   type SignInBody,
 } from '../../../shared/schemas/auth.ts'
-import { ErrorBodySchema, StatusBodySchema } from '../../../shared/schemas/common.ts'
+import { ErrorBodySchema } from '../../../shared/schemas/common.ts'
 import { ConfigSchema, type Config, type ConfigUpdate } from '../../../shared/schemas/config.ts'
 import { HealthSchema, type Health } from '../../../shared/schemas/health.ts'
 import {
@@ -253,8 +253,19 @@ export class ApiClient {
     return this.json('GET', '/api/config', ConfigSchema)
   }
 
-  updateConfig(patch: ConfigUpdate): Promise<Static<typeof StatusBodySchema>> {
-    return this.json('PUT', '/api/config', StatusBodySchema, { body: patch })
+  /**
+   * Saves dashboard settings; resolves to the merged config after the save when the answer
+   * carries it (issue 15: `{status, config}`; a bare config is read too), else null: an older
+   * server answers only `{status}`, and the caller GETs the config.
+   */
+  async updateConfig(patch: ConfigUpdate): Promise<Config | null> {
+    const body = await this.json('PUT', '/api/config', Type.Unknown(), { body: patch })
+    if (Value.Check(ConfigSchema, body)) return body
+    if (typeof body === 'object' && body !== null && 'config' in body) {
+      const config: unknown = body.config
+      if (Value.Check(ConfigSchema, config)) return config
+    }
+    return null
   }
 
   tools(): Promise<string[]> {

@@ -101,6 +101,49 @@ describe('AppState', () => {
     app.dispose()
   })
 
+  it('applies session events that carry the session without a request; a reconnect refetches', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] })
+    const s = server()
+    const app = new AppState({
+      api: new ApiClient(s.fetch),
+      win,
+      WebSocket: FakeWebSocketCtor,
+      eventsUrl: () => 'ws://x/ws/events',
+    })
+    app.start()
+    await vi.waitFor(() => {
+      expect(FakeWebSocket.instances).toHaveLength(1)
+    })
+    FakeWebSocket.last().open()
+    await vi.waitFor(() => {
+      expect(s.hits['/api/sessions']).toBe(2)
+      expect(app.sessions.loaded).toBe(true)
+    })
+    const socket = FakeWebSocket.last()
+    const send = (type: string, over: Record<string, unknown>): void => {
+      socket.receive(JSON.stringify({ type, id: 'c1', session: session('c1', over) }))
+    }
+    send('session.frozen', { status: 'frozen' })
+    expect(app.sessions.get('c1')?.status).toBe('frozen')
+    send('session.thawed', { status: 'running' })
+    expect(app.sessions.get('c1')?.status).toBe('running')
+    socket.receive(
+      JSON.stringify({ type: 'session.created', id: 'c2', session: session('c2', { slot: 2 }) }),
+    )
+    expect(app.sessions.list.map((x) => x.id)).toEqual(['c1', 'c2'])
+    await vi.advanceTimersByTimeAsync(0)
+    expect(s.hits['/api/sessions']).toBe(2)
+
+    // Events may have been missed while the socket was down: the list is fetched again.
+    socket.serverClose()
+    await vi.advanceTimersByTimeAsync(1000)
+    FakeWebSocket.last().open()
+    await vi.waitFor(() => {
+      expect(s.hits['/api/sessions']).toBe(3)
+    })
+    app.dispose()
+  })
+
   it('shows the sign-in page on a 401, opens no socket, and goes live after signing in', async () => {
     const s = server()
     s.signedIn = false

@@ -6,6 +6,7 @@ import type { ClientEvent } from '../schemas.ts'
 import { Router, type RouterWindow } from '../router.svelte.ts'
 import { Clock } from './clock.svelte.ts'
 import { ConfigStore } from './config.svelte.ts'
+import { HealthStore } from './health.svelte.ts'
 import { ImagesStore } from './images.svelte.ts'
 import { SessionsStore } from './sessions.svelte.ts'
 import { ToastsStore } from './toasts.svelte.ts'
@@ -33,6 +34,7 @@ export class AppState {
   readonly workspaces: WorkspacesStore
   readonly config: ConfigStore
   readonly images: ImagesStore
+  readonly health: HealthStore
   readonly toasts = new ToastsStore()
   readonly clock = new Clock()
   readonly events: EventsSocket
@@ -57,8 +59,13 @@ export class AppState {
     this.router = new Router(opts.win)
     this.sessions = new SessionsStore(this.api)
     this.workspaces = new WorkspacesStore(this.api)
-    this.config = new ConfigStore(this.api)
+    this.config = new ConfigStore(this.api, {
+      onRootsChanged: () => {
+        this.workspaces.invalidate()
+      },
+    })
     this.images = new ImagesStore(this.api)
+    this.health = new HealthStore(this.api)
     const events: ConstructorParameters<typeof EventsSocket>[0] = {
       url: opts.eventsUrl ?? (() => this.api.socketUrl('/ws/events')),
       onEvent: (e) => {
@@ -77,6 +84,7 @@ export class AppState {
 
   start(): void {
     this.clock.start()
+    this.health.start()
     this.#pruneTimer = setInterval(() => {
       this.sessions.prune()
     }, 5000)
@@ -173,6 +181,7 @@ export class AppState {
     await Promise.all([
       this.sessions.load(),
       this.images.reload(),
+      this.health.load(),
       this.workspaces.load(),
       this.config.load(),
       this.api.tools().then(
@@ -190,13 +199,14 @@ export class AppState {
 
   onEvent(e: ClientEvent): void {
     if (e.type === 'config.reloaded' || e.type === 'config.invalid') {
-      if (this.config.apply(e)) void this.workspaces.load()
+      this.config.apply(e)
     } else if (
       e.type === 'image.building' ||
       e.type === 'image.built' ||
       e.type === 'image.failed'
     ) {
       this.images.apply(e)
+      this.health.apply(e)
     } else {
       // Active-session counts on project cards are derived from this list, so session events
       // need no workspace refetch.
@@ -208,6 +218,7 @@ export class AppState {
   dispose(): void {
     this.events.close()
     this.clock.stop()
+    this.health.stop()
     if (this.#pruneTimer) clearInterval(this.#pruneTimer)
     this.router.dispose()
     if (typeof window !== 'undefined') window.removeEventListener('online', this.#onOnline)

@@ -69,23 +69,85 @@ describe('SessionsStore', () => {
     expect(calls.sessions.mock.calls.length).toBeLessThanOrEqual(2)
   })
 
-  it('re-fetches when an event lands while a fetch is in flight (the fetch may predate it)', async () => {
+  it('keeps an event that lands while a fetch is in flight, without fetching again', async () => {
     let release: (v: SessionInfo[]) => void = () => undefined
     const { api, calls } = fakeApi()
-    calls.sessions
-      .mockImplementationOnce(() => new Promise((r) => (release = r)))
-      .mockImplementationOnce(() => Promise.resolve([session('c1', { status: 'stopped' })]))
+    calls.sessions.mockImplementationOnce(() => new Promise((r) => (release = r)))
     const s = new SessionsStore(api, () => now)
     await Promise.resolve()
     const first = s.load()
     s.list = [session('c1')]
     s.apply({ type: 'session.stopped', id: 'c1' })
-    release([session('c1', { status: 'running' })])
-    await first
-    await vi.waitFor(() => {
-      expect(calls.sessions).toHaveBeenCalledTimes(2)
-      expect(s.get('c1')?.status).toBe('stopped')
+    s.apply({
+      type: 'session.frozen',
+      id: 'c2',
+      session: session('c2', { status: 'frozen' }),
     })
+    s.apply({ type: 'session.deleted', id: 'c3' })
+    // The answer predates all three events.
+    release([session('c1', { status: 'running' }), session('c3')])
+    await first
+    expect(s.get('c1')?.status).toBe('stopped')
+    expect(s.get('c2')?.status).toBe('frozen')
+    expect(s.get('c3')).toBeUndefined()
+    expect(calls.sessions).toHaveBeenCalledTimes(1)
+  })
+
+  it('applies the session object of every lifecycle event without fetching (issue 15)', async () => {
+    const { api, calls } = fakeApi([session('c1')])
+    const s = new SessionsStore(api, () => now)
+    await s.load()
+    expect(calls.sessions).toHaveBeenCalledTimes(1)
+    const created = session('c2', { status: 'stopped', slot: 2, profile: 'small' })
+    s.apply({ type: 'session.created', id: 'c2', session: created })
+    expect(s.get('c2')).toEqual(created)
+    s.apply({
+      type: 'session.started',
+      id: 'c2',
+      session: { ...created, status: 'running', started_at: '2026-11-30T01:00:00Z' },
+    })
+    expect(s.get('c2')?.status).toBe('running')
+    expect(s.get('c2')?.started_at).toBe('2026-11-30T01:00:00Z')
+    s.apply({ type: 'session.frozen', id: 'c1', session: session('c1', { status: 'frozen' }) })
+    expect(s.get('c1')?.status).toBe('frozen')
+    expect(s.running.map((x) => x.id)).toEqual(['c2'])
+    s.apply({ type: 'session.thawed', id: 'c1', session: session('c1') })
+    expect(s.get('c1')?.status).toBe('running')
+    s.apply({ type: 'session.stopped', id: 'c1', session: session('c1', { status: 'error' }) })
+    expect(s.get('c1')?.status).toBe('error')
+    s.apply({ type: 'session.deleted', id: 'c1', session: session('c1', { status: 'stopped' }) })
+    expect(s.get('c1')).toBeUndefined()
+    // Order is kept: a changed session stays where it was.
+    expect(s.list.map((x) => x.id)).toEqual(['c2'])
+    await Promise.resolve()
+    expect(calls.sessions).toHaveBeenCalledTimes(1)
+  })
+
+  it('an older server (ids only): frozen/thawed patch a known session, an unknown id fetches', async () => {
+    const { api, calls } = fakeApi([session('c1'), session('c9', { status: 'frozen' })])
+    const s = new SessionsStore(api, () => now)
+    await s.load()
+    s.apply({ type: 'session.frozen', id: 'c1' })
+    expect(s.get('c1')?.status).toBe('frozen')
+    s.apply({ type: 'session.thawed', id: 'c1' })
+    expect(s.get('c1')?.status).toBe('running')
+    expect(calls.sessions).toHaveBeenCalledTimes(1)
+    s.list = [session('c1')]
+    s.apply({ type: 'session.frozen', id: 'c9' })
+    await vi.waitFor(() => {
+      expect(s.get('c9')?.status).toBe('frozen')
+    })
+    expect(calls.sessions).toHaveBeenCalledTimes(2)
+  })
+
+  it('ignores a session object that names another id, and falls back to the id', async () => {
+    const { api, calls } = fakeApi([session('c1')])
+    const s = new SessionsStore(api, () => now)
+    await s.load()
+    s.apply({ type: 'session.stopped', id: 'c1', session: session('c2', { status: 'stopped' }) })
+    expect(s.get('c2')).toBeUndefined()
+    expect(s.get('c1')?.status).toBe('stopped')
+    expect(calls.sessions).toHaveBeenCalledTimes(1)
   })
 
   it('tracks launch progress until the session runs its agent', () => {

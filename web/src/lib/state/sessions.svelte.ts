@@ -1,6 +1,9 @@
-// The session list, kept current by /ws/events (no polling). Events carry only ids, so an event
-// about a session we do not know yet triggers one list fetch; events about known sessions patch
-// them in place. Launch progress (`session.launching`) is kept beside the list.
+// The session list, kept current by /ws/events (no polling). Since issue 15 every `session.*`
+// lifecycle event carries the session as it is after the change, which replaces ours: no fetch.
+// An older server sends ids only: then a known session's status is patched and an unknown id
+// triggers one list fetch. The list is fetched whole only on start and on every (re)connect of
+// the events socket (events may have been missed). Launch progress (`session.launching`) is kept
+// beside the list.
 import type { CreateSessionBody, SessionStatus } from '../../../../shared/schemas/sessions.ts'
 import { errorMessage, type ApiClient } from '../api.ts'
 import type { ClientEvent, Session } from '../schemas.ts'
@@ -33,6 +36,14 @@ export const STEP_LABELS: Record<string, string> = {
 export function stepLabel(step: string): string {
   return STEP_LABELS[step] ?? step
 }
+
+/** The status an id-only lifecycle event (an older server) implies. */
+const STATUS_AFTER = {
+  'session.started': 'running',
+  'session.stopped': 'stopped',
+  'session.frozen': 'frozen',
+  'session.thawed': 'running',
+} as const satisfies Record<string, SessionStatus>
 
 /** A session card flags a refused connection for this long (issue 12: "in the last minute"). */
 export const REFUSED_RECENT_MS = 60_000
@@ -72,6 +83,11 @@ export class SessionsStore {
   readonly #api: ApiClient
   readonly #now: () => number
   readonly #refetch = new Refetch(() => this.#fetch())
+  /**
+   * The changes applied while a fetch is in flight: its answer may predate them, so they are
+   * applied again on top of it (instead of fetching once more).
+   */
+  #journal: ((list: Session[]) => Session[])[] | null = null
 
   constructor(api: ApiClient, now: () => number = Date.now) {
     this.#api = api
@@ -115,27 +131,47 @@ export class SessionsStore {
   }
 
   async #fetch(): Promise<void> {
+    const journal: ((list: Session[]) => Session[])[] = []
+    this.#journal = journal
     try {
-      const list = await this.#api.sessions()
+      let list = await this.#api.sessions()
+      for (const change of journal) list = change(list)
       this.list = list
       this.loaded = true
       this.loadError = null
     } catch (err) {
       this.loadError = errorMessage(err)
+    } finally {
+      if (this.#journal === journal) this.#journal = null
     }
+  }
+
+  /** Applies `change` to the list, and again to the answer of a fetch now in flight. */
+  #change(change: (list: Session[]) => Session[]): void {
+    this.list = change(this.list)
+    this.#journal?.push(change)
   }
 
   apply(event: ClientEvent): void {
     switch (event.type) {
       case 'session.created':
-        if (!this.get(event.id)) void this.load()
-        return
       case 'session.started':
-        this.#setStatus(event.id, 'running')
-        return
       case 'session.stopped':
-        this.#setStatus(event.id, 'stopped')
+      case 'session.frozen':
+      case 'session.thawed': {
+        const session = event.session
+        if (session && session.id === event.id) {
+          this.#upsert(session)
+          return
+        }
+        // An older server (ids only): patch what we know, fetch what we do not.
+        if (event.type === 'session.created') {
+          if (!this.get(event.id)) void this.load()
+          return
+        }
+        this.#setStatus(event.id, STATUS_AFTER[event.type])
         return
+      }
       case 'session.deleted':
         this.#remove(event.id)
         this.launches = this.launches.filter((l) => l.id !== event.id)
@@ -181,6 +217,15 @@ export class SessionsStore {
     if (keep.length !== this.launches.length) this.launches = keep
   }
 
+  /** Replaces the session with the server's object (in place), or adds it at the end. */
+  #upsert(session: Session): void {
+    this.#change((list) =>
+      list.some((s) => s.id === session.id)
+        ? list.map((s) => (s.id === session.id ? session : s))
+        : [...list, session],
+    )
+  }
+
   #setStatus(id: string, status: SessionStatus): void {
     const current = this.get(id)
     if (!current) {
@@ -188,14 +233,11 @@ export class SessionsStore {
       return
     }
     if (current.status === status) return
-    // Any fetch in flight was answered before this event: make it fetch again.
-    this.#refetch.stale()
-    this.list = this.list.map((s) => (s.id === id ? { ...s, status } : s))
+    this.#change((list) => list.map((s) => (s.id === id ? { ...s, status } : s)))
   }
 
   #remove(id: string): void {
-    this.#refetch.stale()
-    if (this.get(id)) this.list = this.list.filter((s) => s.id !== id)
+    this.#change((list) => list.filter((s) => s.id !== id))
   }
 
   #setPending(id: string, action: PendingAction | null): void {
@@ -219,7 +261,7 @@ export class SessionsStore {
     this.creating = [...this.creating, body.workspace]
     try {
       const session = await this.#api.createSession(body)
-      this.list = [...this.list.filter((s) => s.id !== session.id), session]
+      this.#upsert(session)
       this.launches = this.launches.filter((l) => l.id !== session.id)
       return session
     } finally {

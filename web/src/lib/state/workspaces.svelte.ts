@@ -3,6 +3,7 @@
 // user can still launch into it.
 import type { Workspace, WorkspaceList } from '../../../../shared/schemas/workspaces.ts'
 import { errorMessage, type ApiClient } from '../api.ts'
+import { Refetch } from '../refetch.ts'
 
 export const FOLDER_NAME = /^[a-z0-9]+(-[a-z0-9]+)*$/
 
@@ -51,12 +52,44 @@ export class WorkspacesStore {
   })
 
   readonly #api: ApiClient
+  readonly #refetch = new Refetch(() => this.#fetch())
+  /** Views showing the project list now (only they make a change of roots worth a fetch). */
+  #watchers = 0
+  /** The roots changed since the last fetch, and nobody was watching. */
+  #stale = false
 
   constructor(api: ApiClient) {
     this.#api = api
   }
 
-  async load(): Promise<void> {
+  /** GET /api/workspaces; concurrent calls share one request. */
+  load(): Promise<void> {
+    this.#stale = false
+    return this.#refetch.run()
+  }
+
+  /**
+   * The roots changed (a save, a reloaded config): refetch now if the list is on screen, else
+   * when a view next watches it. Adding a root in Settings thus costs no project fetch there.
+   */
+  invalidate(): void {
+    if (this.#watchers > 0) void this.load()
+    else this.#stale = true
+  }
+
+  /** A view shows the project list from now on; returns the function that ends that. */
+  watch(): () => void {
+    this.#watchers++
+    if (this.#stale) void this.load()
+    let done = false
+    return () => {
+      if (done) return
+      done = true
+      this.#watchers--
+    }
+  }
+
+  async #fetch(): Promise<void> {
     try {
       this.data = await this.#api.workspaces()
       this.loadError = null
