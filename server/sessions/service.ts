@@ -6,34 +6,21 @@ import type { Logger } from 'pino'
 import type { ImageState } from '../../shared/schemas/health.ts'
 import type { CreateSessionBody, SessionInfo } from '../../shared/schemas/sessions.ts'
 import { runSteps, StepFailure } from '../../shared/steps.ts'
-import { isToolName } from '../../shared/tools.ts'
 import type { ConfigStore } from '../config/store.ts'
-import { AppError, ConflictError, NotFoundError } from '../errors.ts'
+import { AppError, NotFoundError } from '../errors.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import type { EgressService } from '../network/egress.ts'
-import { toolArgv } from './commands.ts'
-import { deadlineAction, DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
-import { parseDuration } from './limits.ts'
+import { DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
 import { planLaunch, PoolDriverCache } from './launch-plan.ts'
-import {
-  launchError,
-  launchSteps,
-  mountTmpfs,
-  startTool,
-  verifyProtection,
-} from './launch-steps.ts'
+import { launchError, launchSteps } from './launch-steps.ts'
 import { containerName, parseContainerName, workspaceHash } from './naming.ts'
 import { parseProtectLabel, removeCreatedDirs, type ProtectionPlan } from './protect.ts'
-import { toolRunning, waitReady } from './readiness.ts'
 import type { SessionReconciler } from './reconciler.ts'
 import { LABEL } from './registry.ts'
-import { configFor, CREATED_LIMITS, hasProfile, PROTECTION } from './session-config.ts'
+import { resumeSession } from './resume.ts'
+import { PROTECTION } from './session-config.ts'
 import { SlotAllocator } from './slots.ts'
-import { TOOL_SPECS } from './tools.ts'
-
-export { CONTAINER_WORKSPACE } from './commands.ts'
-export { CREATED_LIMITS, PROTECTION } from './session-config.ts'
 
 const STOP_TIMEOUT_S = 30
 
@@ -254,71 +241,10 @@ export class SessionService {
   }
 
   async #resume(id: string): Promise<{ id: string; status: 'running' }> {
-    const { driver, reconciler: r } = this.#d
-    const { session, instance } = await this.#need(id)
-    const labels = instance.config
-    // Made before issue 11: shifted disks map container root to host root, and its image granted
-    // sudo. It is not started again; a new session gets the current containment.
-    if (Object.values(instance.devices ?? {}).some((dev) => dev.shift === 'true'))
-      throw new ConflictError(
-        `session ${id} was created with shifted mounts, which let container root act as host root; ` +
-          'delete it and launch a new session',
-        'legacy_session',
-      )
-    const toolName = labels[LABEL.tool] ?? 'claude'
-    if (!isToolName(toolName))
-      throw new ConflictError(`unknown tool '${toolName}' on session ${id}`, 'unknown_tool')
-    const profile = labels[LABEL.profile]
-    const known = profile && hasProfile(this.#d.config.current, profile) ? profile : undefined
-    const config = await configFor(this.#d.config, session.workspace, known, {
-      limits: labels[CREATED_LIMITS],
-    })
-    const signal = this.#abort.signal
-    const wasRunning = session.status === 'running'
-    if (wasRunning && (await toolRunning(driver, id, config))) return { id, status: 'running' }
-    await this.#d.egress?.attach(instance, { fix: true, signal })
-    const started = new Date()
-    if (!wasRunning) {
-      // Before the start, so the session.started its start publishes carries the new time.
-      await driver.configSet(id, { [LABEL.started]: started.toISOString() }, { signal })
-      await r.fetch(id)
-      await driver.start(id, { signal })
-      // Incus resolved the device sources again: they must still be what creation checked.
-      const protection = parseProtectLabel(labels[PROTECTION])
-      if (protection) {
-        try {
-          await verifyProtection(driver, id, protection, signal)
-        } catch (err) {
-          await driver.stop(id, { force: true }).catch(() => undefined)
-          await r.stopped(id)
-          throw err
-        }
-      }
-      await waitReady(driver, id, signal, this.#d.readyTimeoutMs)
-      await this.#d.egress?.afterStart(id, signal)
-      await mountTmpfs(driver, id, config.limits.disk.tmpfs_size, signal)
-    }
-    const sessionId = randomUUID()
-    const argv = toolArgv(TOOL_SPECS[toolName].resume(labels[LABEL.sessionId]), config.tool.binary)
-    await startTool(driver, id, config, argv, profile, signal)
-    const patch: Record<string, string> = {
-      [LABEL.sessionId]: sessionId,
-      [LABEL.started]: started.toISOString(),
-    }
-    const maxMs = parseDuration(config.limits.runtime.max_duration)
-    if (maxMs && !wasRunning) {
-      const action = deadlineAction(config.limits.runtime)
-      const deadline = new Date(Date.now() + maxMs)
-      patch[LABEL.deadline] = deadline.toISOString()
-      patch[LABEL.deadlineAction] = action
-      this.#deadlines.schedule(id, deadline, action)
-    }
-    await driver.configSet(id, patch, { signal })
-    const { workspace, persistent } = session
-    await r.resumed(
-      id,
-      { sessionId, id, workspace, tool: toolName, persistent, time: started },
-      { relaunchOnly: wasRunning },
+    const found = await this.#need(id)
+    await resumeSession(
+      { ...this.#d, deadlines: this.#deadlines, signal: this.#abort.signal },
+      found,
     )
     return { id, status: 'running' }
   }
