@@ -147,7 +147,8 @@ export class SessionReconciler implements SessionReader {
     this.#track(
       this.#chains.run(e.name, async () => {
         await this.#applyRule(e.name, rule)
-        await this.#followUp(e.name, rule.followUp, new Date(e.timestamp))
+        const at = new Date(e.timestamp)
+        await this.#followUp(e.name, rule.followUp, Number.isNaN(at.getTime()) ? new Date() : at)
       }),
     )
   }
