@@ -61,6 +61,7 @@ describeIncus('the session reconciler on a live Incus daemon', () => {
   }) => {
     await events.next((e) => e.type === 'session.started' && e.id === id)
     let from = events.events.length
+    const pauseIssued = performance.now()
     await incus('pause', id)
     const paused = performance.now()
     const frozen = await events.next((e) => e.type === 'session.frozen' && e.id === id, { from })
@@ -75,6 +76,7 @@ describeIncus('the session reconciler on a live Incus daemon', () => {
     expect((await listed())?.status).toBe('frozen')
 
     from = events.events.length
+    const resumeIssued = performance.now()
     await incus('resume', id)
     const resumed = performance.now()
     const thawed = await events.next((e) => e.type === 'session.thawed' && e.id === id, { from })
@@ -94,8 +96,12 @@ describeIncus('the session reconciler on a live Incus daemon', () => {
           (e) => e.id === id && (e.type === 'session.stopped' || e.type === 'session.started'),
         ),
     ).toEqual([])
+    // Negative: the event arrived before the CLI returned.
     await annotate(
-      `session.frozen ${frozenMs.toFixed(0)} ms after \`incus pause\` returned; session.thawed ${thawedMs.toFixed(0)} ms after \`incus resume\``,
+      `session.frozen ${frozenMs.toFixed(0)} ms after \`incus pause\` returned ` +
+        `(${(frozen.at - pauseIssued).toFixed(0)} ms after it was run); session.thawed ` +
+        `${thawedMs.toFixed(0)} ms after \`incus resume\` returned ` +
+        `(${(thawed.at - resumeIssued).toFixed(0)} ms after it was run)`,
     )
   })
 
