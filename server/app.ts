@@ -5,7 +5,6 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Health, ImageState } from '../shared/schemas/health.ts'
-import type { ServerEvent } from '../shared/schemas/events.ts'
 import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
 import type { ConfigStore } from './config/store.ts'
 import { ConfigWatcher, type ConfigWatcherOptions } from './config/watcher.ts'
@@ -14,10 +13,9 @@ import type { CredentialLimits } from './security/credentials.ts'
 import { registerSecurity, type AuthSetting, type Security } from './security/plugin.ts'
 import { EventHub } from './events/hub.ts'
 import { LifecycleMonitor } from './events/lifecycle-monitor.ts'
-import { SessionStateTracker, resyncEvents } from './events/resync.ts'
 import type { HistoryStore } from './history/store.ts'
 import type { ImageManager } from './image-manager.ts'
-import type { IncusDriver, LifecycleEvent } from './incus/driver.ts'
+import type { IncusDriver } from './incus/driver.ts'
 import type { BridgeOptions } from './pty/bridge.ts'
 import { nodePtySpawner, type PtySpawner } from './pty/spawner.ts'
 import { TerminalManager } from './pty/terminals.ts'
@@ -34,8 +32,7 @@ import { workspaceRoutes } from './routes/workspaces.ts'
 import { EventSockets, wsEventsRoutes, type EventSocketOptions } from './routes/ws-events.ts'
 import { terminalRoutes } from './routes/ws-terminal.ts'
 import type { AppServices } from './services.ts'
-import { parseContainerName } from './sessions/naming.ts'
-import { SessionRegistry } from './sessions/registry.ts'
+import { SessionReconciler } from './sessions/reconciler.ts'
 import { SessionService } from './sessions/service.ts'
 
 export interface AppDeps {
@@ -97,27 +94,6 @@ export interface App {
 const BODY_LIMIT = 1024 * 1024
 const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const
 
-/** Maps incus lifecycle actions to our events (contract: deleted also counts as stopped). */
-export function lifecycleToEvents(e: LifecycleEvent): ServerEvent[] {
-  switch (e.action) {
-    case 'instance-created':
-      return [{ type: 'session.created', id: e.name }]
-    case 'instance-started':
-    case 'instance-restarted':
-      return [{ type: 'session.started', id: e.name }]
-    case 'instance-stopped':
-    case 'instance-shutdown':
-      return [{ type: 'session.stopped', id: e.name }]
-    case 'instance-deleted':
-      return [
-        { type: 'session.stopped', id: e.name },
-        { type: 'session.deleted', id: e.name },
-      ]
-    default:
-      return []
-  }
-}
-
 /** Builds the whole app from its drivers; never listens and never touches `process`. */
 export async function buildApp(deps: AppDeps): Promise<App> {
   // pino's Logger is a FastifyBaseLogger; widening it keeps the instance's type the default one.
@@ -148,13 +124,15 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // Ids start from the clock (µs), so an SSE client's Last-Event-ID from before a restart is
   // older than anything kept now and it is told to refetch, instead of silently missing events.
   const hub = new EventHub(1024, Date.now() * 1000)
-  const tracker = new SessionStateTracker(hub)
-  const registry = new SessionRegistry(
-    deps.driver,
-    deps.prefix,
-    deps.log.child({ component: 'registry' }),
-    deps.registryTtlMs,
-  )
+  // The one writer of the session cache, session events and history (sessions/reconciler.ts).
+  const reconciler = new SessionReconciler({
+    driver: deps.driver,
+    prefix: deps.prefix,
+    hub,
+    history: deps.history,
+    log: deps.log.child({ component: 'reconciler' }),
+    ttlMs: deps.registryTtlMs,
+  })
   const egress = new EgressService({
     driver: deps.driver,
     config: deps.config,
@@ -168,10 +146,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   })
   const sessions = new SessionService({
     driver: deps.driver,
-    registry,
+    reconciler,
     config: deps.config,
-    history: deps.history,
-    hub,
     log: deps.log.child({ component: 'sessions' }),
     prefix: deps.prefix,
     home: deps.home,
@@ -185,7 +161,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     startedAt: Date.now(),
     driver: deps.driver,
     config: deps.config,
-    registry,
+    registry: reconciler,
     sessions,
     history: deps.history,
     hub,
@@ -259,7 +235,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   const terminals = new TerminalManager({
     spawner: deps.pty ?? nodePtySpawner,
     driver: deps.driver,
-    registry,
+    registry: reconciler,
     config: deps.config,
     log: deps.log.child({ component: 'terminals' }),
     // Read per connection, so a config reload changes the cap without a restart.
@@ -339,49 +315,33 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     log: deps.log.child({ component: 'monitor' }),
     onConnect: async () => {
       await sessions.restore()
-      await egress.loadAudit((await registry.instances()).map((i) => i.name))
-      registry.setLive(true)
+      await egress.loadAudit((await reconciler.instances()).map((i) => i.name))
+      reconciler.setLive(true)
       // Once per connection: the version for /api/health, and the image (it may have changed
       // while the monitor was down).
       incusVersion = await deps.driver.serverVersion({ timeoutMs: 3000 }).catch(() => undefined)
       refreshImage()
-      // Transitions missed while the monitor was down (daemon restart) are published now.
-      const now = await registry.list()
-      if (!tracker.seeded) tracker.seed(now)
-      else for (const ev of resyncEvents(tracker.known, now)) hub.publish(ev)
       // `incus monitor` subscribes a few ms after it starts: a transition in that window would
-      // be seen by neither the list above nor the stream, so look once more a moment later.
+      // be seen by neither the resync above nor the stream, so look once more a moment later.
       clearTimeout(recheck)
       recheck = setTimeout(() => {
-        registry
-          .refresh()
-          .then(async () => {
-            for (const ev of resyncEvents(tracker.known, await registry.list())) hub.publish(ev)
-          })
-          .catch((err: unknown) => {
-            deps.log.warn({ err }, 'resync after connect failed')
-          })
+        reconciler.resync().catch((err: unknown) => {
+          deps.log.warn({ err }, 'resync after connect failed')
+        })
       }, 1000)
       recheck.unref()
     },
     onDisconnect: () => {
       clearTimeout(recheck)
-      registry.setLive(false)
+      reconciler.setLive(false)
       incusVersion = undefined
     },
-    onEvent: async (e) => {
+    onEvent: (e) => {
       if (e.action.startsWith('image-')) {
         refreshImage()
         return
       }
-      if (!parseContainerName(deps.prefix, e.name)) return
-      // Cache first, then publish, then the slower follow-up (history, a fresh read) in the
-      // background: an event never waits for an incus query, and a burst does not queue on one.
-      sessions.noteLifecycle(e)
-      for (const ev of lifecycleToEvents(e)) hub.publish(ev)
-      sessions.followUpLifecycle(e).catch((err: unknown) => {
-        deps.log.warn({ err, session: e.name }, 'lifecycle follow-up failed')
-      })
+      reconciler.onLifecycle(e)
     },
   })
   if (deps.monitor !== false) {
@@ -406,7 +366,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   app.addHook('onClose', async () => {
     clearTimeout(recheck)
     await configWatcher?.close()
-    tracker.dispose()
     unsubscribeConfig()
     unsubscribeImage()
     unsubscribeImageEvents?.()

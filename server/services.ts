@@ -5,7 +5,7 @@ import type { EventHub } from './events/hub.ts'
 import type { HistoryStore } from './history/store.ts'
 import type { IncusDriver } from './incus/driver.ts'
 import type { EgressService } from './network/egress.ts'
-import type { SessionRegistry } from './sessions/registry.ts'
+import type { SessionReader } from './sessions/reconciler.ts'
 import type { SessionService } from './sessions/service.ts'
 
 /** What routes and transports use; built once by buildApp from its dependencies. */
@@ -14,7 +14,8 @@ export interface AppServices {
   startedAt: number
   driver: IncusDriver
   config: ConfigStore
-  registry: SessionRegistry
+  /** Read-only view of the sessions (the reconciler writes them). */
+  registry: SessionReader
   sessions: SessionService
   history: HistoryStore
   hub: EventHub

@@ -6,7 +6,7 @@ import { SECTIONS, type BenchContext } from './context.ts'
 import { createEmptySession, incus, LifecycleRecorder, randomHash } from './incus.ts'
 import { percentile, round, waitFor, wallNow } from './stats.ts'
 
-/** The clincus event a lifecycle action turns into (app.ts lifecycleToEvents). */
+/** The clincus event a lifecycle action turns into (server/sessions/lifecycle.ts ACTION_RULES). */
 const EVENT_FOR: Record<string, string> = {
   'instance-created': 'session.created',
   'instance-started': 'session.started',

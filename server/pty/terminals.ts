@@ -10,15 +10,13 @@ import {
 import type { ConfigStore } from '../config/store.ts'
 import { keepAlive } from '../events/ws-keepalive.ts'
 import type { IncusDriver } from '../incus/driver.ts'
-import { parseContainerName, tmuxSessionName } from '../sessions/naming.ts'
-import type { SessionRegistry } from '../sessions/registry.ts'
-import { CONTAINER_WORKSPACE } from '../sessions/service.ts'
-import { TRUECOLOR_ENV } from '../sessions/tmux.ts'
+import { terminalCommand, type TerminalKind } from '../sessions/commands.ts'
+import { parseContainerName } from '../sessions/naming.ts'
+import type { SessionReconciler } from '../sessions/reconciler.ts'
 import { TerminalBridge, type BridgeOptions } from './bridge.ts'
 import type { PtySpawner } from './spawner.ts'
 
-/** `attach`: the session's tmux session (/ws/terminal); `shell`: a login shell (/ws/shell). */
-export type TerminalKind = 'attach' | 'shell'
+export type { TerminalKind }
 
 /** Terminals one session may have open at once when the config does not say. */
 export const MAX_TERMINALS_PER_SESSION = 16
@@ -26,7 +24,8 @@ export const MAX_TERMINALS_PER_SESSION = 16
 export interface TerminalManagerDeps {
   spawner: PtySpawner
   driver: IncusDriver
-  registry: SessionRegistry
+  /** Sessions are looked up through it: a fresh read, applied by the reconciler. */
+  registry: Pick<SessionReconciler, 'prefix' | 'fetch'>
   config: ConfigStore
   log: Logger
   /** The cap, or how to read it (from the config, at each connection). */
@@ -49,26 +48,8 @@ export function terminalArgv(
   kind: TerminalKind,
   user: { uid: number; name: string },
 ): string[] {
-  const home = `/home/${user.name}`
-  // tmux replaces every non-ASCII character with '_' for a client it believes cannot do UTF-8:
-  // `-u` and a UTF-8 locale make sure it never does (C.UTF-8 is built into Debian's libc).
-  // COLORTERM: the shell tab's programs (and a tmux run by hand) may use 24-bit colour.
-  const env = { TERM: 'xterm-256color', ...TRUECOLOR_ENV, HOME: home, LANG: 'C.UTF-8' }
-  if (kind === 'attach') {
-    return driver.execArgv(id, ['tmux', '-u', 'attach-session', '-t', `=${tmuxSessionName(id)}`], {
-      user: user.uid,
-      group: user.uid,
-      env,
-      tty: true,
-    })
-  }
-  return driver.execArgv(id, ['bash', '--login'], {
-    user: user.uid,
-    group: user.uid,
-    cwd: CONTAINER_WORKSPACE,
-    env: { ...env, USER: user.name, LOGNAME: user.name, SHELL: '/bin/bash' },
-    tty: true,
-  })
+  const cmd = terminalCommand(id, kind, user)
+  return driver.execArgv(id, cmd.argv, { ...cmd.opts, tty: true })
 }
 
 /**

@@ -67,7 +67,8 @@ describe('/ws/events', () => {
     const t = await listening()
     const c = new EventsClient(t.url)
     await c.opened
-    await waitUntil('the subscription', () => t.services.hub.listenerCount >= 2)
+    // The socket is the hub's only listener (the reconciler publishes; nothing else subscribes).
+    await waitUntil('the subscription', () => t.services.hub.listenerCount >= 1)
     await t.app.close()
     expect((await c.closed).code).toBe(CloseCode.GOING_AWAY)
   })

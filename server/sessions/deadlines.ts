@@ -58,3 +58,13 @@ export class DeadlineScheduler {
     this.#timers.clear()
   }
 }
+
+/** What `[limits.runtime]` does when max_duration passes. */
+export function deadlineAction(runtime: {
+  auto_stop: boolean
+  stop_graceful: boolean
+}): DeadlineAction {
+  if (!runtime.auto_stop) return 'none'
+  // stop_graceful=true means a graceful stop: the original had these inverted.
+  return runtime.stop_graceful ? 'graceful' : 'force'
+}

@@ -1,6 +1,4 @@
-import type { Logger } from 'pino'
 import type { SessionInfo, SessionStatus } from '../../shared/schemas/sessions.ts'
-import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import { parseContainerName } from './naming.ts'
 
@@ -63,123 +61,41 @@ export function toSession(prefix: string, inst: IncusInstance): SessionInfo | nu
 }
 
 /**
- * The session list, cached. While the lifecycle monitor is connected (`live`), the cache is kept
- * right by events and our own operations, so listing costs no incus call; otherwise entries older
- * than `ttlMs` are refreshed with one cheap query (concurrent callers share it).
+ * The session list as last seen: a plain cache with no Incus access and no events. Only the
+ * reconciler (reconciler.ts) holds one and writes it; everything else reads through the reconciler.
  */
-export class SessionRegistry {
-  readonly #driver: IncusDriver
-  readonly #prefix: string
-  readonly #log: Logger
-  readonly #ttlMs: number
-  #sessions = new Map<string, SessionInfo>()
-  #instances = new Map<string, IncusInstance>()
-  #loadedAt = 0
-  #refreshing: Promise<void> | null = null
-  #live = false
-  #generation = 0
+export class SessionCache {
+  readonly #sessions = new Map<string, SessionInfo>()
+  readonly #instances = new Map<string, IncusInstance>()
 
-  constructor(driver: IncusDriver, prefix: string, log: Logger, ttlMs = 1000) {
-    this.#driver = driver
-    this.#prefix = prefix
-    this.#log = log
-    this.#ttlMs = ttlMs
-  }
-
-  get prefix(): string {
-    return this.#prefix
-  }
-
-  setLive(live: boolean): void {
-    this.#live = live
-    if (!live) this.#loadedAt = 0
-  }
-
-  #fresh(): boolean {
-    return this.#loadedAt > 0 && (this.#live || Date.now() - this.#loadedAt < this.#ttlMs)
-  }
-
-  refresh(): Promise<void> {
-    if (this.#refreshing) return this.#refreshing
-    const gen = ++this.#generation
-    this.#refreshing = (async () => {
-      try {
-        const list = await this.#driver.listInstances({ timeoutMs: 10_000 })
-        if (gen !== this.#generation) return
-        const sessions = new Map<string, SessionInfo>()
-        const instances = new Map<string, IncusInstance>()
-        for (const inst of list) {
-          const s = toSession(this.#prefix, inst)
-          if (s) {
-            sessions.set(s.id, s)
-            instances.set(s.id, inst)
-          }
-        }
-        this.#sessions = sessions
-        this.#instances = instances
-        this.#loadedAt = Date.now()
-      } finally {
-        this.#refreshing = null
-      }
-    })()
-    return this.#refreshing
-  }
-
-  async list(): Promise<SessionInfo[]> {
-    if (!this.#fresh()) await this.refresh()
-    return [...this.#sessions.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
-  }
-
-  async instances(): Promise<IncusInstance[]> {
-    if (!this.#fresh()) await this.refresh()
-    return [...this.#instances.values()]
-  }
-
-  /** One session, asking incus directly (used before acting on it). */
-  async fetch(id: string): Promise<{ session: SessionInfo; instance: IncusInstance } | null> {
-    if (!parseContainerName(this.#prefix, id)) return null
-    const inst = await this.#driver.getInstance(id, { timeoutMs: 10_000 })
-    const session = inst ? toSession(this.#prefix, inst) : null
-    if (!inst || !session) {
-      this.remove(id)
-      return null
-    }
-    this.#sessions.set(id, session)
-    this.#instances.set(id, inst)
-    return { session, instance: inst }
-  }
-
-  upsert(inst: IncusInstance): SessionInfo | null {
-    const s = toSession(this.#prefix, inst)
-    if (s) {
-      this.#sessions.set(s.id, s)
-      this.#instances.set(s.id, inst)
-    }
-    return s
-  }
-
-  setStatus(id: string, status: SessionStatus): void {
-    const s = this.#sessions.get(id)
-    if (s) this.#sessions.set(id, { ...s, status })
-  }
-
-  remove(id: string): void {
-    this.#sessions.delete(id)
-    this.#instances.delete(id)
-  }
-
-  cached(id: string): SessionInfo | undefined {
+  get(id: string): SessionInfo | undefined {
     return this.#sessions.get(id)
   }
 
-  /** Re-reads one instance after an event (errors logged: the next refresh repairs the cache). */
-  async sync(id: string): Promise<SessionInfo | null> {
-    try {
-      return (await this.fetch(id))?.session ?? null
-    } catch (err) {
-      this.#log.warn({ err, id }, 'session sync failed')
-      this.#loadedAt = 0
-      return null
-    }
+  instance(id: string): IncusInstance | undefined {
+    return this.#instances.get(id)
+  }
+
+  /** Sessions sorted by id. */
+  list(): SessionInfo[] {
+    return [...this.#sessions.values()].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+  }
+
+  instances(): IncusInstance[] {
+    return [...this.#instances.values()]
+  }
+
+  ids(): string[] {
+    return [...this.#sessions.keys()]
+  }
+
+  put(session: SessionInfo, inst?: IncusInstance): void {
+    this.#sessions.set(session.id, session)
+    if (inst) this.#instances.set(session.id, inst)
+  }
+
+  drop(id: string): void {
+    this.#sessions.delete(id)
+    this.#instances.delete(id)
   }
 }

@@ -1,0 +1,48 @@
+import { Type, type Static } from 'typebox'
+
+/**
+ * The steps of a session's creation, in order (server/sessions/launch-steps.ts runs them;
+ * `session.launching` events carry one of these ids, then `done` or `failed`).
+ */
+export const LaunchStepSchema = Type.Union([
+  Type.Literal('init'),
+  Type.Literal('workspace'),
+  Type.Literal('mounts'),
+  Type.Literal('protect'),
+  Type.Literal('start'),
+  Type.Literal('ready'),
+  Type.Literal('tmpfs'),
+  Type.Literal('tool-config'),
+  Type.Literal('tool'),
+])
+export type LaunchStep = Static<typeof LaunchStepSchema>
+
+/** The ids of {@link LaunchStepSchema}, in the order a creation runs them. */
+export const LAUNCH_STEPS: readonly LaunchStep[] = [
+  'init',
+  'workspace',
+  'mounts',
+  'protect',
+  'start',
+  'ready',
+  'tmpfs',
+  'tool-config',
+  'tool',
+]
+
+/** Each step in words (lower case: the server also puts it in error messages, "… failed: …"). */
+export const LAUNCH_STEP_LABELS: Record<LaunchStep, string> = {
+  init: 'creating the container',
+  workspace: 'mounting the workspace',
+  mounts: 'adding config mounts',
+  protect: 'protecting paths read-only',
+  start: 'starting the container',
+  ready: 'waiting for the container',
+  tmpfs: 'mounting tmpfs on /tmp',
+  'tool-config': 'copying tool configuration',
+  tool: 'starting the tool in tmux',
+}
+
+/** How a `session.launching` event ends a launch (after the last step, or on an error). */
+export const LaunchEndSchema = Type.Union([Type.Literal('done'), Type.Literal('failed')])
+export type LaunchEnd = Static<typeof LaunchEndSchema>
