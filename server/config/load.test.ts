@@ -41,6 +41,7 @@ describe('loadConfig', () => {
     })
     expect(config.incus).toEqual({
       project: 'default',
+      storage_pool: '',
       group: 'incus-admin',
       code_uid: 1000,
       code_user: 'code',
