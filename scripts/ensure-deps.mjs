@@ -65,7 +65,7 @@ const bundle = join(root, 'dist', 'server', 'main.js')
 // The bundle takes in the builder (images/) and host setup (provision/) too: `clincus build` and
 // the dashboard's rebuild run from it. images/*.sh stay files, read from the checkout at build time.
 const serverSources = Math.max(
-  ...['server', 'images', 'provision', 'shared'].map((dir) => newest(join(root, dir))),
+  ...['server', 'images', 'incus', 'provision', 'shared'].map((dir) => newest(join(root, dir))),
   mtime(join(root, 'package.json')),
 )
 if (!existsSync(bundle) || serverSources > mtime(bundle)) {

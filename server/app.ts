@@ -9,7 +9,7 @@ import type { ServerEvent } from '../shared/schemas/events.ts'
 import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
 import type { ConfigStore } from './config/store.ts'
 import { ConfigWatcher, type ConfigWatcherOptions } from './config/watcher.ts'
-import { AppError, registerErrorHandler } from './errors.ts'
+import { exposedMessage, registerErrorHandler } from './errors.ts'
 import type { CredentialLimits } from './security/credentials.ts'
 import { registerSecurity, type AuthSetting, type Security } from './security/plugin.ts'
 import { EventHub } from './events/hub.ts'
@@ -200,11 +200,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         reachable: false,
         // Only incus' own reasons are shown to whoever asks; anything else stays in the log.
         error:
-          err instanceof AppError && err.expose
-            ? err.message
-            : monitor.started
-              ? 'not connected to incus'
-              : 'the incus monitor is not running',
+          exposedMessage(err) ??
+          (monitor.started ? 'not connected to incus' : 'the incus monitor is not running'),
       }
       if (deps.incusHint) out.hint = deps.incusHint
       return out
