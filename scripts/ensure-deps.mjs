@@ -83,7 +83,9 @@ if (!existsSync(bundle) || serverSources > mtime(bundle)) {
     sourcemap: true,
     logLevel: 'warning',
   })
-  process.stdout.write(`==> bundling the server done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+  process.stdout.write(
+    `==> bundling the server done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+  )
 }
 
 // The splice relay (native/splice-relay.c) carries the bytes of big egress tunnels in the kernel.
@@ -92,8 +94,12 @@ if (!existsSync(bundle) || serverSources > mtime(bundle)) {
   const started = Date.now()
   const res = buildSpliceRelay(join(root, 'dist', 'native', 'clincus-splice-relay'))
   if (res.path === null) {
-    process.stdout.write(`==> splice relay not built (${res.error}); egress tunnels use the node pipe\n`)
+    process.stdout.write(
+      `==> splice relay not built (${res.error}); egress tunnels use the node pipe\n`,
+    )
   } else if (res.built) {
-    process.stdout.write(`==> building the splice relay done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+    process.stdout.write(
+      `==> building the splice relay done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+    )
   }
 }
