@@ -7,7 +7,15 @@ import globals from 'globals'
 
 export default tseslint.config(
   {
-    ignores: ['node_modules/', 'dist/', 'test-results/', 'bench/', '**/*.mjs', '**/*.cjs', 'eslint.config.js'],
+    ignores: [
+      'node_modules/',
+      'dist/',
+      'test-results/',
+      'bench/',
+      '**/*.mjs',
+      '**/*.cjs',
+      'eslint.config.js',
+    ],
   },
   js.configs.recommended,
   ...tseslint.configs.strictTypeChecked,

@@ -24,6 +24,7 @@ export default defineConfig({
           include: [
             'server/**/*.test.ts',
             'images/**/*.test.ts',
+            'incus/**/*.test.ts',
             'provision/**/*.test.ts',
             'shared/**/*.test.ts',
             'scripts/**/*.test.ts',

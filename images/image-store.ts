@@ -1,8 +1,8 @@
 // The Incus image store as the builder needs it: look an alias up, import, retarget an alias, delete.
-// Reads go through `incus query` (the documented REST shapes) rather than parsing tables.
+// Reads go through `incus query` (the documented REST shapes) rather than parsing tables, all of it
+// through the one Incus layer (incus/cli.ts).
 import Type from 'typebox'
-import { Value } from 'typebox/value'
-import { CommandError, run } from '../provision/command.ts'
+import { incus, IncusCommandError, withProject, type IncusQueryOptions } from '../incus/cli.ts'
 
 const TIMEOUT_MS = 60_000
 const IMPORT_TIMEOUT_MS = 15 * 60_000
@@ -26,25 +26,19 @@ export interface ImageSummary {
   aliases: readonly string[]
 }
 
-function apiPath(path: string, project: string): string {
-  return `${path}?project=${encodeURIComponent(project)}`
-}
-
-async function query(
-  path: string,
-  opts: { method?: string; data?: string } = {},
-): Promise<unknown> {
-  const args = ['query']
-  if (opts.method) args.push('--request', opts.method)
-  if (opts.data !== undefined) args.push('--data', opts.data)
-  const out = await run('incus', [...args, path], { timeoutMs: TIMEOUT_MS })
-  return out.trim() === '' ? null : (JSON.parse(out) as unknown)
+function query(path: string, opts: IncusQueryOptions = {}): Promise<unknown> {
+  return incus.query(path, { timeoutMs: TIMEOUT_MS, ...opts })
 }
 
 async function aliasTarget(alias: string, project: string): Promise<string | undefined> {
   // Listing avoids telling "no such alias" apart from other failures by parsing error text.
-  const raw = await query(apiPath('/1.0/images/aliases', project) + '&recursion=1')
-  const aliases = Value.Parse(Type.Union([Type.Array(AliasSchema), Type.Null()]), raw) ?? []
+  const aliases =
+    (await incus.queryAs(
+      Type.Union([Type.Array(AliasSchema), Type.Null()]),
+      'image alias list',
+      withProject('/1.0/images/aliases?recursion=1', project),
+      { timeoutMs: TIMEOUT_MS },
+    )) ?? []
   return aliases.find((entry) => entry.name === alias)?.target
 }
 
@@ -63,9 +57,11 @@ export async function describeAlias(
 }
 
 export async function describeImage(fingerprint: string, project: string): Promise<ImageSummary> {
-  const image = Value.Parse(
+  const image = await incus.queryAs(
     ImageSchema,
-    await query(apiPath(`/1.0/images/${encodeURIComponent(fingerprint)}`, project)),
+    'image',
+    withProject(`/1.0/images/${encodeURIComponent(fingerprint)}`, project),
+    { timeoutMs: TIMEOUT_MS },
   )
   return {
     fingerprint: image.fingerprint,
@@ -81,10 +77,19 @@ export async function importImage(
   files: { meta: string; rootfs: string },
   opts: { project: string; alias: string; signal?: AbortSignal },
 ): Promise<string> {
-  await run(
-    'incus',
-    ['image', 'import', files.meta, files.rootfs, '--project', opts.project, '--alias', opts.alias],
-    { timeoutMs: IMPORT_TIMEOUT_MS, ...(opts.signal ? { signal: opts.signal } : {}) },
+  await incus.run(
+    [
+      'image',
+      'import',
+      '--project',
+      opts.project,
+      '--alias',
+      opts.alias,
+      '--',
+      files.meta,
+      files.rootfs,
+    ],
+    { timeoutMs: IMPORT_TIMEOUT_MS, signal: opts.signal },
   )
   const fingerprint = await aliasTarget(opts.alias, opts.project)
   if (fingerprint === undefined) {
@@ -105,27 +110,27 @@ export async function retargetAlias(
   const previous = await aliasTarget(alias, project)
   if (previous === fingerprint) return undefined
   if (previous === undefined) {
-    await query(apiPath('/1.0/images/aliases', project), {
+    await query(withProject('/1.0/images/aliases', project), {
       method: 'POST',
-      data: JSON.stringify({ name: alias, target: fingerprint, description: '' }),
+      data: { name: alias, target: fingerprint, description: '' },
     })
   } else {
-    await query(apiPath(`/1.0/images/aliases/${encodeURIComponent(alias)}`, project), {
+    await query(withProject(`/1.0/images/aliases/${encodeURIComponent(alias)}`, project), {
       method: 'PUT',
-      data: JSON.stringify({ target: fingerprint, description: '' }),
+      data: { target: fingerprint, description: '' },
     })
   }
   return previous
 }
 
 export async function deleteAlias(alias: string, project: string): Promise<void> {
-  await query(apiPath(`/1.0/images/aliases/${encodeURIComponent(alias)}`, project), {
+  await query(withProject(`/1.0/images/aliases/${encodeURIComponent(alias)}`, project), {
     method: 'DELETE',
   })
 }
 
 export async function deleteImage(fingerprint: string, project: string): Promise<void> {
-  await run('incus', ['image', 'delete', '--project', project, fingerprint], {
+  await incus.run(['image', 'delete', '--project', project, '--', fingerprint], {
     timeoutMs: TIMEOUT_MS,
   })
 }
@@ -135,6 +140,6 @@ export async function tryDelete(action: () => Promise<void>): Promise<void> {
   try {
     await action()
   } catch (error) {
-    if (!(error instanceof CommandError)) throw error
+    if (!(error instanceof IncusCommandError)) throw error
   }
 }

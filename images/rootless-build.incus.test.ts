@@ -52,6 +52,7 @@ async function stageRepo(): Promise<string> {
     'scripts',
     'server',
     'images',
+    'incus',
     'provision',
     'shared',
     'node_modules',

@@ -1,5 +1,6 @@
-// The one place provisioning and image building start subprocesses: argv arrays only, a timeout on
-// every call, and failures that keep the command and its stderr (house style §8.4 habit 5).
+// The one place provisioning and image building start subprocesses other than `incus` (that goes
+// through incus/cli.ts, the one Incus layer): argv arrays only, a timeout on every call, and
+// failures that keep the command and its stderr (house style §8.4 habit 5).
 import { execa, ExecaError } from 'execa'
 
 export interface RunOptions {

@@ -4,9 +4,9 @@
 import { mkdir, readFile } from 'node:fs/promises'
 import { execa, ExecaError } from 'execa'
 import Type from 'typebox'
-import { Value } from 'typebox/value'
+import { incus, IncusCommandError } from '../incus/cli.ts'
 import { aptInstall, aptUpdate, ensureBackportsSource } from './apt.ts'
-import { CommandError, lastLines, run } from './command.ts'
+import { lastLines, run } from './command.ts'
 import {
   fileExists,
   findExecutable,
@@ -75,23 +75,17 @@ export function majorVersion(version: string): number {
   return Number.isNaN(major) ? 0 : major
 }
 
-async function queryIncus(path: string, timeoutMs = QUERY_TIMEOUT_MS): Promise<unknown> {
-  const out = await run('incus', ['query', path], { timeoutMs })
-  // An empty list comes back as JSON null, which `incus query` prints as nothing at all.
-  return out.trim() === '' ? null : (JSON.parse(out) as unknown)
-}
-
 /** Cheap reachability check for /api/health: one `incus query /1.0`. */
 export async function probeIncus(timeoutMs = 3_000): Promise<IncusProbe> {
   try {
-    const server = Value.Parse(ServerSchema, await queryIncus('/1.0', timeoutMs))
+    const server = await incus.queryAs(ServerSchema, 'server', '/1.0', { timeoutMs })
     return { reachable: true, version: server.environment.server_version }
   } catch (error) {
     const reason =
-      error instanceof CommandError
+      error instanceof IncusCommandError
         ? error.timedOut
           ? `incus query /1.0 timed out after ${timeoutMs} ms`
-          : lastLines(error.stderr.trim(), 1) || error.message
+          : error.message
         : error instanceof Error
           ? error.message
           : String(error)
@@ -107,7 +101,7 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
   const missing = await ensurePackages(root, opts.install, reporter)
   if (missing) return missing
 
-  const clientVersion = await run('incus', ['--version'], { timeoutMs: QUERY_TIMEOUT_MS })
+  const clientVersion = (await incus.run(['--version'], { timeoutMs: QUERY_TIMEOUT_MS })).trim()
   if (majorVersion(clientVersion) < MIN_INCUS_MAJOR) {
     return notReady(
       `incus ${clientVersion} is too old (need ≥ ${MIN_INCUS_MAJOR})`,
@@ -157,10 +151,7 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
   const plan = planPreseed(await readInitState())
   if (plan) {
     await reporter.step('initialise incus (dir storage pool, root disk)', () =>
-      run('incus', ['admin', 'init', '--preseed'], {
-        timeoutMs: 60_000,
-        input: renderPreseed(plan),
-      }),
+      incus.run(['admin', 'init', '--preseed'], { timeoutMs: 60_000, input: renderPreseed(plan) }),
     )
   } else {
     reporter.note('incus already initialised (default profile has a root disk)')
@@ -246,7 +237,7 @@ async function ensureAdminGroup(): Promise<void> {
 }
 
 async function waitReady(): Promise<void> {
-  await run('incus', ['admin', 'waitready', '--timeout', String(WAITREADY_SECONDS)], {
+  await incus.run(['admin', 'waitready', '--timeout', String(WAITREADY_SECONDS)], {
     timeoutMs: (WAITREADY_SECONDS + 5) * 1000,
   })
 }
@@ -308,13 +299,18 @@ async function startDaemon(): Promise<void> {
 }
 
 async function readInitState(): Promise<IncusInitState> {
-  const pools = Value.Parse(
+  // An empty list comes back as JSON null, which `incus query` prints as nothing at all.
+  const pools = await incus.queryAs(
     Type.Union([Type.Array(StoragePoolSchema), Type.Null()]),
-    await queryIncus('/1.0/storage-pools?recursion=1'),
+    'storage pool list',
+    '/1.0/storage-pools?recursion=1',
+    { timeoutMs: QUERY_TIMEOUT_MS },
   )
-  const profiles = Value.Parse(
+  const profiles = await incus.queryAs(
     Type.Union([Type.Array(ProfileSchema), Type.Null()]),
-    await queryIncus('/1.0/profiles?recursion=1'),
+    'profile list',
+    '/1.0/profiles?recursion=1',
+    { timeoutMs: QUERY_TIMEOUT_MS },
   )
   return {
     pools: pools ?? [],

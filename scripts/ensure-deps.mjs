@@ -65,7 +65,7 @@ const bundle = join(root, 'dist', 'server', 'main.js')
 // The bundle takes in the builder (images/) and host setup (provision/) too: `clincus build` and
 // the dashboard's rebuild run from it. images/*.sh stay files, read from the checkout at build time.
 const serverSources = Math.max(
-  ...['server', 'images', 'provision', 'shared'].map((dir) => newest(join(root, dir))),
+  ...['server', 'images', 'incus', 'provision', 'shared'].map((dir) => newest(join(root, dir))),
   mtime(join(root, 'package.json')),
 )
 if (!existsSync(bundle) || serverSources > mtime(bundle)) {
@@ -83,7 +83,9 @@ if (!existsSync(bundle) || serverSources > mtime(bundle)) {
     sourcemap: true,
     logLevel: 'warning',
   })
-  process.stdout.write(`==> bundling the server done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+  process.stdout.write(
+    `==> bundling the server done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+  )
 }
 
 // The splice relay (native/splice-relay.c) carries the bytes of big egress tunnels in the kernel.
@@ -92,8 +94,12 @@ if (!existsSync(bundle) || serverSources > mtime(bundle)) {
   const started = Date.now()
   const res = buildSpliceRelay(join(root, 'dist', 'native', 'clincus-splice-relay'))
   if (res.path === null) {
-    process.stdout.write(`==> splice relay not built (${res.error}); egress tunnels use the node pipe\n`)
+    process.stdout.write(
+      `==> splice relay not built (${res.error}); egress tunnels use the node pipe\n`,
+    )
   } else if (res.built) {
-    process.stdout.write(`==> building the splice relay done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`)
+    process.stdout.write(
+      `==> building the splice relay done (${((Date.now() - started) / 1000).toFixed(1)} s)\n`,
+    )
   }
 }

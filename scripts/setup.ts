@@ -13,11 +13,7 @@ import {
   type ChromiumReadiness,
   type IncusReadiness,
 } from '../provision/incus.ts'
-import {
-  createConsoleReporter,
-  formatDuration,
-  type SetupReporter,
-} from '../provision/reporter.ts'
+import { createConsoleReporter, formatDuration, type SetupReporter } from '../provision/reporter.ts'
 
 export type SetupTarget = 'start' | 'test'
 

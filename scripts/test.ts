@@ -1,5 +1,5 @@
 // `npm test`: provisions what the tests need (Incus, the clincus-test image, Chromium), runs the
-// typecheck, lint and every Vitest project, and ends with the plain line CI reads:
+// typecheck, lint, format check and every Vitest project, and ends with the plain line CI reads:
 // "N passed, N failed[, N skipped]". With CI=true a skipped real-Incus test counts as failed.
 import { spawn } from 'node:child_process'
 import { mkdir, readFile, rm } from 'node:fs/promises'
@@ -59,6 +59,11 @@ async function main(): Promise<void> {
   }
   await check('typecheck (tsc)', 'npx', ['tsc', '--noEmit', '-p', 'tsconfig.json'])
   await check('lint (eslint)', 'npx', ['eslint', '--max-warnings', '0', '.'])
+  await check('format (prettier --check; npm run format fixes it)', 'npx', [
+    'prettier',
+    '--check',
+    '.',
+  ])
   await check('typecheck web (svelte-check)', 'npx', [
     'svelte-check',
     '--tsconfig',

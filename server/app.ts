@@ -1,14 +1,13 @@
 import { join } from 'node:path'
-import fastifySwagger from '@fastify/swagger'
 import fastifyWebsocket from '@fastify/websocket'
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Health, ImageState } from '../shared/schemas/health.ts'
 import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
 import type { ConfigStore } from './config/store.ts'
 import { ConfigWatcher, type ConfigWatcherOptions } from './config/watcher.ts'
-import { AppError, registerErrorHandler } from './errors.ts'
+import { exposedMessage } from './errors.ts'
+import { createHttp, registerFallback, registerOpenApi } from './http.ts'
 import type { CredentialLimits } from './security/credentials.ts'
 import { registerSecurity, type AuthSetting, type Security } from './security/plugin.ts'
 import { EventHub } from './events/hub.ts'
@@ -27,7 +26,7 @@ import { networkRoutes } from './routes/network.ts'
 import { EgressService, type EgressOptions } from './network/egress.ts'
 import { imageRoutes } from './routes/images.ts'
 import { sessionRoutes } from './routes/sessions.ts'
-import { isApiPath, registerSpa } from './routes/spa.ts'
+import { registerSpa } from './routes/spa.ts'
 import { workspaceRoutes } from './routes/workspaces.ts'
 import { EventSockets, wsEventsRoutes, type EventSocketOptions } from './routes/ws-events.ts'
 import { terminalRoutes } from './routes/ws-terminal.ts'
@@ -91,29 +90,9 @@ export interface App {
   security: Security
 }
 
-const BODY_LIMIT = 1024 * 1024
-const METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH'] as const
-
 /** Builds the whole app from its drivers; never listens and never touches `process`. */
 export async function buildApp(deps: AppDeps): Promise<App> {
-  // pino's Logger is a FastifyBaseLogger; widening it keeps the instance's type the default one.
-  const logger: FastifyBaseLogger = deps.log
-  const app = Fastify({
-    loggerInstance: logger,
-    bodyLimit: BODY_LIMIT,
-    ajv: {
-      customOptions: {
-        removeAdditional: false,
-        coerceTypes: true,
-        allErrors: false,
-        keywords: ['x-expected'],
-      },
-    },
-  }).withTypeProvider<TypeBoxTypeProvider>()
-
-  // Only JSON bodies: a cross-site form or text/plain POST is refused with 415.
-  app.removeContentTypeParser(['text/plain'])
-  registerErrorHandler(app)
+  const app = createHttp(deps.log)
   const security = await registerSecurity(app, {
     auth: deps.auth ?? { mode: 'none' },
     config: deps.config,
@@ -176,11 +155,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         reachable: false,
         // Only incus' own reasons are shown to whoever asks; anything else stays in the log.
         error:
-          err instanceof AppError && err.expose
-            ? err.message
-            : monitor.started
-              ? 'not connected to incus'
-              : 'the incus monitor is not running',
+          exposedMessage(err) ??
+          (monitor.started ? 'not connected to incus' : 'the incus monitor is not running'),
       }
       if (deps.incusHint) out.hint = deps.incusHint
       return out
@@ -212,25 +188,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       refreshImage()
   })
 
-  await app.register(fastifySwagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'clincus dashboard API',
-        version: deps.version,
-        description: 'Run AI coding agents in Incus containers',
-      },
-      tags: [
-        { name: 'sessions' },
-        { name: 'workspaces' },
-        { name: 'config' },
-        { name: 'events' },
-        { name: 'health' },
-        { name: 'images' },
-        { name: 'auth' },
-      ],
-    },
-  })
+  await registerOpenApi(app, deps.version)
   const rt = deps.realtime ?? {}
   const terminals = new TerminalManager({
     spawner: deps.pty ?? nodePtySpawner,
@@ -280,34 +238,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   await app.register(healthRoutes(services))
   await app.register(imageRoutes(services, deps.images))
   await app.register(authRoutes(security))
-  app.get('/api/openapi.json', { schema: { hide: true } }, async () => app.swagger())
-
-  const spa = await registerSpa(app, deps.webRoot)
-  // Public (no route matched, so nothing to protect): it only ever answers 404, 405 or index.html.
-  app.setNotFoundHandler((req, reply) => {
-    const path = req.url.split('?')[0] ?? '/'
-    const allowed = METHODS.filter(
-      (m) => m !== req.method && (app.findRoute({ method: m, url: path }) as unknown) !== null,
-    )
-    if (allowed.length > 0) {
-      return reply
-        .code(405)
-        .header('allow', allowed.join(', '))
-        .send({ error: `method ${req.method} not allowed on ${path}`, code: 'method_not_allowed' })
-    }
-    // Client routes are plain (`/settings`, `/session/<id>`): an encoded path is nothing of ours.
-    if (
-      isApiPath(path) ||
-      path.includes('%') ||
-      (req.method !== 'GET' && req.method !== 'HEAD') ||
-      path.startsWith('/assets/')
-    ) {
-      return reply
-        .code(404)
-        .send({ error: `no route for ${req.method} ${path}`, code: 'not_found' })
-    }
-    return spa(req, reply)
-  })
+  registerFallback(app, await registerSpa(app, deps.webRoot))
 
   let recheck: NodeJS.Timeout | undefined
   const monitor = new LifecycleMonitor({

@@ -1,5 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify'
-import { REDACTED } from './security/log-redaction.ts'
+import { IncusCommandError } from '../incus/cli.ts'
 
 /** An error the API answers with its own status and a stable snake_case code. */
 export class AppError extends Error {
@@ -48,105 +48,15 @@ export class UnavailableError extends AppError {
   }
 }
 
-/**
- * A failed `incus` invocation. The argv, exit code and full stderr stay on the error for the log;
- * the client gets incus' own one-line reason (the original lost it: "exit status 1").
- */
-export class IncusCommandError extends AppError {
-  readonly argv: readonly string[]
-  readonly exitCode: number | undefined
-  readonly stderr: string
-  readonly timedOut: boolean
+// A failed `incus` invocation: the one Incus layer's error (incus/cli.ts), re-exported so the
+// server names it with its other errors; toErrorReply answers it with 502 and Incus' reason.
+export { IncusCommandError, incusReason, redactArgv } from '../incus/cli.ts'
 
-  constructor(opts: {
-    argv: readonly string[]
-    exitCode: number | undefined
-    stderr: string
-    timedOut?: boolean
-    aborted?: boolean
-    cause?: unknown
-  }) {
-    const command = subcommand(opts.argv)
-    const reason = opts.timedOut
-      ? `incus ${command} timed out`
-      : opts.aborted
-        ? `incus ${command} was cancelled`
-        : incusReason(opts.stderr) ||
-          `incus ${command} failed with exit code ${String(opts.exitCode)}`
-    // The values of `--env KEY=VALUE` (a profile's environment: API keys) never stay on the
-    // error, which is logged whole: not in the argv, the stderr, nor the cause's message.
-    const secrets = envValues(opts.argv)
-    super(502, opts.timedOut ? 'incus_timeout' : 'incus_error', scrub(reason, secrets), {
-      cause: scrubCause(opts.cause, secrets),
-      expose: true,
-    })
-    this.argv = redactArgv(opts.argv)
-    this.exitCode = opts.exitCode
-    this.stderr = scrub(opts.stderr, secrets)
-    this.timedOut = opts.timedOut ?? false
-  }
-
-  /** incus' "not found" answers, for callers that treat a missing instance as a normal outcome. */
-  get isNotFound(): boolean {
-    return /not found/i.test(this.stderr)
-  }
-
-  /** incus refused because another operation on the instance is running (it ends on its own). */
-  get isBusy(): boolean {
-    return /is busy running/i.test(this.stderr)
-  }
-}
-
-/** The incus subcommand an argv runs (`exec`), past the global `--project <name>`. */
-function subcommand(argv: readonly string[]): string {
-  return (argv[0] === '--project' ? argv[2] : argv[0]) ?? ''
-}
-
-/** The values of the `--env KEY=VALUE` options of an incus argv (before its `--`). */
-function envValues(argv: readonly string[]): string[] {
-  const out: string[] = []
-  for (let i = 0; i < argv.length - 1 && argv[i] !== '--'; i++) {
-    const entry = argv[i + 1] ?? ''
-    const eq = entry.indexOf('=')
-    if (argv[i] === '--env' && eq >= 0 && eq < entry.length - 1) out.push(entry.slice(eq + 1))
-  }
-  return out
-}
-
-/** The argv with every `--env KEY=VALUE` shown as `KEY=[redacted]`. */
-export function redactArgv(argv: readonly string[]): string[] {
-  const out = [...argv]
-  for (let i = 0; i < out.length - 1 && out[i] !== '--'; i++) {
-    const entry = out[i + 1] ?? ''
-    if (out[i] === '--env' && entry.includes('='))
-      out[i + 1] = `${entry.slice(0, entry.indexOf('='))}=${REDACTED}`
-  }
-  return out
-}
-
-function scrub(text: string, secrets: readonly string[]): string {
-  return secrets.reduce((t, v) => t.replaceAll(v, REDACTED), text)
-}
-
-/** The cause (an execa error names the whole command line) with the secrets taken out. */
-function scrubCause(cause: unknown, secrets: readonly string[]): unknown {
-  if (secrets.length === 0 || cause === undefined) return cause
-  if (!(cause instanceof Error)) return undefined
-  const clean = new Error(scrub(cause.message, secrets))
-  clean.name = cause.name
-  clean.stack = scrub(cause.stack ?? '', secrets)
-  return clean
-}
-
-/** The last "Error: …" line incus printed, which is its human message. */
-export function incusReason(stderr: string): string {
-  const lines = stderr
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l.length > 0)
-  const errorLine = [...lines].reverse().find((l) => l.startsWith('Error:'))
-  const line = errorLine ?? lines.at(-1) ?? ''
-  return line.replace(/^Error:\s*/, '').slice(0, 2000)
+/** The message a client may see (an AppError or Incus' reason marked `expose`); else undefined. */
+export function exposedMessage(err: unknown): string | undefined {
+  return (err instanceof AppError || err instanceof IncusCommandError) && err.expose
+    ? err.message
+    : undefined
 }
 
 interface ErrorBody {
@@ -176,7 +86,7 @@ export function toErrorReply(err: unknown): {
   body: ErrorBody
   headers: Record<string, string>
 } {
-  if (err instanceof AppError) {
+  if (err instanceof AppError || err instanceof IncusCommandError) {
     return {
       status: err.status,
       body: { error: err.expose ? err.message : 'internal server error', code: err.code },

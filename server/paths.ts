@@ -10,7 +10,11 @@ function findRoot(): string {
   let dir = dirname(fileURLToPath(import.meta.url))
   for (;;) {
     const pkg = join(dir, 'package.json')
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'clincus') return dir
+    if (
+      existsSync(pkg) &&
+      (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'clincus'
+    )
+      return dir
     const up = dirname(dir)
     if (up === dir) throw new Error('cannot find the clincus package root')
     dir = up

@@ -3,9 +3,9 @@ import { rm, writeFile, mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { execa, ExecaError } from 'execa'
+import { execa } from 'execa'
 import { Value } from 'typebox/value'
-import { IncusCommandError } from '../errors.ts'
+import { IncusCli, IncusCommandError, withProject } from '../../incus/cli.ts'
 import type {
   CallOptions,
   ExecOptions,
@@ -23,8 +23,6 @@ import {
   IncusStoragePoolSchema,
   type IncusInstance,
 } from './schemas.ts'
-
-const DEFAULT_TIMEOUT_MS = 30_000
 
 export interface CliDriverOptions {
   project: string
@@ -44,19 +42,6 @@ export const CLINCUS_POOL = 'clincus'
 /** How long the answer "does the clincus pool exist" is reused (ms). */
 const POOL_LOOKUP_TTL_MS = 30_000
 
-function parseJson(text: string, argv: readonly string[]): unknown {
-  try {
-    return JSON.parse(text) as unknown
-  } catch (cause) {
-    throw new IncusCommandError({
-      argv,
-      exitCode: 0,
-      stderr: `unparsable JSON from incus: ${text.slice(0, 200)}`,
-      cause,
-    })
-  }
-}
-
 function kv(values: Record<string, string>): string[] {
   return Object.entries(values).map(([k, v]) => `${k}=${v}`)
 }
@@ -65,14 +50,14 @@ function kv(values: Record<string, string>): string[] {
 export class CliIncusDriver implements IncusDriver {
   readonly project: string
   readonly binary: string
-  readonly #env: Record<string, string> | undefined
+  readonly #cli: IncusCli
   readonly #storagePool: (() => string) | undefined
   #clincusPool: { exists: boolean; at: number } | undefined
 
   constructor(opts: CliDriverOptions) {
     this.project = opts.project
-    this.binary = opts.binary ?? 'incus'
-    this.#env = opts.env
+    this.#cli = new IncusCli({ binary: opts.binary, env: opts.env })
+    this.binary = this.#cli.binary
     this.#storagePool = opts.storagePool
   }
 
@@ -96,36 +81,12 @@ export class CliIncusDriver implements IncusDriver {
     return this.#clincusPool.exists ? CLINCUS_POOL : undefined
   }
 
-  async #run(
-    args: readonly string[],
-    opts: CallOptions & { input?: string } = {},
-  ): Promise<string> {
-    const argv = [...args]
-    try {
-      const result = await execa(this.binary, argv, {
-        timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        cancelSignal: opts.signal,
-        forceKillAfterDelay: 2000,
-        input: opts.input,
-        stdin: opts.input === undefined ? 'ignore' : 'pipe',
-        env: this.#env,
-        stripFinalNewline: false,
-        maxBuffer: 64 * 1024 * 1024,
-      })
-      return result.stdout
-    } catch (cause) {
-      if (cause instanceof ExecaError) {
-        throw new IncusCommandError({
-          argv,
-          exitCode: cause.exitCode,
-          stderr: typeof cause.stderr === 'string' ? cause.stderr : cause.message,
-          timedOut: cause.timedOut,
-          aborted: cause.isCanceled,
-          cause,
-        })
-      }
-      throw cause
-    }
+  #run(args: readonly string[], opts: CallOptions & { input?: string } = {}): Promise<string> {
+    return this.#cli.run(args, opts)
+  }
+
+  #api(path: string): string {
+    return withProject(path, this.project)
   }
 
   #p(): string[] {
@@ -133,39 +94,31 @@ export class CliIncusDriver implements IncusDriver {
   }
 
   async serverVersion(opts?: CallOptions): Promise<string> {
-    const argv = ['query', '/1.0']
-    const parsed = Value.Parse(
-      IncusServerSchema,
-      parseJson(await this.#run(argv, { timeoutMs: 5000, ...opts }), argv),
-    )
-    return parsed.environment?.server_version ?? 'unknown'
+    const server = await this.#cli.queryAs(IncusServerSchema, 'server', '/1.0', {
+      timeoutMs: 5000,
+      ...opts,
+    })
+    return server.environment?.server_version ?? 'unknown'
   }
 
   async listInstances(opts?: CallOptions): Promise<IncusInstance[]> {
     // `incus query` with recursion=1 costs ~10 ms where `incus list --format json` costs ~200 ms
     // (it fetches every instance's state): machine-facts.md.
-    const argv = ['query', `/1.0/instances?recursion=1&project=${encodeURIComponent(this.project)}`]
-    const data = parseJson(await this.#run(argv, opts), argv)
-    if (!Value.Check(IncusInstanceListSchema, data)) {
-      throw new IncusCommandError({
-        argv,
-        exitCode: 0,
-        stderr: 'unexpected instance list shape from incus',
-      })
-    }
-    return data
+    return this.#cli.queryAs(
+      IncusInstanceListSchema,
+      'instance list',
+      this.#api('/1.0/instances?recursion=1'),
+      opts,
+    )
   }
 
   async containerRoot(name: string, opts?: CallOptions): Promise<string | null> {
-    const argv = [
-      'query',
-      `/1.0/instances/${encodeURIComponent(name)}/state?project=${encodeURIComponent(this.project)}`,
-    ]
-    const data = parseJson(await this.#run(argv, opts), argv)
+    const path = this.#api(`/1.0/instances/${encodeURIComponent(name)}/state`)
+    const data = await this.#cli.query(path, opts)
     const pid = (data as { pid?: unknown } | null)?.pid
     if (typeof pid !== 'number' || !Number.isInteger(pid) || pid <= 0)
       throw new IncusCommandError({
-        argv,
+        argv: ['query', path],
         exitCode: 0,
         stderr: `instance ${name} has no init process`,
       })
@@ -173,20 +126,9 @@ export class CliIncusDriver implements IncusDriver {
   }
 
   async getInstance(name: string, opts?: CallOptions): Promise<IncusInstance | null> {
-    const argv = [
-      'query',
-      `/1.0/instances/${encodeURIComponent(name)}?project=${encodeURIComponent(this.project)}`,
-    ]
+    const path = this.#api(`/1.0/instances/${encodeURIComponent(name)}`)
     try {
-      const data = parseJson(await this.#run(argv, opts), argv)
-      if (!Value.Check(IncusInstanceSchema, data)) {
-        throw new IncusCommandError({
-          argv,
-          exitCode: 0,
-          stderr: 'unexpected instance shape from incus',
-        })
-      }
-      return data
+      return await this.#cli.queryAs(IncusInstanceSchema, 'instance', path, opts)
     } catch (err) {
       if (err instanceof IncusCommandError && err.isNotFound) return null
       throw err
@@ -194,12 +136,11 @@ export class CliIncusDriver implements IncusDriver {
   }
 
   async imageExists(alias: string, opts?: CallOptions): Promise<boolean> {
-    const argv = [
-      'query',
-      `/1.0/images/aliases/${encodeURIComponent(alias)}?project=${encodeURIComponent(this.project)}`,
-    ]
     try {
-      await this.#run(argv, opts)
+      await this.#run(
+        ['query', this.#api(`/1.0/images/aliases/${encodeURIComponent(alias)}`)],
+        opts,
+      )
       return true
     } catch (err) {
       if (err instanceof IncusCommandError && err.isNotFound) return false
@@ -208,33 +149,28 @@ export class CliIncusDriver implements IncusDriver {
   }
 
   async rootPoolDriver(opts?: CallOptions): Promise<string | null> {
-    const q = `project=${encodeURIComponent(this.project)}`
     const chosen = await this.sessionPool(opts)
-    if (chosen !== undefined) return this.#poolDriver(chosen, q, opts)
-    const profileArgv = ['query', `/1.0/profiles/default?${q}`]
-    const profile = parseJson(await this.#run(profileArgv, opts), profileArgv)
-    if (!Value.Check(IncusProfileSchema, profile))
-      throw new IncusCommandError({
-        argv: profileArgv,
-        exitCode: 0,
-        stderr: 'unexpected profile shape from incus',
-      })
+    if (chosen !== undefined) return this.#poolDriver(chosen, opts)
+    const profile = await this.#cli.queryAs(
+      IncusProfileSchema,
+      'profile',
+      this.#api('/1.0/profiles/default'),
+      opts,
+    )
     const root = Object.values(profile.devices ?? {}).find(
       (d) => d.type === 'disk' && d.path === '/' && d.pool,
     )
     if (!root?.pool) return null
-    return this.#poolDriver(root.pool, q, opts)
+    return this.#poolDriver(root.pool, opts)
   }
 
-  async #poolDriver(name: string, q: string, opts?: CallOptions): Promise<string> {
-    const poolArgv = ['query', `/1.0/storage-pools/${encodeURIComponent(name)}?${q}`]
-    const pool = parseJson(await this.#run(poolArgv, opts), poolArgv)
-    if (!Value.Check(IncusStoragePoolSchema, pool))
-      throw new IncusCommandError({
-        argv: poolArgv,
-        exitCode: 0,
-        stderr: 'unexpected storage pool shape from incus',
-      })
+  async #poolDriver(name: string, opts?: CallOptions): Promise<string> {
+    const pool = await this.#cli.queryAs(
+      IncusStoragePoolSchema,
+      'storage pool',
+      this.#api(`/1.0/storage-pools/${encodeURIComponent(name)}`),
+      opts,
+    )
     return pool.driver
   }
 
@@ -328,32 +264,13 @@ export class CliIncusDriver implements IncusDriver {
   }
 
   async exec(name: string, argv: readonly string[], opts: ExecOptions = {}): Promise<ExecResult> {
-    const full = this.execArgv(name, argv, { ...opts, tty: false })
-    try {
-      const result = await execa(this.binary, full, {
-        timeout: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
-        cancelSignal: opts.signal,
-        forceKillAfterDelay: 2000,
-        input: opts.stdin,
-        stdin: opts.stdin === undefined ? 'ignore' : 'pipe',
-        env: this.#env,
-        reject: false,
-        maxBuffer: 64 * 1024 * 1024,
-      })
-      if (result.timedOut || result.isCanceled) {
-        throw new IncusCommandError({
-          argv: full,
-          exitCode: result.exitCode,
-          stderr: result.stderr,
-          timedOut: result.timedOut,
-          aborted: result.isCanceled,
-        })
-      }
-      return { stdout: result.stdout, stderr: result.stderr, exitCode: result.exitCode ?? -1 }
-    } catch (cause) {
-      if (cause instanceof IncusCommandError) throw cause
-      throw new IncusCommandError({ argv: full, exitCode: undefined, stderr: String(cause), cause })
-    }
+    // The program's exit code is the answer, not a failure; only a timeout or abort throws.
+    return this.#cli.runResult(this.execArgv(name, argv, { ...opts, tty: false }), {
+      timeoutMs: opts.timeoutMs,
+      signal: opts.signal,
+      input: opts.stdin,
+      stripFinalNewline: true,
+    })
   }
 
   async filePush(
@@ -378,13 +295,14 @@ export class CliIncusDriver implements IncusDriver {
   }
 
   async *monitor(signal: AbortSignal): AsyncIterable<LifecycleEvent> {
+    // A stream, not a call: the one process the layer's run() does not cover.
     const child = execa(
       this.binary,
       [...this.#p(), 'monitor', '--type=lifecycle', '--format=json'],
       {
         cancelSignal: signal,
         forceKillAfterDelay: 1000,
-        env: this.#env,
+        ...(this.#cli.env ? { env: this.#cli.env } : {}),
         stdin: 'ignore',
         buffer: false,
         reject: false,
