@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs'
 import { readFile, statfs } from 'node:fs/promises'
 import { aptInstall } from './apt.ts'
-import { run } from './command.ts'
+import { incus } from '../incus/cli.ts'
 import { findExecutable } from './host.ts'
 import type { StoragePool } from './preseed.ts'
 import type { SetupReporter } from './reporter.ts'
@@ -94,7 +94,7 @@ export async function ensureCowPool(
         aptInstall(['btrfs-progs']),
       )
     await reporter.step(`create storage pool '${plan.name}' (btrfs, ${plan.size} loop file)`, () =>
-      run('incus', ['storage', 'create', '--', plan.name, plan.driver, `size=${plan.size}`], {
+      incus.run(['storage', 'create', '--', plan.name, plan.driver, `size=${plan.size}`], {
         timeoutMs: 120_000,
       }),
     )
