@@ -8,7 +8,7 @@ import type { Health, ImageState } from '../shared/schemas/health.ts'
 import type { ServerEvent } from '../shared/schemas/events.ts'
 import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
 import type { ConfigStore } from './config/store.ts'
-import { ConfigWatcher, type ConfigWatcherOptions } from './config/watcher.ts'
+import type { ConfigWatcherOptions } from './config/watcher.ts'
 import { AppError, registerErrorHandler } from './errors.ts'
 import type { CredentialLimits } from './security/credentials.ts'
 import { registerSecurity, type AuthSetting, type Security } from './security/plugin.ts'
@@ -88,8 +88,6 @@ export interface App {
   app: FastifyInstance
   services: AppServices
   terminals: TerminalManager
-  /** null when hot reload is off. */
-  configWatcher: ConfigWatcher | null
   /** Access control: main.ts prints a sign-in code from it. */
   security: Security
 }
@@ -389,23 +387,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       monitor.start()
     })
   }
-  const configWatcher =
-    deps.watchConfig === false
-      ? null
-      : new ConfigWatcher(
-          deps.config,
-          deps.log.child({ component: 'config-watcher' }),
-          deps.watchConfig,
-        )
-  if (configWatcher) {
+  const watchConfig = deps.watchConfig
+  if (watchConfig !== false) {
     app.addHook('onReady', async () => {
-      await configWatcher.start()
+      await deps.config.watch(deps.log.child({ component: 'config-watcher' }), watchConfig)
     })
   }
 
   app.addHook('onClose', async () => {
     clearTimeout(recheck)
-    await configWatcher?.close()
+    await deps.config.close()
     tracker.dispose()
     unsubscribeConfig()
     unsubscribeImage()
@@ -416,5 +407,5 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await deps.images?.dispose()
   })
 
-  return { app, services, terminals, configWatcher, security }
+  return { app, services, terminals, security }
 }
