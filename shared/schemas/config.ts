@@ -354,3 +354,14 @@ export const ConfigUpdateSchema = Type.Object(
   { additionalProperties: false },
 )
 export type ConfigUpdate = Static<typeof ConfigUpdateSchema>
+
+/**
+ * The answer to `PUT /api/config`: the contract's `{"status": "updated"}` plus the merged config
+ * after the save (`config`, exactly what `GET /api/config` returns), so a client applies it
+ * without fetching again.
+ */
+export const ConfigUpdateResultSchema = Type.Object(
+  { status: Type.Literal('updated'), config: ConfigSchema },
+  { additionalProperties: false },
+)
+export type ConfigUpdateResult = Static<typeof ConfigUpdateResultSchema>
