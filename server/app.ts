@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import type { Health, ImageState } from '../shared/schemas/health.ts'
 import type { ServerEvent } from '../shared/schemas/events.ts'
 import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
+import { dataDirs } from './config/dirs.ts'
 import type { ConfigStore } from './config/store.ts'
 import type { ConfigWatcherOptions } from './config/watcher.ts'
 import { AppError, registerErrorHandler } from './errors.ts'
@@ -71,7 +72,7 @@ export interface AppDeps {
   realtime?: RealtimeOptions
   /**
    * Network egress (issue 12). Default: sockets under <home>/.clincus/run/egress, the audit
-   * under <home>/.clincus/network, the system resolver, no upstream, no registries.
+   * under <paths.sessions_dir>/network, the system resolver, no upstream, no registries.
    */
   egress?: Partial<EgressOptions>
 }
@@ -160,7 +161,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     log: deps.log.child({ component: 'egress' }),
     options: {
       runtimeDir: join(deps.home, '.clincus', 'run', 'egress'),
-      auditDir: join(deps.home, '.clincus', 'network'),
+      auditDir: dataDirs(deps.config.current).network,
       ...deps.egress,
     },
   })
