@@ -39,6 +39,11 @@ export interface EnsureIncusOptions {
   /** Allow installing packages (root only). Starting and initialising the daemon is always allowed. */
   install: boolean
   /**
+   * The group whose members may use the daemon (`incus.group`, default incus-admin): made when
+   * absent and given to incusd started without systemd; named in the hints.
+   */
+  group?: string
+  /**
    * Host ids that own workspaces (raw.idmap maps them onto the code user): each gets a
    * `root:<id>:1` line in /etc/subuid or /etc/subgid. uid/gid 1000 are always added.
    */
@@ -97,6 +102,7 @@ export async function probeIncus(timeoutMs = 3_000): Promise<IncusProbe> {
 export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadiness> {
   const reporter = opts.reporter ?? silentReporter
   const root = isRoot()
+  const group = opts.group ?? INCUS_ADMIN_GROUP
 
   const missing = await ensurePackages(root, opts.install, reporter)
   if (missing) return missing
@@ -122,7 +128,7 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
       // Incus reads the files when it starts: a running daemon would refuse the new mappings.
       if (probe.reachable) {
         await reporter.step('restart incusd (it reads /etc/subuid and /etc/subgid at start)', () =>
-          restartDaemon(),
+          restartDaemon(group),
         )
         probe = await probeIncus(QUERY_TIMEOUT_MS)
       }
@@ -134,10 +140,10 @@ export async function ensureIncus(opts: EnsureIncusOptions): Promise<IncusReadin
     if (!root) {
       return notReady(
         `the Incus daemon is not reachable: ${probe.reason}`,
-        unreachableHint(probe.reason),
+        unreachableHint(probe.reason, group),
       )
     }
-    await reporter.step('start incusd', () => startDaemon())
+    await reporter.step('start incusd', () => startDaemon(group))
     probe = await probeIncus(QUERY_TIMEOUT_MS)
     if (!probe.reachable) throw new Error(`incusd started but is not reachable: ${probe.reason}`)
   }
@@ -198,11 +204,12 @@ async function ensurePackages(
   return undefined
 }
 
-function unreachableHint(reason: string): string {
+/** What to do when the daemon is not reachable; `group` is `incus.group`. */
+export function unreachableHint(reason: string, group: string = INCUS_ADMIN_GROUP): string {
   if (/permission/i.test(reason)) {
     return (
-      `add your user to the ${INCUS_ADMIN_GROUP} group (sudo usermod -aG ${INCUS_ADMIN_GROUP} ` +
-      '"$USER"), then log in again or run `newgrp incus-admin`'
+      `add your user to the ${group} group (sudo usermod -aG ${group} ` +
+      `"$USER"), then log in again or run \`newgrp ${group}\``
     )
   }
   return `start the Incus daemon: ${SETUP_HINT}, or \`sudo systemctl start incus\` where systemd runs`
@@ -230,10 +237,15 @@ async function findIncusd(): Promise<string | undefined> {
   return findExecutable('incusd')
 }
 
-async function ensureAdminGroup(): Promise<void> {
+/** incusd's argv when clincus starts it (no systemd): its socket is given to `group`. */
+export function incusdArgs(group: string): string[] {
+  return ['--group', group, '--logfile', INCUSD_LOG]
+}
+
+async function ensureAdminGroup(group: string): Promise<void> {
   const groups = await readFile('/etc/group', 'utf8').catch(() => '')
-  if (groups.split('\n').some((line) => line.startsWith(`${INCUS_ADMIN_GROUP}:`))) return
-  await run('groupadd', ['--system', INCUS_ADMIN_GROUP], { timeoutMs: 15_000 })
+  if (groups.split('\n').some((line) => line.startsWith(`${group}:`))) return
+  await run('groupadd', ['--system', '--', group], { timeoutMs: 15_000 })
 }
 
 async function waitReady(): Promise<void> {
@@ -243,7 +255,7 @@ async function waitReady(): Promise<void> {
 }
 
 /** Stops the daemon without stopping its instances (SIGTERM; SIGPWR would shut them down). */
-async function restartDaemon(): Promise<void> {
+async function restartDaemon(group: string): Promise<void> {
   if (hasSystemd()) {
     await run('systemctl', ['restart', 'incus.service'], { timeoutMs: 120_000 })
     await waitReady()
@@ -258,10 +270,10 @@ async function restartDaemon(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 100))
     }
   }
-  await startDaemon()
+  await startDaemon(group)
 }
 
-async function startDaemon(): Promise<void> {
+async function startDaemon(group: string): Promise<void> {
   if (hasSystemd()) {
     await run('systemctl', ['start', 'incus.service'], { timeoutMs: 120_000 })
     await waitReady()
@@ -272,14 +284,14 @@ async function startDaemon(): Promise<void> {
     await waitReady()
     return
   }
-  await ensureAdminGroup()
+  await ensureAdminGroup(group)
   const incusd = await findIncusd()
   if (incusd === undefined) throw new Error('incus is installed but its daemon (incusd) is not')
   await mkdir('/var/log/incus', { recursive: true })
   // No init system: the daemon is our child, so it must leave our process group and keep no pipe
   // to us, or it would die with setup (the server and tests need it afterwards). Hence its own
   // --logfile rather than our stdio (execa would pipe a log file through this process).
-  const daemon = execa(incusd, ['--group', INCUS_ADMIN_GROUP, '--logfile', INCUSD_LOG], {
+  const daemon = execa(incusd, incusdArgs(group), {
     detached: true,
     cleanup: false,
     stdio: 'ignore',

@@ -3,10 +3,13 @@
 // Exit 0 when ready or when Incus is out of reach for a non-root user (the reason and the fix are
 // printed; the caller decides), non-zero with the reason on a real failure.
 import { realpathSync } from 'node:fs'
+import { homedir } from 'node:os'
 import { pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { ensureTestImage, type TestImageStatus } from '../images/build.ts'
 import { ensureImageTools } from '../provision/image-tools.ts'
+import { loadConfig } from '../server/config/load.ts'
+import { configLocations } from '../server/config/paths.ts'
 import {
   ensureChromium,
   ensureIncus,
@@ -27,6 +30,8 @@ export interface SetupOptions {
   reporter?: SetupReporter
   /** Incus project for the test image. */
   project?: string
+  /** `incus.group`: the group given the daemon's socket (default incus-admin). */
+  group?: string
 }
 
 /** The user who ran `sudo clincus setup` owns the workspaces: raw.idmap must be allowed to map them. */
@@ -37,7 +42,12 @@ function sudoOwner(env: NodeJS.ProcessEnv): { uids: number[]; gids: number[] } {
 
 export async function runSetup(target: SetupTarget, opts: SetupOptions = {}): Promise<SetupResult> {
   const reporter = opts.reporter ?? createConsoleReporter()
-  const incus = await ensureIncus({ reporter, install: true, ownerIds: sudoOwner(process.env) })
+  const incus = await ensureIncus({
+    reporter,
+    install: true,
+    ownerIds: sudoOwner(process.env),
+    ...(opts.group ? { group: opts.group } : {}),
+  })
   if (!incus.ok) {
     reporter.note(`Incus is not available: ${incus.reason}`)
     reporter.note(`To fix: ${incus.hint}`)
@@ -78,7 +88,10 @@ async function main(): Promise<void> {
   const started = performance.now()
   const { target, project } = parseTarget(process.argv.slice(2))
   console.log(`clincus setup --for ${target}`)
-  const result = await runSetup(target, { project })
+  // incus.group from the config files (system, the user's, $CLINCUS_CONFIG); its defaults if none.
+  const home = process.env.HOME ?? homedir()
+  const { config } = await loadConfig(configLocations(process.env, home), process.env, home)
+  const result = await runSetup(target, { project, group: config.incus.group })
   const ready = result.incus.ok ? `Incus ${result.incus.version} ready` : 'Incus NOT ready'
   const image = result.testImage
     ? `, ${result.testImage.alias} ${result.testImage.built ? 'built' : 'up to date'}`

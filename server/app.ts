@@ -4,8 +4,9 @@ import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Health, ImageState } from '../shared/schemas/health.ts'
 import { TERMINAL_SUBPROTOCOL } from '../shared/ws/terminal.ts'
+import { dataDirs } from './config/dirs.ts'
 import type { ConfigStore } from './config/store.ts'
-import { ConfigWatcher, type ConfigWatcherOptions } from './config/watcher.ts'
+import type { ConfigWatcherOptions } from './config/watcher.ts'
 import { exposedMessage } from './errors.ts'
 import { createHttp, registerFallback, registerOpenApi } from './http.ts'
 import type { CredentialLimits } from './security/credentials.ts'
@@ -67,7 +68,7 @@ export interface AppDeps {
   realtime?: RealtimeOptions
   /**
    * Network egress (issue 12). Default: sockets under <home>/.clincus/run/egress, the audit
-   * under <home>/.clincus/network, the system resolver, no upstream, no registries.
+   * under <paths.sessions_dir>/network, the system resolver, no upstream, no registries.
    */
   egress?: Partial<EgressOptions>
 }
@@ -84,8 +85,6 @@ export interface App {
   app: FastifyInstance
   services: AppServices
   terminals: TerminalManager
-  /** null when hot reload is off. */
-  configWatcher: ConfigWatcher | null
   /** Access control: main.ts prints a sign-in code from it. */
   security: Security
 }
@@ -119,7 +118,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     log: deps.log.child({ component: 'egress' }),
     options: {
       runtimeDir: join(deps.home, '.clincus', 'run', 'egress'),
-      auditDir: join(deps.home, '.clincus', 'network'),
+      auditDir: dataDirs(deps.config.current).network,
       ...deps.egress,
     },
   })
@@ -280,23 +279,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       monitor.start()
     })
   }
-  const configWatcher =
-    deps.watchConfig === false
-      ? null
-      : new ConfigWatcher(
-          deps.config,
-          deps.log.child({ component: 'config-watcher' }),
-          deps.watchConfig,
-        )
-  if (configWatcher) {
+  const watchConfig = deps.watchConfig
+  if (watchConfig !== false) {
     app.addHook('onReady', async () => {
-      await configWatcher.start()
+      await deps.config.watch(deps.log.child({ component: 'config-watcher' }), watchConfig)
     })
   }
 
   app.addHook('onClose', async () => {
     clearTimeout(recheck)
-    await configWatcher?.close()
+    await deps.config.close()
     unsubscribeConfig()
     unsubscribeImage()
     unsubscribeImageEvents?.()
@@ -306,5 +298,5 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await deps.images?.dispose()
   })
 
-  return { app, services, terminals, configWatcher, security }
+  return { app, services, terminals, security }
 }

@@ -10,6 +10,7 @@ import { parseArgs, USAGE, UsageError } from './cli-args.ts'
 import { ConfigError } from './config/merge.ts'
 import { configLocations } from './config/paths.ts'
 import { ConfigStore } from './config/store.ts'
+import { dataDirs, openServerLog } from './config/dirs.ts'
 import { HistoryStore } from './history/store.ts'
 import { ImageManager } from './image-manager.ts'
 import { buildImage, imageTargets, incusImageBackend, kindOfAlias } from '../images/index.ts'
@@ -72,8 +73,6 @@ async function main(): Promise<void> {
 
   const env = process.env
   const home = env.HOME ?? homedir()
-  // Request URLs are logged with every credential-like query value redacted (log-redaction.ts).
-  const log = pino(loggerOptions(env.LOG_LEVEL ?? 'info'))
   let config: ConfigStore
   try {
     config = await ConfigStore.open(configLocations(env, home), env, home)
@@ -81,6 +80,17 @@ async function main(): Promise<void> {
     if (err instanceof ConfigError) fail(`invalid configuration: ${err.message}`)
     throw err
   }
+  const dirs = dataDirs(config.current)
+  // Request URLs are logged with every credential-like query value redacted (log-redaction.ts),
+  // to stdout and to <paths.logs_dir>/server.log (the serve command only).
+  const logFile = command.kind === 'serve' ? await openServerLog(dirs) : null
+  const log = pino(
+    loggerOptions(env.LOG_LEVEL ?? 'info'),
+    pino.multistream([
+      { stream: process.stdout, level: 'trace' },
+      ...(logFile ? [{ stream: logFile, level: 'trace' as const }] : []),
+    ]),
+  )
   const driver = new CliIncusDriver({
     project: config.current.incus.project,
     storagePool: () => config.current.incus.storage_pool,
@@ -158,8 +168,7 @@ async function main(): Promise<void> {
     home,
     version,
     images,
-    incusHint:
-      'Run `npm start` as root to install and start Incus, or install Incus >= 6 yourself and add your user to the incus-admin group.',
+    incusHint: `Run \`npm start\` as root to install and start Incus, or install Incus >= 6 yourself and add your user to the ${config.current.incus.group} group.`,
     webRoot: join(repoRoot, 'dist', 'web'),
     egress: {
       runtimeDir: join(runtimeBase, 'clincus', 'egress'),
@@ -250,6 +259,7 @@ async function main(): Promise<void> {
     await listener.close()
     await app.close()
     listener.destroySockets()
+    logFile?.end()
   })
 }
 

@@ -199,16 +199,33 @@ describe('workspace config and profiles', () => {
     ).toThrow(/not allowed/)
   })
 
-  it('applies a profile and validates its limits', async () => {
+  it('applies a profile', async () => {
     const { home, locations, env } = await setup({
-      user: '[profiles.big]\nimage = "big-img"\npersistent = true\n[profiles.big.limits.memory]\nlimit = "4GiB"\n[profiles.bad.limits.cpu]\ncount = "lots"\n',
+      user: '[profiles.big]\nimage = "big-img"\npersistent = true\n[profiles.big.limits.memory]\nlimit = "4GiB"\n',
     })
     const { config } = await loadConfig(locations, env, home)
     const big = applyProfile(config, 'big')
     expect(big?.defaults).toMatchObject({ image: 'big-img', persistent: true })
     expect(big?.limits.memory.limit).toBe('4GiB')
     expect(applyProfile(config, 'missing')).toBeNull()
-    expect(() => applyProfile(config, 'bad')).toThrow(/profile "bad": limits.cpu.count/)
+  })
+
+  it('validates every profile at load: a bad one names the file that defines it and the key', async () => {
+    const { home, locations, env } = await setup({
+      system: '[profiles.bad.limits.cpu]\ncount = "2"\n',
+      user: '[profiles.ok]\npersistent = true\n[profiles.bad.limits.cpu]\ncount = "lots"\n',
+    })
+    const user = join(home, '.config', 'clincus', 'config.toml')
+    const err: unknown = await loadConfig(locations, env, home).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as ConfigError).file).toBe(user)
+    expect((err as ConfigError).message).toBe(
+      `${user}: profiles.bad.limits.cpu.count: expected a CPU count or set like "2", "0-3" or "0,2", got "lots"`,
+    )
+    const unknown = await setup({ user: '[profiles.p.limits]\ngpu = 1\n' })
+    await expect(loadConfig(unknown.locations, unknown.env, unknown.home)).rejects.toThrow(
+      /config\.toml: profiles\.p\.limits\.gpu: unknown key "limits\.gpu"/,
+    )
   })
 })
 

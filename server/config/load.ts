@@ -153,7 +153,30 @@ export async function loadConfig(
   }
   const fromEnv = envLayer(env)
   config = applyLayer(config, fromEnv, 'environment (CLINCUS_*)')
+  checkProfiles(config, sources)
   return { config: expandPaths(config, home), sources, envLayer: fromEnv }
+}
+
+/**
+ * Applies every `[profiles.<name>]` once, so a profile whose keys (its `limits` above all, which
+ * the schema leaves open) would not make a valid config is refused when its file is loaded, named
+ * with that file and the key, rather than failing a launch later.
+ */
+function checkProfiles(config: Config, sources: readonly LayerSource[]): void {
+  for (const name of Object.keys(config.profiles)) {
+    try {
+      applyProfile(config, name)
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err
+      // The last file that defines the profile: a profile is replaced whole by a later file.
+      const file =
+        sources.findLast((s) => {
+          const profiles = own(s.layer, 'profiles')
+          return isPlainObject(profiles) && Object.hasOwn(profiles, name)
+        })?.file ?? err.file
+      throw new ConfigError(file, `profiles.${name}.${err.key}`, err.detail)
+    }
+  }
 }
 
 // A workspace's .clincus.toml comes with the project (or from the agent), so it is not trusted

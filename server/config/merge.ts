@@ -13,12 +13,15 @@ const REPLACE_ENTRY_KEYS = new Set(['profiles'])
 export class ConfigError extends Error {
   readonly file: string
   readonly key: string
+  /** The message without the file and key. */
+  readonly detail: string
 
   constructor(file: string, key: string, message: string) {
     super(key ? `${file}: ${key}: ${message}` : `${file}: ${message}`)
     this.name = 'ConfigError'
     this.file = file
     this.key = key
+    this.detail = message
   }
 }
 

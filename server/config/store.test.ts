@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { tempDir } from '../test/helpers.ts'
 import { configLocations } from './paths.ts'
-import { ConfigStore } from './store.ts'
+import { ConfigStore, type ConfigChange } from './store.ts'
 
 async function storeWithLink(home: string, linkTarget: string) {
   const env = { CLINCUS_SYSTEM_CONFIG: join(home, 'none.toml') }
@@ -41,5 +41,28 @@ describe('ConfigStore.updateDashboard with a symlinked config.toml (dotfiles man
     expect((await lstat(join(home, 'middle.toml'))).isSymbolicLink()).toBe(true)
     expect(await readFile(real, 'utf8')).toContain('port = 3222')
     expect(store.current.dashboard.port).toBe(3222)
+  })
+})
+
+describe('ConfigStore.reload with a bad profile (issue 15)', () => {
+  it('keeps the last good config and reports config.invalid naming the file and the key', async () => {
+    const home = await tempDir()
+    const env = { CLINCUS_SYSTEM_CONFIG: join(home, 'none.toml') }
+    const locations = configLocations(env, home)
+    await mkdir(join(home, '.config', 'clincus'), { recursive: true })
+    await writeFile(locations.user, '[profiles.big]\npersistent = true\n')
+    const store = await ConfigStore.open(locations, env, home)
+    const changes: ConfigChange[] = []
+    store.subscribe((c) => changes.push(c))
+    await writeFile(locations.user, '[profiles.big.limits.memory]\nlimit = "lots"\n')
+    expect(await store.reload()).toBe(false)
+    expect(changes).toEqual([
+      {
+        type: 'invalid',
+        file: locations.user,
+        error: `${locations.user}: profiles.big.limits.memory.limit: expected a size like "2GiB", "512MiB" or "50%", got "lots"`,
+      },
+    ])
+    expect(store.current.profiles.big).toEqual({ persistent: true })
   })
 })

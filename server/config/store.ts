@@ -1,5 +1,7 @@
 import { lstat, readlink } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
+import type { Logger } from 'pino'
 import type { Config } from '../../shared/schemas/config.ts'
 import { writeFileAtomic } from '../fs/atomic-write.ts'
 import { loadConfig, type LoadedConfig } from './load.ts'
@@ -10,6 +12,8 @@ import { readSmallFile } from './safe-read.ts'
 import { parse } from 'smol-toml'
 import { isPlainObject } from './merge.ts'
 import { setDashboardKeys, setNetworkAllow, type DashboardPatch } from './toml-edit.ts'
+import { fingerprint, watchedFiles } from './fingerprint.ts'
+import { ConfigWatcher, type ConfigWatcherOptions } from './watcher.ts'
 
 const MAX_LINKS = 40
 
@@ -44,28 +48,37 @@ export type ConfigChange =
 export type ConfigListener = (change: ConfigChange) => void
 
 /**
- * The current merged config. Reloads swap it atomically; an invalid file keeps the last good
- * config and is reported to listeners (config.invalid), never thrown at readers.
+ * The current merged config, and the one writer of it: loads (at open, on its own saves, and
+ * from its file watcher) are serialised and swap it atomically. Listeners hear `reloaded` only
+ * when the merged config differs from the last one (deep equality; a comment, a reordering or a
+ * save that writes the same values is no event), or when a good load ends an invalid spell; an
+ * invalid file keeps the last good config and is reported (`invalid`), never thrown at readers.
  */
 export class ConfigStore {
   readonly locations: ConfigLocations
   readonly home: string
   readonly #env: Record<string, string | undefined>
   #loaded: LoadedConfig
+  /** sha256 of the files' bytes the last load read (fingerprint.ts). */
+  #fingerprint: string
   #lastError: { file: string; error: string } | null = null
   readonly #listeners = new Set<ConfigListener>()
   #writeChain: Promise<unknown> = Promise.resolve()
+  #loadChain: Promise<unknown> = Promise.resolve()
+  #watcher: ConfigWatcher | null = null
 
   private constructor(
     locations: ConfigLocations,
     env: Record<string, string | undefined>,
     home: string,
     loaded: LoadedConfig,
+    print: string,
   ) {
     this.locations = locations
     this.#env = env
     this.home = home
     this.#loaded = loaded
+    this.#fingerprint = print
   }
 
   /** Loads the config once; a broken file at startup is a ConfigError for the entry point. */
@@ -74,7 +87,10 @@ export class ConfigStore {
     env: Record<string, string | undefined>,
     home: string,
   ): Promise<ConfigStore> {
-    return new ConfigStore(locations, env, home, await loadConfig(locations, env, home))
+    // The bytes are fingerprinted before they are read: a write in between makes them differ,
+    // so the watcher's next comparison reloads (never the reverse, a change taken as seen).
+    const print = await fingerprint(watchedFiles(locations))
+    return new ConfigStore(locations, env, home, await loadConfig(locations, env, home), print)
   }
 
   get current(): Config {
@@ -94,6 +110,11 @@ export class ConfigStore {
     return this.#lastError
   }
 
+  /** The store's file watcher, while one runs (watch()). */
+  get watcher(): ConfigWatcher | null {
+    return this.#watcher
+  }
+
   subscribe(listener: ConfigListener): () => void {
     this.#listeners.add(listener)
     return () => this.#listeners.delete(listener)
@@ -103,14 +124,54 @@ export class ConfigStore {
     for (const l of this.#listeners) l(change)
   }
 
+  /**
+   * Starts hot reload of the config files (watcher.ts) owned by this store, once; close() stops
+   * it. Resolves when the watches are set up.
+   */
+  async watch(log: Logger, opts: ConfigWatcherOptions = {}): Promise<ConfigWatcher> {
+    this.#watcher ??= new ConfigWatcher(this, log, opts)
+    await this.#watcher.start()
+    return this.#watcher
+  }
+
+  /** Stops the watcher (if any) and waits for a load in progress. */
+  async close(): Promise<void> {
+    const w = this.#watcher
+    this.#watcher = null
+    await w?.close()
+    await this.#loadChain
+  }
+
   /** Re-reads every file; returns whether the new config was taken. */
   async reload(): Promise<boolean> {
+    return this.#serial(async () => this.#load(await fingerprint(watchedFiles(this.locations))))
+  }
+
+  /** Reloads only when the files' bytes differ from the last load's; null when they do not. */
+  async reloadIfChanged(): Promise<boolean | null> {
+    return this.#serial(async () => {
+      const print = await fingerprint(watchedFiles(this.locations))
+      return print === this.#fingerprint ? null : this.#load(print)
+    })
+  }
+
+  #serial<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.#loadChain.then(task)
+    this.#loadChain = run.catch(() => undefined)
+    return run
+  }
+
+  /** One load, `print` taken before reading; emits only what changed. */
+  async #load(print: string): Promise<boolean> {
+    this.#fingerprint = print
     try {
       const loaded = await loadConfig(this.locations, this.#env, this.home)
       const previous = this.#loaded.config
+      const recovered = this.#lastError !== null
       this.#loaded = loaded
       this.#lastError = null
-      this.#emit({ type: 'reloaded', previous, current: loaded.config })
+      if (recovered || !isDeepStrictEqual(previous, loaded.config))
+        this.#emit({ type: 'reloaded', previous, current: loaded.config })
       return true
     } catch (err) {
       const file = err instanceof ConfigError ? err.file : 'config'

@@ -4,6 +4,7 @@ import { pino } from 'pino'
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { tempDir } from '../test/helpers.ts'
 import { fifo } from './fifo-fixture.ts'
+import { fingerprint } from './fingerprint.ts'
 import { waitUntil } from '../test/ws-client.ts'
 import { configLocations, type ConfigLocations } from './paths.ts'
 import { ConfigStore, type ConfigChange } from './store.ts'
@@ -19,9 +20,14 @@ async function setup(root: string, debounceMs = 40) {
     writable: join(root, 'home', '.config', 'clincus', 'config.toml'),
   }
   let reloads = 0
+  // A stand-in for the store: reloads when the bytes differ from those of its last load.
+  let last = await fingerprint(watchedFiles(locations))
   const store = {
     locations,
-    reload: async () => {
+    reloadIfChanged: async () => {
+      const now = await fingerprint(watchedFiles(locations))
+      if (now === last) return null
+      last = now
       reloads++
       return true
     },

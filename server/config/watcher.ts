@@ -1,10 +1,11 @@
-import { createHash } from 'node:crypto'
 import { readlink, realpath, stat } from 'node:fs/promises'
 import { basename, dirname, join, relative, resolve, sep } from 'node:path'
 import { watch, type FSWatcher } from 'chokidar'
 import type { Logger } from 'pino'
+import { watchedFiles } from './fingerprint.ts'
 import type { ConfigLocations } from './paths.ts'
-import { readSmallFile } from './safe-read.ts'
+
+export { watchedFiles } from './fingerprint.ts'
 
 export interface ConfigWatcherOptions {
   /** Quiet time after the last change before reloading (editors write in several steps). */
@@ -13,20 +14,17 @@ export interface ConfigWatcherOptions {
   maxWaitMs?: number
 }
 
+/** What the watcher drives: the config store (store.ts), or a test's stand-in. */
 export interface Reloadable {
   readonly locations: ConfigLocations
-  reload(): Promise<boolean>
+  /**
+   * Reloads when the files' bytes differ from those of the last load: true when it loaded a good
+   * config, false when the files are invalid, null when the bytes had not changed (no reload).
+   */
+  reloadIfChanged(): Promise<boolean | null>
 }
 
 const DEFAULT_DEBOUNCE_MS = 250
-
-/** The files of the merge order, in order, without duplicates. */
-export function watchedFiles(l: ConfigLocations): string[] {
-  const files = [l.system, l.user, l.extra, l.writable].filter(
-    (f): f is string => typeof f === 'string' && f !== '',
-  )
-  return [...new Set(files.map((f) => resolve(f)))]
-}
 
 async function isDir(path: string): Promise<boolean> {
   try {
@@ -45,21 +43,6 @@ export async function nearestExistingDir(file: string): Promise<string> {
     dir = up
   }
   return dir
-}
-
-async function fingerprint(files: readonly string[]): Promise<string> {
-  const h = createHash('sha256')
-  for (const f of files) {
-    h.update(f).update('\0')
-    try {
-      // The safe reader: a FIFO or a device in place of a config file must not hang the watcher.
-      const text = await readSmallFile(f, { followLinks: true, maxBytes: 1024 * 1024 })
-      h.update(text === null ? '\0missing' : `\0${text}`).update('\0')
-    } catch (err) {
-      h.update(`\0unreadable: ${(err as Error).message}\0`)
-    }
-  }
-  return h.digest('hex')
 }
 
 /**
@@ -179,10 +162,9 @@ async function watchPlan(files: readonly string[]): Promise<WatchPlan> {
  * - It drops a repeated event for a path within 50-100 ms (see CHOKIDAR_DROP_WINDOW_MS).
  *
  * Changes are debounced; then the watches are set up again if any path moved (cheap when none
- * did), and the files' bytes are compared (read with the safe reader, so a FIFO never hangs the
- * watcher). A change is a reload of the store, which publishes `config.reloaded`, or keeps the
- * last good config and publishes `config.invalid`. A change that leaves every file's bytes as they
- * were at the last reload (a touch, an editor's backup dance, a re-arm) is not a reload.
+ * did), and the store is asked to reload if the files' bytes differ from those it last loaded
+ * (`reloadIfChanged`: a touch, an editor's backup dance, a re-arm or the store's own save is no
+ * reload). The store publishes `config.reloaded` only when the merged config changed.
  */
 export class ConfigWatcher {
   readonly #store: Reloadable
@@ -202,7 +184,6 @@ export class ConfigWatcher {
   #lastReadAt = 0
   #running: Promise<void> | null = null
   #again = false
-  #last = ''
   #closed = false
   #reloads = 0
   #changes = 0
@@ -251,13 +232,12 @@ export class ConfigWatcher {
   async start(): Promise<void> {
     if (this.#started) return
     this.#started = true
-    this.#last = await fingerprint(this.#files)
     this.#running = this.#arm().finally(() => {
       this.#running = null
     })
     await this.#running
-    // A change made while chokidar was being set up had nobody to tell.
-    if (this.#again || (await fingerprint(this.#files)) !== this.#last) this.#schedule()
+    // A change made before chokidar was set up had nobody to tell: compare once now.
+    this.#schedule()
     this.#log.debug({ files: this.#files, dirs: this.dirs }, 'watching config files')
   }
 
@@ -382,11 +362,10 @@ export class ConfigWatcher {
           // A directory moved, went, came or was swapped, or a config file link re-pointed.
           await this.#arm()
           this.#lastReadAt = Date.now()
-          const fp = await fingerprint(this.#files)
-          if (this.#closed || fp === this.#last) continue
-          this.#last = fp
+          if (this.#closed) continue
+          const ok = await this.#store.reloadIfChanged()
+          if (ok === null) continue
           this.#reloads++
-          const ok = await this.#store.reload()
           this.#log.info({ ok }, 'config reloaded from disk')
         } while (this.#rerun())
       } catch (err) {

@@ -37,7 +37,11 @@ describe('GET/PUT /api/config', () => {
       ...json({ port: 3001, workspace_roots: [t.root] }),
     })
     expect(res.statusCode).toBe(200)
-    expect(res.json()).toEqual({ status: 'updated' })
+    // the contract's {"status": "updated"}, plus the merged config after the save (issue 15)
+    const answer = res.json<{ status: string; config: { dashboard: { port: number } } }>()
+    expect(answer.status).toBe('updated')
+    expect(answer.config).toEqual((await t.app.inject({ url: '/api/config' })).json())
+    expect(answer.config.dashboard).toMatchObject({ port: 3001, workspace_roots: [t.root] })
     const text = await readFile(t.configFile, 'utf8')
     expect(text).toBe(
       original.replace('["/nowhere"]', `["${t.root}"]`).replace('port = 3000', 'port = 3001'),
@@ -273,5 +277,15 @@ describe('routing, health and OpenAPI', () => {
     ] as const) {
       expect(doc.paths[path]?.[method], `${method} ${path}`).toBeDefined()
     }
+    // GET and PUT /api/config declare the config's shape, section by section (issue 15)
+    type Op = {
+      responses: Record<string, { content: Record<string, { schema: Record<string, unknown> }> }>
+    }
+    const body = (method: 'get' | 'put') =>
+      (doc.paths['/api/config']?.[method] as Op).responses['200']?.content['application/json']
+        ?.schema as { properties: Record<string, { properties?: Record<string, unknown> }> }
+    expect(Object.keys(body('get').properties)).toContain('dashboard')
+    expect(Object.keys(body('get').properties.paths?.properties ?? {})).toContain('logs_dir')
+    expect(Object.keys(body('put').properties).sort()).toEqual(['config', 'status'])
   })
 })

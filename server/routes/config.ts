@@ -1,7 +1,11 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { errorResponses, StatusBodySchema } from '../../shared/schemas/common.ts'
-import { ConfigUpdateSchema } from '../../shared/schemas/config.ts'
+import { errorResponses } from '../../shared/schemas/common.ts'
+import {
+  ConfigSchema,
+  ConfigUpdateResultSchema,
+  ConfigUpdateSchema,
+} from '../../shared/schemas/config.ts'
 import { TOOLS } from '../../shared/tools.ts'
 import type { AppServices } from '../services.ts'
 
@@ -11,7 +15,7 @@ export function configRoutes(s: AppServices): FastifyPluginAsyncTypebox {
       schema: {
         tags: ['config'],
         summary: 'The merged configuration (snake_case, as in config.toml)',
-        response: { 200: Type.Record(Type.String(), Type.Unknown()), ...errorResponses },
+        response: { 200: ConfigSchema, ...errorResponses },
       },
       handler: async () => s.config.current,
     })
@@ -19,16 +23,17 @@ export function configRoutes(s: AppServices): FastifyPluginAsyncTypebox {
     app.put('/api/config', {
       schema: {
         tags: ['config'],
-        summary: 'Update dashboard settings (persisted to the user config file)',
+        summary:
+          'Update dashboard settings (persisted to the user config file); answers the merged config after the save',
         body: ConfigUpdateSchema,
-        response: { 200: StatusBodySchema, ...errorResponses },
+        response: { 200: ConfigUpdateResultSchema, ...errorResponses },
       },
       handler: async (req) => {
         const patch: { port?: number; workspace_roots?: string[] } = {}
         if (req.body.port !== undefined) patch.port = req.body.port
         if (req.body.workspace_roots !== undefined) patch.workspace_roots = req.body.workspace_roots
         if (Object.keys(patch).length > 0) await s.updateDashboard(patch)
-        return { status: 'updated' }
+        return { status: 'updated' as const, config: s.config.current }
       },
     })
 

@@ -1,3 +1,4 @@
+import { writeFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { CloseCode } from '../../shared/ws/terminal.ts'
@@ -30,6 +31,8 @@ describe('/ws/events', () => {
     const t = await listening()
     const c = new EventsClient(t.url)
     await c.opened
+    // a reload that changes the merged config (one that changes nothing publishes nothing)
+    await writeFile(t.configFile, '[dashboard]\nport = 3009\n')
     await t.services.config.reload()
     const e = await c.next((x) => x.type === 'config.reloaded')
     expect(Object.keys(e.event).sort()).toEqual(['timestamp', 'type'])

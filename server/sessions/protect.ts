@@ -10,10 +10,9 @@
 // - every other protected path read-only, created empty when absent;
 // - every directory between /workspace and a protected path bind-mounted onto itself, so no
 //   rename of a parent can move the protection away (a mount point cannot be renamed).
-import { isAbsolute, normalize, posix } from 'node:path'
-import Type from 'typebox'
-import { Value } from 'typebox/value'
+import { normalize, posix } from 'node:path'
 import { BadRequestError } from '../errors.ts'
+import { configValue, insideWorkspace, parseCoreWorktree, parseGitfile } from './git-metadata.ts'
 import {
   openPath,
   PinnedDir,
@@ -23,6 +22,9 @@ import {
   type Found,
 } from './pinned.ts'
 import { gitlinkRel, MAX_INDEX_BYTES, parseIndexGitlinks } from './git-index.ts'
+
+export { configValue, insideWorkspace, parseCoreWorktree, parseGitfile } from './git-metadata.ts'
+export { parseProtectLabel, protectLabel } from './protect-label.ts'
 
 /** More devices than this is refused: a workspace should not need them, and each costs a mount. */
 export const MAX_PROTECT_DEVICES = 64
@@ -77,44 +79,6 @@ export function deviceName(prefix: string, rel: string, taken: Set<string>): str
   return name
 }
 
-/** A path named by git metadata, relative to the workspace, or null when it is outside. */
-export function insideWorkspace(workspace: string, base: string, target: string): string | null {
-  const abs = posix.normalize(isAbsolute(target) ? target : posix.join(base, target))
-  const root = workspace.endsWith('/') ? workspace : `${workspace}/`
-  if (!abs.startsWith(root)) return null
-  const rel = abs.slice(root.length).replace(/\/+$/, '')
-  return rel === '' ? null : rel
-}
-
-/** `gitdir: <path>` of a gitfile. */
-export function parseGitfile(text: string): string | null {
-  const m = /^gitdir:[ \t]*(.+?)[ \t]*$/m.exec(text)
-  return m?.[1] ?? null
-}
-
-/** `worktree = <path>` in the [core] section of a git config (what git uses for a submodule). */
-export function parseCoreWorktree(text: string): string | null {
-  return configValue(text, 'core', 'worktree')
-}
-
-/** The last `key = value` of `[section]` in a git config (simple values only). */
-export function configValue(text: string, wanted: string, key: string): string | null {
-  let section = ''
-  let value: string | null = null
-  for (const raw of text.split('\n')) {
-    const line = raw.trim()
-    const head = /^\[\s*([A-Za-z0-9.-]+)(?:\s+"[^"]*")?\s*\]/.exec(line)
-    if (head) {
-      section = (head[1] ?? '').toLowerCase()
-      continue
-    }
-    const kv = /^([A-Za-z][A-Za-z0-9-]*)\s*=\s*(.*)$/.exec(line)
-    if (section === wanted && kv?.[1]?.toLowerCase() === key)
-      value = (kv[2] ?? '').replace(/^"(.*)"$/, '$1')
-  }
-  return value
-}
-
 class Planner {
   readonly targets = new Map<string, { found: Found; readonly: boolean }>()
   readonly ancestors = new Map<string, Found>()
@@ -144,7 +108,8 @@ class Planner {
     return r.target
   }
 
-  async git(): Promise<void> {
+  /** Protects the repository's metadata; resolves with its git directory (relative). */
+  async git(): Promise<string> {
     const st = await this.root.lstat('.git')
     if (st?.isSymbolicLink()) throw new SymlinkRefused('.git')
     let gitdir = '.git'
@@ -174,6 +139,7 @@ class Planner {
     }
     await this.linkedCheckouts(gitdir)
     if (st) await this.gitlinks(gitdir)
+    return gitdir
   }
 
   /**
@@ -338,12 +304,14 @@ export async function planProtection(
     const rootStat = await root.stat()
     if (rootStat.uid !== opts.owner.uid || rootStat.gid !== opts.owner.gid)
       throw new ProtectedPathChanged('the workspace')
-    await planner.git()
+    const gitdir = await planner.git()
     // .git and everything below it are covered by the read-only .git.
     for (const rel of rels.filter((r) => r !== '.git' && !r.startsWith('.git/')))
       await planner.protect(rel, true)
-    if (opts.writableHooks && planner.targets.get('.git')?.found.kind === 'dir')
-      await planner.protect('.git/hooks', true, false)
+    // git.writable_hooks (the user's opt-in, SECURITY.md): the hooks directory of the
+    // repository's git directory (`.git/hooks`, or the gitfile's `<gitdir>/hooks`) is mounted
+    // read-write over the read-only metadata, made (owned by the workspace owner) when absent.
+    if (opts.writableHooks) await planner.protect(`${gitdir}/hooks`, true, false)
     return {
       devices: planner.devices(workspace, ctrWorkspace),
       created: planner.created,
@@ -412,40 +380,5 @@ export async function verifyMounted(
     }
   } finally {
     await root.close()
-  }
-}
-
-const FoundSchema = Type.Object({
-  rel: Type.String(),
-  kind: Type.Union([Type.Literal('dir'), Type.Literal('file')]),
-  dev: Type.Number(),
-  ino: Type.Number(),
-})
-const PlanSchema = Type.Object({
-  devices: Type.Array(
-    Type.Object({
-      device: Type.String(),
-      source: Type.String(),
-      path: Type.String(),
-      readonly: Type.Boolean(),
-      expect: FoundSchema,
-    }),
-  ),
-  created: Type.Array(Type.String()),
-  root: FoundSchema,
-})
-
-/** The plan as an instance label, for resume (verify again) and deletion (remove what was made). */
-export function protectLabel(plan: ProtectionPlan): string {
-  return JSON.stringify(plan)
-}
-
-export function parseProtectLabel(label: string | undefined): ProtectionPlan | null {
-  if (!label) return null
-  try {
-    const value: unknown = JSON.parse(label)
-    return Value.Check(PlanSchema, value) ? value : null
-  } catch {
-    return null
   }
 }

@@ -1,4 +1,20 @@
 import { Type, type Static, type TArray, type TInteger, type TString } from 'typebox'
+import { TOOLS, type ToolName } from '../tools.ts'
+
+/**
+ * One of the supported AI tools (shared/tools.ts `TOOLS`, the one list): `tool.name`, a profile's
+ * `tool`, the `tool` of `POST /api/sessions`. Its static type is `ToolName`.
+ */
+const TOOL_EXPECTED = '"claude", "copilot" or "opencode"'
+export const ToolNameSchema = Type.Union(
+  [Type.Literal(TOOLS[0]), Type.Literal(TOOLS[1]), Type.Literal(TOOLS[2])],
+  { 'x-expected': TOOL_EXPECTED },
+)
+// A tool added to TOOLS and not here (or the reverse) does not compile.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+export type ToolNamesMatch =
+  Same<Static<typeof ToolNameSchema>, ToolName> extends true ? true : never
+export const toolNamesMatch: ToolNamesMatch = true
 
 // Patterns from the original's limits validator (clincus-behaviour §1.2 step 11), checked at load
 // time so a typo is reported with its file and key instead of failing a session later.
@@ -189,11 +205,7 @@ export const ProfileSchema = Type.Object(
         additionalProperties: false,
       }),
     ),
-    tool: Type.Optional(
-      Type.Union([Type.Literal('claude'), Type.Literal('copilot'), Type.Literal('opencode')], {
-        'x-expected': '"claude", "copilot" or "opencode"',
-      }),
-    ),
+    tool: Type.Optional(ToolNameSchema),
     limits: Type.Optional(Type.Unknown()),
     network: Type.Optional(ProfileNetworkSchema),
     // Extras for the profile's own image (`image` above), on top of [image]. Not `[profiles.x.image]`:
@@ -247,13 +259,10 @@ export const ConfigSchema = Type.Object(
     ),
     tool: Type.Object(
       {
-        name: Type.Union(
-          [Type.Literal('claude'), Type.Literal('copilot'), Type.Literal('opencode')],
-          {
-            default: 'claude',
-            'x-expected': '"claude", "copilot" or "opencode"',
-          },
-        ),
+        name: Type.Union(ToolNameSchema.anyOf, {
+          default: 'claude',
+          'x-expected': TOOL_EXPECTED,
+        }),
         binary: Type.String({
           default: '',
           pattern: BINARY,
@@ -361,3 +370,14 @@ export const ConfigUpdateSchema = Type.Object(
   { additionalProperties: false },
 )
 export type ConfigUpdate = Static<typeof ConfigUpdateSchema>
+
+/**
+ * The answer to `PUT /api/config`: the contract's `{"status": "updated"}` plus the merged config
+ * after the save (`config`, exactly what `GET /api/config` returns), so a client applies it
+ * without fetching again.
+ */
+export const ConfigUpdateResultSchema = Type.Object(
+  { status: Type.Literal('updated'), config: ConfigSchema },
+  { additionalProperties: false },
+)
+export type ConfigUpdateResult = Static<typeof ConfigUpdateResultSchema>

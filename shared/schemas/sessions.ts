@@ -1,4 +1,5 @@
 import { Type, type Static } from 'typebox'
+import { ToolNameSchema } from './config.ts'
 import { SessionNetworkSummarySchema } from './network.ts'
 
 export const SessionStatusSchema = Type.Union([
@@ -58,7 +59,7 @@ export const CreateSessionBodySchema = Type.Object(
       description: 'Absolute path to the workspace directory',
     }),
     tool: Type.Optional(
-      Type.Union([Type.Literal('claude'), Type.Literal('copilot'), Type.Literal('opencode')], {
+      Type.Union(ToolNameSchema.anyOf, {
         description: 'AI tool name (default: the configured tool.name, "claude")',
       }),
     ),
