@@ -4,6 +4,7 @@
 // triggers one list fetch. The list is fetched whole only on start and on every (re)connect of
 // the events socket (events may have been missed). Launch progress (`session.launching`) is kept
 // beside the list.
+import { LAUNCH_STEP_LABELS } from '../../../../shared/schemas/launch.ts'
 import type { CreateSessionBody, SessionStatus } from '../../../../shared/schemas/sessions.ts'
 import { errorMessage, type ApiClient } from '../api.ts'
 import type { ClientEvent, Session } from '../schemas.ts'
@@ -20,21 +21,10 @@ export interface Launch {
 
 export type PendingAction = 'stopping' | 'deleting' | 'resuming'
 
-/** Launch steps as the server names them (server/sessions/service.ts), in words. */
-export const STEP_LABELS: Record<string, string> = {
-  init: 'Creating the container',
-  workspace: 'Mounting the workspace',
-  mounts: 'Adding mounts',
-  protect: 'Protecting paths',
-  start: 'Starting the container',
-  ready: 'Waiting for the container',
-  tmpfs: 'Mounting /tmp',
-  'tool-config': 'Copying tool settings',
-  tool: 'Starting the agent',
-}
-
+/** A launch step in words, from the one schema the server uses (shared/schemas/launch.ts). */
 export function stepLabel(step: string): string {
-  return STEP_LABELS[step] ?? step
+  const label = (LAUNCH_STEP_LABELS as Record<string, string | undefined>)[step]
+  return label === undefined ? step : label.charAt(0).toUpperCase() + label.slice(1)
 }
 
 /** The status an id-only lifecycle event (an older server) implies. */
