@@ -287,8 +287,14 @@ async function relayedTunnel(r: Rig): Promise<{ c: net.Socket; pid: number }> {
   )
   c.resume()
   const back = once(c, 'data')
+  // A tunnel that closes first (an idle timeout shorter than this round trip on a starved
+  // machine) fails here as itself, not as a test timeout.
+  const closed = once(c, 'close').then(() => {
+    throw new Error('the relayed tunnel closed before the ping came back')
+  })
   c.write('ping')
-  expect(String(((await back) as [Buffer])[0])).toBe('ping')
+  expect(String(((await Promise.race([back, closed])) as [Buffer])[0])).toBe('ping')
+  closed.catch(() => undefined)
   c.pause()
   return { c, pid }
 }
