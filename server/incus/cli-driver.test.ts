@@ -33,7 +33,14 @@ async function stub(replies: Reply[] = [], project = 'default') {
   return { driver, argvs }
 }
 
-describe('CliIncusDriver argv contract', () => {
+/**
+ * Every driver call here runs the stub `incus`, a Node script: a Node start per call, up to nine
+ * in sequence per test. At load 12 on two cores one test took 4.9 s, at vitest's default 5 s;
+ * the limit measured the machine, not the driver (its own timeouts are tested below).
+ */
+const STUB_TEST_TIMEOUT = 60_000
+
+describe('CliIncusDriver argv contract', { timeout: STUB_TEST_TIMEOUT }, () => {
   it('builds argv arrays with the project for every mutating call', async () => {
     const { driver, argvs } = await stub([], 'work')
     await driver.init('clincus', 'clincus-aaaaaaaa-1', {

@@ -21,6 +21,13 @@ import { EgressProxy, type ProxyLimits } from './proxy.ts'
 import { RELAY_HOST_SCRIPT, RelayHost } from './relay.ts'
 
 const MiB = 1024 * 1024
+/**
+ * Every test here starts processes: the first handoff forks the relay host (a Node process) and
+ * each relayed tunnel spawns a relay program; some also move 5-11 MiB. At load 12 on two cores a
+ * Node start alone takes seconds, so vitest's default 5 s is a race with the scheduler, not a
+ * limit on the product (speed is measured in `npm run bench`, not here).
+ */
+const PROCESS_TEST_TIMEOUT = 60_000
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n'
 let binDir: string
 let relayBin: string
@@ -30,7 +37,7 @@ beforeAll(async () => {
   const res = buildSpliceRelay(join(binDir, 'clincus-splice-relay'), { force: true })
   if (res.path === null) throw new Error(`the relay did not build: ${res.error}`)
   relayBin = res.path
-})
+}, PROCESS_TEST_TIMEOUT) // an optimising C compile, on a loaded machine
 
 afterAll(async () => {
   await rm(binDir, { recursive: true, force: true })
@@ -127,10 +134,16 @@ async function connect(r: Rig, allowHalfOpen = false): Promise<net.Socket> {
   c.on('error', () => undefined)
   c.write(`CONNECT 127.0.0.1:${port} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\n\r\n`)
   let head = Buffer.alloc(0)
+  // A connection the proxy closes (the per-session cap) ends without an error: fail on that at
+  // once, instead of waiting on a 'data' that never comes until the test times out.
+  const closed = once(c, 'close').then(() => {
+    throw new Error(`the proxy closed the connection before its answer (${String(head)})`)
+  })
   while (!head.includes('\r\n\r\n')) {
-    const [chunk] = (await once(c, 'data')) as [Buffer]
+    const [chunk] = (await Promise.race([once(c, 'data'), closed])) as [Buffer]
     head = Buffer.concat([head, chunk])
   }
+  closed.catch(() => undefined)
   c.pause()
   const end = head.indexOf('\r\n\r\n') + 4
   expect(head.subarray(0, end).toString('latin1')).toBe(ESTABLISHED)
@@ -162,7 +175,7 @@ async function roundTrip(r: Rig, up: Buffer, sent: Buffer[]): Promise<void> {
   if (!c.destroyed) c.destroy()
 }
 
-describe('the splice relay carries a CONNECT tunnel', () => {
+describe('the splice relay carries a CONNECT tunnel', { timeout: PROCESS_TEST_TIMEOUT }, () => {
   for (const [name, after] of [
     ['from the start', 0],
     ['after 256 KiB in Node', 256 * 1024],
@@ -274,13 +287,19 @@ async function relayedTunnel(r: Rig): Promise<{ c: net.Socket; pid: number }> {
   )
   c.resume()
   const back = once(c, 'data')
+  // A tunnel that closes first (an idle timeout shorter than this round trip on a starved
+  // machine) fails here as itself, not as a test timeout.
+  const closed = once(c, 'close').then(() => {
+    throw new Error('the relayed tunnel closed before the ping came back')
+  })
   c.write('ping')
-  expect(String(((await back) as [Buffer])[0])).toBe('ping')
+  expect(String(((await Promise.race([back, closed])) as [Buffer])[0])).toBe('ping')
+  closed.catch(() => undefined)
   c.pause()
   return { c, pid }
 }
 
-describe('what closes a tunnel closes a relayed one', () => {
+describe('what closes a tunnel closes a relayed one', { timeout: PROCESS_TEST_TIMEOUT }, () => {
   it('a policy change that refuses the host ends the relay and records the tunnel', async () => {
     const r = await rig(echo, { limits: { relayAfterBytes: 0 } })
     const { c, pid } = await relayedTunnel(r)
@@ -347,7 +366,7 @@ describe('what closes a tunnel closes a relayed one', () => {
   })
 })
 
-describe('the relay host', () => {
+describe('the relay host', { timeout: PROCESS_TEST_TIMEOUT }, () => {
   it('does not cut the answer to a client whose end of stream was pending at the handoff', async () => {
     // The host's copy of a socket reads before its message arrives; an end of stream read then
     // must not make it shut down the sending side the relay still needs.
@@ -398,7 +417,7 @@ describe('the relay host', () => {
   })
 })
 
-describe('no relay outlives a crashed server', () => {
+describe('no relay outlives a crashed server', { timeout: PROCESS_TEST_TIMEOUT }, () => {
   it('the relay host and its relays end when the server is killed with SIGKILL', async () => {
     // A stand-in server: a node process that forks the relay host, hands it a tunnel (two
     // loopback sockets) the way relay.ts does, reports the pids, and is then killed.

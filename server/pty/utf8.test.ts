@@ -26,7 +26,15 @@ describe('incompleteUtf8Tail', () => {
   })
 })
 
-describe('Utf8Splitter', () => {
+/**
+ * fast-check builds its table for `unit: 'binary'` strings on first use: about 1 s of CPU on this
+ * machine (3 ms for each later property). At load 12 on two cores that took 4-12 s of wall time,
+ * past vitest's default 5 s, with nothing else racing. A pure test has no deadline to meet, so
+ * the tests that may be first to use it get a stated budget instead of the scheduler's luck.
+ */
+const BINARY_PROPERTY_TIMEOUT = 60_000
+
+describe('Utf8Splitter', { timeout: BINARY_PROPERTY_TIMEOUT }, () => {
   it('holds back a split character until the rest arrives', () => {
     const s = new Utf8Splitter()
     const emoji = Buffer.from('🎉')

@@ -10,7 +10,10 @@ import { waitUntil } from '../test/ws-client.ts'
 
 const PROFILE = '\n[profiles.offline]\nnetwork = { mode = "none" }\n'
 
-describe('network API and wiring (fake driver)', () => {
+// Each test builds the whole app and launches a session through every layer, opening the
+// session's egress proxy socket; the first of the file also pays for loading those modules: 4.8 s
+// at load 12 on two cores, at vitest's default 5 s. A stated budget, not the scheduler's luck.
+describe('network API and wiring (fake driver)', { timeout: 30_000 }, () => {
   it('gives a new session the proxy device and environment, and reports its network', async () => {
     const t = await buildTestApp()
     const res = await t.app.inject({

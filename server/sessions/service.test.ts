@@ -196,7 +196,10 @@ describe('rollback', () => {
     expect(failed.statusCode).toBe(502)
     expect(t.driver.callsOf('delete')).toHaveLength(7)
     expect(t.driver.instances.size).toBe(0)
-  })
+    // The rollback really sleeps between refusals (100·2^n ms, at most 1 s: 3.5 s for six), by
+    // design; that left 1.5 s of vitest's default 5 s for the app and the launch (4.4 s at
+    // load 12 on two cores).
+  }, 30_000)
 })
 
 describe('launch progress and start times', () => {

@@ -19,7 +19,15 @@ function strayEscapes(out: string): number {
   return body.split('').filter((c) => c === '\x1b' || c === '\x9b').length
 }
 
-describe('sanitizePaste', () => {
+/**
+ * fast-check builds its table for `unit: 'binary'` strings on first use: about 1 s of CPU on this
+ * machine (3 ms for each later property). At load 12 on two cores that took 4-12 s of wall time,
+ * past vitest's default 5 s, with nothing else racing. A pure test has no deadline to meet, so
+ * the tests that may be first to use it get a stated budget instead of the scheduler's luck.
+ */
+const BINARY_PROPERTY_TIMEOUT = 60_000
+
+describe('sanitizePaste', { timeout: BINARY_PROPERTY_TIMEOUT }, () => {
   it('turns every ESC into U+241B and every C1 control (U+009B CSI too) into U+FFFD', () => {
     expect(sanitizePaste('a\x1b[31mb\x9b201~c\x90d')).toBe(
       `a${ESCAPE_SYMBOL}[31mb${C1_SYMBOL}201~c${C1_SYMBOL}d`,

@@ -7,7 +7,7 @@ import { mkdtemp, realpath, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect, it, onTestFinished } from 'vitest'
 import {
   describeIncus,
   execAsCode,
@@ -112,6 +112,17 @@ describeIncus('red team: the browser terminal', () => {
     })
   })
 
+  // The tests share one page: after a failed one, the window gets its size back and the shell's
+  // prompt line is emptied (a leftover ` #typed...` would turn the next command into a comment).
+  // A passing test leaves both as they were, so this does nothing then.
+  afterEach(async ({ task }) => {
+    if (task.result?.state !== 'fail') return
+    await page.setViewportSize({ width: 1280, height: 800 })
+    await page.getByRole('tab', { name: 'Shell' }).click()
+    await page.locator(`${pane('shell')} .xterm-helper-textarea`).focus()
+    await page.keyboard.press('Control+U')
+  })
+
   afterAll(async () => {
     await browser.close().catch(() => undefined)
     await server.close()
@@ -152,8 +163,9 @@ describeIncus('red team: the browser terminal', () => {
       )
       // bash reads input in order: once the typed text shows, a dropped command would have run.
       await page.locator(`${pane('shell')} .term`).click()
-      await page.keyboard.type(' #typed')
-      await expect.poll(() => termText(page, 'shell'), { timeout: 15_000 }).toContain('#typed')
+      const typed = ` #typed-drop-${where === 'the cursor' ? 'cursor' : 'middle'}`
+      await page.keyboard.type(typed)
+      await expect.poll(() => termText(page, 'shell'), { timeout: 15_000 }).toContain(typed.trim())
       const drops = await page.evaluate(() => (window as unknown as { __drops: string[] }).__drops)
       // Over the screen nobody accepts the drag, so Chromium fires no drop; over the cursor the
       // drop lands in xterm's helper textarea (an editable element).
@@ -164,7 +176,7 @@ describeIncus('red team: the browser terminal', () => {
         expect(drops).toEqual([])
       }
       const bytes = sent.slice(from).join('')
-      expect(JSON.stringify(bytes)).toBe(JSON.stringify(' #typed'))
+      expect(JSON.stringify(bytes)).toBe(JSON.stringify(typed))
       expect((await execAsCode(sessionId, `test -e ${file}`)).exitCode).toBe(1)
       await page.keyboard.press('Control+U')
     })
@@ -186,8 +198,9 @@ describeIncus('red team: the browser terminal', () => {
     for (const width of [700, 1280, 500, 1280]) {
       await page.setViewportSize({ width, height: 800 })
       await expect
-        .poll(() =>
-          page.evaluate(() => (window as Hooked).__clincusTerminals?.agent?.term.cols ?? 0),
+        .poll(
+          () => page.evaluate(() => (window as Hooked).__clincusTerminals?.agent?.term.cols ?? 0),
+          { timeout: 15_000 },
         )
         .toBeLessThan(width / 5)
       // tmux's redraw at the new size ends with its cursor back on the prompt line.
@@ -228,8 +241,8 @@ describeIncus('red team: the browser terminal', () => {
     const cdp = await page.context().newCDPSession(page)
     await cdp.send('Input.insertText', { text: `echo x\x03\ntouch ${file}\n` })
     await cdp.detach()
-    await page.keyboard.type(' #typed')
-    await expect.poll(() => termText(page, 'shell'), { timeout: 15_000 }).toContain('#typed')
+    await page.keyboard.type(' #typed-insert')
+    await expect.poll(() => termText(page, 'shell'), { timeout: 15_000 }).toContain('#typed-insert')
     const bytes = sent.slice(from).join('')
     expect(bytes).toContain('echo x')
     // eslint-disable-next-line no-control-regex -- no control character but the markers' ESC and a CR
@@ -254,7 +267,7 @@ describeIncus('red team: the browser terminal', () => {
     await page.keyboard.press('Enter')
     const lineOf = async (text: string): Promise<number> =>
       (await termText(page, 'shell')).split('\n').indexOf(text)
-    await expect.poll(() => lineOf('JSLINK')).toBeGreaterThan(-1)
+    await expect.poll(() => lineOf('JSLINK'), { timeout: 15_000 }).toBeGreaterThan(-1)
     const screen = await page.locator(`${pane('shell')} .xterm-screen`).boundingBox()
     const rows = await page.evaluate(
       () => (window as Hooked).__clincusTerminals?.shell?.term.rows ?? 0,
@@ -266,6 +279,9 @@ describeIncus('red team: the browser terminal', () => {
       void d.dismiss()
     }
     page.on('dialog', onDialog)
+    onTestFinished(() => {
+      page.off('dialog', onDialog)
+    })
     const click = async (text: string): Promise<void> => {
       const y = screen.y + (screen.height / rows) * ((await lineOf(text)) + 0.5)
       await page.mouse.move(screen.x + 5, y)
@@ -273,14 +289,13 @@ describeIncus('red team: the browser terminal', () => {
       await page.mouse.click(screen.x + 20, y)
     }
     await click('HTTPLINK')
-    await expect.poll(() => dialogs.length).toBe(1)
+    await expect.poll(() => dialogs.length, { timeout: 15_000 }).toBe(1)
     expect(dialogs[0]).toContain('http://127.0.0.1:9/x')
     await click('JSLINK')
     await page.mouse.move(screen.x + 5, screen.y + 5)
     // The http link's dialog came at once; the javascript: one never does.
     await click('HTTPLINK')
-    await expect.poll(() => dialogs.length).toBe(2)
-    page.off('dialog', onDialog)
+    await expect.poll(() => dialogs.length, { timeout: 15_000 }).toBe(2)
     expect(dialogs.join('\n')).not.toContain('javascript:')
     expect(await page.evaluate(() => localStorage.getItem('pwned'))).toBeNull()
   })

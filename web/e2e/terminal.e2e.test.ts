@@ -6,7 +6,7 @@ import { mkdtemp, realpath, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Browser, BrowserContext, CDPSession, Page } from 'playwright-core'
-import { afterAll, beforeAll, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest'
 import {
   describeIncus,
   execAsCode,
@@ -131,6 +131,36 @@ async function centre(p: Page, kind: Kind): Promise<{ x: number; y: number }> {
   return { x: box.x + box.width / 2, y: box.y + box.height / 2 }
 }
 
+/**
+ * Puts the shared page back at a clean prompt in both panes after a failed test, so one failure
+ * does not fail the tests after it: a failed test can leave the mouse button down, the search
+ * box open (holding the focus), tmux in copy mode, or a command reading raw input (`readingRaw`)
+ * that would swallow the next test's keys. Each step waits for its effect, never for a time.
+ */
+async function recover(p: Page): Promise<void> {
+  await p.mouse.up().catch(() => undefined)
+  const close = p.locator(pane(p, 'agent')).getByRole('button', { name: 'Close' })
+  if (await close.isVisible()) await close.click()
+  // The raw readers the tests start are `head -c N` (their command lines end with `stty sane`):
+  // end them by name from /proc (no procps needed). Leaving copy mode fails harmlessly when tmux
+  // is not in it.
+  await execAsCode(
+    sessionId,
+    'for d in /proc/[0-9]*; do [ "$(cat "$d/comm" 2>/dev/null)" = head ] && kill "${d#/proc/}"; done; ' +
+      'tmux send-keys -X cancel 2>/dev/null; true',
+  )
+  for (const kind of ['agent', 'shell'] as const) {
+    await showTab(p, kind)
+    await p.locator(`${pane(p, kind)} .xterm-helper-textarea`).focus()
+    await p.keyboard.press('Control+U')
+    await p.keyboard.type(`stty sane; clear; printf 'RE''COVERED-${kind}\\n'`)
+    await p.keyboard.press('Enter')
+    await expect
+      .poll(() => termText(p, kind), { timeout: 15_000 })
+      .toMatch(new RegExp(`^RECOVERED-${kind}\\s*$`, 'm'))
+  }
+}
+
 describeIncus('the terminal in Chromium (issue 14)', () => {
   beforeAll(async () => {
     home = await realpath(await mkdtemp(join(tmpdir(), 'clincus-e2e-term-')))
@@ -155,6 +185,10 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
       async () => (await termText(page, 'agent')).includes('exited with code 0'),
       { timeoutMs: 30_000 },
     )
+  })
+
+  afterEach(async ({ task }) => {
+    if (task.result?.state === 'fail') await recover(page)
   })
 
   afterAll(async () => {
@@ -184,7 +218,9 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
         () => (window as Hooked).__clincusTerminals?.agent?.term.getSelection() ?? null,
       )
       expect(selected).toBe('needle-17-end')
-      await expect.poll(() => termText(page, 'agent')).toContain('needle-17-end')
+      await expect
+        .poll(() => termText(page, 'agent'), { timeout: 15_000 })
+        .toContain('needle-17-end')
     } finally {
       // Later tests type into the terminal: the search box must not keep the focus.
       await page.locator(pane(page, 'agent')).getByRole('button', { name: 'Close' }).click()
@@ -199,7 +235,7 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
     // copy mode again after the q below.
     for (let i = 1; i <= 3; i++) {
       await page.mouse.wheel(0, -300)
-      await expect.poll(() => inputs.since('agent', from).length).toBe(i)
+      await expect.poll(() => inputs.since('agent', from).length, { timeout: 15_000 }).toBe(i)
     }
     // The first tick enters copy mode, the next ones scroll back: the position is above 0.
     await expect
@@ -211,7 +247,7 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
     for (const bytes of sent) expect(bytes).toMatch(/^(?:\x1b\[<6[45];\d+;\d+M)+$/)
     // Leave copy mode.
     await page.keyboard.press('q')
-    await expect.poll(() => termText(page, 'agent')).not.toMatch(COPY_MODE)
+    await expect.poll(() => termText(page, 'agent'), { timeout: 15_000 }).not.toMatch(COPY_MODE)
   })
 
   it('row 2: ✅ and 👩‍💻 take tmux’s two cells, so the bars line up with ab|', async () => {
@@ -281,7 +317,7 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
     await expect
       .poll(() => page.evaluate(() => navigator.clipboard.readText()), { timeout: 15_000 })
       .toBe('drag-me-please')
-    await expect.poll(() => termText(page, 'agent')).not.toMatch(COPY_MODE)
+    await expect.poll(() => termText(page, 'agent'), { timeout: 15_000 }).not.toMatch(COPY_MODE)
   })
 
   it('row 3: a program asking to read the clipboard (OSC 52 ?) gets no answer', async () => {
@@ -356,7 +392,7 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
       }
       let from = inputs.sent.shell.length
       await optionL()
-      await expect.poll(() => inputs.since('shell', from).join('')).toBe('@')
+      await expect.poll(() => inputs.since('shell', from).join(''), { timeout: 15_000 }).toBe('@')
 
       // Settings, in another tab of the same browser: the open terminal follows at once.
       const settings = problems.watch(await mac.newPage(), 'mac-settings')
@@ -365,7 +401,9 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
       await p.bringToFront()
       from = inputs.sent.shell.length
       await optionL()
-      await expect.poll(() => inputs.since('shell', from).join('')).toBe('\x1bl')
+      await expect
+        .poll(() => inputs.since('shell', from).join(''), { timeout: 15_000 })
+        .toBe('\x1bl')
       await settings.close()
     } finally {
       await mac.close()
@@ -388,7 +426,7 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
       await swipe(cdp, a.x, a.y - 150, a.y + 250)
       await expect.poll(() => termText(p, 'agent'), { timeout: 15_000 }).toMatch(COPY_MODE)
       await p.keyboard.press('q')
-      await expect.poll(() => termText(p, 'agent')).not.toMatch(COPY_MODE)
+      await expect.poll(() => termText(p, 'agent'), { timeout: 15_000 }).not.toMatch(COPY_MODE)
       // PgUp on the key bar: a page of tmux's wheel.
       await p
         .locator(pane(p, 'agent'))
@@ -406,15 +444,19 @@ describeIncus('the terminal in Chromium (issue 14)', () => {
       expect(bottom.viewportY).toBe(bottom.baseY)
       const s = await centre(p, 'shell')
       await swipe(cdp, s.x, s.y - 150, s.y + 250)
-      await expect.poll(async () => (await scroll(p, 'shell')).viewportY).toBeLessThan(bottom.baseY)
+      await expect
+        .poll(async () => (await scroll(p, 'shell')).viewportY, { timeout: 15_000 })
+        .toBeLessThan(bottom.baseY)
       const keys = p.locator(pane(p, 'shell')).getByRole('toolbar', { name: 'Terminal keys' })
       await keys.getByRole('button', { name: 'Page down' }).click()
       await keys.getByRole('button', { name: 'Page down' }).click()
       await keys.getByRole('button', { name: 'Page down' }).click()
-      await expect.poll(async () => (await scroll(p, 'shell')).viewportY).toBe(bottom.baseY)
+      await expect
+        .poll(async () => (await scroll(p, 'shell')).viewportY, { timeout: 15_000 })
+        .toBe(bottom.baseY)
       await keys.getByRole('button', { name: 'Page up' }).click()
       await expect
-        .poll(async () => (await scroll(p, 'shell')).viewportY)
+        .poll(async () => (await scroll(p, 'shell')).viewportY, { timeout: 15_000 })
         .toBe(bottom.baseY - (bottom.rows - 1))
     } finally {
       await phone.close()
