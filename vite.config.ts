@@ -21,6 +21,10 @@ export default defineConfig({
         test: {
           name: 'server',
           environment: 'node',
+          // Unit tests assert no durations; the limit only catches a hang. Most files build the
+          // whole app, which takes 2–5 s at load 12 on the 2-core CI machines (vitest's 5 s
+          // default failed tests that were merely slow there).
+          testTimeout: 30_000,
           include: [
             'server/**/*.test.ts',
             'images/**/*.test.ts',
@@ -49,6 +53,7 @@ export default defineConfig({
         test: {
           name: 'web',
           environment: 'happy-dom',
+          testTimeout: 30_000,
           include: ['web/src/**/*.test.ts', 'web/e2e/fidelity/**/*.test.ts'],
         },
       },
