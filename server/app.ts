@@ -148,7 +148,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     // a flood of requests costs the serialisation of a cached object and never an incus process.
     incusStatus: (): Health['incus'] => {
       if (monitor.connected)
-        return incusVersion ? { reachable: true, version: incusVersion } : { reachable: true }
+        return {
+          reachable: true,
+          ...(incusVersion ? { version: incusVersion } : {}),
+          ...(storageDriver ? { storage_driver: storageDriver } : {}),
+        }
       const err = monitor.lastError
       const out: Health['incus'] = {
         reachable: false,
@@ -174,6 +178,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   })
   // What /api/health reports about incus and the image is refreshed on these events only.
   let incusVersion: string | undefined
+  let storageDriver: string | undefined
   const refreshImage = (): void => {
     void deps.images?.check(deps.config.current.defaults.image)
   }
@@ -249,7 +254,13 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       reconciler.setLive(true)
       // Once per connection: the version for /api/health, and the image (it may have changed
       // while the monitor was down).
-      incusVersion = await deps.driver.serverVersion({ timeoutMs: 3000 }).catch(() => undefined)
+      // (both set at once: a reader sees neither or both)
+      const [version, storage] = await Promise.all([
+        deps.driver.serverVersion({ timeoutMs: 3000 }).catch(() => undefined),
+        deps.driver.rootPoolDriver({ timeoutMs: 3000 }).catch(() => null),
+      ])
+      incusVersion = version
+      storageDriver = storage ?? undefined
       refreshImage()
       // `incus monitor` subscribes a few ms after it starts: a transition in that window would
       // be seen by neither the resync above nor the stream, so look once more a moment later.
@@ -265,6 +276,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       clearTimeout(recheck)
       reconciler.setLive(false)
       incusVersion = undefined
+      storageDriver = undefined
     },
     onEvent: (e) => {
       if (e.action.startsWith('image-')) {

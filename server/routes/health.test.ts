@@ -39,7 +39,8 @@ describe('GET /api/health', () => {
       expect(res.statusCode).toBe(200)
       expect(res.json<Health>()).toMatchObject({
         status: 'ok',
-        incus: { reachable: true, version: '6.0.4-fake' },
+        // issue 16: the session pool's storage driver, learnt once per connection
+        incus: { reachable: true, version: '6.0.4-fake', storage_driver: 'dir' },
         image: { name: 'clincus', state: 'ready' },
       })
     }

@@ -24,6 +24,11 @@ export const HealthSchema = Type.Object({
     version: Type.Optional(Type.String()),
     error: Type.Optional(Type.String()),
     hint: Type.Optional(Type.String()),
+    // Issue 16: the storage driver of the pool sessions' root disks go on (`dir` unpacks the
+    // image for every session; btrfs, zfs, lvm and ceph snapshot it). Learnt once per connection.
+    storage_driver: Type.Optional(
+      Type.String({ description: 'Storage driver of the session pool, e.g. btrfs or dir' }),
+    ),
   }),
   image: ImageStateSchema,
 })
