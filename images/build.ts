@@ -6,6 +6,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { homedir, userInfo } from 'node:os'
 import { join } from 'node:path'
+import { runSteps, StepFailure, type Step } from '../shared/steps.ts'
 import { repoRoot } from '../server/paths.ts'
 import { renderTmuxConf } from '../server/sessions/tmux.ts'
 import { aptInstall } from '../provision/apt.ts'
@@ -96,11 +97,18 @@ export interface BuiltImage {
   inputHash: string
 }
 
-interface Step {
-  name: string
-  weight: number
-  run: () => Promise<void>
-}
+/** The builder's steps: the one step shape and loop of shared/steps.ts (as session creation). */
+type BuildStep = Step<BuildStepId>
+type BuildStepId =
+  | 'image-tools'
+  | 'overlay'
+  | 'fake-tool'
+  | 'node'
+  | 'npm'
+  | 'bootstrap'
+  | 'metadata'
+  | 'import'
+  | 'publish'
 
 async function readAsset(name: string): Promise<string> {
   return readFile(join(repoRoot, 'images', name), 'utf8')
@@ -251,16 +259,18 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     [INPUT_HASH_PROPERTY]: inputs.hash,
   }
 
-  const steps: Step[] = []
+  const steps: BuildStep[] = []
   if (needTools) {
     steps.push({
-      name: 'apt-get install mmdebstrap uidmap',
+      id: 'image-tools',
+      label: 'apt-get install mmdebstrap uidmap',
       weight: 3,
       run: () => aptInstall(IMAGE_TOOL_PACKAGES, signalOpt),
     })
   }
   steps.push({
-    name: 'prepare overlay (init, tmux.conf)',
+    id: 'overlay',
+    label: 'prepare overlay (init, tmux.conf)',
     weight: 1,
     run: async () => {
       await mkdir(join(cache, 'debs'), { recursive: true, mode: 0o700 })
@@ -276,13 +286,15 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
   if (inputs.fakeTool !== undefined) {
     const script = inputs.fakeTool
     steps.push({
-      name: 'install fake tool',
+      id: 'fake-tool',
+      label: 'install fake tool',
       weight: 1,
       run: () => installFakeTool(overlayDir, script, FAKE_TOOL_NAMES),
     })
   } else {
     steps.push({
-      name: `install node ${NODE_PIN.version}`,
+      id: 'node',
+      label: `install node ${NODE_PIN.version}`,
       weight: 4,
       run: async () => {
         const version = await stageNode(usrLocal, {
@@ -296,7 +308,8 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
       },
     })
     steps.push({
-      name: `npm install ${[...TOOL_PACKAGES.map((t) => t.npm), ...inputs.npm].join(' ')}`,
+      id: 'npm',
+      label: `npm install ${[...TOOL_PACKAGES.map((t) => t.npm), ...inputs.npm].join(' ')}`,
       weight: 30,
       run: async () => {
         await installGlobal(usrLocal, [...toolSpecs, ...inputs.npm], {
@@ -311,7 +324,8 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     })
   }
   steps.push({
-    name: `mmdebstrap ${SUITE} (${inputs.packages.length} packages)`,
+    id: 'bootstrap',
+    label: `mmdebstrap ${SUITE} (${inputs.packages.length} packages)`,
     weight: 40,
     run: async () => {
       await packOverlay(overlayDir, files.overlay, signalOpt)
@@ -331,7 +345,8 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     },
   })
   steps.push({
-    name: 'pack metadata',
+    id: 'metadata',
+    label: 'pack metadata',
     weight: 1,
     run: () =>
       packMetadata(join(work, 'meta'), files.meta, {
@@ -349,14 +364,22 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
       }),
   })
   steps.push({
-    name: 'incus image import',
+    id: 'import',
+    label: 'incus image import',
     weight: 10,
     run: async () => {
       state.imported = await importImage(files, { project, alias: buildAlias, ...signalOpt })
     },
+    // An image imported but never published is an orphan: gone with the failed build.
+    undo: async () => {
+      const orphan = state.imported
+      if (orphan !== undefined && !state.published)
+        await tryDelete(() => deleteImage(orphan, project))
+    },
   })
   steps.push({
-    name: `publish as ${alias}`,
+    id: 'publish',
+    label: `publish as ${alias}`,
     weight: 1,
     run: async () => {
       const imported = state.imported
@@ -372,23 +395,19 @@ export async function buildImage(kind: ImageKind, opts: BuildImageOptions): Prom
     },
   })
 
-  const total = steps.reduce((sum, step) => sum + step.weight, 0)
-  let done = 0
   try {
-    for (const step of steps) {
-      signal?.throwIfAborted()
-      opts.onProgress({ step: step.name, progress: done / total })
-      await reporter.step(step.name, step.run)
-      done += step.weight
-    }
+    await runSteps(steps, {
+      ...signalOpt,
+      onProgress: (p) => {
+        opts.onProgress({ step: p.label, progress: p.progress })
+      },
+      around: (step, run) => reporter.step(step.label, run),
+    })
   } catch (error) {
-    const orphan = state.imported
-    if (orphan !== undefined && !state.published) {
-      await tryDelete(() => deleteImage(orphan, project))
-    }
-    // An abort surfaces as its own reason, not as whichever subprocess it happened to interrupt.
+    // An abort surfaces as its own reason, not as whichever subprocess it happened to interrupt;
+    // otherwise the step's own error (apt's message, incus' reason), as before the shared loop.
     signal?.throwIfAborted()
-    throw error
+    throw error instanceof StepFailure ? error.cause : error
   } finally {
     await removeWorkDir(work)
   }

@@ -1,6 +1,6 @@
 // A pipeline as data: a list of steps run in order by one loop, which reports progress and, when a
 // step fails or the work is aborted, undoes what was done in reverse order. Used by session
-// creation (server/sessions/launch-steps.ts); the image builder's steps have the same shape.
+// creation (server/sessions/launch-steps.ts) and by the image builder (images/build.ts).
 
 /** One step of a pipeline. */
 export interface Step<Id extends string = string> {
