@@ -168,7 +168,11 @@ describeIncus('live events and config reload on a live Incus daemon', () => {
 
     // Missed while disconnected: the start, and a config reload.
     await incus('start', id)
-    await writeFile(server.configFile, `${await readFile(server.configFile, 'utf8')}\n`)
+    // (a real change: since issue 15 a save that leaves the merged config as it was sends nothing)
+    await writeFile(
+      server.configFile,
+      `${await readFile(server.configFile, 'utf8')}\n[profiles.replay]\ntool = "opencode"\n`,
+    )
     const after = (type: string) => (e: { id?: number; data: string }) =>
       (e.id ?? 0) > (lastSeen ?? 0) && e.data.includes(`"${type}"`)
     await waitUntil(
