@@ -10,7 +10,7 @@ import { NetworkConnectionSchema, type NetworkConnection } from '../../shared/sc
 import { writeFileAtomic } from '../fs/atomic-write.ts'
 
 export interface AuditOptions {
-  /** Directory of the per-session files (~/.clincus/network). */
+  /** Directory of the per-session files (`<paths.sessions_dir>/network`, default ~/.clincus/sessions/network). */
   dir: string
   log: Logger
   /** Records kept per session in memory (and after a trim, on disk). Default 2000. */

@@ -343,7 +343,8 @@ describeIncus('network egress on a live Incus daemon', () => {
   it('removes the audit with the session', async () => {
     const id = await launch('gone')
     await execAsCode(id, 'curl -s --max-time 10 http://refused.example/ >/dev/null')
-    const file = join(home, '.clincus', 'network', `${id}.jsonl`)
+    // `<paths.sessions_dir>/network/`, default `~/.clincus/sessions` (issue 15)
+    const file = join(home, '.clincus', 'sessions', 'network', `${id}.jsonl`)
     await waitUntil('the audit file', () =>
       readFile(file, 'utf8').then(
         (t) => t.includes('refused.example'),

@@ -55,7 +55,7 @@ const EVENTS_PER_SECOND = 20
 export interface EgressOptions {
   /** Directory of the per-session sockets (main.ts: /run/clincus/egress or $XDG_RUNTIME_DIR). */
   runtimeDir: string
-  /** Directory of the audit files (~/.clincus/network). */
+  /** Directory of the audit files (`<paths.sessions_dir>/network`, default ~/.clincus/sessions/network). */
   auditDir: string
   /** Name resolution (tests map names to 127.0.0.1). */
   resolver?: Resolver
