@@ -10,7 +10,7 @@ import { parseArgs, USAGE, UsageError } from './cli-args.ts'
 import { ConfigError } from './config/merge.ts'
 import { configLocations } from './config/paths.ts'
 import { ConfigStore } from './config/store.ts'
-import { dataDirs, openServerLog } from './config/dirs.ts'
+import { dataDirs, openServerLog, prepareDataDirs } from './config/dirs.ts'
 import { HistoryStore } from './history/store.ts'
 import { ImageManager } from './image-manager.ts'
 import { buildImage, imageTargets, incusImageBackend, kindOfAlias } from '../images/index.ts'
@@ -22,6 +22,7 @@ import {
   hostNpmRegistry,
   hostUpstreamProxy,
 } from './network/builtins.ts'
+import { RuntimeDirError } from './network/runtime-dir.ts'
 import { repoRoot } from './paths.ts'
 import { loggerOptions } from './security/log-redaction.ts'
 import { isLoopbackHost, type AuthSetting } from './security/plugin.ts'
@@ -83,7 +84,17 @@ async function main(): Promise<void> {
   const dirs = dataDirs(config.current)
   // Request URLs are logged with every credential-like query value redacted (log-redaction.ts),
   // to stdout and to <paths.logs_dir>/server.log (the serve command only).
-  const logFile = command.kind === 'serve' ? await openServerLog(dirs) : null
+  let logFile: Awaited<ReturnType<typeof openServerLog>> | null = null
+  if (command.kind === 'serve') {
+    // Ours alone before anything is written there (a link or another user's folder is refused).
+    try {
+      logFile = await openServerLog(dirs)
+      await prepareDataDirs(dirs)
+    } catch (err) {
+      if (err instanceof RuntimeDirError) fail(err.message)
+      throw err
+    }
+  }
   const log = pino(
     loggerOptions(env.LOG_LEVEL ?? 'info'),
     pino.multistream([

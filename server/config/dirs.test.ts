@@ -1,11 +1,11 @@
 // [paths] (issue 15): each documented directory holds what the README says, shown by a file
 // landing (or being read) there.
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises'
+import { chmod, chown, mkdir, readFile, readdir, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino } from 'pino'
 import { describe, expect, it } from 'vitest'
 import { buildTestApp, tempDir } from '../test/helpers.ts'
-import { dataDirs, openServerLog, SERVER_LOG_ROTATE_BYTES } from './dirs.ts'
+import { dataDirs, openServerLog, prepareDataDirs, SERVER_LOG_ROTATE_BYTES } from './dirs.ts'
 
 describe('paths.sessions_dir', () => {
   it("holds each session's network audit (<sessions_dir>/network/<session>.jsonl)", async () => {
@@ -67,5 +67,83 @@ describe('paths.logs_dir', () => {
     dest.end()
     expect((await stat(`${dirs.serverLog}.1`)).size).toBe(SERVER_LOG_ROTATE_BYTES + 1)
     expect((await stat(dirs.serverLog)).size).toBe(0)
+  })
+})
+
+// Red team (another local user; an agent has no path here): the data directories may be set to a
+// shared place (`/tmp/clincus-logs`, a group folder). Whoever can write there must not choose
+// where clincus writes: a planted server.log link made it append to any file it may write (as
+// root: any file), a directory the other user made let them read every line.
+describe('paths.logs_dir and sessions_dir are ours alone', () => {
+  it('never follows a server.log link planted in the directory', async () => {
+    const data = await tempDir()
+    const victim = join(data, 'victim')
+    await writeFile(victim, 'untouched\n')
+    const logs = join(data, 'logs')
+    await mkdir(logs, { mode: 0o700 })
+    await symlink(victim, join(logs, 'server.log'))
+    const dirs = { sessions: data, network: data, logs, serverLog: join(logs, 'server.log') }
+    await expect(openServerLog(dirs)).rejects.toThrow(/server\.log/)
+    expect(await readFile(victim, 'utf8')).toBe('untouched\n')
+  })
+
+  it('refuses a logs_dir that is a link, or that another user owns', async () => {
+    const data = await tempDir()
+    const elsewhere = join(data, 'elsewhere')
+    await mkdir(elsewhere, { mode: 0o700 })
+    await symlink(elsewhere, join(data, 'logs'))
+    const linked = { sessions: data, network: data, logs: join(data, 'logs'), serverLog: '' }
+    linked.serverLog = join(linked.logs, 'server.log')
+    await expect(openServerLog(linked)).rejects.toThrow()
+    await expect(stat(join(elsewhere, 'server.log'))).rejects.toThrow()
+
+    const theirs = join(data, 'theirs')
+    await mkdir(theirs, { mode: 0o777 })
+    await chown(theirs, 1000, 1000)
+    await chmod(theirs, 0o777)
+    const owned = {
+      sessions: data,
+      network: data,
+      logs: theirs,
+      serverLog: join(theirs, 'server.log'),
+    }
+    await expect(openServerLog(owned)).rejects.toThrow()
+    await expect(stat(owned.serverLog)).rejects.toThrow()
+  })
+
+  it('makes an existing log directory and file of ours private again (0700, 0600)', async () => {
+    const data = await tempDir()
+    const logs = join(data, 'logs')
+    await mkdir(logs)
+    await chmod(logs, 0o777)
+    await writeFile(join(logs, 'server.log'), '')
+    await chmod(join(logs, 'server.log'), 0o666)
+    const dirs = { sessions: data, network: data, logs, serverLog: join(logs, 'server.log') }
+    const dest = await openServerLog(dirs)
+    dest.end()
+    expect((await stat(logs)).mode & 0o777).toBe(0o700)
+    expect((await stat(dirs.serverLog)).mode & 0o777).toBe(0o600)
+  })
+
+  it('prepares sessions_dir and its network folder the same way (a planted link is refused)', async () => {
+    const data = await tempDir()
+    const elsewhere = join(data, 'elsewhere')
+    await mkdir(join(data, 'sessions'), { mode: 0o700 })
+    await mkdir(elsewhere, { mode: 0o700 })
+    await symlink(elsewhere, join(data, 'sessions', 'network'))
+    const dirs = dataDirs(
+      (await buildTestApp({ configText: `[paths]\nsessions_dir = "${data}/sessions"\n` })).services
+        .config.current,
+    )
+    await expect(prepareDataDirs(dirs)).rejects.toThrow()
+    const fresh = await tempDir()
+    const ok = {
+      sessions: join(fresh, 's'),
+      network: join(fresh, 's', 'network'),
+      logs: '',
+      serverLog: '',
+    }
+    await prepareDataDirs(ok)
+    expect((await stat(ok.network)).mode & 0o777).toBe(0o700)
   })
 })

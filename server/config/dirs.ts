@@ -1,7 +1,10 @@
-import { mkdir, rename, stat } from 'node:fs/promises'
+import { constants, fstatSync, fchmodSync, closeSync, openSync } from 'node:fs'
+import { lstat, rename } from 'node:fs/promises'
+import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { pino, type DestinationStream } from 'pino'
 import type { Config } from '../../shared/schemas/config.ts'
+import { prepareRuntimeDir, RuntimeDirError } from '../network/runtime-dir.ts'
 
 /**
  * Where clincus keeps its files, from `[paths]` (already `~`-expanded by the loader). Read once
@@ -33,17 +36,47 @@ export function dataDirs(config: Config): DataDirs {
 export const SERVER_LOG_ROTATE_BYTES = 16 * 1024 * 1024
 
 /**
- * Opens `<logs_dir>/server.log` for appending (directory 0700 and file 0600 when made: request
- * lines name workspaces), after moving a large one aside. Resolves with a pino destination the
- * caller flushes and ends on shutdown.
+ * Makes (or checks) `<sessions_dir>` and `<sessions_dir>/network`: real directories of ours, mode
+ * 0700, under ancestors no other user may rename in (the network audit is appended there by
+ * name). Throws RuntimeDirError naming the directory and the key otherwise.
+ */
+export async function prepareDataDirs(dirs: Pick<DataDirs, 'sessions' | 'network'>): Promise<void> {
+  const words = {
+    what: 'the sessions directory',
+    fix: 'set [paths] sessions_dir to a directory of yours',
+  }
+  await prepareRuntimeDir(dirs.sessions, words)
+  await prepareRuntimeDir(dirs.network, words)
+}
+
+/**
+ * Opens `<logs_dir>/server.log` for appending, after moving a large one aside. The directory must
+ * be ours alone (made 0700; a link, another user's directory or an ancestor another user may
+ * rename in is refused) and the file is opened without following a link (O_NOFOLLOW), must be
+ * our own regular file, and is made 0600: request lines name workspaces. Throws RuntimeDirError
+ * otherwise. Resolves with a pino destination the caller flushes and ends on shutdown.
  */
 export async function openServerLog(dirs: DataDirs): Promise<DestinationStream & { end(): void }> {
-  await mkdir(dirs.logs, { recursive: true, mode: 0o700 })
-  const size = await stat(dirs.serverLog).then(
-    (s) => s.size,
-    () => 0,
-  )
-  if (size > SERVER_LOG_ROTATE_BYTES) await rename(dirs.serverLog, `${dirs.serverLog}.1`)
-  const dest = pino.destination({ dest: dirs.serverLog, append: true, sync: true, mode: 0o600 })
-  return dest
+  await prepareRuntimeDir(dirs.logs, {
+    what: 'the log directory',
+    fix: 'set [paths] logs_dir to a directory of yours',
+  })
+  const st = await lstat(dirs.serverLog).catch(() => null)
+  if (st && !st.isFile())
+    throw new RuntimeDirError(`${dirs.serverLog} is not a regular file (a link?); remove it`)
+  if (st && st.size > SERVER_LOG_ROTATE_BYTES) await rename(dirs.serverLog, `${dirs.serverLog}.1`)
+  const { O_WRONLY, O_APPEND, O_CREAT, O_NOFOLLOW } = constants
+  let fd: number
+  try {
+    fd = openSync(dirs.serverLog, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0o600)
+  } catch (err) {
+    throw new RuntimeDirError(`cannot open ${dirs.serverLog}: ${(err as Error).message}`)
+  }
+  const opened = fstatSync(fd)
+  if (!opened.isFile() || opened.uid !== userInfo().uid) {
+    closeSync(fd)
+    throw new RuntimeDirError(`${dirs.serverLog} is not a regular file of ours; remove it`)
+  }
+  if ((opened.mode & 0o777) !== 0o600) fchmodSync(fd, 0o600)
+  return pino.destination({ fd, sync: true })
 }

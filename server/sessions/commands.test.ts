@@ -1,10 +1,13 @@
 // The commands run inside a session's container, as pure argv builders; and `[tool] binary`.
 import { writeFile } from 'node:fs/promises'
+import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { defaultConfig } from '../config/merge.ts'
+import { CliIncusDriver } from '../incus/cli-driver.ts'
 import { buildTestApp, json } from '../test/helpers.ts'
 import {
   CONTAINER_WORKSPACE,
+  ENV_FROM_STDIN,
   startToolCommand,
   terminalCommand,
   tmpfsCommand,
@@ -33,7 +36,11 @@ describe('container commands', () => {
       FOO: 'bar',
       HOME: '/evil',
     })
-    expect(cmd.argv.slice(0, 2)).toEqual(['tmux', 'start-server'])
+    // the profile's environment is read from stdin by a wrapper in front of tmux
+    expect(cmd.argv.slice(0, 4)).toEqual(['bash', '-c', ENV_FROM_STDIN, 'clincus-env'])
+    expect(cmd.argv.slice(4, 6)).toEqual(['tmux', 'start-server'])
+    expect(cmd.opts.stdin).toBe('FOO=bar\0')
+    expect(startToolCommand('clincus-0123abcd-1', config, ['claude']).argv[0]).toBe('tmux')
     const at = cmd.argv.indexOf('new-session')
     expect(cmd.argv.slice(at, at + 4)).toEqual([
       'new-session',
@@ -41,7 +48,7 @@ describe('container commands', () => {
       '-s',
       'clincus-clincus-0123abcd-1',
     ])
-    expect(cmd.argv.slice(cmd.argv.indexOf('-c'), cmd.argv.indexOf('-c') + 2)).toEqual([
+    expect(cmd.argv.slice(cmd.argv.indexOf('-c', at), cmd.argv.indexOf('-c', at) + 2)).toEqual([
       '-c',
       CONTAINER_WORKSPACE,
     ])
@@ -50,7 +57,6 @@ describe('container commands', () => {
     expect(cmd.opts).toMatchObject({ user: 1000, group: 1000, cwd: CONTAINER_WORKSPACE })
     // clincus' own variables win over the profile's
     expect(cmd.opts.env).toMatchObject({
-      FOO: 'bar',
       HOME: '/home/code',
       USER: 'code',
       IS_SANDBOX: '1',
@@ -126,5 +132,42 @@ describe('[tool] binary', () => {
     const resumed = tmuxRuns()[1] ?? []
     expect(resumed[resumed.indexOf('clincus-tool') + 1]).toBe('/opt/claude-nightly')
     expect(resumed).toContain('--resume')
+  })
+})
+
+// Red team (another local user): /proc/<pid>/cmdline is world-readable, so every argument of the
+// host's `incus exec` is visible to `ps`. The profile's environment (API keys) used to ride on it
+// as `--env KEY=VALUE` for as long as the tool's start took.
+describe("the profile's environment never is on a host command line", () => {
+  const SECRET = 'sk-ant-SECRET 0123=\n456'
+  const profileEnv = { ANTHROPIC_API_KEY: SECRET, HOME: '/evil' }
+
+  it('is absent from the incus argv the driver runs', () => {
+    const cmd = startToolCommand('clincus-0123abcd-1', config, ['claude'], profileEnv)
+    const host = new CliIncusDriver({ project: 'default' }).execArgv(
+      'clincus-0123abcd-1',
+      cmd.argv,
+      { ...cmd.opts, tty: false },
+    )
+    expect(host.join(' ')).not.toContain('sk-ant-SECRET')
+    expect(JSON.stringify(cmd.opts.env)).not.toContain('sk-ant-SECRET')
+  })
+
+  it('reaches the program exactly, under clincus variables that still win', async () => {
+    const cmd = startToolCommand('clincus-0123abcd-1', config, ['claude'], profileEnv)
+    // The wrapper in front of tmux, run here with a program that prints what it got.
+    const at = cmd.argv.indexOf('tmux')
+    expect(at).toBeGreaterThan(0)
+    const head = cmd.argv.slice(0, at)
+    const file = head[0] ?? 'bash'
+    const args = [...head.slice(1), 'sh', '-c', 'printf "%s|%s" "$ANTHROPIC_API_KEY" "$HOME"']
+    const input = cmd.opts.stdin
+    expect(input).toBeDefined()
+    const res = await execa(file, args, {
+      env: cmd.opts.env,
+      extendEnv: false,
+      ...(input === undefined ? {} : { input }),
+    })
+    expect(res.stdout).toBe(`${SECRET}|/home/code`)
   })
 })

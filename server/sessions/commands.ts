@@ -14,11 +14,19 @@ export const SUDOERS_PATH = '/etc/sudoers.d/clincus-code'
 /** The readiness probe: the container runs processes. */
 export const READY_PROBE: readonly string[] = ['true']
 
-/** One command for `driver.exec`: argv and its options (user, group, cwd, env). */
+/** One command for `driver.exec`: argv and its options (user, group, cwd, env, stdin). */
 export interface ContainerCommand {
   argv: string[]
-  opts: Pick<ExecOptions, 'user' | 'group' | 'cwd' | 'env'>
+  opts: Pick<ExecOptions, 'user' | 'group' | 'cwd' | 'env' | 'stdin'>
 }
+
+/**
+ * Run by bash in front of a command: exports each NUL-terminated `KEY=VALUE` read from stdin,
+ * then execs the command (`$@`). How secrets reach a process in the container: every argument
+ * of the host's `incus exec` (an `--env KEY=VALUE` too) is in its world-readable
+ * /proc/<pid>/cmdline, which any local user can read with `ps`.
+ */
+export const ENV_FROM_STDIN = 'while IFS= read -r -d "" kv; do export "$kv"; done; exec "$@"'
 
 /**
  * The tool's argv with `[tool] binary` applied: a non-empty binary replaces the command (the
@@ -36,7 +44,9 @@ export function codeHome(config: Config): string {
 
 /**
  * Starts the tool's tmux session (detached) as the code user in the workspace, with the
- * profile's environment under clincus' own variables (which win).
+ * profile's environment under clincus' own variables (which win). The profile's values (API
+ * keys) go through stdin to {@link ENV_FROM_STDIN}, never on the host's command line. Throws
+ * when a value holds a NUL (no environment can).
  */
 export function startToolCommand(
   name: string,
@@ -46,22 +56,23 @@ export function startToolCommand(
 ): ContainerCommand {
   const uid = config.incus.code_uid
   const user = config.incus.code_user
+  const env: Record<string, string> = {
+    HOME: codeHome(config),
+    USER: user,
+    LOGNAME: user,
+    TERM: 'xterm-256color',
+    ...TRUECOLOR_ENV,
+    IS_SANDBOX: '1',
+  }
+  const secret = Object.entries(profileEnv).filter(([k]) => !Object.hasOwn(env, k))
+  if (secret.some(([, v]) => v.includes('\0')))
+    throw new Error("a profile's environment value holds a NUL character")
+  const tmux = tmuxStartArgv(tmuxSessionName(name), CONTAINER_WORKSPACE, toolWrapperArgv(argv))
+  const opts = { user: uid, group: uid, cwd: CONTAINER_WORKSPACE, env }
+  if (secret.length === 0) return { argv: tmux, opts }
   return {
-    argv: tmuxStartArgv(tmuxSessionName(name), CONTAINER_WORKSPACE, toolWrapperArgv(argv)),
-    opts: {
-      user: uid,
-      group: uid,
-      cwd: CONTAINER_WORKSPACE,
-      env: {
-        ...profileEnv,
-        HOME: codeHome(config),
-        USER: user,
-        LOGNAME: user,
-        TERM: 'xterm-256color',
-        ...TRUECOLOR_ENV,
-        IS_SANDBOX: '1',
-      },
-    },
+    argv: ['bash', '-c', ENV_FROM_STDIN, 'clincus-env', ...tmux],
+    opts: { ...opts, stdin: secret.map(([k, v]) => `${k}=${v}\0`).join('') },
   }
 }
 

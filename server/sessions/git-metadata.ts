@@ -11,10 +11,23 @@ export function insideWorkspace(workspace: string, base: string, target: string)
   return rel === '' ? null : rel
 }
 
-/** `gitdir: <path>` of a gitfile. */
+/**
+ * `gitdir: <path>` of a gitfile, read as host git reads it (setup.c read_gitfile_gently): the
+ * file starts with exactly `gitdir: `, and the path is everything after it up to the trailing
+ * CR/LF, blanks and further lines included. Null when git would refuse it.
+ */
 export function parseGitfile(text: string): string | null {
-  const m = /^gitdir:[ \t]*(.+?)[ \t]*$/m.exec(text)
-  return m?.[1] ?? null
+  if (!text.startsWith('gitdir: ')) return null
+  const path = text.slice('gitdir: '.length).replace(/[\r\n]+$/, '')
+  return path === '' || path.includes('\0') ? null : path
+}
+
+/**
+ * True when `target` has a `..` segment. Git resolves a gitfile's path by following links first
+ * (strbuf_realpath), so `link/../x` is not `x`: such a path cannot be checked as text.
+ */
+export function hasDotDot(target: string): boolean {
+  return target.split('/').includes('..')
 }
 
 /** `worktree = <path>` in the [core] section of a git config (what git uses for a submodule). */

@@ -2,6 +2,7 @@
 // what was done (the container deleted, nothing left in the list, history or events).
 import { describe, expect, it } from 'vitest'
 import { LAUNCH_STEPS } from '../../shared/schemas/launch.ts'
+import { IncusCommandError } from '../errors.ts'
 import { buildTestApp, json } from '../test/helpers.ts'
 
 type T = Awaited<ReturnType<typeof buildTestApp>>
@@ -65,5 +66,30 @@ describe('launch steps', () => {
     expect(await t.services.registry.list()).toEqual([])
     expect(await t.services.history.list(10, 0)).toEqual([])
     expect(t.services.sessions.deadlines.has('clincus-')).toBe(false)
+  })
+
+  // Abort path: `incus init` timed out (a slow disk, a busy daemon) but the daemon finished the
+  // creation. The rollback used to keep only a note (deleted at the next reconnect or restart):
+  // meanwhile the half-created container was listed as a stopped session and held its slot.
+  it('undoes an init that failed after the daemon created the container', async () => {
+    const t = await buildTestApp()
+    const init = t.driver.init.bind(t.driver)
+    t.driver.init = async (image, name, opts) => {
+      await init(image, name, opts)
+      throw new IncusCommandError({
+        argv: ['init', image, name],
+        exitCode: undefined,
+        stderr: '',
+        timedOut: true,
+      })
+    }
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    expect(res.statusCode).toBe(502)
+    expect(t.driver.instances.size).toBe(0)
+    expect(await t.services.registry.list()).toEqual([])
   })
 })

@@ -152,10 +152,18 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
         initDone = true
       },
       async () => {
-        // A failed (or interrupted) init may still have left the instance behind.
-        if (initDone && (await deleteWithRetry(driver, name, env.log))) await env.deleted(name)
+        // A failed (or interrupted) init may still have left the instance behind: a timed-out
+        // `incus init` whose creation the daemon finished. Deleted when it carries this
+        // creation's session id (never another container that happens to have the name).
+        const ours =
+          initDone ||
+          (await driver.getInstance(name).then(
+            (i) => i?.config[LABEL.sessionId] === t.sessionId,
+            () => false,
+          ))
+        if (ours && (await deleteWithRetry(driver, name, env.log))) await env.deleted(name)
         else {
-          if (initDone)
+          if (ours)
             env.log.error({ session: name }, 'rollback could not delete the container; will retry')
           env.orphan(name)
         }

@@ -55,3 +55,47 @@ describe('git.writable_hooks', () => {
     await expect(plan(ws, true)).rejects.toMatchObject({ code: 'protected_path_symlink' })
   })
 })
+
+// Red team (a hostile repository, or an earlier session preparing a folder the user later opens):
+// host git reads a gitfile as everything after "gitdir: " up to the trailing line ends, and
+// resolves `..` after following links. clincus must protect the directory git will use, or
+// refuse; before, it trimmed blanks, read only the first line and resolved `..` as text.
+describe('a gitfile names the git directory exactly as host git reads it', () => {
+  async function gitfilePlan(ws: string, text: string) {
+    await mkdir(join(ws, 'meta', 'hooks'), { recursive: true })
+    await writeFile(join(ws, '.git'), text)
+    return plan(ws, false)
+  }
+
+  it('a trailing blank is part of the path: "meta " is protected, not "meta"', async () => {
+    const ws = await tempDir()
+    await mkdir(join(ws, 'meta '))
+    expect(await gitfilePlan(ws, 'gitdir: meta \n')).toEqual([
+      ['/workspace/.git', 'ro'],
+      ['/workspace/meta ', 'ro'],
+    ])
+  })
+
+  it('a second line is part of the path, never a gitdir of its own', async () => {
+    const ws = await tempDir()
+    await mkdir(join(ws, 'meta\n'))
+    await mkdir(join(ws, 'a', 'x'), { recursive: true })
+    await expect(gitfilePlan(ws, 'gitdir: meta\n/../a/x\n')).rejects.toMatchObject({
+      status: 400,
+    })
+  })
+
+  it('".." after a link is refused (git follows the link first; clincus used to drop it)', async () => {
+    const ws = await tempDir()
+    await mkdir(join(ws, 'a', 'b'), { recursive: true })
+    await mkdir(join(ws, 'a', 'x'))
+    await mkdir(join(ws, 'x'))
+    await symlink('a/b', join(ws, 'l'))
+    await expect(gitfilePlan(ws, 'gitdir: l/../x\n')).rejects.toMatchObject({ status: 400 })
+  })
+
+  it('a gitfile git would not read (no "gitdir: " at its start) is refused', async () => {
+    const ws = await tempDir()
+    await expect(gitfilePlan(ws, 'junk\ngitdir: meta\n')).rejects.toMatchObject({ status: 400 })
+  })
+})

@@ -12,7 +12,13 @@
 //   rename of a parent can move the protection away (a mount point cannot be renamed).
 import { normalize, posix } from 'node:path'
 import { BadRequestError } from '../errors.ts'
-import { configValue, insideWorkspace, parseCoreWorktree, parseGitfile } from './git-metadata.ts'
+import {
+  configValue,
+  hasDotDot,
+  insideWorkspace,
+  parseCoreWorktree,
+  parseGitfile,
+} from './git-metadata.ts'
 import {
   openPath,
   PinnedDir,
@@ -116,10 +122,13 @@ class Planner {
     if (st?.isFile()) {
       const text = await this.root.readSmall('.git', 4096)
       const target = text === null ? null : parseGitfile(text)
-      const rel = target === null ? null : insideWorkspace(this.workspace, this.workspace, target)
+      const rel =
+        target === null || hasDotDot(target)
+          ? null
+          : insideWorkspace(this.workspace, this.workspace, target)
       if (rel === null) {
         throw new BadRequestError(
-          `.git in the workspace is a gitfile pointing outside it (${target ?? 'unreadable'}); ` +
+          `.git in the workspace is a gitfile pointing outside it or through '..' (${target ?? 'unreadable'}); ` +
             'refusing to start the session: its git directory could not be protected. Open the ' +
             'repository that owns it as the workspace instead',
           'gitfile_outside',
