@@ -3,9 +3,13 @@
 import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { describeIncus, startLiveServer, type LiveServer } from '../test/incus-harness.ts'
+import {
+  describeIncus,
+  execAsCode,
+  startLiveServer,
+  type LiveServer,
+} from '../test/incus-harness.ts'
 import { WORKSPACE_OWNER } from '../test/owner.ts'
 
 let server: LiveServer
@@ -13,25 +17,7 @@ let home: string
 
 /** A shell command in the container as the code user; its exit code. */
 async function asCode(id: string, script: string): Promise<number> {
-  const r = await execa(
-    'incus',
-    [
-      'exec',
-      id,
-      '--user',
-      '1000',
-      '--group',
-      '1000',
-      '--cwd',
-      '/workspace',
-      '--',
-      'sh',
-      '-c',
-      script,
-    ],
-    { timeout: 60_000, reject: false },
-  )
-  return r.exitCode ?? -1
+  return (await execAsCode(id, script, { cwd: '/workspace' })).exitCode
 }
 
 async function setHooks(writable: boolean): Promise<void> {
