@@ -92,3 +92,14 @@ async function undoAll<Id extends string>(started: readonly Step<Id>[]): Promise
   }
   return errors
 }
+
+/** An `around` that records what each step took (ms, rounded) into `into`, by step id. */
+export function timeSteps<Id extends string>(
+  into: Partial<Record<Id, number>>,
+): (step: Step<Id>, run: () => Promise<void>) => Promise<void> {
+  return async (step, run) => {
+    const t0 = performance.now()
+    await run()
+    into[step.id] = Math.round(performance.now() - t0)
+  }
+}

@@ -11,7 +11,7 @@ import { NotFoundError } from '../errors.ts'
 import type { AppServices } from '../services.ts'
 
 /** The session object with its additive `network` summary (mode, last refusal). */
-export function withNetwork(s: AppServices, session: SessionInfo): SessionInfo {
+export function withNetwork<T extends SessionInfo>(s: AppServices, session: T): T {
   const network = s.egress.summary(session.id)
   return network ? { ...session, network } : session
 }

@@ -1,6 +1,7 @@
 import { chown, mkdir, readFile, stat, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { LAUNCH_STEPS } from '../../shared/schemas/launch.ts'
 import { FakeIncusDriver, type FakeMethod } from '../incus/fake-driver.ts'
 import { buildTestApp, json } from '../test/helpers.ts'
 
@@ -61,6 +62,22 @@ describe('POST /api/sessions', () => {
     expect(opts.env).toMatchObject({ HOME: '/home/code', TERM: 'xterm-256color' })
     const history = await readFile(join(t.home, '.clincus', 'history.jsonl'), 'utf8')
     expect(history).toContain('"type":"start"')
+  })
+
+  it("answers and ends session.launching with the launch path and each step's time (issue 16)", async () => {
+    const t = await buildTestApp()
+    await chown(t.project, 1000, 1000)
+    const done: Array<{ path?: string; timings?: Record<string, number> }> = []
+    t.services.hub.subscribe(({ event }) => {
+      if (event.type === 'session.launching' && event.step === 'done') done.push(event)
+    })
+    const res = await create(t, { workspace: t.project })
+    expect(res.statusCode).toBe(200)
+    const body = res.json<{ path: string; timings: Record<string, number> }>()
+    expect(body.path).toBe('cold')
+    expect(Object.keys(body.timings)).toEqual([...LAUNCH_STEPS])
+    for (const ms of Object.values(body.timings)) expect(Number.isInteger(ms) && ms >= 0).toBe(true)
+    expect(done).toEqual([expect.objectContaining({ path: 'cold', timings: body.timings })])
   })
 
   it('maps a workspace owned by another uid to the code user with raw.idmap, unshifted', async () => {

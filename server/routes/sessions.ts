@@ -2,12 +2,12 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
 import { errorResponses } from '../../shared/schemas/common.ts'
 import {
+  CreatedSessionSchema,
   CreateSessionBodySchema,
   DeleteSessionQuerySchema,
   HistoryEntrySchema,
   HistoryQuerySchema,
   ResumeResponseSchema,
-  SessionInfoSchema,
   SessionListSchema,
   SessionParamsSchema,
 } from '../../shared/schemas/sessions.ts'
@@ -30,7 +30,7 @@ export function sessionRoutes(s: AppServices): FastifyPluginAsyncTypebox {
         tags: ['sessions'],
         summary: 'Create and start a session',
         body: CreateSessionBodySchema,
-        response: { 200: SessionInfoSchema, ...errorResponses },
+        response: { 200: CreatedSessionSchema, ...errorResponses },
       },
       handler: async (req, reply) => {
         // A client that goes away before the answer cancels the creation (rolled back): a

@@ -3,7 +3,12 @@
 // (the table in lifecycle.ts), the outcomes commands report (create, resume, stop, delete), and
 // full resyncs (monitor (re)connect, or a list while the monitor is down).
 import type { Logger } from 'pino'
-import type { SessionInfo, SessionStatus } from '../../shared/schemas/sessions.ts'
+import type {
+  LaunchPath,
+  LaunchTimings,
+  SessionInfo,
+  SessionStatus,
+} from '../../shared/schemas/sessions.ts'
 import type { EventHub } from '../events/hub.ts'
 import type { HistoryStore, StartInfo } from '../history/store.ts'
 import type { IncusDriver, LifecycleEvent } from '../incus/driver.ts'
@@ -177,13 +182,20 @@ export class SessionReconciler implements SessionReader {
   }
 
   /** `session.launching`: a creation's step, then `done` or `failed` (with the reason). */
-  launching(id: string, step: string, progress: number, error?: string): void {
+  launching(
+    id: string,
+    step: string,
+    progress: number,
+    error?: string,
+    launch?: { path: LaunchPath; timings: LaunchTimings },
+  ): void {
     this.#d.hub.publish({
       type: 'session.launching',
       id,
       step,
       progress,
       ...(error === undefined ? {} : { error }),
+      ...(launch ?? {}),
     })
   }
 

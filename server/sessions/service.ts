@@ -4,8 +4,9 @@
 import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { ImageState } from '../../shared/schemas/health.ts'
-import type { CreateSessionBody, SessionInfo } from '../../shared/schemas/sessions.ts'
-import { runSteps, StepFailure } from '../../shared/steps.ts'
+import type { CreatedSession, CreateSessionBody } from '../../shared/schemas/sessions.ts'
+import type { LaunchTimings, SessionInfo } from '../../shared/schemas/sessions.ts'
+import { runSteps, StepFailure, timeSteps } from '../../shared/steps.ts'
 import type { ConfigStore } from '../config/store.ts'
 import { AppError, NotFoundError } from '../errors.ts'
 import type { IncusDriver } from '../incus/driver.ts'
@@ -96,11 +97,11 @@ export class SessionService {
    * Creates a session. `signal` is the client's: when it aborts before the answer (the client
    * went away), the creation stops at the next step and is rolled back like a failure.
    */
-  async create(body: CreateSessionBody, signal?: AbortSignal): Promise<SessionInfo> {
+  async create(body: CreateSessionBody, signal?: AbortSignal): Promise<CreatedSession> {
     return this.#track(this.#create(body, signal))
   }
 
-  async #create(body: CreateSessionBody, clientSignal?: AbortSignal): Promise<SessionInfo> {
+  async #create(body: CreateSessionBody, clientSignal?: AbortSignal): Promise<CreatedSession> {
     const d = this.#d
     const r = d.reconciler
     // Cancelled by the client going away or by the server shutting down.
@@ -135,28 +136,30 @@ export class SessionService {
       plan,
       t,
     )
+    const timings: LaunchTimings = {}
     try {
       await runSteps(steps, {
         signal,
         onProgress: (p) => {
           r.launching(name, p.step, p.progress)
         },
+        around: timeSteps(timings),
       })
-      log.info({ workspace: plan.workspace, tool: plan.tool, slot }, 'session created')
-      r.launching(name, 'done', 1)
+      log.info({ workspace: plan.workspace, tool: plan.tool, slot, timings }, 'session created')
+      const launch = { path: 'cold' as const, timings }
+      r.launching(name, 'done', 1, undefined, launch)
       const { workspace, tool, persistent } = plan
       const at = t.created.toISOString()
-      return (
-        r.cached(name) ?? {
-          id: name,
-          workspace,
-          tool,
-          slot,
-          status: 'running',
-          persistent,
-          created_at: at,
-        }
-      )
+      const session: SessionInfo = r.cached(name) ?? {
+        id: name,
+        workspace,
+        tool,
+        slot,
+        status: 'running',
+        persistent,
+        created_at: at,
+      }
+      return { ...session, ...launch }
     } catch (err) {
       const step: unknown = err instanceof StepFailure ? err.step : undefined
       const byClient = clientSignal?.aborted === true && !server.aborted

@@ -1,5 +1,5 @@
 import { Type, type Static } from 'typebox'
-import { SessionInfoSchema } from './sessions.ts'
+import { LaunchPathSchema, LaunchTimingsSchema, SessionInfoSchema } from './sessions.ts'
 
 /**
  * Issue 15: every `session.*` lifecycle event carries the session as it is after the change, so a
@@ -50,6 +50,9 @@ export const SessionLaunchingEventSchema = Type.Object({
   step: Type.String(),
   progress: Type.Number({ minimum: 0, maximum: 1 }),
   error: Type.Optional(Type.String()),
+  /** With `done` (issue 16): how the session was launched and what each step took (ms). */
+  path: Type.Optional(LaunchPathSchema),
+  timings: Type.Optional(LaunchTimingsSchema),
 })
 export const ConfigReloadedEventSchema = Type.Object({
   type: Type.Literal('config.reloaded'),

@@ -51,6 +51,30 @@ export type SessionInfo = Static<typeof SessionInfoSchema>
 
 export const SessionListSchema = Type.Array(SessionInfoSchema)
 
+/**
+ * Issue 16: how a create was served. `cold`: a new container from the image; `warm`: a ready
+ * container claimed from the pool (not built yet: every create is cold for now).
+ */
+export const LaunchPathSchema = Type.Union([Type.Literal('warm'), Type.Literal('cold')])
+export type LaunchPath = Static<typeof LaunchPathSchema>
+
+/** Milliseconds each launch step took, by step id (shared/schemas/launch.ts). */
+export const LaunchTimingsSchema = Type.Record(Type.String(), Type.Integer({ minimum: 0 }), {
+  description: 'Milliseconds per launch step, by step id',
+})
+export type LaunchTimings = Static<typeof LaunchTimingsSchema>
+
+/** POST /api/sessions: the session, plus how it was launched (additive to the contract). */
+export const CreatedSessionSchema = Type.Object(
+  {
+    ...SessionInfoSchema.properties,
+    path: LaunchPathSchema,
+    timings: LaunchTimingsSchema,
+  },
+  { description: 'The new session, with the launch path and per-step timings (ms)' },
+)
+export type CreatedSession = Static<typeof CreatedSessionSchema>
+
 export const CreateSessionBodySchema = Type.Object(
   {
     workspace: Type.String({
