@@ -14,6 +14,12 @@ export const REDACTED = '[redacted]'
 /** The default deadline of one call (ms), where the caller gives none. */
 export const DEFAULT_TIMEOUT_MS = 30_000
 
+/**
+ * The copy-on-write storage pool setup adds beside `dir` pools (provision/storage.ts) and the
+ * server puts sessions' root disks on when it exists (issue 16).
+ */
+export const CLINCUS_POOL = 'clincus'
+
 export interface IncusCallOptions {
   /** Milliseconds before the process is killed (SIGTERM, SIGKILL 2 s later); default 30 s. */
   timeoutMs?: number

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { CLINCUS_POOL, planCowPool, POOL_MAX_GIB } from './storage.ts'
+import { CLINCUS_POOL } from '../incus/cli.ts'
+import { planCowPool, POOL_MAX_GIB } from './storage.ts'
 
 const GIB = 1024 ** 3
 const dir = { name: 'default', driver: 'dir' }

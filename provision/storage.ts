@@ -5,13 +5,11 @@
 import { existsSync } from 'node:fs'
 import { readFile, statfs } from 'node:fs/promises'
 import { aptInstall } from './apt.ts'
-import { incus } from '../incus/cli.ts'
+import { CLINCUS_POOL, incus } from '../incus/cli.ts'
 import { findExecutable } from './host.ts'
 import type { StoragePool } from './preseed.ts'
 import type { SetupReporter } from './reporter.ts'
 
-/** The pool setup adds beside an installation's `dir` pools; the server prefers it for sessions. */
-export const CLINCUS_POOL = 'clincus'
 /** Drivers whose `incus init` from an image is a snapshot, not an unpack. */
 export const COW_DRIVERS: ReadonlySet<string> = new Set([
   'btrfs',

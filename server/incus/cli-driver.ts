@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { execa } from 'execa'
 import { Value } from 'typebox/value'
-import { IncusCli, IncusCommandError, withProject } from '../../incus/cli.ts'
+import { CLINCUS_POOL, IncusCli, IncusCommandError, withProject } from '../../incus/cli.ts'
 import type {
   CallOptions,
   ExecOptions,
@@ -37,8 +37,6 @@ export interface CliDriverOptions {
   storagePool?: () => string
 }
 
-/** The copy-on-write pool setup adds to an installation that has only `dir` pools (issue 16). */
-export const CLINCUS_POOL = 'clincus'
 /** How long the answer "does the clincus pool exist" is reused (ms). */
 const POOL_LOOKUP_TTL_MS = 30_000
 
