@@ -1,5 +1,10 @@
 import { Type, type Static } from 'typebox'
-import { LaunchPathSchema, LaunchTimingsSchema, SessionInfoSchema } from './sessions.ts'
+import {
+  AgentStatusSchema,
+  LaunchPathSchema,
+  LaunchTimingsSchema,
+  SessionInfoSchema,
+} from './sessions.ts'
 
 /**
  * Issue 15: every `session.*` lifecycle event carries the session as it is after the change, so a
@@ -91,6 +96,13 @@ export const ImageFailedEventSchema = Type.Object({
   error: Type.String(),
 })
 
+// Issue 17: the agent status of a running session changed (debounced; see server/sessions/agent/).
+export const SessionAgentEventSchema = Type.Object({
+  type: Type.Literal('session.agent'),
+  id: Type.String(),
+  agent: AgentStatusSchema,
+})
+
 export const ServerEventSchema = Type.Union([
   SessionStartedEventSchema,
   SessionStoppedEventSchema,
@@ -102,6 +114,7 @@ export const ServerEventSchema = Type.Union([
   ConfigReloadedEventSchema,
   ConfigInvalidEventSchema,
   SessionNetworkEventSchema,
+  SessionAgentEventSchema,
   ImageBuildingEventSchema,
   ImageBuiltEventSchema,
   ImageFailedEventSchema,

@@ -19,6 +19,34 @@ export const IdMappingSchema = Type.Union([Type.Literal('shift'), Type.Literal('
 })
 export type IdMapping = Static<typeof IdMappingSchema>
 
+/**
+ * Issue 17: what the agent in a running session is doing, apart from the container's `status`.
+ * `working`: producing output or running tools; `waiting`: asked the user something (a question or
+ * a permission) and waits; `idle`: finished its turn, at its prompt; `exited`: the tool process
+ * ended (the pane is back at the shell or dead).
+ */
+export const AgentStatusNameSchema = Type.Union(
+  [Type.Literal('working'), Type.Literal('waiting'), Type.Literal('idle'), Type.Literal('exited')],
+  { description: 'What the agent is doing' },
+)
+export type AgentStatusName = Static<typeof AgentStatusNameSchema>
+
+export const AgentStatusSchema = Type.Object(
+  {
+    status: AgentStatusNameSchema,
+    /** For `waiting`: the question or permission asked, trimmed (at most 200 characters). */
+    reason: Type.Optional(
+      Type.String({
+        maxLength: 200,
+        description: 'For waiting: the question or permission asked, trimmed',
+      }),
+    ),
+    since: Type.String({ description: 'ISO 8601 time the agent entered this status' }),
+  },
+  { $id: 'AgentStatus' },
+)
+export type AgentStatus = Static<typeof AgentStatusSchema>
+
 export const SessionInfoSchema = Type.Object(
   {
     id: Type.String({ description: 'Container name (used in all other API calls)' }),
@@ -44,6 +72,7 @@ export const SessionInfoSchema = Type.Object(
         description: "The tool's version in the session's image, or null",
       }),
     ),
+    agent: Type.Optional(AgentStatusSchema),
   },
   { $id: 'SessionInfo' },
 )
