@@ -22,7 +22,7 @@ export interface ScreenVerdict {
  * What the screen says the agent is doing; null when the screen matches no known pattern of the
  * tool (the caller keeps what the other signals say).
  */
-export function classifyScreen(input: ScreenInput): ScreenVerdict | null {
-  void input
+export function classifyScreen(_input: ScreenInput): ScreenVerdict | null {
+  // Replaced by the classifier built from the recorded corpus (issue 17, in progress).
   return null
 }
