@@ -131,6 +131,25 @@ describe('loadConfig', () => {
     expect(msg).toContain(expected)
   })
 
+  // A profile's environment holds the agent's API keys: a mistyped one (a number, an array) must
+  // not be echoed into the error the dashboard shows and the log records.
+  it.each([
+    ['ANTHROPIC_API_KEY = 4242424242424242\n', 'a number'],
+    ['ANTHROPIC_API_KEY = ["sk-ant-secret-4242"]\n', 'an array'],
+    ['ANTHROPIC_API_KEY = { v = "sk-ant-secret-4242" }\n', 'a table'],
+    ['ANTHROPIC_API_KEY = true\n', 'a boolean'],
+  ])('never shows a mistyped environment value: %j', async (line, kind) => {
+    const { home, locations, env } = await setup({
+      user: `[profiles.p.environment]\n${line}`,
+    })
+    const err = await loadConfig(locations, env, home).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ConfigError)
+    const msg = (err as ConfigError).message
+    expect(msg).toContain('profiles.p.environment.ANTHROPIC_API_KEY')
+    expect(msg).toContain(`got ${kind}`)
+    expect(msg).not.toMatch(/4242/)
+  })
+
   it('reports invalid TOML with its line', async () => {
     const { home, locations, env } = await setup({ user: '[defaults]\nimage = \n' })
     await expect(loadConfig(locations, env, home)).rejects.toThrow(

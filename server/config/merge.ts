@@ -148,11 +148,32 @@ export function validateConfig(candidate: unknown, file: string): Config {
   }
   const key = path.join('.')
   const got = valueAt(candidate, path)
-  const shown =
-    got instanceof Date || (typeof got === 'object' && got !== null)
-      ? typeof got
-      : JSON.stringify(got)
+  // A profile's environment holds the agent's API keys: only the kind of a wrong value is shown
+  // there (the message reaches the dashboard and the log). Elsewhere a scalar is shown as typed.
+  const secret = path.length >= 3 && path[0] === 'profiles' && path[2] === 'environment'
+  const scalar = got === null || (typeof got !== 'object' && typeof got !== 'function')
+  const shown = scalar && !secret ? JSON.stringify(got) : kindOf(got)
   return fail(file, key, `expected ${describe(schemaAt(path))}, got ${shown}`)
+}
+
+/** A TOML value's kind, for messages that must not show the value itself. */
+function kindOf(value: unknown): string {
+  if (value instanceof Date) return 'a date'
+  if (Array.isArray(value)) return 'an array'
+  if (value === null || value === undefined) return 'nothing'
+  switch (typeof value) {
+    case 'string':
+      return 'a string'
+    case 'number':
+    case 'bigint':
+      return 'a number'
+    case 'boolean':
+      return 'a boolean'
+    case 'object':
+      return 'a table'
+    default:
+      return 'a value'
+  }
 }
 
 function fail(file: string, key: string, message: string): never {
