@@ -210,6 +210,24 @@ describe('AttentionNotifier', () => {
     expect(sound.close).toHaveBeenCalledTimes(1)
   })
 
+  it('follows a preference change made in another tab (the storage event), until disposed', () => {
+    const storage = memoryStorage()
+    const { n } = setup({ storage })
+    n.start()
+    expect(n.prefs.notify).toBe(false)
+    storage.setItem(PREFS_KEY, '{"notify":true,"sound":true}')
+    window.dispatchEvent(new StorageEvent('storage', { key: PREFS_KEY }))
+    expect(n.prefs).toEqual({ notify: true, sound: true })
+    // A hostile value written by another page of the origin falls back to the defaults.
+    storage.setItem(PREFS_KEY, '{"notify":"<script>"}')
+    window.dispatchEvent(new StorageEvent('storage', { key: PREFS_KEY }))
+    expect(n.prefs).toEqual({ notify: false, sound: false })
+    n.dispose()
+    storage.setItem(PREFS_KEY, '{"notify":true}')
+    window.dispatchEvent(new StorageEvent('storage', { key: PREFS_KEY }))
+    expect(n.prefs.notify).toBe(false)
+  })
+
   it('badges the favicon with the number of waiting sessions, and restores it on dispose', () => {
     const list = $state([session('c-a'), session('c-b')])
     const { n, favicons } = setup({ list })
