@@ -210,6 +210,19 @@ describe('AttentionNotifier', () => {
     expect(sound.close).toHaveBeenCalledTimes(1)
   })
 
+  it("closes a session's notification when the user opens its page", () => {
+    const view = $state<{ id: string | null }>({ id: null })
+    const { n, api } = setup({ viewedId: () => view.id })
+    n.start()
+    n.onAgent('c-a', 'working', agent('waiting'))
+    n.onAgent('c-b', 'working', agent('waiting'))
+    flushSync()
+    expect(api.shown.map((s) => s.closed)).toEqual([false, false])
+    view.id = 'c-b'
+    flushSync()
+    expect(api.shown.map((s) => s.closed)).toEqual([false, true])
+  })
+
   it('follows a preference change made in another tab (the storage event), until disposed', () => {
     const storage = memoryStorage()
     const { n } = setup({ storage })
