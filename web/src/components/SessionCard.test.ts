@@ -169,6 +169,78 @@ describe('SessionCard', () => {
     }
   })
 
+  it("shows the agent's status as a badge with words, each status its own (issue 17)", async () => {
+    const { app } = renderCard()
+    const card = screen.getByRole('article', { name: 'Session shop (slot 2)' })
+    expect(within(card).queryByTestId('agent-status')).toBeNull()
+    const id = 'clincus-1234abcd-2'
+    const seen = new Map<string, { text: string; className: string; glyph: string }>()
+    for (const status of ['working', 'waiting', 'idle', 'exited'] as const) {
+      app.onEvent({ type: 'session.agent', id, agent: { status, since: '2026-11-30T06:00:00Z' } })
+      await vi.waitFor(() => {
+        expect(within(card).getByTestId('agent-status').getAttribute('data-agent')).toBe(status)
+      })
+      const badge = within(card).getByTestId('agent-status')
+      seen.set(status, {
+        // The text a screen reader reads (the hidden "Agent" included).
+        text: badge.textContent.replace(/\s+/g, ' ').trim(),
+        className: badge.className,
+        glyph: badge.querySelector('svg')?.innerHTML ?? '',
+      })
+      expect(card.getAttribute('data-agent')).toBe(status)
+    }
+    expect([...seen.values()].map((b) => b.text)).toEqual([
+      'Agent working',
+      'Agent waiting for you',
+      'Agent idle',
+      'Agent exited',
+    ])
+    // Not colour alone: each has its own glyph too.
+    expect(new Set([...seen.values()].map((b) => b.glyph)).size).toBe(4)
+    expect(seen.get('waiting')?.className).toContain('warn')
+    // The container status keeps its own badge.
+    expect(within(card).getByTestId('session-status').textContent.trim()).toBe('running')
+  })
+
+  it("shows a waiting agent's question as text, however hostile, and how long it has waited", async () => {
+    const now = Date.parse('2026-11-30T06:10:00.000Z')
+    const reason =
+      '<img src=x onerror="window.__pwned=1">\u001b[31m Allow\n\n rm -rf /?\u202e{@html x}'
+    const { app } = renderCard('running', {
+      agent: { status: 'waiting', reason, since: '2026-11-30T06:07:00.000Z' },
+    })
+    app.clock.now = now
+    const card = screen.getByRole('article', { name: 'Session shop (slot 2)' })
+    const shown = await within(card).findByTestId('agent-reason')
+    expect(shown.querySelector('img')).toBeNull()
+    expect(card.querySelector('img')).toBeNull()
+    expect(shown.textContent.replace(/\s+/g, ' ').trim()).toBe(
+      'The agent asks: <img src=x onerror="window.__pwned=1"> Allow rm -rf /?{@html x}',
+    )
+    await vi.waitFor(() => {
+      expect(card.textContent).toContain('waiting for you 3m')
+    })
+    // Working: no question shown.
+    app.onEvent({
+      type: 'session.agent',
+      id: 'clincus-1234abcd-2',
+      agent: { status: 'working', since: '2026-11-30T06:09:00.000Z' },
+    })
+    await vi.waitFor(() => {
+      expect(within(card).queryByTestId('agent-reason')).toBeNull()
+    })
+    expect(card.textContent).toContain('working 1m')
+  })
+
+  it('shows no agent status for a session that is not running (it would be stale)', () => {
+    renderCard('stopped', {
+      agent: { status: 'waiting', reason: 'old', since: '2026-11-30T06:00:00Z' },
+    })
+    const card = screen.getByRole('article')
+    expect(within(card).queryByTestId('agent-status')).toBeNull()
+    expect(within(card).queryByTestId('agent-reason')).toBeNull()
+  })
+
   it('shows the agent version the session runs, when known', () => {
     renderCard('running', { tool_version: '2.1.197' })
     const card = screen.getByRole('article', { name: 'Session shop (slot 2)' })

@@ -1,9 +1,10 @@
 // Everything the views share, created once in App.svelte and handed down through a typed context.
 import { createContext } from 'svelte'
 import { ApiClient, ApiError, errorMessage, localCredentialStore } from '../api.ts'
+import { AttentionNotifier, type NotifierDeps } from '../attention/notifier.svelte.ts'
 import { EventsSocket } from '../events-socket.svelte.ts'
 import type { ClientEvent } from '../schemas.ts'
-import { Router, type RouterWindow } from '../router.svelte.ts'
+import { Router, sessionPath, type RouterWindow } from '../router.svelte.ts'
 import { Clock } from './clock.svelte.ts'
 import { ConfigStore } from './config.svelte.ts'
 import { HealthStore } from './health.svelte.ts'
@@ -25,6 +26,8 @@ export interface AppOptions {
   win?: RouterWindow
   WebSocket?: typeof WebSocket
   eventsUrl?: () => string | Promise<string>
+  /** The notifier's browser parts (tests give stand-ins). */
+  attention?: Omit<NotifierDeps, 'sessions' | 'viewedId' | 'open'>
 }
 
 export class AppState {
@@ -38,6 +41,8 @@ export class AppState {
   readonly toasts = new ToastsStore()
   readonly clock = new Clock()
   readonly events: EventsSocket
+  /** Notifications, sound and favicon badge for agents that need the user (issue 17). */
+  readonly attention: AttentionNotifier
   tools: string[] = $state.raw([])
   /** Optimistic: the first request refused for want of a token switches to the sign-in page. */
   auth: 'ok' | 'required' = $state('ok')
@@ -66,6 +71,14 @@ export class AppState {
     })
     this.images = new ImagesStore(this.api)
     this.health = new HealthStore(this.api)
+    this.attention = new AttentionNotifier({
+      ...opts.attention,
+      sessions: () => this.sessions.list,
+      viewedId: () => (this.router.route.name === 'session' ? this.router.route.id : null),
+      open: (id) => {
+        this.router.navigate(sessionPath(id))
+      },
+    })
     const events: ConstructorParameters<typeof EventsSocket>[0] = {
       url: opts.eventsUrl ?? (() => this.api.socketUrl('/ws/events')),
       onEvent: (e) => {
@@ -85,6 +98,7 @@ export class AppState {
   start(): void {
     this.clock.start()
     this.health.start()
+    this.attention.start()
     this.#pruneTimer = setInterval(() => {
       this.sessions.prune()
     }, 5000)
@@ -207,6 +221,11 @@ export class AppState {
     ) {
       this.images.apply(e)
       this.health.apply(e)
+    } else if (e.type === 'session.agent') {
+      // The notifier decides from the status the page knew before this event (no repeats).
+      const previous = this.sessions.get(e.id)?.agent?.status
+      this.sessions.apply(e)
+      this.attention.onAgent(e.id, previous, e.agent)
     } else {
       // Active-session counts on project cards are derived from this list, so session events
       // need no workspace refetch.
@@ -219,6 +238,7 @@ export class AppState {
     this.events.close()
     this.clock.stop()
     this.health.stop()
+    this.attention.dispose()
     if (this.#pruneTimer) clearInterval(this.#pruneTimer)
     this.router.dispose()
     if (typeof window !== 'undefined') window.removeEventListener('online', this.#onOnline)

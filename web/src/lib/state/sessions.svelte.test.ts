@@ -93,6 +93,47 @@ describe('SessionsStore', () => {
     expect(calls.sessions).toHaveBeenCalledTimes(1)
   })
 
+  it('applies session.agent to the session without fetching (issue 17)', async () => {
+    const { api, calls } = fakeApi([session('c1'), session('c2')])
+    const s = new SessionsStore(api, () => now)
+    await s.load()
+    const c2 = s.get('c2')
+    const waiting = {
+      status: 'waiting' as const,
+      reason: 'Proceed?',
+      since: '2026-11-30T06:00:00Z',
+    }
+    s.apply({ type: 'session.agent', id: 'c1', agent: waiting })
+    expect(s.get('c1')?.agent).toEqual(waiting)
+    expect(s.get('c1')?.status).toBe('running')
+    // Only that session changes (the other keeps its object: no re-render).
+    expect(s.get('c2')).toBe(c2)
+    s.apply({
+      type: 'session.agent',
+      id: 'c1',
+      agent: { status: 'working', since: '2026-11-30T06:00:05Z' },
+    })
+    expect(s.get('c1')?.agent).toEqual({ status: 'working', since: '2026-11-30T06:00:05Z' })
+    // An unknown id is not fetched for: its lifecycle event brings the session.
+    s.apply({ type: 'session.agent', id: 'c9', agent: waiting })
+    expect(s.get('c9')).toBeUndefined()
+    expect(calls.sessions).toHaveBeenCalledTimes(1)
+  })
+
+  it('keeps a session.agent that lands while a fetch is in flight', async () => {
+    let release: (v: SessionInfo[]) => void = () => undefined
+    const { api, calls } = fakeApi()
+    calls.sessions.mockImplementationOnce(() => new Promise((r) => (release = r)))
+    const s = new SessionsStore(api, () => now)
+    const first = s.load()
+    const agent = { status: 'waiting' as const, since: '2026-11-30T06:00:00Z' }
+    s.apply({ type: 'session.agent', id: 'c1', agent })
+    release([session('c1', { agent: { status: 'working', since: '2026-11-30T05:00:00Z' } })])
+    await first
+    expect(s.get('c1')?.agent).toEqual(agent)
+    expect(calls.sessions).toHaveBeenCalledTimes(1)
+  })
+
   it('applies the session object of every lifecycle event without fetching (issue 15)', async () => {
     const { api, calls } = fakeApi([session('c1')])
     const s = new SessionsStore(api, () => now)

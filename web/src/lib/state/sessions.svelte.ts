@@ -162,6 +162,9 @@ export class SessionsStore {
         this.#setStatus(event.id, STATUS_AFTER[event.type])
         return
       }
+      case 'session.agent':
+        this.#setAgent(event.id, event.agent)
+        return
       case 'session.deleted':
         this.#remove(event.id)
         this.launches = this.launches.filter((l) => l.id !== event.id)
@@ -224,6 +227,16 @@ export class SessionsStore {
     }
     if (current.status === status) return
     this.#change((list) => list.map((s) => (s.id === id ? { ...s, status } : s)))
+  }
+
+  /**
+   * Issue 17: the agent's status changed; the event carries all of it, so no fetch. An unknown id
+   * is ignored: the session's own lifecycle event (or the fetch in flight, via the journal)
+   * brings it, with its agent status.
+   */
+  #setAgent(id: string, agent: NonNullable<Session['agent']>): void {
+    if (!this.get(id) && !this.#journal) return
+    this.#change((list) => list.map((s) => (s.id === id ? { ...s, agent } : s)))
   }
 
   #remove(id: string): void {
