@@ -129,6 +129,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     driver: deps.driver,
     reconciler,
     log: deps.log.child({ component: 'agents' }),
+    codeUser: () => {
+      const { code_uid: uid, code_user: user } = deps.config.current.incus
+      return { uid, home: `/home/${user}` }
+    },
     options: { runtimeDir: join(deps.home, '.clincus', 'run', 'agent'), ...deps.agents },
   })
   const sessions = new SessionService({

@@ -88,7 +88,7 @@ function notification(p: HookPayload): AgentSignal | null {
 
 /** The signal a parsed payload gives, or null (an event that says nothing about the status). */
 export function signalOf(p: HookPayload): AgentSignal | null {
-  const event = 'hook_event_name' in p ? p.hook_event_name : p.event
+  const event = eventOf(p)
   if (WORKING.has(event)) return { status: 'working' }
   if (IDLE.has(event)) return { status: 'idle' }
   if (EXITED.has(event)) return { status: 'exited' }
@@ -98,14 +98,24 @@ export function signalOf(p: HookPayload): AgentSignal | null {
   return null
 }
 
-/** One line from the channel (without its newline): its signal, or null for anything else. */
-export function parseHookLine(line: string): AgentSignal | null {
+/** The event name of a parsed payload. */
+export function eventOf(p: HookPayload): string {
+  return 'hook_event_name' in p ? p.hook_event_name : p.event
+}
+
+/** One line from the channel (without its newline), parsed; null when it is not a payload. */
+export function parseHookPayload(line: string): HookPayload | null {
   let value: unknown
   try {
     value = JSON.parse(line)
   } catch {
     return null
   }
-  if (!Value.Check(HookPayloadSchema, value)) return null
-  return signalOf(value)
+  return Value.Check(HookPayloadSchema, value) ? value : null
+}
+
+/** One line from the channel (without its newline): its signal, or null for anything else. */
+export function parseHookLine(line: string): AgentSignal | null {
+  const p = parseHookPayload(line)
+  return p ? signalOf(p) : null
 }

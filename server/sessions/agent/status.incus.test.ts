@@ -81,7 +81,8 @@ describeIncus('agent status (live, fake tool)', () => {
   })
 
   afterAll(async () => {
-    if (process.env.CLINCUS_IT_REPORT === '1') console.info('agent status latencies (ms)', measured)
+    if (process.env.CLINCUS_IT_REPORT === '1')
+      process.stdout.write(`agent status latencies (ms): ${JSON.stringify(measured)}\n`)
     await events.close()
     await server.close()
     await rm(home, { recursive: true, force: true })
@@ -135,6 +136,23 @@ describeIncus('agent status (live, fake tool)', () => {
     await nextAgent(id, (a) => a.status === 'idle', from, 60_000)
     await remove(id)
   }, 240_000)
+
+  it('a tool that dies without its hooks is exited, from the screen (the pane back at the shell)', async () => {
+    const id = await server.launch('agent-crash')
+    await waitUntil('idle after the start', async () => (await agentOf(id))?.status === 'idle', {
+      timeoutMs: 30_000,
+    })
+    const from = events.events.length
+    // SIGKILL: no SessionEnd hook runs; the wrapper prints the exit and execs the shell.
+    const killed = await execAsCode(id, 'pkill -KILL -f /usr/local/bin/claude; true')
+    expect(killed.exitCode).toBe(0)
+    const sent = performance.now()
+    const exited = await nextAgent(id, (a) => a.status === 'exited', from, 30_000)
+    // tmux reports the silence after SILENCE_S, then one read of the pane.
+    measured.exitedFromScreen = exited.at - sent
+    expect(agentEvents(id, from, exited.index + 1).map((a) => a.status)).toEqual(['exited'])
+    await remove(id)
+  }, 120_000)
 
   it('30 s of continuous output is one working event', async () => {
     const id = await server.launch('agent-steady')

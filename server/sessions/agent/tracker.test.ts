@@ -47,7 +47,12 @@ async function setup() {
     driver,
     reconciler: r,
     log,
-    options: { runtimeDir: join(dir, 'agent'), machine: { graceMs: 50, minGapMs: 0 } },
+    codeUser: () => ({ uid: 1000, home: '/home/code' }),
+    options: {
+      runtimeDir: join(dir, 'agent'),
+      machine: { graceMs: 50, minGapMs: 0 },
+      screenIntervalMs: 0,
+    },
   })
   cleanup.push(async () => {
     await tracker.dispose()
@@ -120,7 +125,7 @@ describe('AgentTracker', () => {
     await t.r.stopped(A)
     expect(t.r.cached(A)?.agent).toBeUndefined()
     const stopped = t.events.findLast((e) => e.type === 'session.stopped')
-    expect(stopped && 'session' in stopped ? stopped.session.agent : 'none').toBeUndefined()
+    expect(stopped && 'session' in stopped ? stopped.session?.agent : 'none').toBeUndefined()
     // Started again (as a resume does): the same idle is announced again.
     const inst = t.driver.instances.get(A)
     if (inst) inst.status = 'Running'
@@ -141,6 +146,27 @@ describe('AgentTracker', () => {
     await t.tracker.attach(inst, { fix: true })
     expect(t.driver.callsOf('deviceAdd')).toHaveLength(1)
     expect(t.driver.callsOf('deviceRemove')).toHaveLength(0)
+  })
+
+  it('a screen trigger reads the pane once: back at the shell is exited; a flood of triggers is coalesced', async () => {
+    const t = await setup()
+    await t.tracker.addDevice(A)
+    const path = t.tracker.device(A).connect?.slice('unix:'.length) ?? ''
+    let reads = 0
+    let running = '1'
+    t.driver.execHandler = (_name, argv) => {
+      if (argv[0] !== 'bash' || argv[3] !== 'clincus-screen') return undefined
+      reads++
+      return { exitCode: 0, stdout: `${running}|0|title\n$ \n`, stderr: '' }
+    }
+    // The tool still runs: the placeholder classifier says nothing, so nothing is announced.
+    await send(path, '{"hook_event_name":"ClincusScreenSilence"}\n')
+    await waitUntil('a read', () => reads === 1)
+    running = '0'
+    await send(path, '{"hook_event_name":"ClincusScreenBell"}\n'.repeat(50))
+    await waitUntil('exited', () => t.r.cached(A)?.agent?.status === 'exited')
+    expect(reads).toBeLessThanOrEqual(3)
+    expect(t.agents(A).map((a) => a.status)).toEqual(['exited'])
   })
 
   it('forget closes the socket', async () => {

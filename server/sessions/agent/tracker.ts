@@ -1,10 +1,11 @@
 // Issue 17: the agent status of every session. It owns the hook channel (channel.ts) and the
 // Incus `proxy` device that exposes it in each container, turns each line into a signal
-// (hooks.ts), debounces per session (machine.ts, one timer each) and hands what is due to the
+// (hooks.ts) or a look at the screen (screen-watch.ts: tmux's alerts come through the same
+// channel), debounces per session (machine.ts, one timer each) and hands what is due to the
 // reconciler, which alone writes the session cache and publishes `session.agent`. A session's
 // state is reset when its launch ends (stop, delete) and dropped with the session.
 import type { Logger } from 'pino'
-import type { ToolName } from '../../../shared/tools.ts'
+import { isToolName, type ToolName } from '../../../shared/tools.ts'
 import type { IncusDriver } from '../../incus/driver.ts'
 import type { IncusInstance } from '../../incus/schemas.ts'
 import { deviceWrong, proxyDevice } from '../../network/container.ts'
@@ -16,7 +17,7 @@ import {
   agentHookInstall,
   type AgentHookInstall,
 } from './hook-files.ts'
-import { parseHookLine, type AgentSignal } from './hooks.ts'
+import { eventOf, parseHookPayload, signalOf, type AgentSignal } from './hooks.ts'
 import {
   DEFAULT_MACHINE,
   INITIAL,
@@ -26,24 +27,41 @@ import {
   type MachineState,
   type Step,
 } from './machine.ts'
+import {
+  parsePaneRead,
+  readPaneCommand,
+  screenSignal,
+  screenTrigger,
+  TMUX_CONF,
+  tmuxConf,
+  type ScreenTrigger,
+} from './screen-watch.ts'
 
 export interface AgentTrackerOptions {
   /** Directory of the per-session sockets (main.ts: <runtime dir>/clincus/agent). */
   runtimeDir: string
   limits?: Partial<ChannelLimits>
   machine?: Partial<MachineOptions>
+  /** One look at a session's screen at most this often (ms). Default 2000. */
+  screenIntervalMs?: number
 }
 
 export interface AgentTrackerDeps {
   driver: IncusDriver
   reconciler: SessionReconciler
   log: Logger
+  /** The code user the screen is read as (config `[incus] code_uid`, its home). */
+  codeUser: () => { uid: number; home: string }
   options: AgentTrackerOptions
 }
 
 interface Tracked {
   state: MachineState
   timer: NodeJS.Timeout | null
+  /** The tool's hooks spoke in this launch: the screen then only tells `exited`. */
+  hooks: boolean
+  /** A look at the screen is scheduled or running; `again`: a trigger came meanwhile. */
+  screen: { busy: boolean; again: boolean; at: number; timer: NodeJS.Timeout | null }
 }
 
 export class AgentTracker {
@@ -61,8 +79,7 @@ export class AgentTracker {
       log: deps.log,
       limits: deps.options.limits,
       onLine: (id, line) => {
-        const sig = parseHookLine(line)
-        if (sig) this.signal(id, sig)
+        this.#line(id, line)
       },
     })
     // A launch that ended starts the next one from nothing; a deleted session is forgotten.
@@ -74,7 +91,9 @@ export class AgentTracker {
 
   /** What the tool-config copy installs for `tool` (hook script, settings, plugin). */
   hookInstall(tool: ToolName, containerHome: string): AgentHookInstall {
-    return agentHookInstall(tool, containerHome)
+    const base = agentHookInstall(tool, containerHome)
+    const conf = { path: TMUX_CONF, content: Buffer.from(tmuxConf(containerHome)), mode: 0o644 }
+    return { ...base, files: [...base.files, conf] }
   }
 
   /** The proxy device of a session. */
@@ -131,7 +150,12 @@ export class AgentTracker {
   #tracked(id: string): Tracked {
     let t = this.#sessions.get(id)
     if (!t) {
-      t = { state: INITIAL, timer: null }
+      t = {
+        state: INITIAL,
+        timer: null,
+        hooks: false,
+        screen: { busy: false, again: false, at: -Infinity, timer: null },
+      }
       this.#sessions.set(id, t)
     }
     return t
@@ -140,7 +164,64 @@ export class AgentTracker {
   #reset(id: string): void {
     const t = this.#sessions.get(id)
     if (t?.timer) clearTimeout(t.timer)
+    if (t?.screen.timer) clearTimeout(t.screen.timer)
     this.#sessions.delete(id)
+  }
+
+  /** One line of a session's channel: a hook's signal, or a screen trigger. */
+  #line(id: string, line: string): void {
+    const payload = parseHookPayload(line)
+    if (!payload) return
+    const trigger = screenTrigger(eventOf(payload))
+    if (trigger) {
+      this.#screen(id, trigger)
+      return
+    }
+    const sig = signalOf(payload)
+    if (!sig) return
+    this.#tracked(id).hooks = true
+    this.signal(id, sig)
+  }
+
+  /** Schedules a look at the screen (coalesced: one at a time, one per screenIntervalMs). */
+  #screen(id: string, trigger: ScreenTrigger): void {
+    const t = this.#tracked(id)
+    // With hooks, a title change (a spinner) says nothing the hooks do not.
+    if (t.hooks && trigger === 'ClincusScreenTitle') return
+    if (t.screen.busy) {
+      t.screen.again = true
+      return
+    }
+    t.screen.busy = true
+    const interval = this.#d.options.screenIntervalMs ?? 2000
+    t.screen.timer = setTimeout(
+      () => {
+        void this.#look(id, t)
+      },
+      Math.max(0, t.screen.at + interval - Date.now()),
+    )
+    t.screen.timer.unref()
+  }
+
+  async #look(id: string, t: Tracked): Promise<void> {
+    t.screen.timer = null
+    t.screen.at = Date.now()
+    try {
+      const tool = this.#d.reconciler.cached(id)?.tool ?? ''
+      const cmd = readPaneCommand(id, this.#d.codeUser())
+      const res = await this.#d.driver.exec(id, cmd.argv, { ...cmd.opts, timeoutMs: 5000 })
+      const pane = res.exitCode === 0 ? parsePaneRead(res.stdout) : null
+      const sig = pane && isToolName(tool) ? screenSignal(tool, pane, t.hooks) : null
+      if (sig && this.#sessions.get(id) === t) this.signal(id, sig)
+    } catch (err) {
+      this.#d.log.debug({ err, session: id }, 'could not read the screen')
+    } finally {
+      t.screen.busy = false
+      if (t.screen.again && this.#sessions.get(id) === t) {
+        t.screen.again = false
+        this.#screen(id, 'ClincusScreenSilence')
+      }
+    }
   }
 
   #apply(id: string, t: Tracked, step: Step): void {
