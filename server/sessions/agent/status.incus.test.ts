@@ -144,7 +144,7 @@ describeIncus('agent status (live, fake tool)', () => {
     })
     const from = events.events.length
     // SIGKILL: no SessionEnd hook runs; the wrapper prints the exit and execs the shell.
-    const killed = await execAsCode(id, 'pkill -KILL -f /usr/local/bin/claude; true')
+    const killed = await execAsCode(id, "pkill -KILL -f '/usr/local/bin/[c]laude'; true")
     expect(killed.exitCode).toBe(0)
     const sent = performance.now()
     const exited = await nextAgent(id, (a) => a.status === 'exited', from, 30_000)
