@@ -169,6 +169,22 @@ describe('AgentTracker', () => {
     expect(t.agents(A).map((a) => a.status)).toEqual(['exited'])
   })
 
+  it('at startup a running session’s screen is read once', async () => {
+    const t = await setup()
+    let reads = 0
+    t.driver.execHandler = (_name, argv) => {
+      if (argv[3] !== 'clincus-screen') return undefined
+      reads++
+      return { exitCode: 0, stdout: '0|0|\n$ \n', stderr: '' }
+    }
+    const inst = t.driver.instances.get(A)
+    if (!inst) throw new Error('no instance')
+    await t.tracker.attach(inst)
+    await waitUntil('exited', () => t.r.cached(A)?.agent?.status === 'exited')
+    expect(reads).toBe(1)
+    expect(t.driver.callsOf('deviceAdd')).toHaveLength(0)
+  })
+
   it('forget closes the socket', async () => {
     const t = await setup()
     await t.tracker.addDevice(A)

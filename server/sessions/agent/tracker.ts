@@ -110,13 +110,18 @@ export class AgentTracker {
   /**
    * An existing session (startup, resume): its socket opened; with `fix`, the device added when
    * missing or pointing elsewhere (sessions made before issue 17, a moved runtime directory).
+   * Without `fix` (startup) a running session's screen is read once: its status is not known
+   * again until the tool next reports.
    */
   async attach(
     inst: IncusInstance,
     opts: { fix?: boolean; signal?: AbortSignal } = {},
   ): Promise<void> {
     await this.#channel.open(inst.name)
-    if (!opts.fix) return
+    if (!opts.fix) {
+      if (inst.status.toLowerCase() === 'running') this.#screen(inst.name, 'ClincusScreenSilence')
+      return
+    }
     const dev = inst.devices?.[AGENT_DEVICE]
     if (!deviceWrong(true, this.#channel.path(inst.name), dev)) return
     const signal = opts.signal ? { signal: opts.signal } : {}
