@@ -100,6 +100,52 @@ describe('tool config with the hooks', () => {
     expect(agentHookInstall('copilot', '/h').files.map((f) => f.path)).toEqual([HOOK_SCRIPT])
     expect(opencodePlugin()).toContain("'session.idle'")
   })
+
+  it('the opencode plugin (run by Node here, by Bun in opencode) sends what its events mean', async () => {
+    const lines: string[] = []
+    const server = net.createServer((s) => {
+      let buf = ''
+      s.on('data', (d: Buffer) => (buf += d.toString()))
+      s.on('end', () => lines.push(buf.trim()))
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    cleanup.push(
+      () =>
+        new Promise<void>((r) => {
+          server.close(() => {
+            r()
+          })
+        }),
+    )
+    const dir = await mkdtemp(join(tmpdir(), 'clincus-plugin-'))
+    cleanup.push(() => rm(dir, { recursive: true, force: true }))
+    const file = join(dir, 'clincus-status.mjs')
+    await writeFile(file, opencodePlugin((server.address() as net.AddressInfo).port))
+    type Hooks = {
+      event: (e: { event: { type: string; properties: unknown } }) => Promise<void>
+      'tool.execute.before': () => Promise<void>
+    }
+    const mod = (await import(file)) as { ClincusStatus: () => Promise<Hooks> }
+    const hooks = await mod.ClincusStatus()
+    await hooks.event({
+      event: { type: 'session.status', properties: { status: { type: 'busy' } } },
+    })
+    await hooks.event({ event: { type: 'permission.asked', properties: { title: 'Run rm?' } } })
+    await hooks.event({ event: { type: 'session.idle', properties: {} } })
+    await hooks.event({ event: { type: 'message.updated', properties: {} } })
+    await hooks['tool.execute.before']()
+    await waitUntil('four lines', () => lines.length === 4)
+    expect(
+      lines
+        .map((l) => parseHookLine(l))
+        .sort((a, b) => (a?.status ?? '').localeCompare(b?.status ?? '')),
+    ).toEqual([
+      { status: 'idle' },
+      { status: 'waiting', reason: 'Run rm?', urgent: true },
+      { status: 'working' },
+      { status: 'working' },
+    ])
+  })
 })
 
 describe('the hook script', () => {

@@ -82,14 +82,15 @@ export function withClaudeHooks(
 /**
  * The opencode plugin (loaded from ~/.config/opencode/plugins/ at start): its events sent in
  * Claude's vocabulary (hooks.ts) to the channel over node:net, never awaited by opencode.
+ * `port`: tests only.
  */
-export function opencodePlugin(): string {
+export function opencodePlugin(port: number = AGENT_PORT): string {
   return `// clincus agent status (issue 17): opencode's events, sent to clincus's hook channel.
 import net from 'node:net'
 
 function send(payload) {
   try {
-    const s = net.connect({ host: '${AGENT_HOST}', port: ${AGENT_PORT} })
+    const s = net.connect({ host: '${AGENT_HOST}', port: ${port} })
     s.on('error', () => {})
     s.setTimeout(2000, () => s.destroy())
     s.end(JSON.stringify(payload) + '\\n')
