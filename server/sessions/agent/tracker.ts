@@ -70,6 +70,9 @@ export class AgentTracker {
   readonly #machine: MachineOptions
   readonly #sessions = new Map<string, Tracked>()
   readonly #unsubscribe: () => void
+  /** Aborts the screen reads in flight at dispose. */
+  readonly #abort = new AbortController()
+  readonly #looks = new Set<Promise<void>>()
 
   constructor(deps: AgentTrackerDeps) {
     this.#d = deps
@@ -148,8 +151,10 @@ export class AgentTracker {
 
   async dispose(): Promise<void> {
     this.#unsubscribe()
+    this.#abort.abort()
     for (const id of [...this.#sessions.keys()]) this.#reset(id)
     await this.#channel.dispose()
+    await Promise.allSettled([...this.#looks])
   }
 
   #tracked(id: string): Tracked {
@@ -201,7 +206,9 @@ export class AgentTracker {
     const interval = this.#d.options.screenIntervalMs ?? 2000
     t.screen.timer = setTimeout(
       () => {
-        void this.#look(id, t)
+        const look = this.#look(id, t)
+        this.#looks.add(look)
+        void look.finally(() => this.#looks.delete(look))
       },
       Math.max(0, t.screen.at + interval - Date.now()),
     )
@@ -214,7 +221,11 @@ export class AgentTracker {
     try {
       const tool = this.#d.reconciler.cached(id)?.tool ?? ''
       const cmd = readPaneCommand(id, this.#d.codeUser())
-      const res = await this.#d.driver.exec(id, cmd.argv, { ...cmd.opts, timeoutMs: 5000 })
+      const res = await this.#d.driver.exec(id, cmd.argv, {
+        ...cmd.opts,
+        timeoutMs: 5000,
+        signal: this.#abort.signal,
+      })
       const pane = res.exitCode === 0 ? parsePaneRead(res.stdout) : null
       const sig = pane && isToolName(tool) ? screenSignal(tool, pane, t.hooks) : null
       if (sig && this.#sessions.get(id) === t) this.signal(id, sig)
