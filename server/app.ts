@@ -32,6 +32,7 @@ import { workspaceRoutes } from './routes/workspaces.ts'
 import { EventSockets, wsEventsRoutes, type EventSocketOptions } from './routes/ws-events.ts'
 import { terminalRoutes } from './routes/ws-terminal.ts'
 import type { AppServices } from './services.ts'
+import { AgentTracker, type AgentTrackerOptions } from './sessions/agent/tracker.ts'
 import { SessionReconciler } from './sessions/reconciler.ts'
 import { SessionService } from './sessions/service.ts'
 
@@ -71,6 +72,8 @@ export interface AppDeps {
    * under <paths.sessions_dir>/network, the system resolver, no upstream, no registries.
    */
   egress?: Partial<EgressOptions>
+  /** Agent status (issue 17). Default: sockets under <home>/.clincus/run/agent. */
+  agents?: Partial<AgentTrackerOptions>
 }
 
 export interface RealtimeOptions {
@@ -122,6 +125,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       ...deps.egress,
     },
   })
+  const agents = new AgentTracker({
+    driver: deps.driver,
+    reconciler,
+    log: deps.log.child({ component: 'agents' }),
+    codeUser: () => {
+      const { code_uid: uid, code_user: user } = deps.config.current.incus
+      return { uid, home: `/home/${user}` }
+    },
+    options: { runtimeDir: join(deps.home, '.clincus', 'run', 'agent'), ...deps.agents },
+  })
   const sessions = new SessionService({
     driver: deps.driver,
     reconciler,
@@ -132,6 +145,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     imageState: (alias) => deps.images?.current(alias) ?? null,
     readyTimeoutMs: deps.readyTimeoutMs,
     egress,
+    agents,
   })
 
   const services: AppServices = {
@@ -144,6 +158,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     history: deps.history,
     hub,
     egress,
+    agents,
     // Public (no credentials): answered from state the monitor and the image manager keep, so
     // a flood of requests costs the serialisation of a cached object and never an incus process.
     incusStatus: (): Health['incus'] => {
@@ -307,6 +322,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     await monitor.stop()
     await sessions.dispose()
     await egress.dispose()
+    await agents.dispose()
     await deps.images?.dispose()
   })
 

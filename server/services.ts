@@ -5,6 +5,7 @@ import type { EventHub } from './events/hub.ts'
 import type { HistoryStore } from './history/store.ts'
 import type { IncusDriver } from './incus/driver.ts'
 import type { EgressService } from './network/egress.ts'
+import type { AgentTracker } from './sessions/agent/tracker.ts'
 import type { SessionReader } from './sessions/reconciler.ts'
 import type { SessionService } from './sessions/service.ts'
 
@@ -21,6 +22,8 @@ export interface AppServices {
   hub: EventHub
   /** Network egress of sessions (issue 12). */
   egress: EgressService
+  /** Agent status of sessions (issue 17). */
+  agents: AgentTracker
   /** Incus reachability from the lifecycle monitor's connection (cached, never asks incus). */
   incusStatus(): Health['incus']
   /** The image's last known state (cached, never asks incus). */

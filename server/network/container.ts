@@ -43,11 +43,14 @@ export function proxyEnvironment(npmRegistry: string | undefined): Record<string
   return Object.fromEntries(Object.entries(env).map(([k, v]) => [`environment.${k}`, v]))
 }
 
-/** The proxy device connecting the container's PROXY_LISTEN to the session's `socketPath`. */
-export function proxyDevice(socketPath: string): Record<string, string> {
+/**
+ * The proxy device connecting the container's `listen` (host:port inside; PROXY_LISTEN unless
+ * given) to the session's `socketPath` on the host.
+ */
+export function proxyDevice(socketPath: string, listen = PROXY_LISTEN): Record<string, string> {
   return {
     type: 'proxy',
-    listen: `tcp:${PROXY_LISTEN}`,
+    listen: `tcp:${listen}`,
     connect: `unix:${socketPath}`,
     bind: 'instance',
   }

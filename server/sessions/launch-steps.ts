@@ -8,6 +8,7 @@ import { AppError, IncusCommandError, incusReason } from '../errors.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import type { EgressService } from '../network/egress.ts'
+import type { AgentTracker } from './agent/tracker.ts'
 import {
   CONTAINER_WORKSPACE,
   codeHome,
@@ -32,6 +33,8 @@ export interface LaunchEnv {
   driver: IncusDriver
   log: Logger
   egress?: EgressService
+  /** Issue 17: the agent status channel's device and hooks. */
+  agents?: AgentTracker
   deadlines: DeadlineScheduler
   /** The host user's home: tool config is copied from here. */
   home: string
@@ -168,6 +171,7 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
           env.orphan(name)
         }
         await env.egress?.forget(name).catch(() => undefined)
+        await env.agents?.forget(name).catch(() => undefined)
       },
     ),
     step('workspace', (signal) =>
@@ -190,6 +194,7 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     ),
     step('start', async (signal) => {
       await env.egress?.addDevice(name, signal)
+      await env.agents?.addDevice(name, signal)
       try {
         await driver.start(name, { signal })
       } catch (err) {
@@ -220,6 +225,7 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
         containerHome: codeHome(config),
         uid: config.incus.code_uid,
         effortLevel: config.tool.claude.effort_level,
+        ...(env.agents ? { hooks: env.agents.hookInstall(plan.tool, codeHome(config)) } : {}),
         signal,
       })
       env.log.debug({ session: name, copied }, 'tool config copied')

@@ -4,6 +4,7 @@
 // full resyncs (monitor (re)connect, or a list while the monitor is down).
 import type { Logger } from 'pino'
 import type {
+  AgentStatus,
   LaunchPath,
   LaunchTimings,
   SessionInfo,
@@ -55,6 +56,8 @@ export class SessionReconciler implements SessionReader {
   readonly #version = new Map<string, number>()
   readonly #inFlight = new Set<Promise<unknown>>()
   readonly #endListeners = new Set<EndListener>()
+  /** Issue 17: each session's last agent status, shown while it runs, dropped when it ends. */
+  readonly #agents = new Map<string, AgentStatus>()
   #loadedAt = 0
   #live = false
   #seeded = false
@@ -232,12 +235,38 @@ export class SessionReconciler implements SessionReader {
     await this.#end(id, true)
   }
 
+  /**
+   * Issue 17: the agent status tracker (agent/tracker.ts) announces a session's agent status.
+   * Kept until the launch ends (stopped, deleted); on the session (and `session.agent`) only
+   * while it is running: a session that is not running has no `agent`.
+   */
+  agent(id: string, agent: AgentStatus): void {
+    this.#agents.set(id, agent)
+    const before = this.#cache.get(id)
+    if (before?.status !== 'running') return
+    this.#cache.put({ ...before, agent }, this.#cache.instance(id))
+    this.#d.hub.publish({ type: 'session.agent', id, agent })
+  }
+
+  /** `s` with its agent status when it runs, without one otherwise. */
+  #withAgent(s: SessionInfo): SessionInfo {
+    const agent = this.#agents.get(s.id)
+    if (s.status === 'running' && agent) return { ...s, agent }
+    if (s.agent === undefined) return s
+    const out = { ...s }
+    delete out.agent
+    return out
+  }
+
   /** Waits for the follow-ups in flight (shutdown). */
   async settled(): Promise<void> {
     while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight])
   }
 
   async #end(id: string, gone: boolean, at = new Date()): Promise<void> {
+    this.#agents.delete(id)
+    const s = this.#cache.get(id)
+    if (s?.agent) this.#cache.put(this.#withAgent(s), this.#cache.instance(id))
     for (const l of this.#endListeners) await l(id, gone)
     await this.#d.history.recordEnd(id, at)
   }
@@ -274,7 +303,7 @@ export class SessionReconciler implements SessionReader {
     const before = this.#cache.get(id)
     if (!before) return 0
     this.#bump(id)
-    const after = { ...before, status }
+    const after = this.#withAgent({ ...before, status })
     this.#cache.put(after, this.#cache.instance(id))
     return this.#publishChange(id, before, after)
   }
@@ -282,7 +311,8 @@ export class SessionReconciler implements SessionReader {
   /** Puts what Incus said (null: no such session of ours) in the cache, publishing the change. */
   #applyInstance(id: string, inst: IncusInstance | null, publish: boolean): number {
     const before = this.#cache.get(id)
-    const after = inst ? toSession(this.#d.prefix, inst) : null
+    const read = inst ? toSession(this.#d.prefix, inst) : null
+    const after = read ? this.#withAgent(read) : null
     if (after && inst) this.#cache.put(after, inst)
     else this.#cache.drop(id)
     if (after || before) this.#bump(id)

@@ -9,6 +9,7 @@ import { ConflictError } from '../errors.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import type { EgressService } from '../network/egress.ts'
+import type { AgentTracker } from './agent/tracker.ts'
 import { toolArgv } from './commands.ts'
 import { deadlineAction, type DeadlineScheduler } from './deadlines.ts'
 import { mountTmpfs, startTool, verifyProtection } from './launch-steps.ts'
@@ -26,6 +27,7 @@ export interface ResumeEnv {
   config: ConfigStore
   deadlines: DeadlineScheduler
   egress?: EgressService
+  agents?: AgentTracker
   readyTimeoutMs?: number
   signal: AbortSignal
 }
@@ -62,6 +64,7 @@ export async function resumeSession(
   const wasRunning = session.status === 'running'
   if (wasRunning && (await toolRunning(driver, id, config))) return
   await env.egress?.attach(instance, { fix: true, signal })
+  await env.agents?.attach(instance, { fix: true, signal })
   const started = new Date()
   if (!wasRunning) {
     // Before the start, so the session.started its start publishes carries the new time.

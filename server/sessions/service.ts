@@ -12,6 +12,7 @@ import { AppError, NotFoundError } from '../errors.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import type { EgressService } from '../network/egress.ts'
+import type { AgentTracker } from './agent/tracker.ts'
 import { DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
 import { planLaunch, PoolDriverCache } from './launch-plan.ts'
 import { launchError, launchSteps } from './launch-steps.ts'
@@ -45,6 +46,8 @@ export interface SessionServiceDeps {
   readyTimeoutMs?: number
   /** Network egress (issue 12): the proxy device, environment, policy and `lo`. */
   egress?: EgressService
+  /** Agent status (issue 17): the hook channel's device and the hooks in the tool config. */
+  agents?: AgentTracker
 }
 
 export class SessionService {
@@ -283,6 +286,9 @@ export class SessionService {
       }
       await this.#d.egress?.attach(inst).catch((err: unknown) => {
         log.warn({ err, session: inst.name }, 'could not open the egress proxy')
+      })
+      await this.#d.agents?.attach(inst).catch((err: unknown) => {
+        log.warn({ err, session: inst.name }, 'could not open the agent status channel')
       })
       const deadline = inst.config[LABEL.deadline]
       const action = (inst.config[LABEL.deadlineAction] ?? 'graceful') as DeadlineAction

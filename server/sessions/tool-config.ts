@@ -2,6 +2,7 @@ import { constants } from 'node:fs'
 import { open, readdir } from 'node:fs/promises'
 import { join, posix } from 'node:path'
 import type { IncusDriver } from '../incus/driver.ts'
+import type { AgentHookInstall } from './agent/hook-files.ts'
 import { packTar, tarPathFits, type TarEntry } from './tar.ts'
 import { mergeSettings, type ToolSpec } from './tools.ts'
 
@@ -19,6 +20,8 @@ interface CopyContext {
   containerHome: string
   uid: number
   effortLevel: string
+  /** Issue 17: the agent status hooks (files added, a JSON file merged into). */
+  hooks?: AgentHookInstall
   signal?: AbortSignal
 }
 
@@ -86,7 +89,7 @@ function parseJsonObject(buf: Buffer | null): Record<string, unknown> | null {
  */
 export async function planToolConfig(
   spec: ToolSpec,
-  ctx: Pick<CopyContext, 'hostHome' | 'containerHome' | 'effortLevel'>,
+  ctx: Pick<CopyContext, 'hostHome' | 'containerHome' | 'effortLevel' | 'hooks'>,
 ): Promise<PlannedFile[]> {
   const out: PlannedFile[] = []
   const rewrite = (text: string): string =>
@@ -107,11 +110,11 @@ export async function planToolConfig(
     if (!host && !(f.sandbox && hasSandbox)) continue
     let value = f.select ? f.select(host ?? {}) : (host ?? {})
     if (f.sandbox && hasSandbox) value = mergeSettings(value, sandbox)
-    out.push({
-      path: f.path,
-      content: Buffer.from(rewrite(JSON.stringify(value, null, 2)) + '\n'),
-      mode,
-    })
+    let text = rewrite(JSON.stringify(value, null, 2))
+    // After the rewrite: clincus's hook commands name container paths, never host ones.
+    if (ctx.hooks)
+      text = JSON.stringify(ctx.hooks.transform(f.path, JSON.parse(text) as typeof value), null, 2)
+    out.push({ path: f.path, content: Buffer.from(text + '\n'), mode })
   }
 
   let total = 0
@@ -127,7 +130,10 @@ export async function planToolConfig(
       out.push({ path: posix.join(dir, rel), content: text, mode: 0o644 })
     }
   }
-  return out
+  // The hook files win over a host file of the same path (one entry per path in the archive).
+  const extra = ctx.hooks?.files ?? []
+  const taken = new Set(extra.map((f) => f.path))
+  return [...out.filter((f) => !taken.has(f.path)), ...extra]
 }
 
 /** Tar entries for `files`: each parent directory once (0700), before its children. */
