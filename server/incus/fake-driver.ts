@@ -209,7 +209,10 @@ export class FakeIncusDriver implements IncusDriver {
   async configSet(name: string, values: Record<string, string>, opts?: CallOptions): Promise<void> {
     await this.#enter('configSet', [name, values], opts)
     const inst = this.#need(name, 'configSet')
-    Object.assign(inst.config, values)
+    // Like `incus config set k=`: an empty value removes the key.
+    for (const [k, v] of Object.entries(values))
+      if (v === '') Reflect.deleteProperty(inst.config, k)
+      else inst.config[k] = v
   }
 
   async configGet(name: string, key: string, opts?: CallOptions): Promise<string> {
