@@ -35,7 +35,6 @@ function poolOf(
     prefix: 'clincus-',
     size: opts.size ?? (() => 2),
     defaultSpec: async () => (opts.spec === undefined ? spec('k1') : opts.spec),
-    readyTimeoutMs: 2000,
   })
 }
 
