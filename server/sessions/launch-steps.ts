@@ -54,11 +54,17 @@ export interface LaunchTarget {
   name: string
   sessionId: string
   created: Date
+  /**
+   * Warm (issue 16): `name` is a pool container (made from the image, stopped) claimed for this
+   * creation; its name carries no slot, which goes in a label.
+   */
+  warm?: { slot: number }
 }
 
 /** Rough shares of a creation's time (a local image on `dir`: start and init dominate). */
 const WEIGHT: Record<LaunchStep, number> = {
   init: 3,
+  claim: 1,
   workspace: 1,
   mounts: 1,
   protect: 1,
@@ -78,6 +84,49 @@ export async function verifyProtection(
 ): Promise<void> {
   const root = await driver.containerRoot(name, { signal })
   if (root !== null) await verifyMounted(root, CONTAINER_WORKSPACE, plan)
+}
+
+/**
+ * Instance config every session has whatever its workspace. Set at init (cold) or baked into the
+ * warm pool's containers, which are made with it before any workspace is known.
+ */
+export const BASE_CONFIG: Readonly<Record<string, string>> = {
+  // After a host or daemon restart a session comes back stopped (and resumable), never running
+  // without its agent.
+  'boot.autostart': 'false',
+  // /dev/incus would tell the agent the host path of its workspace and our labels.
+  'security.guestapi': 'false',
+  // Its own range of host ids: container root (and every id but the code user) of one session is
+  // no id of another session's container.
+  'security.idmap.isolated': 'true',
+}
+
+/**
+ * The config a warm pool container is made with (before any workspace is known): the base config.
+ * With the image and the root disk, what a pool container must match (server/sessions/pool/key.ts).
+ */
+export function bakedConfig(): Record<string, string> {
+  return { ...BASE_CONFIG }
+}
+
+/**
+ * The config a session gets on top of {@link bakedConfig}, all of it settable on a stopped
+ * container before its first start: labels, limits, the id mapping (raw.idmap) and the egress
+ * environment (`network`, from egress.prepareCreate). The one list both paths use: init sets it,
+ * a claim sets it on the pool container.
+ */
+export function sessionConfig(
+  plan: LaunchPlan,
+  t: LaunchTarget,
+  network: Record<string, string>,
+): Record<string, string> {
+  return {
+    ...creationLabels(plan, t),
+    ...(t.warm ? { [LABEL.slot]: String(t.warm.slot) } : {}),
+    ...instanceLimitConfig(plan.config.limits),
+    ...plan.mapping.config,
+    ...network,
+  }
 }
 
 /** The labels a session's instance is created with (what makes it recognisably ours). */
@@ -124,56 +173,61 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     ...(readonly ? { readonly: 'true' } : {}),
   })
 
+  // The container is this creation's: deleted on rollback (never handed back to the pool).
+  const undoCreate = async (ours: boolean): Promise<void> => {
+    if (ours && (await deleteWithRetry(driver, name, env.log))) await env.deleted(name)
+    else {
+      if (ours)
+        env.log.error({ session: name }, 'rollback could not delete the container; will retry')
+      env.orphan(name)
+    }
+    await env.egress?.forget(name).catch(() => undefined)
+    await env.agents?.forget(name).catch(() => undefined)
+  }
+  const network = (): Promise<Record<string, string>> =>
+    env.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool) ?? Promise.resolve({})
+
+  const first = t.warm
+    ? step(
+        'claim',
+        async (signal) => {
+          // A stopped pool container (made from the image already): the session's labels (the
+          // pool label removed), limits and id mapping in one call. Then the same steps as cold.
+          const config = { ...sessionConfig(plan, t, await network()), [LABEL.pool]: '' }
+          await driver.configSet(name, config, { signal })
+        },
+        () => undoCreate(true),
+      )
+    : step(
+        'init',
+        async () => {
+          // Labels go on at creation, so a half-created container is already recognisably ours.
+          // The client's signal does not reach init: killing `incus init` does not stop the
+          // daemon's creation, which would leave a container behind after the rollback. It ends
+          // (bounded by its timeout), then the cancellation is noticed and the container deleted.
+          await driver.init(plan.image, name, {
+            config: { ...sessionConfig(plan, t, await network()), ...bakedConfig() },
+            rootDisk: plan.rootDisk,
+            signal: env.serverSignal,
+          })
+          initDone = true
+        },
+        async () => {
+          // A failed (or interrupted) init may still have left the instance behind: a timed-out
+          // `incus init` whose creation the daemon finished. Deleted when it carries this
+          // creation's session id (never another container that happens to have the name).
+          const ours =
+            initDone ||
+            (await driver.getInstance(name).then(
+              (i) => i?.config[LABEL.sessionId] === t.sessionId,
+              () => false,
+            ))
+          await undoCreate(ours)
+        },
+      )
+
   return [
-    step(
-      'init',
-      async () => {
-        const network =
-          (await env.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool)) ?? {}
-        // Labels go on at creation, so a half-created container is already recognisably ours.
-        // The client's signal does not reach init: killing `incus init` does not stop the
-        // daemon's creation, which would leave a container behind after the rollback. It ends
-        // (bounded by its timeout), then the cancellation is noticed and the container deleted.
-        await driver.init(plan.image, name, {
-          config: {
-            ...creationLabels(plan, t),
-            // After a host or daemon restart a session comes back stopped (and resumable),
-            // never running without its agent.
-            'boot.autostart': 'false',
-            // /dev/incus would tell the agent the host path of its workspace and our labels.
-            'security.guestapi': 'false',
-            // Its own range of host ids: container root (and every id but the code user) of one
-            // session is no id of another session's container.
-            'security.idmap.isolated': 'true',
-            ...instanceLimitConfig(config.limits),
-            ...plan.mapping.config,
-            ...network,
-          },
-          rootDisk: plan.rootDisk,
-          signal: env.serverSignal,
-        })
-        initDone = true
-      },
-      async () => {
-        // A failed (or interrupted) init may still have left the instance behind: a timed-out
-        // `incus init` whose creation the daemon finished. Deleted when it carries this
-        // creation's session id (never another container that happens to have the name).
-        const ours =
-          initDone ||
-          (await driver.getInstance(name).then(
-            (i) => i?.config[LABEL.sessionId] === t.sessionId,
-            () => false,
-          ))
-        if (ours && (await deleteWithRetry(driver, name, env.log))) await env.deleted(name)
-        else {
-          if (ours)
-            env.log.error({ session: name }, 'rollback could not delete the container; will retry')
-          env.orphan(name)
-        }
-        await env.egress?.forget(name).catch(() => undefined)
-        await env.agents?.forget(name).catch(() => undefined)
-      },
-    ),
+    first,
     step('workspace', (signal) =>
       disks([{ device: 'workspace', props: disk(plan.workspace, CONTAINER_WORKSPACE) }], signal),
     ),
