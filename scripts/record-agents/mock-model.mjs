@@ -39,18 +39,30 @@ function textOf(content) {
     .trim()
 }
 
-/** The last message's role-ish kind and text, for both APIs. */
+/** Text the user typed: without the tags the agents wrap context in (<system-reminder>…). */
+function userText(content) {
+  return textOf(content)
+    .replace(/<([a-z_-]+)>[\s\S]*?<\/\1>/g, ' ')
+    .trim()
+}
+
+/**
+ * The last turn, for both APIs: a tool result, or the user's latest text (the agents may send
+ * it followed by user messages that hold only tagged context).
+ */
 function lastTurn(messages) {
-  const last = Array.isArray(messages) ? messages[messages.length - 1] : undefined
+  const list = Array.isArray(messages) ? messages : []
+  const last = list[list.length - 1]
   if (!last) return { toolResult: false, text: '' }
   if (last.role === 'tool') return { toolResult: true, text: '' }
   // A tool result, unless the user's text follows it (a prompt sent after an interrupted tool).
   if (Array.isArray(last.content) && last.content.at(-1)?.type === 'tool_result')
     return { toolResult: true, text: '' }
-  // Copilot wraps context in tags (<current_datetime>…</current_datetime>) around the user's text.
-  const text = last.role === 'user' ? textOf(last.content) : ''
-  // Claude Code adds <system-reminder> blocks.
-  return { toolResult: false, text: text.replace(/<([a-z_-]+)>[\s\S]*?<\/\1>/g, ' ').trim() }
+  for (let i = list.length - 1; i >= 0 && list[i]?.role === 'user'; i--) {
+    const text = userText(list[i].content)
+    if (text !== '') return { toolResult: false, text }
+  }
+  return { toolResult: false, text: '' }
 }
 
 function toolNames(tools) {
@@ -81,8 +93,9 @@ function plan(body, messages) {
     return {
       kind: 'tool',
       name: shell,
+      // In the workspace: opencode asks first about any path outside it.
       input: {
-        command: 'touch /tmp/recorded-by-mock && ls /tmp',
+        command: 'touch recorded-by-mock && ls',
         description: 'Create a marker file',
       },
     }

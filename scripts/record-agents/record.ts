@@ -137,7 +137,7 @@ async function resetHome(rec: Recorder, script: SessionScript): Promise<void> {
   await rec.asCode([
     'sh',
     '-c',
-    'rm -rf ~/.claude ~/.claude.json ~/.claude.json.backup ~/.config/opencode ~/.local/share/opencode ~/.local/state/opencode ~/.copilot ~/.copilot.json ~/hooks.jsonl /workspace/notes.txt /tmp/recorded-by-mock',
+    'rm -rf ~/.claude ~/.claude.json ~/.claude.json.backup ~/.config/opencode ~/.local/share/opencode ~/.local/state/opencode ~/.copilot ~/.copilot.json ~/hooks.jsonl /workspace/notes.txt /workspace/recorded-by-mock',
   ])
   for (const [path, content] of Object.entries(script.files)) {
     const full = `${HOME}/${path}`

@@ -135,9 +135,9 @@ function siblingOption(s: Screen, i: number): boolean {
   return textColumn > 2 && indent === textColumn && /^[A-Za-z0-9]/.test(rawNext.trimStart())
 }
 
-/** The nearest question line above line `i` (within the dialog: up to 14 lines, no rule). */
-function questionAbove(s: Screen, i: number): string | null {
-  for (let j = i - 1; j >= 0 && j >= i - 14; j--) {
+/** The nearest question line above line `i` (within the dialog: `span` lines, no rule). */
+function questionAbove(s: Screen, i: number, span = 14): string | null {
+  for (let j = i - 1; j >= 0 && j >= i - span; j--) {
     const line = s.text[j] ?? ''
     if (isRule(line)) break
     if (QUESTION.test(line)) return withContext(s, j)
@@ -194,10 +194,26 @@ function copilot(s: Screen): ScreenVerdict | null {
   return null
 }
 
-/** opencode: `esc interrupt` in the status bar while busy; the `Build · <model>` box when idle. */
+/**
+ * opencode: a permission (`△ Permission required` over `Allow once  Allow always  Reject`) or a
+ * question (`enter submit  esc dismiss` under it) waits; `esc interrupt` in the status bar while
+ * busy; the prompt box's `Build · <model>` line when idle.
+ */
 function opencode(s: Screen): ScreenVerdict | null {
-  const reason = dialogReason(s, -1)
-  if (reason !== null) return { status: 'waiting', reason }
+  const from = Math.max(0, s.text.length - 40)
+  for (let i = s.text.length - 1; i >= from; i--) {
+    const line = s.text[i] ?? ''
+    if (/^\S?\s?Permission required$/.test(line)) {
+      const below = s.text.slice(i + 1, i + 16)
+      if (!below.some((l) => /Allow once|Reject/.test(l))) continue
+      const detail = below.find((l) => l !== '') ?? ''
+      return { status: 'waiting', reason: clip(`Permission required: ${detail}`) }
+    }
+    if (/enter submit|esc dismiss/.test(line)) {
+      const q = questionAbove(s, i, 24)
+      return { status: 'waiting', reason: q ?? 'a question is waiting' }
+    }
+  }
   const footer = s.text.slice(-6)
   if (footer.some((l) => /esc (?:again to )?interrupt/i.test(l))) return { status: 'working' }
   if (s.text.slice(-12).some((l) => /^(?:Build|Plan)\s·\s\S/.test(l))) return { status: 'idle' }
