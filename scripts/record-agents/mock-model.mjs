@@ -39,26 +39,35 @@ function textOf(content) {
     .trim()
 }
 
-/** Text the user typed: without the tags the agents wrap context in (<system-reminder>…). */
+/**
+ * Text the user typed: the last text block that is not a <system-reminder> (Claude Code), without
+ * the tagged context other agents put around it (Copilot's <current_datetime>…).
+ */
 function userText(content) {
-  return textOf(content)
-    .replace(/<([a-z_-]+)>[\s\S]*?<\/\1>/g, ' ')
-    .trim()
+  const blocks = typeof content === 'string' ? [content] : Array.isArray(content) ? content : []
+  for (let i = blocks.length - 1; i >= 0; i--) {
+    const b = blocks[i]
+    const text = typeof b === 'string' ? b : b && typeof b.text === 'string' ? b.text : ''
+    if (/^\s*<system-reminder>/.test(text)) continue
+    const plain = text.replace(/<([a-z_-]+)>[\s\S]*?<\/\1>/g, ' ').trim()
+    if (plain !== '') return plain
+  }
+  return ''
 }
 
 /**
- * The last turn, for both APIs: a tool result, or the user's latest text (the agents may send
- * it followed by user messages that hold only tagged context).
+ * The last turn, for both APIs: a tool result, or the user's latest text. The agents may send it
+ * followed by user messages that hold only tagged context, or by a `system` message (Claude Code).
  */
 function lastTurn(messages) {
-  const list = Array.isArray(messages) ? messages : []
+  const list = (Array.isArray(messages) ? messages : []).filter((m) => m && m.role !== 'system')
   const last = list[list.length - 1]
   if (!last) return { toolResult: false, text: '' }
   if (last.role === 'tool') return { toolResult: true, text: '' }
   // A tool result, unless the user's text follows it (a prompt sent after an interrupted tool).
   if (Array.isArray(last.content) && last.content.at(-1)?.type === 'tool_result')
     return { toolResult: true, text: '' }
-  for (let i = list.length - 1; i >= 0 && list[i]?.role === 'user'; i--) {
+  for (let i = list.length - 1; i >= 0 && list[i].role === 'user'; i--) {
     const text = userText(list[i].content)
     if (text !== '') return { toolResult: false, text }
   }
@@ -106,15 +115,18 @@ function plan(body, messages) {
     return {
       kind: 'tool',
       name: write,
-      input: {
-        file_path: '/workspace/notes.txt',
-        filePath: '/workspace/notes.txt',
-        path: '/workspace/notes.txt',
-        content: 'recorded\n',
-        file_text: 'recorded\n',
-      },
+      input: writeInput(write),
     }
   return { kind: 'text', text: 'Hello! I am a scripted model. What should I do next?' }
+}
+
+/** Each agent's file-writing tool takes its own parameter names (and refuses others). */
+function writeInput(name) {
+  const path = '/workspace/notes.txt'
+  const content = 'recorded\n'
+  if (name === 'Write') return { file_path: path, content }
+  if (name === 'write') return { filePath: path, content }
+  return { path, file_text: content }
 }
 
 function questionInput(name) {
@@ -145,10 +157,16 @@ function questionInput(name) {
         },
       ],
     }
+  // Copilot CLI's structured form (MCP elicitation: a message and a JSON schema).
   return {
-    question: 'Which database should the project use?',
-    choices: ['PostgreSQL', 'SQLite'],
-    allow_freeform: true,
+    message: 'Which database should the project use?',
+    requestedSchema: {
+      type: 'object',
+      properties: {
+        database: { type: 'string', title: 'Database', enum: ['PostgreSQL', 'SQLite'] },
+      },
+      required: ['database'],
+    },
   }
 }
 

@@ -26,6 +26,7 @@ interface Frame {
 
 const manifest = JSON.parse(readFileSync(join(FIXTURES, 'manifest.json'), 'utf8')) as {
   frames: Frame[]
+  hooks: { file: string; phases: { lines: number; status: string }[] }[]
 }
 
 function right(frame: Frame, got: ScreenVerdict | null): boolean {
@@ -93,6 +94,22 @@ describe('classifyScreen on the recorded corpus', () => {
       if (r.got?.status !== 'waiting') continue
       expect(r.got.reason, r.frame.file).toBeTruthy()
       expect((r.got.reason ?? '').length, r.frame.file).toBeLessThanOrEqual(MAX_REASON_CHARS)
+    }
+  })
+})
+
+describe("Claude's recorded hook sequences", () => {
+  it('hold one {t, event, payload} line per hook, and phases within the file', () => {
+    expect(manifest.hooks.length).toBeGreaterThan(0)
+    for (const h of manifest.hooks) {
+      const lines = readFileSync(join(FIXTURES, h.file), 'utf8').trimEnd().split('\n')
+      for (const line of lines) {
+        const e = JSON.parse(line) as { t: number; event: string; payload: Record<string, unknown> }
+        expect(typeof e.t, h.file).toBe('number')
+        expect(e.payload.hook_event_name, h.file).toBe(e.event)
+      }
+      expect(lines[0], h.file).toContain('"SessionStart"')
+      for (const p of h.phases) expect(p.lines, h.file).toBeLessThanOrEqual(lines.length)
     }
   })
 })

@@ -63,7 +63,20 @@ function readScreen(screen: string): Screen {
     (l.length > MAX_LINE_CHARS ? l.slice(0, MAX_LINE_CHARS) : l).trimEnd(),
   )
   while (raw.length > 0 && raw[raw.length - 1] === '') raw.pop()
-  return { raw, text: raw.map(stripBox) }
+  return { raw, text: raw.map((l) => beforeSidebar(stripBox(l))) }
+}
+
+/**
+ * The line without what a wide layout draws beside it (a sidebar or scrollbar after a box
+ * side: `…question?      │ Session`), so that line-end patterns hold at any width.
+ */
+function beforeSidebar(line: string): string {
+  for (let i = 1; i < line.length; i++) {
+    const c = line.charAt(i)
+    if ((c === '│' || c === '┃' || c === '║') && line.charAt(i - 1) === ' ')
+      return line.slice(0, i).trimEnd()
+  }
+  return line
 }
 
 function stripBox(line: string): string {
@@ -135,24 +148,30 @@ function siblingOption(s: Screen, i: number): boolean {
   return textColumn > 2 && indent === textColumn && /^[A-Za-z0-9]/.test(rawNext.trimStart())
 }
 
-/** The nearest question line above line `i` (within the dialog: `span` lines, no rule). */
-function questionAbove(s: Screen, i: number, span = 14): string | null {
+/**
+ * The nearest question line above line `i` (within the dialog: `span` lines, no rule), with the
+ * paragraph above it as context when `context` (a permission's command, a question's header).
+ */
+function questionAbove(s: Screen, i: number, span = 14, context = true): string | null {
   for (let j = i - 1; j >= 0 && j >= i - span; j--) {
     const line = s.text[j] ?? ''
     if (isRule(line)) break
-    if (QUESTION.test(line)) return withContext(s, j)
+    if (QUESTION.test(line)) return context ? withContext(s, j) : clip(line)
   }
   return null
 }
 
-/** The question line `j` with the dialog's heading lines above it (a permission's command). */
+/** The question line `j` and the paragraph right above it, inside the dialog (≤ 4 lines). */
 function withContext(s: Screen, j: number): string {
   const question = s.text[j] ?? ''
   const context: string[] = []
-  for (let k = j - 1; k >= 0 && k >= j - 6; k--) {
+  for (let k = j - 1; k >= 0 && k >= j - 8 && context.length < 4; k--) {
     const line = s.text[k] ?? ''
+    // A box right above the question holds what is asked about (Copilot's command box).
+    if (/^[╰└]/.test(line) && context.length === 0) continue
     if (isRule(line) || /^[╭╰┌└]/.test(line)) break
     if (line !== '') context.unshift(line)
+    else if (context.length > 0) break
   }
   return clip(context.length > 0 ? `${question} — ${context.join(' ')}` : question)
 }
@@ -188,7 +207,7 @@ function copilot(s: Screen): ScreenVerdict | null {
   if (reason !== null) return { status: 'waiting', reason }
   const footer = s.text.slice(-3)
   if (footer.some((l) => /esc esc interrupt|^\S\s?Working\b/i.test(l))) return { status: 'working' }
-  const login = s.text.slice(-12).find((l) => /\/login\b/.test(l))
+  const login = s.text.slice(-12).find((l) => /(?:use|run) \/login\b|must be logged in/i.test(l))
   if (login !== undefined) return { status: 'waiting', reason: clip(login) }
   if (prompt >= 0) return { status: 'idle' }
   return null
@@ -203,14 +222,19 @@ function opencode(s: Screen): ScreenVerdict | null {
   const from = Math.max(0, s.text.length - 40)
   for (let i = s.text.length - 1; i >= from; i--) {
     const line = s.text[i] ?? ''
-    if (/^\S?\s?Permission required$/.test(line)) {
+    if (/^\S?\s?Permission required\b/.test(line)) {
       const below = s.text.slice(i + 1, i + 16)
-      if (!below.some((l) => /Allow once|Reject/.test(l))) continue
-      const detail = below.find((l) => l !== '') ?? ''
-      return { status: 'waiting', reason: clip(`Permission required: ${detail}`) }
+      const end = below.findIndex((l) => /Allow once|Reject/.test(l))
+      if (end < 0) continue
+      // What is asked: the panel's first lines (`# Shell command`, `$ touch …`, `→ Edit x`).
+      const detail = below
+        .slice(0, end)
+        .filter((l) => l !== '')
+        .slice(0, 3)
+      return { status: 'waiting', reason: clip(`Permission required: ${detail.join(' ')}`) }
     }
     if (/enter submit|esc dismiss/.test(line)) {
-      const q = questionAbove(s, i, 24)
+      const q = questionAbove(s, i, 24, false)
       return { status: 'waiting', reason: q ?? 'a question is waiting' }
     }
   }
