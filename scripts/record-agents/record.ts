@@ -134,6 +134,8 @@ async function prepare(rec: Recorder): Promise<void> {
 
 /** A clean home for the next scenario: no state of the previous tool run. */
 async function resetHome(rec: Recorder, script: SessionScript): Promise<void> {
+  // Whatever the previous tool left running (Copilot keeps writing to ~/.copilot for a while).
+  await rec.asRoot(['sh', '-c', 'pkill -KILL -u 1000; sleep 0.5; true'])
   await rec.asCode([
     'sh',
     '-c',
@@ -255,7 +257,12 @@ async function runStep(
   else if ('pauseMs' in step) await sleep(step.pauseMs)
   else if ('waitFor' in step) {
     const deadline = Date.now() + (step.timeoutMs ?? 20_000)
+    let nudged = Date.now()
     for (;;) {
+      if (step.nudge && Date.now() - nudged > 3000) {
+        await rec.asCode(['tmux', 'send-keys', '-t', target, ...step.nudge])
+        nudged = Date.now()
+      }
       const s = await screen(rec, session)
       const all = Array.isArray(step.waitFor) ? step.waitFor : [step.waitFor]
       if (all.every((re) => re.test(s.text)) && !(step.unless?.test(s.text) ?? false)) break

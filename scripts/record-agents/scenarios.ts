@@ -23,7 +23,14 @@ export type Step =
    * Waits until the screen matches (every pattern of a list, and `unless` does not); when it never does within
    * `timeoutMs`, the next `skip` steps are skipped (0: the run fails).
    */
-  | { waitFor: RegExp | RegExp[]; unless?: RegExp; timeoutMs?: number; skip?: number }
+  | {
+      waitFor: RegExp | RegExp[]
+      unless?: RegExp
+      timeoutMs?: number
+      skip?: number
+      /** Keys sent again every few seconds while waiting (an interrupt the tool missed). */
+      nudge?: string[]
+    }
   | { capture: Expect; frames: number; everyMs: number; note: string }
   /** The number of hook events (Claude) recorded so far marks the end of a phase. */
   | { hooksExpect: AgentStatusName }
@@ -244,12 +251,12 @@ const claudePerms: SessionScript = {
     { pauseMs: 800 },
     { capture: idle, frames: 2, everyMs: 500, note: 'after the edit was refused' },
     { hooksExpect: 'idle' },
-    { keys: ['C-c'] },
-    { pauseMs: 400 },
-    { keys: ['C-c'] },
+    { text: '/exit' },
+    { pauseMs: 800 },
+    { keys: ['Enter'] },
     { waitFor: EXITED },
     { pauseMs: 800 },
-    { capture: exited, frames: 2, everyMs: 500, note: 'back at the shell after Ctrl+C twice' },
+    { capture: exited, frames: 2, everyMs: 500, note: 'back at the shell after /exit' },
     { hooksExpect: 'exited' },
   ],
 }
@@ -298,7 +305,7 @@ const COPILOT_ENV = {
   COPILOT_MODEL: 'gpt-4.1',
 }
 const COPILOT_IDLE = /^❯\s*$/m
-const COPILOT_BUSY = /esc esc interrupt|Working ·|Thinking/
+const COPILOT_BUSY = /esc (?:esc|again to) interrupt|Working ·|Thinking/
 const COPILOT_TRUST: Step[] = [
   { waitFor: /Do you trust the files in this folder/, timeoutMs: 40_000, skip: 2 },
   { pauseMs: 500 },
@@ -335,20 +342,16 @@ const copilotMain = copilotScript(
     { waitFor: COPILOT_BUSY },
     { pauseMs: 1500 },
     { capture: working, frames: 6, everyMs: 700, note: 'streaming a long answer' },
-    { keys: ['Escape'] },
-    { pauseMs: 250 },
-    { keys: ['Escape'] },
-    { waitFor: COPILOT_IDLE, unless: COPILOT_BUSY },
+    { keys: ['Escape', 'Escape'] },
+    { waitFor: COPILOT_IDLE, unless: COPILOT_BUSY, nudge: ['Escape', 'Escape'] },
     { pauseMs: 1500 },
     { capture: idle, frames: 3, everyMs: 500, note: 'after Esc Esc cancelled the answer' },
     ...say('run something slow'),
     { waitFor: [/setTimeout|Build the project/, COPILOT_BUSY] },
     { pauseMs: 1500 },
     { capture: working, frames: 5, everyMs: 900, note: 'the shell tool running' },
-    { keys: ['Escape'] },
-    { pauseMs: 250 },
-    { keys: ['Escape'] },
-    { waitFor: COPILOT_IDLE, unless: COPILOT_BUSY },
+    { keys: ['Escape', 'Escape'] },
+    { waitFor: COPILOT_IDLE, unless: COPILOT_BUSY, nudge: ['Escape', 'Escape'] },
     { pauseMs: 1500 },
     { capture: idle, frames: 2, everyMs: 500, note: 'after Esc Esc cancelled the tool' },
     ...say('ask me a question'),
@@ -401,7 +404,8 @@ const copilotPerms = copilotScript(
     { pauseMs: 800 },
     { capture: waiting('Do you want to'), frames: 4, everyMs: 500, note: 'file permission' },
     { keys: ['Escape'] },
-    { pauseMs: 2500 },
+    { waitFor: COPILOT_IDLE, unless: /esc esc interrupt|Working ·|Thinking|Do you want to/ },
+    { pauseMs: 1500 },
     { capture: idle, frames: 2, everyMs: 500, note: 'after the edit was refused' },
     { keys: ['C-c'] },
     { pauseMs: 400 },
@@ -472,7 +476,7 @@ const opencodeMain: SessionScript = {
     { capture: idle, frames: 2, everyMs: 400, note: 'a draft in the prompt' },
     { keys: ['C-u'] },
     ...say('say hello'),
-    { waitFor: /scripted model/, unless: OPENCODE_BUSY },
+    { waitFor: /scripted model/, unless: OPENCODE_BUSY, timeoutMs: 60_000 },
     { pauseMs: 1500 },
     { capture: idle, frames: 3, everyMs: 500, note: 'after a text answer' },
     ...say('write something long'),

@@ -240,7 +240,8 @@ function opencode(s: Screen): ScreenVerdict | null {
   }
   const footer = s.text.slice(-6)
   if (footer.some((l) => /esc (?:again to )?interrupt/i.test(l))) return { status: 'working' }
-  if (s.text.slice(-12).some((l) => /^(?:Build|Plan)\s·\s\S/.test(l))) return { status: 'idle' }
+  // The prompt box sits at the bottom, or mid-screen on the start page (centred: any height).
+  if (s.text.slice(-60).some((l) => /^(?:Build|Plan)\s·\s\S/.test(l))) return { status: 'idle' }
   return null
 }
 
