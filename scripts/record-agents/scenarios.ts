@@ -28,7 +28,7 @@ export type Step =
       unless?: RegExp
       timeoutMs?: number
       skip?: number
-      /** Keys sent again every few seconds while waiting (an interrupt the tool missed). */
+      /** Keys sent every 3 s while waiting (Copilot sometimes misses Esc Esc; Ctrl+C cancels). */
       nudge?: string[]
     }
   | { capture: Expect; frames: number; everyMs: number; note: string }
@@ -343,7 +343,7 @@ const copilotMain = copilotScript(
     { pauseMs: 1500 },
     { capture: working, frames: 6, everyMs: 700, note: 'streaming a long answer' },
     { keys: ['Escape', 'Escape'] },
-    { waitFor: COPILOT_IDLE, unless: COPILOT_BUSY, nudge: ['Escape', 'Escape'] },
+    { waitFor: COPILOT_IDLE, unless: COPILOT_BUSY, nudge: ['C-c'] },
     { pauseMs: 1500 },
     { capture: idle, frames: 3, everyMs: 500, note: 'after Esc Esc cancelled the answer' },
     ...say('run something slow'),
@@ -351,7 +351,7 @@ const copilotMain = copilotScript(
     { pauseMs: 1500 },
     { capture: working, frames: 5, everyMs: 900, note: 'the shell tool running' },
     { keys: ['Escape', 'Escape'] },
-    { waitFor: COPILOT_IDLE, unless: COPILOT_BUSY, nudge: ['Escape', 'Escape'] },
+    { waitFor: COPILOT_IDLE, unless: COPILOT_BUSY, nudge: ['C-c'] },
     { pauseMs: 1500 },
     { capture: idle, frames: 2, everyMs: 500, note: 'after Esc Esc cancelled the tool' },
     ...say('ask me a question'),
