@@ -289,7 +289,8 @@ async function versions(rec: Recorder): Promise<Record<string, string>> {
   const out = await rec.asCode([
     'sh',
     '-c',
-    'echo "claude=$(claude --version 2>&1 | head -1)"; echo "copilot=$(copilot --version 2>&1 | head -1)"; echo "opencode=$(opencode --version 2>&1 | head -1)"; echo "tmux=$(tmux -V)"',
+    // The version line itself: Copilot prints what it unpacked on its first run before it.
+    'for t in claude copilot opencode; do echo "$t=$($t --version 2>&1 | grep -m1 -E \'[0-9]+[.][0-9]+[.][0-9]+\')"; done; echo "tmux=$(tmux -V)"',
   ])
   return Object.fromEntries(
     out
