@@ -167,8 +167,10 @@ function withContext(s: Screen, j: number): string {
   const context: string[] = []
   for (let k = j - 1; k >= 0 && k >= j - 8 && context.length < 4; k--) {
     const line = s.text[k] ?? ''
-    // A box right above the question holds what is asked about (Copilot's command box).
-    if (/^[╰└]/.test(line) && context.length === 0) continue
+    // A box (Copilot) or dashed rules (Claude Code) right above the question hold what is asked
+    // about: the command.
+    if ((/^[╰└]/.test(line) || /^╌{20,}$/.test(line)) && context.length === 0) continue
+    if (/^╌{20,}$/.test(line)) break
     if (isRule(line) || /^[╭╰┌└]/.test(line)) break
     if (line !== '') context.unshift(line)
     else if (context.length > 0) break
@@ -249,7 +251,9 @@ const RULES: Record<ToolName, (s: Screen) => ScreenVerdict | null> = { claude, c
 
 /**
  * What the screen says the agent is doing; null when the screen matches no known pattern of the
- * tool (the caller keeps what the other signals say). Never throws.
+ * tool (the caller keeps what the other signals say). Never throws. The title is not used: in the
+ * corpus it told no states apart (Claude Code keeps `✳ Claude Code`, Copilot CLI and opencode show
+ * the session's first prompt, and after the exit it is empty or the host name).
  */
 export function classifyScreen(input: ScreenInput): ScreenVerdict | null {
   try {
