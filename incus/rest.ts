@@ -223,6 +223,10 @@ export class IncusRest {
         opts.body instanceof Uint8Array ? 'application/octet-stream' : 'application/json'
     }
     return new Promise((resolve, reject) => {
+      if (opts.signal?.aborted) {
+        reject(this.#error(opts, path, '', { aborted: true, cause: opts.signal.reason }))
+        return
+      }
       let settled = false
       let responded = false
       const finish = (fn: () => void): void => {
@@ -255,10 +259,6 @@ export class IncusRest {
       )
       const onAbort = (): void => {
         fail(this.#error(opts, path, '', { aborted: true, cause: opts.signal?.reason }))
-      }
-      if (opts.signal?.aborted) {
-        onAbort()
-        return
       }
       opts.signal?.addEventListener('abort', onAbort, { once: true })
       req.on('error', (err: NodeJS.ErrnoException) => {
