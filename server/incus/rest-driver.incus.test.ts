@@ -46,7 +46,11 @@ async function timed<T>(t: Timings, key: string, fn: () => Promise<T>): Promise<
 }
 
 /** The driver contract as a script; every outcome is recorded in order. */
-async function script(driver: CliIncusDriver | RestIncusDriver, name: string, t: Timings): Promise<unknown[]> {
+async function script(
+  driver: CliIncusDriver | RestIncusDriver,
+  name: string,
+  t: Timings,
+): Promise<unknown[]> {
   const out: unknown[] = []
   const rec = async (key: string, fn: () => Promise<unknown>): Promise<void> => {
     out.push([key, await outcome(timed(t, key, fn))])
