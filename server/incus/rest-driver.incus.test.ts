@@ -143,6 +143,15 @@ describeIncus('the REST driver against the CLI driver', () => {
     expect((await rest.listInstances()).map((i) => i.name).sort()).toEqual(
       (await cli.listInstances()).map((i) => i.name).sort(),
     )
+    // a socket that cannot be reached: the same answers, through the CLI
+    const fallback = new RestIncusDriver({
+      project: 'default',
+      storagePool: () => '',
+      socketPath: `/nonexistent/${prefix}/unix.socket`,
+    })
+    expect(await fallback.serverVersion()).toBe(await cli.serverVersion())
+    expect(await fallback.imageExists(TEST_IMAGE)).toBe(true)
+    expect(await fallback.getInstance(`${prefix}none`)).toBeNull()
     // per-call costs (median ms), CLI vs REST: the figures of the report, not a timed assertion
     const median = (xs: number[] = []): number =>
       [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)] ?? NaN
