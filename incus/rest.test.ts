@@ -57,10 +57,16 @@ async function fakeDaemon(handler: Handler) {
   await once(server, 'listening')
   onTestFinished(async () => {
     for (const s of sockets) s.destroy()
-    server.close()
-    await once(server, 'close')
+    if (server.listening) {
+      server.close()
+      await once(server, 'close')
+    }
   })
-  return { socketPath, seen, open: () => sockets.size, closed: () => closed }
+  const stop = (): void => {
+    server.close()
+    for (const s of sockets) s.destroy()
+  }
+  return { socketPath, seen, open: () => sockets.size, closed: () => closed, stop }
 }
 
 function json(res: ServerResponse, body: unknown, headers: Record<string, string> = {}): void {
@@ -159,6 +165,22 @@ describe('IncusRest', () => {
         .catch((e: unknown) => e)
       expect((err as Error).message).toBe('The instance is already running')
     }
+  })
+
+  it('never reports "unreachable" (the CLI fallback) once the call was sent', async () => {
+    let stop = (): void => undefined
+    const d = await fakeDaemon((_req, res) => {
+      json(res, { type: 'async', operation: '/1.0/operations/op-1', metadata: op(103) })
+      stop()
+    })
+    stop = d.stop
+    const rest = new IncusRest({ socketPath: d.socketPath })
+    const err = await rest
+      .call('/1.0/instances/a/state', { verb: 'start', method: 'PUT', body: {} })
+      .catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(IncusCommandError)
+    expect(err).not.toBeInstanceOf(IncusUnreachableError)
+    expect((err as Error).message).toContain('lost the Incus socket while waiting')
   })
 
   it('ends a call at its deadline and closes the socket', async () => {

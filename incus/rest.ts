@@ -174,7 +174,7 @@ export class IncusRest {
       // The daemon answers when the operation ends or after `timeout` seconds; the socket's own
       // deadline is ours, so a daemon that never answers still ends the call on time.
       const left = Math.max(1, Math.ceil((until - Date.now()) / 1000))
-      const next = await this.#once(
+      const next = await this.#waitOnce(
         `${opPath}?timeout=${String(left)}`,
         { ...opts, method: 'GET', body: undefined },
         until,
@@ -186,6 +186,21 @@ export class IncusRest {
     if (op.status_code !== OP_SUCCESS)
       throw this.#error(opts, path, op.err || `operation ${op.status.toLowerCase()}`)
     return op
+  }
+
+  /**
+   * One wait request. The call's request was sent already: losing the socket now is no
+   * "nothing was sent" (a fallback to the CLI would run the call twice), so it is an error.
+   */
+  async #waitOnce(path: string, opts: RestCallOptions, until: number) {
+    try {
+      return await this.#once(path, opts, until)
+    } catch (err) {
+      if (!(err instanceof IncusUnreachableError)) throw err
+      throw this.#error(opts, path, `lost the Incus socket while waiting: ${err.message}`, {
+        cause: err,
+      })
+    }
   }
 
   #error(
