@@ -60,6 +60,8 @@ export class IncusCommandError extends Error {
   readonly exitCode: number | undefined
   readonly stderr: string
   readonly timedOut: boolean
+  /** The HTTP status of the REST API's refusal (incus/rest.ts); undefined for a CLI call. */
+  readonly httpStatus: number | undefined
 
   constructor(opts: {
     argv: readonly string[]
@@ -67,6 +69,7 @@ export class IncusCommandError extends Error {
     stderr: string
     timedOut?: boolean
     aborted?: boolean
+    httpStatus?: number
     cause?: unknown
   }) {
     const command = subcommand(opts.argv)
@@ -84,11 +87,12 @@ export class IncusCommandError extends Error {
     this.exitCode = opts.exitCode
     this.stderr = scrub(opts.stderr, secrets)
     this.timedOut = opts.timedOut ?? false
+    this.httpStatus = opts.httpStatus
   }
 
   /** Incus' "not found" answers, for callers that treat a missing object as a normal outcome. */
   get isNotFound(): boolean {
-    return /not found/i.test(this.stderr)
+    return this.httpStatus === 404 || /not found/i.test(this.stderr)
   }
 
   /** Incus refused because another operation on the instance is running (it ends on its own). */

@@ -14,7 +14,8 @@ import { dataDirs, openServerLog, prepareDataDirs } from './config/dirs.ts'
 import { HistoryStore } from './history/store.ts'
 import { ImageManager } from './image-manager.ts'
 import { buildImage, imageTargets, incusImageBackend, kindOfAlias } from '../images/index.ts'
-import { CliIncusDriver } from './incus/cli-driver.ts'
+import { findIncusSocket } from '../incus/rest.ts'
+import { RestIncusDriver } from './incus/rest-driver.ts'
 import { Listener, type ConnectionLimits } from './listener.ts'
 import {
   aptSourceEntries,
@@ -102,7 +103,9 @@ async function main(): Promise<void> {
       ...(logFile ? [{ stream: logFile, level: 'trace' as const }] : []),
     ]),
   )
-  const driver = new CliIncusDriver({
+  // The REST API over the daemon's socket, the CLI per call when the socket is unreachable.
+  const driver = new RestIncusDriver({
+    socketPath: findIncusSocket(env),
     project: config.current.incus.project,
     storagePool: () => config.current.incus.storage_pool,
   })

@@ -53,11 +53,15 @@ describe('POST /api/sessions', () => {
     const tmux = t.driver
       .callsOf('exec')
       .map((c) => c.args[1] as string[])
-      .find((a) => a[0] === 'tmux')
+      .find((a) => a.includes('tmux'))
     expect(tmux).toContain('new-session')
     expect(tmux).toContain('claude')
-    const opts = t.driver.callsOf('exec').find((c) => (c.args[1] as string[])[0] === 'tmux')
-      ?.args[2] as { user: number; env: Record<string, string> }
+    const opts = t.driver
+      .callsOf('exec')
+      .find((c) => (c.args[1] as string[]).includes('new-session'))?.args[2] as {
+      user: number
+      env: Record<string, string>
+    }
     expect(opts.user).toBe(1000)
     expect(opts.env).toMatchObject({ HOME: '/home/code', TERM: 'xterm-256color' })
     const history = await readFile(join(t.home, '.clincus', 'history.jsonl'), 'utf8')
@@ -110,7 +114,7 @@ describe('POST /api/sessions', () => {
     ['protect device', 'deviceAdd', (a) => String(a[1]).startsWith('protect-')],
     ['start', 'start', undefined],
     ['tool config', 'exec', (a) => (a[1] as string[])[0] === 'tar'],
-    ['tmux', 'exec', (a) => (a[1] as string[])[0] === 'tmux'],
+    ['tmux', 'exec', (a) => (a[1] as string[]).includes('new-session')],
     ['deadline label', 'configSet', undefined],
   ]
   for (const [label, method, match] of steps) {
@@ -295,7 +299,8 @@ describe('stop, delete, resume, history', () => {
       .callsOf('exec')
       .filter(
         (c) =>
-          (c.args[1] as string[])[0] === 'tmux' && (c.args[1] as string[]).includes('new-session'),
+          (c.args[1] as string[]).includes('tmux') &&
+          (c.args[1] as string[]).includes('new-session'),
       )
     expect(tmuxCalls).toHaveLength(2)
     expect(tmuxCalls[1]?.args[1]).toContain('--resume')

@@ -1,14 +1,19 @@
 // The commands run inside a session's container, as pure argv builders; and `[tool] binary`.
-import { writeFile } from 'node:fs/promises'
+import { chmod, readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { execa } from 'execa'
 import { describe, expect, it } from 'vitest'
 import { defaultConfig } from '../config/merge.ts'
 import { CliIncusDriver } from '../incus/cli-driver.ts'
-import { buildTestApp, json } from '../test/helpers.ts'
+import { buildTestApp, json, tempDir } from '../test/helpers.ts'
 import {
   CONTAINER_WORKSPACE,
   ENV_FROM_STDIN,
+  START_AND_WAIT,
   startToolCommand,
+  TOOL_GONE_EXIT,
+  TOOL_OUTPUT_DEADLINE_S,
+  TOOL_SILENT_EXIT,
   terminalCommand,
   tmpfsCommand,
   toolArgv,
@@ -36,11 +41,24 @@ describe('container commands', () => {
       FOO: 'bar',
       HOME: '/evil',
     })
-    // the profile's environment is read from stdin by a wrapper in front of tmux
+    // the profile's environment is read from stdin by a wrapper in front of the readiness
+    // script, which starts tmux and waits for the pane's first output (30 s at most)
     expect(cmd.argv.slice(0, 4)).toEqual(['bash', '-c', ENV_FROM_STDIN, 'clincus-env'])
-    expect(cmd.argv.slice(4, 6)).toEqual(['tmux', 'start-server'])
+    expect(cmd.argv.slice(4, 10)).toEqual([
+      'bash',
+      '-c',
+      START_AND_WAIT,
+      'clincus-start',
+      'clincus-clincus-0123abcd-1',
+      String(TOOL_OUTPUT_DEADLINE_S),
+    ])
+    expect(cmd.argv.slice(10, 12)).toEqual(['tmux', 'start-server'])
     expect(cmd.opts.stdin).toBe('FOO=bar\0')
-    expect(startToolCommand('clincus-0123abcd-1', config, ['claude']).argv[0]).toBe('tmux')
+    expect(startToolCommand('clincus-0123abcd-1', config, ['claude']).argv.slice(0, 3)).toEqual([
+      'bash',
+      '-c',
+      START_AND_WAIT,
+    ])
     const at = cmd.argv.indexOf('new-session')
     expect(cmd.argv.slice(at, at + 4)).toEqual([
       'new-session',
@@ -111,7 +129,7 @@ describe('[tool] binary', () => {
       t.driver
         .callsOf('exec')
         .map((c) => c.args[1] as string[])
-        .filter((argv) => argv[0] === 'tmux' && argv[1] === 'start-server')
+        .filter((argv) => argv.includes('start-server') && argv.includes('new-session'))
     const res = await t.app.inject({
       method: 'POST',
       url: '/api/sessions',
@@ -155,8 +173,8 @@ describe("the profile's environment never is on a host command line", () => {
 
   it('reaches the program exactly, under clincus variables that still win', async () => {
     const cmd = startToolCommand('clincus-0123abcd-1', config, ['claude'], profileEnv)
-    // The wrapper in front of tmux, run here with a program that prints what it got.
-    const at = cmd.argv.indexOf('tmux')
+    // The wrapper in front of the readiness script, run here with a program that prints what it got.
+    const at = cmd.argv.indexOf('clincus-env') + 1
     expect(at).toBeGreaterThan(0)
     const head = cmd.argv.slice(0, at)
     const file = head[0] ?? 'bash'
@@ -169,5 +187,75 @@ describe("the profile's environment never is on a host command line", () => {
       ...(input === undefined ? {} : { input }),
     })
     expect(res.stdout).toBe(`${SECRET}|/home/code`)
+  })
+})
+
+// Issue 16 scope 3: the create answers once the tool's pane has shown output. The readiness
+// script runs here under bash with a stub `tmux` whose pane stays blank for a number of polls.
+describe("the readiness script (the tool's first output)", () => {
+  async function run(opts: {
+    blankPolls: number
+    deadlineS: number
+    startCode?: number
+    gone?: boolean
+  }) {
+    const dir = await tempDir()
+    const count = join(dir, 'polls')
+    await writeFile(count, '0')
+    // capture-pane: blank lines (spaces, tabs) for `blankPolls` polls, then a line of output
+    await writeFile(
+      join(dir, 'tmux'),
+      [
+        '#!/bin/bash',
+        `if [ "$1" != capture-pane ]; then echo "$*" > ${dir}/started; exit ${String(opts.startCode ?? 0)}; fi`,
+        opts.gone ? 'echo "can\'t find session" >&2; exit 1' : '',
+        `n=$(cat ${count}); echo $((n + 1)) > ${count}`,
+        `if [ "$n" -lt ${String(opts.blankPolls)} ]; then printf ' \\n\\t\\n\\n'; else echo 'clincus fake tool ready'; fi`,
+      ].join('\n'),
+    )
+    await chmod(join(dir, 'tmux'), 0o755)
+    const cmd = startToolCommand('clincus-0123abcd-1', config, ['claude'], {}, opts.deadlineS)
+    const res = await execa(cmd.argv[0] ?? 'bash', cmd.argv.slice(1), {
+      env: { PATH: `${dir}:/usr/bin:/bin` },
+      extendEnv: false,
+      reject: false,
+    })
+    const polls = Number(await readFile(count, 'utf8'))
+    const started = await readFile(join(dir, 'started'), 'utf8').catch(() => '')
+    return { code: res.exitCode, polls, started }
+  }
+
+  it('starts tmux, then answers once the pane shows output', async () => {
+    const r = await run({ blankPolls: 3, deadlineS: 30 })
+    expect(r.code).toBe(0)
+    // blank polls (whitespace only is no output), then the one that saw the line
+    expect(r.polls).toBe(4)
+    expect(r.started).toContain('start-server')
+    expect(r.started).toContain('new-session -d -s clincus-clincus-0123abcd-1')
+  })
+
+  it('gives up at the deadline with its own exit code (the caller answers with a warning)', async () => {
+    expect(await run({ blankPolls: 1_000_000, deadlineS: 0 })).toMatchObject({
+      code: TOOL_SILENT_EXIT,
+      polls: 1,
+    })
+    // one second is 20 polls 50 ms apart, plus the first
+    expect(await run({ blankPolls: 1_000_000, deadlineS: 1 })).toMatchObject({
+      code: TOOL_SILENT_EXIT,
+      polls: 21,
+    })
+  }, 30_000)
+
+  it("says when tmux could not start or the tool's session went away", async () => {
+    expect(await run({ blankPolls: 0, deadlineS: 5, startCode: 3 })).toMatchObject({
+      code: 3,
+      polls: 0,
+    })
+    expect((await run({ blankPolls: 0, deadlineS: 5, gone: true })).code).toBe(TOOL_GONE_EXIT)
+  })
+
+  it('refuses a deadline that is not whole seconds (it goes into the script)', () => {
+    expect(() => startToolCommand('c', config, ['claude'], {}, 1.5)).toThrow('whole seconds')
+    expect(() => startToolCommand('c', config, ['claude'], {}, -1)).toThrow('whole seconds')
   })
 })

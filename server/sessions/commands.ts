@@ -43,9 +43,41 @@ export function codeHome(config: Config): string {
 }
 
 /**
+ * How long (s) the tool has to show something in its pane before the create answers anyway.
+ * Generous: a real agent draws within ~1-3 s of a cold start, and CI is 5x slower.
+ */
+export const TOOL_OUTPUT_DEADLINE_S = 30
+
+/** The exit code of {@link START_AND_WAIT} when the pane was still blank at the deadline. */
+export const TOOL_SILENT_EXIT = 75
+
+/** The exit code of {@link START_AND_WAIT} when the tool's tmux session went away. */
+export const TOOL_GONE_EXIT = 76
+
+/**
+ * Run by bash: starts the tool's tmux session (the tmux argv after `$1` session and `$2` deadline
+ * in seconds), then polls the pane every 50 ms inside the container, in the same `incus exec` (no
+ * host process per poll), until it holds a non-blank character: issue 16's readiness, "the
+ * agent's pane exists and has produced output". Exits 0 then; {@link TOOL_SILENT_EXIT} at the
+ * deadline; {@link TOOL_GONE_EXIT} when the session is gone; tmux's own code when it could not
+ * start. Nothing of the pane is printed (it is the agent's output: hostile, and not needed).
+ */
+export const START_AND_WAIT = [
+  'session=$1; polls=$(($2 * 20)); shift 2',
+  '"$@" || exit',
+  'while :; do',
+  `  screen=$(tmux capture-pane -p -t "=$session:") || exit ${String(TOOL_GONE_EXIT)}`,
+  '  [ -n "${screen//[[:space:]]/}" ] && exit 0',
+  `  [ "$polls" -le 0 ] && exit ${String(TOOL_SILENT_EXIT)}`,
+  '  polls=$((polls - 1)); sleep 0.05',
+  'done',
+].join('\n')
+
+/**
  * Starts the tool's tmux session (detached) as the code user in the workspace, with the
- * profile's environment under clincus' own variables (which win). The profile's values (API
- * keys) go through stdin to {@link ENV_FROM_STDIN}, never on the host's command line. Throws
+ * profile's environment under clincus' own variables (which win), and waits (in the container,
+ * {@link START_AND_WAIT}) until its pane shows output or `deadlineS` passes. The profile's values
+ * (API keys) go through stdin to {@link ENV_FROM_STDIN}, never on the host's command line. Throws
  * when a value holds a NUL (no environment can).
  */
 export function startToolCommand(
@@ -53,7 +85,10 @@ export function startToolCommand(
   config: Config,
   argv: readonly string[],
   profileEnv: Readonly<Record<string, string>> = {},
+  deadlineS: number = TOOL_OUTPUT_DEADLINE_S,
 ): ContainerCommand {
+  if (!Number.isInteger(deadlineS) || deadlineS < 0)
+    throw new Error(`the tool's output deadline must be whole seconds, not ${String(deadlineS)}`)
   const uid = config.incus.code_uid
   const user = config.incus.code_user
   const env: Record<string, string> = {
@@ -67,11 +102,13 @@ export function startToolCommand(
   const secret = Object.entries(profileEnv).filter(([k]) => !Object.hasOwn(env, k))
   if (secret.some(([, v]) => v.includes('\0')))
     throw new Error("a profile's environment value holds a NUL character")
-  const tmux = tmuxStartArgv(tmuxSessionName(name), CONTAINER_WORKSPACE, toolWrapperArgv(argv))
+  const session = tmuxSessionName(name)
+  const tmux = tmuxStartArgv(session, CONTAINER_WORKSPACE, toolWrapperArgv(argv))
+  const start = ['bash', '-c', START_AND_WAIT, 'clincus-start', session, String(deadlineS), ...tmux]
   const opts = { user: uid, group: uid, cwd: CONTAINER_WORKSPACE, env }
-  if (secret.length === 0) return { argv: tmux, opts }
+  if (secret.length === 0) return { argv: start, opts }
   return {
-    argv: ['bash', '-c', ENV_FROM_STDIN, 'clincus-env', ...tmux],
+    argv: ['bash', '-c', ENV_FROM_STDIN, 'clincus-env', ...start],
     opts: { ...opts, stdin: secret.map(([k, v]) => `${k}=${v}\0`).join('') },
   }
 }

@@ -62,7 +62,9 @@ describe('launch steps', () => {
     })
     expect(events.at(-1)).toMatchObject({ type: 'session.launching', step: 'failed' })
     expect(t.driver.instances.size).toBe(0)
-    expect(t.driver.callsOf('exec').some((c) => (c.args[1] as string[])[0] === 'tmux')).toBe(false)
+    expect(
+      t.driver.callsOf('exec').some((c) => (c.args[1] as string[]).includes('new-session')),
+    ).toBe(false)
     expect(await t.services.registry.list()).toEqual([])
     expect(await t.services.history.list(10, 0)).toEqual([])
     expect(t.services.sessions.deadlines.has('clincus-')).toBe(false)

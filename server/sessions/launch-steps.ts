@@ -14,6 +14,9 @@ import {
   codeHome,
   startToolCommand,
   SUDOERS_PATH,
+  TOOL_GONE_EXIT,
+  TOOL_OUTPUT_DEADLINE_S,
+  TOOL_SILENT_EXIT,
   sudoersLine,
   tmpfsCommand,
   toolArgv,
@@ -288,7 +291,12 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
       'tool',
       async (signal) => {
         const argv = toolArgv(TOOL_SPECS[plan.tool].start(t.sessionId), config.tool.binary)
-        await startTool(driver, name, config, argv, plan.profile, signal)
+        const started = await startTool(driver, name, config, argv, plan.profile, signal)
+        if (!started.shown)
+          env.log.warn(
+            { session: name, deadlineS: TOOL_OUTPUT_DEADLINE_S },
+            "the tool's pane showed nothing by the deadline; the session answers anyway",
+          )
         const finish: Record<string, string> = { [LABEL.ready]: 'true' }
         const deadline = plan.maxDurationMs
           ? {
@@ -328,7 +336,19 @@ export async function mountTmpfs(
   if (res.exitCode !== 0) throw new Error(`mount tmpfs failed: ${res.stderr.trim()}`)
 }
 
-/** Starts the tool's tmux session with the profile's environment. */
+/** How startTool ended: `shown` false when the pane was still blank at the deadline. */
+export interface ToolStart {
+  shown: boolean
+}
+
+/**
+ * Starts the tool's tmux session with the profile's environment and resolves once its pane has
+ * shown output (issue 16: the create answers when the agent accepts keys), in one `incus exec`.
+ * A tool still silent after `deadlineS` (TOOL_OUTPUT_DEADLINE_S) does not fail the launch: its
+ * pane exists and takes keys (a tool may wait for input before drawing), so the create answers
+ * with `shown: false` and the caller logs a warning; failing would throw away a working session.
+ * Throws when tmux could not start or its session went away before showing anything.
+ */
 export async function startTool(
   driver: IncusDriver,
   name: string,
@@ -336,11 +356,21 @@ export async function startTool(
   argv: readonly string[],
   profile: string | undefined,
   signal: AbortSignal,
-): Promise<void> {
+  deadlineS: number = TOOL_OUTPUT_DEADLINE_S,
+): Promise<ToolStart> {
   const env = profile ? (findProfile(config, profile)?.environment ?? {}) : {}
-  const cmd = startToolCommand(name, config, argv, env)
-  const res = await driver.exec(name, cmd.argv, { ...cmd.opts, signal })
-  if (res.exitCode !== 0) throw new Error(`tmux exited with ${res.exitCode}: ${res.stderr.trim()}`)
+  const cmd = startToolCommand(name, config, argv, env, deadlineS)
+  const res = await driver.exec(name, cmd.argv, {
+    ...cmd.opts,
+    signal,
+    // The deadline is the script's; this one only ends an exec that hangs past it.
+    timeoutMs: (deadlineS + 30) * 1000,
+  })
+  if (res.exitCode === 0) return { shown: true }
+  if (res.exitCode === TOOL_SILENT_EXIT) return { shown: false }
+  if (res.exitCode === TOOL_GONE_EXIT)
+    throw new Error(`the tool's tmux session ended before it showed anything: ${res.stderr.trim()}`)
+  throw new Error(`tmux exited with ${String(res.exitCode)}: ${res.stderr.trim()}`)
 }
 
 /** A refused raw.idmap fails deep in LXC ("forkstart ... exit status 1"): names the cause. */

@@ -8,8 +8,12 @@ import type { IncusDriver } from '../incus/driver.ts'
 import { READY_PROBE, toolRunningCommand } from './commands.ts'
 
 /**
- * Resolves once `exec true` succeeds in `name`, polling with backoff (50 ms doubling to 500 ms).
- * Throws AppError 504 `container_not_ready` after `timeoutMs`, or the abort reason.
+ * Resolves once the container runs processes, polling with backoff (50 ms doubling to 500 ms).
+ * Asked of the daemon's view first: the instance is Running and its init process has a pid
+ * (getInstance and containerRoot, each a REST request of a few ms with the REST driver), which
+ * is what `incus exec` needs to attach. Only a driver with no view of the init process (the
+ * fake: containerRoot null) is probed with `exec true`. Throws AppError 504
+ * `container_not_ready` after `timeoutMs`, or the abort reason.
  */
 export async function waitReady(
   driver: IncusDriver,
@@ -23,9 +27,8 @@ export async function waitReady(
   for (;;) {
     signal.throwIfAborted()
     try {
-      const res = await driver.exec(name, READY_PROBE, { timeoutMs: 5000, signal })
-      if (res.exitCode === 0) return
-      last = res.stderr.trim()
+      last = await readyProblem(driver, name, signal)
+      if (last === '') return
     } catch (err) {
       if (signal.aborted) throw err
       last = err instanceof Error ? err.message : String(err)
@@ -40,6 +43,17 @@ export async function waitReady(
     await sleep(delay, undefined, { signal })
     delay = Math.min(delay * 2, 500)
   }
+}
+
+/** Why the container is not ready yet ('' when it is); throws what the driver throws. */
+async function readyProblem(driver: IncusDriver, name: string, signal: AbortSignal) {
+  const opts = { timeoutMs: 5000, signal }
+  const inst = await driver.getInstance(name, opts)
+  if (!inst) return 'the instance does not exist'
+  if (inst.status !== 'Running') return `the instance is ${inst.status}`
+  if ((await driver.containerRoot(name, opts)) !== null) return ''
+  const res = await driver.exec(name, READY_PROBE, opts)
+  return res.exitCode === 0 ? '' : res.stderr.trim() || `exit code ${String(res.exitCode)}`
 }
 
 /** Whether the tool's tmux session exists in the running container `name`. */

@@ -13,7 +13,8 @@ import { configLocations } from '../config/paths.ts'
 import { ConfigStore } from '../config/store.ts'
 import { HistoryStore } from '../history/store.ts'
 import { loggerOptions } from '../security/log-redaction.ts'
-import { CliIncusDriver } from '../incus/cli-driver.ts'
+import { findIncusSocket } from '../../incus/rest.ts'
+import { RestIncusDriver } from '../incus/rest-driver.ts'
 import { Listener } from '../listener.ts'
 import { ownByUser } from './owner.ts'
 
@@ -40,7 +41,7 @@ export interface LiveServer extends App {
   root: string
   prefix: string
   configFile: string
-  driver: CliIncusDriver
+  driver: RestIncusDriver
   /** Makes a project folder (a git repo) inside the workspace root. */
   project(name: string): Promise<string>
   /** Makes project `name` and starts a session on it (expects 200); the session's id. */
@@ -150,7 +151,9 @@ export async function startLiveServer(
   )
   const env = { HOME: home, CLINCUS_SYSTEM_CONFIG: join(home, 'etc-clincus.toml') }
   const config = await ConfigStore.open(configLocations(env, home), env, home)
-  const driver = new CliIncusDriver({
+  // What the server builds (server/main.ts): REST, the CLI as the per-call fallback.
+  const driver = new RestIncusDriver({
+    socketPath: findIncusSocket(process.env),
     project: config.current.incus.project,
     storagePool: () => config.current.incus.storage_pool,
   })
