@@ -4,6 +4,8 @@
 //
 //   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,flood,memory,scaling,events,listing,egress,launch]
 //                        [--launches N]  (launches per series of the launch rows; default 20)
+//                        [--probe echo|copilot]  (the keys the launch rows type: the test image's
+//                                        fake tool, or Copilot's trust menu in the real image)
 //   tsx scripts/bench.ts --render    (bench/results.md again from bench/results.json)
 // A run with --only writes bench/results-<names>.json and .md instead, so a partial run never
 // replaces the whole run's results (e.g. `--only launch` → bench/results-launch.json).
@@ -22,7 +24,7 @@ import { benchEgress } from './bench/egress.ts'
 import { benchEvents } from './bench/events.ts'
 import { prepareSession } from './bench/fixtures.ts'
 import { daemonPid, incus, removeByPrefix, waitForDaemon } from './bench/incus.ts'
-import { benchLaunch, poolConfig, storageDriver } from './bench/launch.ts'
+import { benchLaunch, isProbe, poolConfig, PROBES, storageDriver } from './bench/launch.ts'
 import { benchFloodLatency, benchLatency } from './bench/latency.ts'
 import { benchListing } from './bench/listing.ts'
 import { benchAttachedMemory, benchIdleMemory, benchStalledFlood } from './bench/memory.ts'
@@ -82,6 +84,7 @@ async function main(): Promise<void> {
       render: { type: 'boolean', default: false },
       image: { type: 'string' },
       launches: { type: 'string', default: '20' },
+      probe: { type: 'string', default: 'echo' },
     },
   })
   if (values.render) {
@@ -92,6 +95,9 @@ async function main(): Promise<void> {
   }
   const reps = Math.max(1, Number(values.reps) || 3)
   const launches = Math.max(1, Number(values.launches) || 20)
+  const probe = values.probe
+  if (!isProbe(probe))
+    throw new Error(`unknown --probe ${probe} (${Object.keys(PROBES).join(', ')})`)
   const only = values.only?.split(',').map((s) => s.trim()) ?? [...ALL]
   const unknown = only.filter((s) => !isStep(s))
   if (unknown.length > 0) throw new Error(`unknown benchmark(s): ${unknown.join(', ')}`)
@@ -265,7 +271,8 @@ async function main(): Promise<void> {
     if (want.has('events')) await run('event latency', () => benchEvents(ctx))
     if (want.has('listing')) await run('listing', () => benchListing(ctx))
     if (want.has('egress')) await run('network egress', () => benchEgress(ctx))
-    if (want.has('launch')) await run('click to accepting keys', () => benchLaunch(ctx, launches))
+    if (want.has('launch'))
+      await run('click to accepting keys', () => benchLaunch(ctx, launches, PROBES[probe]))
   } finally {
     await cleanup()
   }

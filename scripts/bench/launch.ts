@@ -16,8 +16,37 @@ import { ServerProcess } from './server-process.ts'
 import { median, percentile, round, sleep } from './stats.ts'
 import { timeToMarker, WsEndpoint } from './terminal-clients.ts'
 
-/** What the fake tool of the test image answers to a line (images/fake-tool.sh). */
-export const PROBE = { send: 'hello\r', marker: 'hello-BACK' }
+/** Keys typed into a new session's /ws/terminal, and what shows that the agent took them. */
+export interface Probe {
+  /** The tool to launch (POST body `tool`); the configured default when absent. */
+  tool?: string
+  /** Text that shows the tool's prompt is on screen, awaited before typing (when keys typed earlier are lost). */
+  ready?: string
+  send: string
+  marker: string
+  /** In words, for the report. */
+  describe: string
+}
+
+export const PROBES = {
+  // What the fake tool of the test image answers to a line (images/fake-tool.sh).
+  echo: { send: 'hello\r', marker: 'hello-BACK', describe: '`hello⏎` → `hello-BACK`' },
+  // The real image without a network: Claude Code exits ("Unable to connect to Anthropic
+  // services"), Copilot opens its folder-trust menu after an intro animation that drops keys;
+  // ↓ then moves the cursor to the second entry.
+  copilot: {
+    tool: 'copilot',
+    ready: 'Do you trust the files',
+    send: '\x1b[B',
+    marker: '❯ 2. Yes',
+    describe: "Copilot's trust menu on screen, then ↓ → `❯ 2. Yes`",
+  },
+} as const satisfies Record<string, Probe>
+export type ProbeName = keyof typeof PROBES
+
+export function isProbe(name: string): name is ProbeName {
+  return Object.hasOwn(PROBES, name)
+}
 /** A launch that has not echoed within this long failed (a loaded 2-core machine is slow). */
 const LAUNCH_TIMEOUT_MS = 120_000
 /** The bounded wait for the pool to have a ready container (the first fill imports the image). */
@@ -87,6 +116,20 @@ export interface LaunchSample {
   timings: Record<string, number>
 }
 
+/** When `marker` arrives on `ep` (performance.now); the error quotes the terminal's last output. */
+async function markerOn(ep: WsEndpoint, marker: string, deadline: number): Promise<number> {
+  let tail = ''
+  const arrived = timeToMarker(ep, marker, Math.max(1000, deadline - performance.now()))
+  const watch = ep.currentSink
+  ep.sink = (chunk) => {
+    tail = (tail + chunk.toString('utf8')).slice(-400)
+    watch?.(chunk)
+  }
+  return arrived.catch((err: unknown) => {
+    throw new Error(`${String(err)}; the terminal's last output: ${JSON.stringify(tail)}`)
+  })
+}
+
 /**
  * One launch as the browser does it: POST /api/sessions, then /ws/terminal/{id}, type the probe
  * line, wait for its echo. `created` gets the id as soon as it is known (for the cleanup).
@@ -94,13 +137,14 @@ export interface LaunchSample {
 async function launchOnce(
   server: ServerProcess,
   workspace: string,
+  probe: Probe,
   created: (id: string) => void,
 ): Promise<LaunchSample> {
   const t0 = performance.now()
   const res = await fetch(`${server.url}/api/sessions`, {
     method: 'POST',
     headers: { ...server.headers, 'content-type': 'application/json' },
-    body: JSON.stringify({ workspace }),
+    body: JSON.stringify(probe.tool ? { workspace, tool: probe.tool } : { workspace }),
     signal: AbortSignal.timeout(LAUNCH_TIMEOUT_MS),
   })
   const responseMs = performance.now() - t0
@@ -117,12 +161,10 @@ async function launchOnce(
   )
   try {
     await ep.opened
-    const echoed = timeToMarker(
-      ep,
-      PROBE.marker,
-      Math.max(1000, LAUNCH_TIMEOUT_MS - (performance.now() - t0)),
-    )
-    ep.write(PROBE.send)
+    const deadline = t0 + LAUNCH_TIMEOUT_MS
+    if (probe.ready !== undefined) await markerOn(ep, probe.ready, deadline)
+    const echoed = markerOn(ep, probe.marker, deadline)
+    ep.write(probe.send)
     const t1 = await echoed
     return {
       id: body.id,
@@ -298,7 +340,11 @@ async function poolServer(ctx: BenchContext, size: number): Promise<ServerProces
  * Both series and their floors; records the figures. Every session and container it creates is
  * deleted before it returns, also when it fails (and by the run's cleanup on Ctrl-C).
  */
-export async function benchLaunch(ctx: BenchContext, launches: number): Promise<void> {
+export async function benchLaunch(
+  ctx: BenchContext,
+  launches: number,
+  probe: Probe = PROBES.echo,
+): Promise<void> {
   const n = Math.max(1, launches)
   const storage = await storageArgs()
   const driver = await storageDriver(ctx.server)
@@ -332,7 +378,9 @@ export async function benchLaunch(ctx: BenchContext, launches: number): Promise<
   }
   ctx.cleanups.push(cleanup)
   const launch = async (server: ServerProcess, name: string): Promise<LaunchSample> => {
-    const s = await launchOnce(server, await workspace(ctx, name), (id) => created.set(id, server))
+    const s = await launchOnce(server, await workspace(ctx, name), probe, (id) =>
+      created.set(id, server),
+    )
     created.delete(s.id)
     await deleteSession(server, s.id)
     return s
@@ -394,7 +442,7 @@ export async function benchLaunch(ctx: BenchContext, launches: number): Promise<
     await cleanup()
     ctx.cleanups.splice(ctx.cleanups.indexOf(cleanup), 1)
   }
-  const context = `storage driver ${driver}; load average ${loadBefore} before, ${await loadAverage()} after`
+  const context = `keys: ${probe.describe}${probe.tool ? ` (tool ${probe.tool})` : ''}; storage driver ${driver}; load average ${loadBefore} before, ${await loadAverage()} after`
   for (const f of [
     ...seriesFigures(warm, ctx.image, context),
     ...seriesFigures(cold, ctx.image, context),
