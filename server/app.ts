@@ -33,6 +33,7 @@ import { EventSockets, wsEventsRoutes, type EventSocketOptions } from './routes/
 import { terminalRoutes } from './routes/ws-terminal.ts'
 import type { AppServices } from './services.ts'
 import { SessionReconciler } from './sessions/reconciler.ts'
+import { createWarmPool } from './sessions/pool/wiring.ts'
 import { SessionService } from './sessions/service.ts'
 
 export interface AppDeps {
@@ -71,6 +72,11 @@ export interface AppDeps {
    * under <paths.sessions_dir>/network, the system resolver, no upstream, no registries.
    */
   egress?: Partial<EgressOptions>
+  /**
+   * Run the warm pool (issue 16) sized by `[pool] size`: main.ts does; tests and dev servers
+   * opt in, so the suite never pays for pool containers it does not test.
+   */
+  warmPool?: boolean
 }
 
 export interface RealtimeOptions {
@@ -103,6 +109,16 @@ export async function buildApp(deps: AppDeps): Promise<App> {
   // older than anything kept now and it is told to refetch, instead of silently missing events.
   const hub = new EventHub(1024, Date.now() * 1000)
   // The one writer of the session cache, session events and history (sessions/reconciler.ts).
+  const warm = deps.warmPool
+    ? createWarmPool({
+        driver: deps.driver,
+        config: deps.config,
+        log: deps.log.child({ component: 'pool' }),
+        prefix: deps.prefix,
+        home: deps.home,
+        ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
+      })
+    : null
   const reconciler = new SessionReconciler({
     driver: deps.driver,
     prefix: deps.prefix,
@@ -110,6 +126,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     history: deps.history,
     log: deps.log.child({ component: 'reconciler' }),
     ttlMs: deps.registryTtlMs,
+    ...(warm ? { poolMember: (name: string) => warm.pool.isMember(name) } : {}),
   })
   const egress = new EgressService({
     driver: deps.driver,
@@ -132,6 +149,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     imageState: (alias) => deps.images?.current(alias) ?? null,
     readyTimeoutMs: deps.readyTimeoutMs,
     egress,
+    ...(warm ? { pool: warm.pool } : {}),
   })
 
   const services: AppServices = {
@@ -164,6 +182,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       if (deps.incusHint) out.hint = deps.incusHint
       return out
     },
+    ...(warm ? { poolStatus: () => warm.pool.status() } : {}),
     imageState: (alias): ImageState =>
       deps.images?.state(alias) ?? { name: alias, state: 'unknown' },
     updateDashboard: async (patch) => {
@@ -183,7 +202,10 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     void deps.images?.check(deps.config.current.defaults.image)
   }
   // Image builds (issue 13) reach /ws/events and /api/events like every other event.
-  const unsubscribeImageEvents = deps.images?.subscribe((e) => hub.publish(e))
+  const unsubscribeImageEvents = deps.images?.subscribe((e) => {
+    hub.publish(e)
+    if (e.type === 'image.built') warm?.pool.invalidate(`image ${e.alias} built`)
+  })
   const unsubscribeImage = deps.config.subscribe((change) => {
     if (
       change.type === 'reloaded' &&
@@ -250,6 +272,8 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     log: deps.log.child({ component: 'monitor' }),
     onConnect: async () => {
       await sessions.restore()
+      // Leftover pool containers (a previous process, a daemon restart) go; then it fills.
+      await warm?.pool.connected()
       await egress.loadAudit((await reconciler.instances()).map((i) => i.name))
       reconciler.setLive(true)
       // Once per connection: the version for /api/health, and the image (it may have changed
@@ -281,6 +305,9 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     onEvent: (e) => {
       if (e.action.startsWith('image-')) {
         refreshImage()
+        // An alias moved to another image (rebuilt outside this server too): new pool members.
+        if (e.action === 'image-alias-updated' || e.action === 'image-alias-created')
+          warm?.pool.invalidate(`image event ${e.action}`)
         return
       }
       reconciler.onLifecycle(e)
@@ -306,6 +333,7 @@ export async function buildApp(deps: AppDeps): Promise<App> {
     unsubscribeImageEvents?.()
     await monitor.stop()
     await sessions.dispose()
+    await warm?.dispose()
     await egress.dispose()
     await deps.images?.dispose()
   })

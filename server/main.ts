@@ -181,6 +181,7 @@ async function main(): Promise<void> {
     images,
     incusHint: `Run \`npm start\` as root to install and start Incus, or install Incus >= 6 yourself and add your user to the ${config.current.incus.group} group.`,
     webRoot: join(repoRoot, 'dist', 'web'),
+    warmPool: true,
     egress: {
       runtimeDir: join(runtimeBase, 'clincus', 'egress'),
       registries: registries.filter((r) => r !== ''),

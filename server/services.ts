@@ -23,6 +23,8 @@ export interface AppServices {
   egress: EgressService
   /** Incus reachability from the lifecycle monitor's connection (cached, never asks incus). */
   incusStatus(): Health['incus']
+  /** The warm pool's figures (cached, never asks incus); absent when the server runs none. */
+  poolStatus?: () => NonNullable<Health['pool']>
   /** The image's last known state (cached, never asks incus). */
   imageState(alias: string): ImageState
   updateDashboard(patch: DashboardPatch): Promise<void>

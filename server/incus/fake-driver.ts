@@ -1,4 +1,4 @@
-import { EventEmitter, on } from 'node:events'
+import { EventEmitter } from 'node:events'
 import { posix } from 'node:path'
 import { IncusCommandError } from '../errors.ts'
 import { unpackTar } from '../sessions/tar.ts'
@@ -10,36 +10,17 @@ import type {
   InitOptions,
   LifecycleEvent,
 } from './driver.ts'
+import {
+  isRunning,
+  monitorEvents,
+  stateError,
+  type Failure,
+  type FakeCall,
+  type FakeMethod,
+} from './fake-support.ts'
 import type { IncusInstance } from './schemas.ts'
 
-export type FakeMethod =
-  | 'listInstances'
-  | 'getInstance'
-  | 'imageExists'
-  | 'rootPoolDriver'
-  | 'init'
-  | 'deviceAdd'
-  | 'deviceRemove'
-  | 'configSet'
-  | 'configGet'
-  | 'start'
-  | 'stop'
-  | 'delete'
-  | 'exec'
-  | 'filePush'
-  | 'containerRoot'
-
-export interface FakeCall {
-  method: FakeMethod
-  args: unknown[]
-}
-
-interface Failure {
-  method: FakeMethod
-  match: (args: unknown[]) => boolean
-  stderr: string
-  remaining: number
-}
+export type { FakeCall, FakeMethod } from './fake-support.ts'
 
 /**
  * In-memory Incus for unit tests: instances, devices and config live in maps, every call is
@@ -228,7 +209,10 @@ export class FakeIncusDriver implements IncusDriver {
   async configSet(name: string, values: Record<string, string>, opts?: CallOptions): Promise<void> {
     await this.#enter('configSet', [name, values], opts)
     const inst = this.#need(name, 'configSet')
-    Object.assign(inst.config, values)
+    // Like `incus config set k=`: an empty value removes the key.
+    for (const [k, v] of Object.entries(values))
+      if (v === '') Reflect.deleteProperty(inst.config, k)
+      else inst.config[k] = v
   }
 
   async configGet(name: string, key: string, opts?: CallOptions): Promise<string> {
@@ -265,10 +249,37 @@ export class FakeIncusDriver implements IncusDriver {
     this.emit({ action: 'instance-stopped', name })
   }
 
+  async freeze(name: string, opts?: CallOptions): Promise<void> {
+    await this.#enter('freeze', [name], opts)
+    const inst = this.#need(name, 'freeze')
+    if (!isRunning(inst.status)) throw stateError('pause', name, "The instance isn't running")
+    inst.status = 'Frozen'
+    this.emit({ action: 'instance-paused', name })
+  }
+
+  async unfreeze(name: string, opts?: CallOptions): Promise<void> {
+    await this.#enter('unfreeze', [name], opts)
+    const inst = this.#need(name, 'unfreeze')
+    if (inst.status !== 'Frozen') throw stateError('resume', name, "The instance isn't frozen")
+    inst.status = 'Running'
+    this.emit({ action: 'instance-resumed', name })
+  }
+
+  /** What the fake's instances hold (bytes), for the warm pool's figure. */
+  memoryBytes = 6_000_000
+
+  async memoryUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    await this.#enter('getInstance', [name], opts)
+    return isRunning(this.#need(name, 'getInstance').status) ||
+      this.instances.get(name)?.status === 'Frozen'
+      ? this.memoryBytes
+      : null
+  }
+
   async delete(name: string, opts: CallOptions & { force?: boolean } = {}): Promise<void> {
     await this.#enter('delete', [name, { force: opts.force ?? false }], opts)
     const inst = this.#need(name, 'delete')
-    if (isRunning(inst.status) && !opts.force)
+    if ((isRunning(inst.status) || inst.status === 'Frozen') && !opts.force)
       throw new IncusCommandError({
         argv: ['delete', name],
         exitCode: 1,
@@ -364,36 +375,7 @@ export class FakeIncusDriver implements IncusDriver {
     this.#events.emit('drop')
   }
 
-  async *monitor(signal: AbortSignal): AsyncIterable<LifecycleEvent> {
-    const lost = (): IncusCommandError =>
-      new IncusCommandError({
-        argv: ['monitor'],
-        exitCode: 1,
-        stderr: "Error: The incus daemon doesn't appear to be started",
-      })
-    if (!this.reachable) throw lost()
-    const drop = new AbortController()
-    const onDrop = (): void => {
-      drop.abort()
-    }
-    this.#events.once('drop', onDrop)
-    try {
-      for await (const [event] of on(this.#events, 'event', {
-        signal: AbortSignal.any([signal, drop.signal]),
-      })) {
-        yield event as LifecycleEvent
-      }
-    } catch (err) {
-      if (signal.aborted) return
-      if (drop.signal.aborted) throw lost()
-      throw err
-    } finally {
-      this.#events.off('drop', onDrop)
-    }
+  monitor(signal: AbortSignal): AsyncIterable<LifecycleEvent> {
+    return monitorEvents(this.#events, signal, this.reachable)
   }
-}
-
-/** Incus reports a running instance whose guest said it is ready (/dev/incus) as "Ready". */
-function isRunning(status: string): boolean {
-  return status === 'Running' || status === 'Ready'
 }

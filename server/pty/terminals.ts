@@ -11,7 +11,7 @@ import type { ConfigStore } from '../config/store.ts'
 import { keepAlive } from '../events/ws-keepalive.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import { terminalCommand, type TerminalKind } from '../sessions/commands.ts'
-import { parseContainerName } from '../sessions/naming.ts'
+import { isSessionName } from '../sessions/naming.ts'
 import type { SessionReconciler } from '../sessions/reconciler.ts'
 import { TerminalBridge, type BridgeOptions } from './bridge.ts'
 import type { PtySpawner } from './spawner.ts'
@@ -131,7 +131,7 @@ export class TerminalManager {
       return
     }
     // Anything that is not one of our names never reaches incus.
-    if (!parseContainerName(d.registry.prefix, req.id)) {
+    if (!isSessionName(d.registry.prefix, req.id)) {
       bridge.reject(CloseCode.NOT_FOUND, 'session not found')
       return
     }

@@ -20,6 +20,7 @@ describe('GET/PUT /api/config', () => {
       'mounts',
       'network',
       'paths',
+      'pool',
       'profiles',
       'security',
       'tool',

@@ -7,7 +7,7 @@ export function healthRoutes(s: AppServices): FastifyPluginAsyncTypebox {
     app.get('/api/health', {
       schema: {
         tags: ['health'],
-        summary: 'Version, uptime, Incus reachability and image state',
+        summary: 'Version, uptime, Incus reachability, image state and the warm pool',
         response: { 200: HealthSchema },
       },
       // Public, so it only reads cached state: no request can make the server run incus.
@@ -20,6 +20,7 @@ export function healthRoutes(s: AppServices): FastifyPluginAsyncTypebox {
           uptime_seconds: Math.round((Date.now() - s.startedAt) / 100) / 10,
           incus,
           image,
+          ...(s.poolStatus ? { pool: s.poolStatus() } : {}),
         }
       },
     })

@@ -51,11 +51,17 @@ export interface LaunchTarget {
   name: string
   sessionId: string
   created: Date
+  /**
+   * Warm (issue 16): `name` is a frozen pool container claimed for this creation, whose name
+   * cannot carry the slot (Incus renames no running instance): the slot goes in a label.
+   */
+  warm?: { slot: number }
 }
 
 /** Rough shares of a creation's time (a local image on `dir`: start and init dominate). */
 const WEIGHT: Record<LaunchStep, number> = {
   init: 3,
+  claim: 1,
   workspace: 1,
   mounts: 1,
   protect: 1,
@@ -75,6 +81,48 @@ export async function verifyProtection(
 ): Promise<void> {
   const root = await driver.containerRoot(name, { signal })
   if (root !== null) await verifyMounted(root, CONTAINER_WORKSPACE, plan)
+}
+
+/**
+ * Instance config every session has whatever its workspace. Set at init (cold) or baked into the
+ * warm pool's containers, which are made with it before any workspace is known.
+ */
+export const BASE_CONFIG: Readonly<Record<string, string>> = {
+  // After a host or daemon restart a session comes back stopped (and resumable), never running
+  // without its agent.
+  'boot.autostart': 'false',
+  // /dev/incus would tell the agent the host path of its workspace and our labels.
+  'security.guestapi': 'false',
+  // Its own range of host ids: container root (and every id but the code user) of one session is
+  // no id of another session's container.
+  'security.idmap.isolated': 'true',
+}
+
+/**
+ * The config fixed when the container starts, which a claim cannot change on a running one: the
+ * base config and the id mapping (raw.idmap applies at the next start only, seen on Incus 6.0).
+ * With the image and the root disk, what a warm pool container must match (server/pool/key.ts).
+ */
+export function bakedConfig(plan: Pick<LaunchPlan, 'mapping'>): Record<string, string> {
+  return { ...BASE_CONFIG, ...plan.mapping.config }
+}
+
+/**
+ * The config a session gets on top of {@link bakedConfig}, all of it applicable to a running
+ * container: labels, limits and the egress environment (`network`, from egress.prepareCreate).
+ * The one list both paths use: init sets it, a claim sets it on the pool container.
+ */
+export function sessionConfig(
+  plan: LaunchPlan,
+  t: LaunchTarget,
+  network: Record<string, string>,
+): Record<string, string> {
+  return {
+    ...creationLabels(plan, t),
+    ...(t.warm ? { [LABEL.slot]: String(t.warm.slot) } : {}),
+    ...instanceLimitConfig(plan.config.limits),
+    ...network,
+  }
 }
 
 /** The labels a session's instance is created with (what makes it recognisably ours). */
@@ -121,55 +169,61 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     ...(readonly ? { readonly: 'true' } : {}),
   })
 
+  // The container is this creation's: deleted on rollback (never handed back to the pool).
+  const undoCreate = async (ours: boolean): Promise<void> => {
+    if (ours && (await deleteWithRetry(driver, name, env.log))) await env.deleted(name)
+    else {
+      if (ours)
+        env.log.error({ session: name }, 'rollback could not delete the container; will retry')
+      env.orphan(name)
+    }
+    await env.egress?.forget(name).catch(() => undefined)
+  }
+  const network = (): Promise<Record<string, string>> =>
+    env.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool) ?? Promise.resolve({})
+
+  const first = t.warm
+    ? step(
+        'claim',
+        async (signal) => {
+          // A frozen pool container: the session's labels (the pool label removed) and limits in
+          // one call, then thawed. Disks and the proxy device hot-plug into it running.
+          const config = { ...sessionConfig(plan, t, await network()), [LABEL.pool]: '' }
+          await driver.configSet(name, config, { signal })
+          await driver.unfreeze(name, { signal })
+        },
+        () => undoCreate(true),
+      )
+    : step(
+        'init',
+        async () => {
+          // Labels go on at creation, so a half-created container is already recognisably ours.
+          // The client's signal does not reach init: killing `incus init` does not stop the
+          // daemon's creation, which would leave a container behind after the rollback. It ends
+          // (bounded by its timeout), then the cancellation is noticed and the container deleted.
+          await driver.init(plan.image, name, {
+            config: { ...sessionConfig(plan, t, await network()), ...bakedConfig(plan) },
+            rootDisk: plan.rootDisk,
+            signal: env.serverSignal,
+          })
+          initDone = true
+        },
+        async () => {
+          // A failed (or interrupted) init may still have left the instance behind: a timed-out
+          // `incus init` whose creation the daemon finished. Deleted when it carries this
+          // creation's session id (never another container that happens to have the name).
+          const ours =
+            initDone ||
+            (await driver.getInstance(name).then(
+              (i) => i?.config[LABEL.sessionId] === t.sessionId,
+              () => false,
+            ))
+          await undoCreate(ours)
+        },
+      )
+
   return [
-    step(
-      'init',
-      async () => {
-        const network =
-          (await env.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool)) ?? {}
-        // Labels go on at creation, so a half-created container is already recognisably ours.
-        // The client's signal does not reach init: killing `incus init` does not stop the
-        // daemon's creation, which would leave a container behind after the rollback. It ends
-        // (bounded by its timeout), then the cancellation is noticed and the container deleted.
-        await driver.init(plan.image, name, {
-          config: {
-            ...creationLabels(plan, t),
-            // After a host or daemon restart a session comes back stopped (and resumable),
-            // never running without its agent.
-            'boot.autostart': 'false',
-            // /dev/incus would tell the agent the host path of its workspace and our labels.
-            'security.guestapi': 'false',
-            // Its own range of host ids: container root (and every id but the code user) of one
-            // session is no id of another session's container.
-            'security.idmap.isolated': 'true',
-            ...instanceLimitConfig(config.limits),
-            ...plan.mapping.config,
-            ...network,
-          },
-          rootDisk: plan.rootDisk,
-          signal: env.serverSignal,
-        })
-        initDone = true
-      },
-      async () => {
-        // A failed (or interrupted) init may still have left the instance behind: a timed-out
-        // `incus init` whose creation the daemon finished. Deleted when it carries this
-        // creation's session id (never another container that happens to have the name).
-        const ours =
-          initDone ||
-          (await driver.getInstance(name).then(
-            (i) => i?.config[LABEL.sessionId] === t.sessionId,
-            () => false,
-          ))
-        if (ours && (await deleteWithRetry(driver, name, env.log))) await env.deleted(name)
-        else {
-          if (ours)
-            env.log.error({ session: name }, 'rollback could not delete the container; will retry')
-          env.orphan(name)
-        }
-        await env.egress?.forget(name).catch(() => undefined)
-      },
-    ),
+    first,
     step('workspace', (signal) =>
       disks([{ device: 'workspace', props: disk(plan.workspace, CONTAINER_WORKSPACE) }], signal),
     ),
@@ -190,16 +244,19 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     ),
     step('start', async (signal) => {
       await env.egress?.addDevice(name, signal)
-      try {
-        await driver.start(name, { signal })
-      } catch (err) {
-        throw await withIdmapHint(err, plan.owner)
-      }
+      // Warm: running since the claim (the proxy device hot-plugs into it).
+      if (!t.warm)
+        try {
+          await driver.start(name, { signal })
+        } catch (err) {
+          throw await withIdmapHint(err, plan.owner)
+        }
       // What Incus mounted is what was checked, or the session does not start.
       if (plan.protection) await verifyProtection(driver, name, plan.protection, signal)
     }),
     step('ready', async (signal) => {
-      await waitReady(driver, name, signal, env.readyTimeoutMs)
+      // A pool container was waited ready before it was frozen.
+      if (!t.warm) await waitReady(driver, name, signal, env.readyTimeoutMs)
       await env.egress?.afterStart(name, signal)
     }),
     step('tmpfs', async (signal) => {

@@ -33,6 +33,30 @@ export function parseContainerName(prefix: string, name: string): ParsedName | n
   return { hash: m[1], slot }
 }
 
+/** The infix of a warm pool container's name: `<prefix>warm-<10 hex>` (never a cold name: w is not hex). */
+const WARM_INFIX = 'warm-'
+
+/**
+ * A warm pool container's name (issue 16). Incus refuses to rename a running instance, so a
+ * session claimed from the pool keeps this name as its id: `id` is the pool member's `<10 hex>`.
+ */
+export function warmName(prefix: string, id: string): string {
+  return `${prefix}${WARM_INFIX}${id}`
+}
+
+/** Whether `name` has the form of one of our warm pool containers (claimed or not). */
+export function isWarmName(prefix: string, name: string): boolean {
+  return name.startsWith(prefix) && /^warm-[a-f0-9]{10}$/.test(name.slice(prefix.length))
+}
+
+/**
+ * Whether `name` can be one of our sessions: a cold name (`<prefix><hash>-<slot>`) or a warm one.
+ * Anything else is never passed on to incus.
+ */
+export function isSessionName(prefix: string, name: string): boolean {
+  return parseContainerName(prefix, name) !== null || isWarmName(prefix, name)
+}
+
 /** The tmux session the tool runs in; the original's name, so its CLI can attach too. */
 export function tmuxSessionName(container: string): string {
   return `clincus-${container}`

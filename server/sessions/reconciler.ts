@@ -20,7 +20,7 @@ import {
   type ActionRule,
   type FollowUp,
 } from './lifecycle.ts'
-import { parseContainerName } from './naming.ts'
+import { isSessionName } from './naming.ts'
 import { SessionCache, toSession } from './registry.ts'
 import { KeyedMutex } from './slots.ts'
 
@@ -42,6 +42,12 @@ export interface ReconcilerDeps {
   log: Logger
   /** While the monitor is down, how old the cache may be before a list reads Incus again. */
   ttlMs?: number
+  /**
+   * Whether `name` is an unclaimed warm pool container (server/pool/): its lifecycle events are
+   * ignored (without the managed label it would never become a session, but its deletion would
+   * still reach the end listeners and history).
+   */
+  poolMember?: (name: string) => boolean
 }
 
 /** Called when a launch ended (stopped, deleted): `gone` when the instance no longer exists. */
@@ -100,7 +106,7 @@ export class SessionReconciler implements SessionReader {
 
   /** One session read from Incus now (before acting on it); what it finds is applied. */
   async fetch(id: string): Promise<{ session: SessionInfo; instance: IncusInstance } | null> {
-    if (!parseContainerName(this.#d.prefix, id)) return null
+    if (!isSessionName(this.#d.prefix, id)) return null
     const since = this.#versionOf(id)
     const inst = await this.#d.driver.getInstance(id, { timeoutMs: 10_000 })
     const session = inst ? toSession(this.#d.prefix, inst) : null
@@ -142,7 +148,8 @@ export class SessionReconciler implements SessionReader {
 
   /** Takes one monitor event (never throws; work for one instance runs in order). */
   onLifecycle(e: LifecycleEvent): void {
-    if (!parseContainerName(this.#d.prefix, e.name)) return
+    // A warm pool member is no session: its events never reach the cache, events or history.
+    if (!isSessionName(this.#d.prefix, e.name) || this.#d.poolMember?.(e.name)) return
     const action = parseAction(e.action)
     if (!action) {
       this.#d.log.debug({ action: e.action, session: e.name }, 'lifecycle action ignored')

@@ -1,6 +1,6 @@
 import type { SessionInfo, SessionStatus } from '../../shared/schemas/sessions.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
-import { parseContainerName } from './naming.ts'
+import { isWarmName, MAX_SLOTS, parseContainerName } from './naming.ts'
 
 export const LABEL = {
   managed: 'user.clincus.managed',
@@ -17,7 +17,26 @@ export const LABEL = {
   started: 'user.clincus.started',
   /** The id mapping chosen at creation: shift or raw.idmap. */
   idMapping: 'user.clincus.id_mapping',
+  /**
+   * A warm session's slot (issue 16): its name is the pool container's and carries none. Slots of
+   * a workspace are counted by the workspace label for warm names (slots.ts).
+   */
+  slot: 'user.clincus.slot',
+  /** A warm pool member (never a session): the pool key it was made for (server/pool/). */
+  pool: 'user.clincus.pool',
 } as const
+
+/**
+ * The slot an instance holds: from a cold name, or a warm session's slot label; null for neither
+ * (a pool member, a stranger, a warm name whose label is missing or malformed).
+ */
+export function slotOf(prefix: string, inst: IncusInstance): number | null {
+  const parsed = parseContainerName(prefix, inst.name)
+  if (parsed) return parsed.slot
+  if (!isWarmName(prefix, inst.name)) return null
+  const slot = Number(inst.config[LABEL.slot])
+  return Number.isInteger(slot) && slot >= 1 && slot <= MAX_SLOTS ? slot : null
+}
 
 const STATUS: Record<string, SessionStatus> = {
   running: 'running',
@@ -35,15 +54,18 @@ export function toStatus(incusStatus: string): SessionStatus {
   return STATUS[incusStatus.toLowerCase()] ?? 'unknown'
 }
 
-/** Ours = our name pattern AND our managed label (a same-named stranger is not ours). */
+/**
+ * Ours = our name pattern (cold, or warm with its slot label) AND our managed label (a same-named
+ * stranger is not ours; a warm pool member carries no managed label until it is claimed).
+ */
 export function toSession(prefix: string, inst: IncusInstance): SessionInfo | null {
-  const parsed = parseContainerName(prefix, inst.name)
-  if (!parsed || inst.config[LABEL.managed] !== 'true') return null
+  const slot = slotOf(prefix, inst)
+  if (slot === null || inst.config[LABEL.managed] !== 'true') return null
   const info: SessionInfo = {
     id: inst.name,
     workspace: inst.config[LABEL.workspace] ?? '',
     tool: inst.config[LABEL.tool] ?? '',
-    slot: parsed.slot,
+    slot,
     status: toStatus(inst.status),
     persistent: inst.config[LABEL.persistent] === 'true',
     // Set by Incus from the image's properties at create (images/recipe.ts TOOL_PROPERTY_PREFIX).

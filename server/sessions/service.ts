@@ -13,12 +13,14 @@ import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import type { EgressService } from '../network/egress.ts'
 import { DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
-import { planLaunch, PoolDriverCache } from './launch-plan.ts'
-import { launchError, launchSteps } from './launch-steps.ts'
-import { containerName, parseContainerName, workspaceHash } from './naming.ts'
+import { planLaunch, PoolDriverCache, type LaunchPlan } from './launch-plan.ts'
+import { launchError, launchSteps, type LaunchTarget } from './launch-steps.ts'
+import { containerName, isSessionName, parseContainerName, workspaceHash } from './naming.ts'
+import { specForPlan } from './pool/key.ts'
+import type { WarmPool } from './pool/manager.ts'
 import { parseProtectLabel, removeCreatedDirs, type ProtectionPlan } from './protect.ts'
 import type { SessionReconciler } from './reconciler.ts'
-import { LABEL } from './registry.ts'
+import { LABEL, slotOf } from './registry.ts'
 import { resumeSession } from './resume.ts'
 import { PROTECTION } from './session-config.ts'
 import { SlotAllocator } from './slots.ts'
@@ -45,6 +47,8 @@ export interface SessionServiceDeps {
   readyTimeoutMs?: number
   /** Network egress (issue 12): the proxy device, environment, policy and `lo`. */
   egress?: EgressService
+  /** The warm pool (issue 16); without it every create is cold ("pool disabled"). */
+  pool?: WarmPool
 }
 
 export class SessionService {
@@ -56,6 +60,8 @@ export class SessionService {
   readonly #inFlight = new Set<Promise<unknown>>()
   /** Half-created containers whose rollback failed. */
   readonly #orphans = new Set<string>()
+  /** Warm pool containers being turned into sessions (their names carry no slot). */
+  readonly #claiming = new Set<string>()
   readonly #startedAt = Date.now()
   readonly #unsubscribe: () => void
 
@@ -103,22 +109,78 @@ export class SessionService {
 
   async #create(body: CreateSessionBody, clientSignal?: AbortSignal): Promise<CreatedSession> {
     const d = this.#d
-    const r = d.reconciler
     // Cancelled by the client going away or by the server shutting down.
     const server = this.#abort.signal
     const signal = clientSignal ? AbortSignal.any([server, clientSignal]) : server
-    const plan = await planLaunch({ ...d, pool: this.#pool }, body, signal)
-    const hash = workspaceHash(plan.workspace)
-    let slot: number
+    // The pool makes no container while a create runs (it refills after).
+    const idle = d.pool?.beginCreate()
     try {
-      slot = await this.#slots.reserve(hash, signal)
-    } catch (err) {
-      if (plan.protection)
-        await removeCreatedDirs(plan.workspace, plan.protection.created).catch(() => undefined)
-      throw err
+      const plan = await planLaunch({ ...d, pool: this.#pool }, body, signal)
+      const hash = workspaceHash(plan.workspace)
+      let slot: number
+      try {
+        slot = await this.#slots.reserve(hash, signal)
+      } catch (err) {
+        if (plan.protection)
+          await removeCreatedDirs(plan.workspace, plan.protection.created).catch(() => undefined)
+        throw err
+      }
+      try {
+        const claim = d.pool ? d.pool.claim(specForPlan(plan)) : { reason: 'pool disabled' }
+        if ('name' in claim) {
+          try {
+            return await this.#launch(plan, slot, claim.name, clientSignal, signal, true)
+          } catch (err) {
+            // A claimed container that failed is deleted (never back in the pool); the create
+            // is tried once more cold, unless it was cancelled.
+            if (signal.aborted || err instanceof CreationCancelledError) {
+              await this.#removeCreated(plan.workspace, plan.protection, claim.name, slot)
+              throw err
+            }
+            d.log.warn({ err, container: claim.name }, 'warm launch failed; trying cold')
+            return await this.#launch(
+              plan,
+              slot,
+              containerName(d.prefix, hash, slot),
+              clientSignal,
+              signal,
+              false,
+              'the warm container failed',
+            )
+          }
+        }
+        const name = containerName(d.prefix, hash, slot)
+        return await this.#launch(plan, slot, name, clientSignal, signal, false, claim.reason)
+      } finally {
+        this.#slots.release(hash, slot)
+      }
+    } finally {
+      idle?.()
     }
-    const name = containerName(d.prefix, hash, slot)
-    const t = { name, sessionId: randomUUID(), created: new Date() }
+  }
+
+  /**
+   * Runs the launch steps for `name`: a new container (cold), or a claimed pool container (warm,
+   * the `claim` step in place of `init`). Rolls back and throws the API error on failure.
+   */
+  async #launch(
+    plan: LaunchPlan,
+    slot: number,
+    name: string,
+    clientSignal: AbortSignal | undefined,
+    signal: AbortSignal,
+    warm: boolean,
+    coldReason?: string,
+  ): Promise<CreatedSession> {
+    const d = this.#d
+    const r = d.reconciler
+    const server = this.#abort.signal
+    const t: LaunchTarget = {
+      name,
+      sessionId: randomUUID(),
+      created: new Date(),
+      ...(warm ? { warm: { slot } } : {}),
+    }
     const log = d.log.child({ session: name })
     const steps = launchSteps(
       {
@@ -137,6 +199,7 @@ export class SessionService {
       t,
     )
     const timings: LaunchTimings = {}
+    if (warm) this.#claiming.add(name)
     try {
       await runSteps(steps, {
         signal,
@@ -145,8 +208,12 @@ export class SessionService {
         },
         around: timeSteps(timings),
       })
-      log.info({ workspace: plan.workspace, tool: plan.tool, slot, timings }, 'session created')
-      const launch = { path: 'cold' as const, timings }
+      const path = warm ? ('warm' as const) : ('cold' as const)
+      log.info(
+        { workspace: plan.workspace, tool: plan.tool, slot, path, timings },
+        'session created',
+      )
+      const launch = { path, timings, ...(coldReason ? { cold_reason: coldReason } : {}) }
       r.launching(name, 'done', 1, undefined, launch)
       const { workspace, tool, persistent } = plan
       const at = t.created.toISOString()
@@ -165,12 +232,13 @@ export class SessionService {
       const byClient = clientSignal?.aborted === true && !server.aborted
       if (byClient) log.info({ step }, 'session creation cancelled by the client; rolling back')
       else log.warn({ err, step }, 'session creation failed; rolling back')
-      await this.#removeCreated(plan.workspace, plan.protection, name)
+      // Warm: the caller removes them, unless it tries cold with them.
+      if (!warm) await this.#removeCreated(plan.workspace, plan.protection, name, slot)
       const failure = byClient ? new CreationCancelledError() : launchError(err)
       r.launching(name, 'failed', 1, failure instanceof Error ? failure.message : String(failure))
       throw failure
     } finally {
-      this.#slots.release(hash, slot)
+      this.#claiming.delete(name)
     }
   }
 
@@ -182,15 +250,12 @@ export class SessionService {
     workspace: string,
     plan: ProtectionPlan | null,
     self: string,
+    selfSlot: number | null,
   ): Promise<void> {
     if (!plan || plan.created.length === 0) return
     const hash = workspaceHash(workspace)
     try {
-      const creating = this.#slots.reserved(
-        hash,
-        undefined,
-        parseContainerName(this.#d.prefix, self)?.slot,
-      )
+      const creating = this.#slots.reserved(hash, undefined, selfSlot ?? undefined)
       const existing = (await this.#d.reconciler.list()).some(
         (s) => s.id !== self && s.workspace === workspace,
       )
@@ -202,7 +267,7 @@ export class SessionService {
 
   /** Looks a session up for an action; anything not ours is 404 without reaching incus. */
   async #need(id: string): Promise<{ session: SessionInfo; instance: IncusInstance }> {
-    const found = parseContainerName(this.#d.prefix, id) ? await this.#d.reconciler.fetch(id) : null
+    const found = isSessionName(this.#d.prefix, id) ? await this.#d.reconciler.fetch(id) : null
     if (!found) throw new NotFoundError('session not found', 'session_not_found')
     return found
   }
@@ -217,6 +282,7 @@ export class SessionService {
         session.workspace,
         parseProtectLabel(instance.config[PROTECTION]),
         id,
+        session.slot,
       )
       return
     }
@@ -262,7 +328,9 @@ export class SessionService {
     for (const inst of await r.instances()) {
       const created = Date.parse(inst.config[LABEL.created] ?? '')
       const parsed = parseContainerName(this.#d.prefix, inst.name)
-      const creating = parsed !== null && this.#slots.reserved(parsed.hash, parsed.slot)
+      const creating =
+        (parsed !== null && this.#slots.reserved(parsed.hash, parsed.slot)) ||
+        this.#claiming.has(inst.name)
       const leftover =
         inst.config[LABEL.ready] !== 'true' &&
         !creating &&
@@ -275,7 +343,12 @@ export class SessionService {
           await r.deleted(inst.name)
           const ws = inst.config[LABEL.workspace]
           if (ws)
-            await this.#removeCreated(ws, parseProtectLabel(inst.config[PROTECTION]), inst.name)
+            await this.#removeCreated(
+              ws,
+              parseProtectLabel(inst.config[PROTECTION]),
+              inst.name,
+              slotOf(this.#d.prefix, inst),
+            )
         } catch (err) {
           log.error({ err, session: inst.name }, 'could not remove a half-created container')
         }

@@ -1,8 +1,10 @@
 // Slot allocation: each workspace has MAX_SLOTS numbered slots (the container name's suffix); a
 // creation reserves the lowest free one for as long as it runs.
 import type { IncusDriver } from '../incus/driver.ts'
+import type { IncusInstance } from '../incus/schemas.ts'
 import { ConflictError } from '../errors.ts'
-import { MAX_SLOTS, parseContainerName } from './naming.ts'
+import { MAX_SLOTS, workspaceHash } from './naming.ts'
+import { LABEL, slotOf } from './registry.ts'
 
 /** Serialises work per key (slot allocation per workspace, lifecycle events per instance). */
 export class KeyedMutex {
@@ -19,6 +21,18 @@ export class KeyedMutex {
       if (this.#tails.get(key) === tail) this.#tails.delete(key)
     }
   }
+}
+
+/**
+ * The workspace hash an instance's slot counts for: a cold name's own, a warm session's from its
+ * workspace label (its name is the pool container's, issue 16).
+ */
+function instanceHash(prefix: string, inst: IncusInstance): string | null {
+  const rest = inst.name.slice(prefix.length)
+  const cold = /^([a-f0-9]{8})-\d+$/.exec(rest)?.[1]
+  if (cold) return cold
+  const ws = inst.config[LABEL.workspace]
+  return ws ? workspaceHash(ws) : null
 }
 
 /** The lowest slot in 1..max that is not in `used`; null when all are taken. */
@@ -49,8 +63,8 @@ export class SlotAllocator {
       signal.throwIfAborted()
       const used = new Set(this.#reserved.get(hash) ?? [])
       for (const inst of await this.#driver.listInstances({ timeoutMs: 10_000, signal })) {
-        const parsed = parseContainerName(this.#prefix, inst.name)
-        if (parsed?.hash === hash) used.add(parsed.slot)
+        const slot = slotOf(this.#prefix, inst)
+        if (slot !== null && instanceHash(this.#prefix, inst) === hash) used.add(slot)
       }
       const slot = lowestFreeSlot(used)
       if (slot === null)

@@ -133,6 +133,8 @@ export async function startLiveServer(
     egress?: AppDeps['egress']
     /** The image manager (images API, issue 13); none by default. */
     images?: ImageManager
+    /** Run the warm pool (issue 16) as `[pool] size` in configText says; none by default. */
+    warmPool?: boolean
   } = { home: '' },
 ): Promise<LiveServer> {
   const home = opts.home
@@ -163,6 +165,7 @@ export async function startLiveServer(
     ...(opts.webRoot ? { webRoot: opts.webRoot } : {}),
     ...(opts.egress ? { egress: opts.egress } : {}),
     ...(opts.images ? { images: opts.images } : {}),
+    ...(opts.warmPool ? { warmPool: true } : {}),
   })
   await built.app.ready()
   const listener = new Listener(built.app.server)

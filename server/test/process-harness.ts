@@ -66,8 +66,14 @@ export async function spawnServer(opts: {
   logLevel?: string
   /** Extra environment (e.g. a PATH with a wrapper in front of incus). */
   env?: Record<string, string>
+  /**
+   * `[pool] size` (issue 16) in the system config layer (the user's file may still set one).
+   * Default 0: the suite pays for no warm containers unless a test asks.
+   */
+  poolSize?: number
 }): Promise<ServerProcess> {
   await ensureBuilt()
+  await writeFile(join(opts.home, 'etc-clincus.toml'), `[pool]\nsize = ${opts.poolSize ?? 0}\n`)
   const child = spawn(
     process.execPath,
     [

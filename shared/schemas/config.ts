@@ -257,6 +257,19 @@ export const ConfigSchema = Type.Object(
       },
       { additionalProperties: false, default: {} },
     ),
+    // Issue 16: the warm pool. `size` ready containers of the default image wait frozen; a create
+    // claims one (path "warm") instead of creating a container (path "cold"). 0 disables it.
+    pool: Type.Object(
+      {
+        size: Type.Integer({
+          default: 2,
+          minimum: 0,
+          maximum: 16,
+          description: 'Frozen ready containers kept for creates (0 disables the warm pool)',
+        }),
+      },
+      { additionalProperties: false, default: {} },
+    ),
     tool: Type.Object(
       {
         name: Type.Union(ToolNameSchema.anyOf, {

@@ -2,6 +2,7 @@ import { Type, type Static } from 'typebox'
 import {
   AgentStatusSchema,
   LaunchPathSchema,
+  ColdReasonSchema,
   LaunchTimingsSchema,
   SessionInfoSchema,
 } from './sessions.ts'
@@ -58,6 +59,7 @@ export const SessionLaunchingEventSchema = Type.Object({
   /** With `done` (issue 16): how the session was launched and what each step took (ms). */
   path: Type.Optional(LaunchPathSchema),
   timings: Type.Optional(LaunchTimingsSchema),
+  cold_reason: Type.Optional(ColdReasonSchema),
 })
 export const ConfigReloadedEventSchema = Type.Object({
   type: Type.Literal('config.reloaded'),

@@ -31,5 +31,17 @@ export const HealthSchema = Type.Object({
     ),
   }),
   image: ImageStateSchema,
+  // Issue 16: the warm pool (absent when the server runs without one).
+  pool: Type.Optional(
+    Type.Object({
+      size: Type.Integer({ minimum: 0, description: 'Configured [pool] size' }),
+      ready: Type.Integer({ minimum: 0, description: 'Frozen containers ready to be claimed' }),
+      creating: Type.Integer({ minimum: 0, description: 'Pool containers being made' }),
+      memory_bytes: Type.Integer({
+        minimum: 0,
+        description: 'Memory the ready pool containers hold (as measured when each was frozen)',
+      }),
+    }),
+  ),
 })
 export type Health = Static<typeof HealthSchema>

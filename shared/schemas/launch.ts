@@ -6,6 +6,7 @@ import { Type, type Static } from 'typebox'
  */
 export const LaunchStepSchema = Type.Union([
   Type.Literal('init'),
+  Type.Literal('claim'),
   Type.Literal('workspace'),
   Type.Literal('mounts'),
   Type.Literal('protect'),
@@ -17,7 +18,7 @@ export const LaunchStepSchema = Type.Union([
 ])
 export type LaunchStep = Static<typeof LaunchStepSchema>
 
-/** The ids of {@link LaunchStepSchema}, in the order a creation runs them. */
+/** The steps of a cold creation (a new container from the image), in the order they run. */
 export const LAUNCH_STEPS: readonly LaunchStep[] = [
   'init',
   'workspace',
@@ -30,9 +31,16 @@ export const LAUNCH_STEPS: readonly LaunchStep[] = [
   'tool',
 ]
 
+/**
+ * The steps of a warm creation (issue 16): `claim` takes a frozen container from the pool in place
+ * of `init`, then the same steps as a cold one ({@link LAUNCH_STEPS}).
+ */
+export const WARM_LAUNCH_STEPS: readonly LaunchStep[] = ['claim', ...LAUNCH_STEPS.slice(1)]
+
 /** Each step in words (lower case: the server also puts it in error messages, "… failed: …"). */
 export const LAUNCH_STEP_LABELS: Record<LaunchStep, string> = {
   init: 'creating the container',
+  claim: 'claiming a warm container',
   workspace: 'mounting the workspace',
   mounts: 'adding config mounts',
   protect: 'protecting paths read-only',

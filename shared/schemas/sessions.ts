@@ -82,10 +82,16 @@ export const SessionListSchema = Type.Array(SessionInfoSchema)
 
 /**
  * Issue 16: how a create was served. `cold`: a new container from the image; `warm`: a ready
- * container claimed from the pool (not built yet: every create is cold for now).
+ * container claimed from the warm pool (server/pool/).
  */
 export const LaunchPathSchema = Type.Union([Type.Literal('warm'), Type.Literal('cold')])
 export type LaunchPath = Static<typeof LaunchPathSchema>
+
+/** Why a create took the cold path ("pool disabled", "pool empty", "id mapping differs", ...). */
+export const ColdReasonSchema = Type.String({
+  maxLength: 200,
+  description: 'Why the create took the cold path instead of claiming a warm container',
+})
 
 /** Milliseconds each launch step took, by step id (shared/schemas/launch.ts). */
 export const LaunchTimingsSchema = Type.Record(Type.String(), Type.Integer({ minimum: 0 }), {
@@ -99,6 +105,7 @@ export const CreatedSessionSchema = Type.Object(
     ...SessionInfoSchema.properties,
     path: LaunchPathSchema,
     timings: LaunchTimingsSchema,
+    cold_reason: Type.Optional(ColdReasonSchema),
   },
   { description: 'The new session, with the launch path and per-step timings (ms)' },
 )

@@ -1,0 +1,297 @@
+// The warm pool (issue 16): `[pool] size` containers of the spec creates most likely need, made in
+// the background one at a time, started, waited ready and frozen. A create claims one (atomically:
+// a synchronous pick from a map) and turns it into its session (launch-steps.ts, `claim`); the pool
+// refills behind it. Pool containers carry the pool label and never the managed label, so they are
+// never sessions: never listed, counted, in history or in a `session.*` event.
+import { randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
+import type { IncusDriver } from '../../incus/driver.ts'
+import { isWarmName, warmName } from '../naming.ts'
+import { deleteWithRetry, waitReady } from '../readiness.ts'
+import { LABEL } from '../registry.ts'
+import { mismatchReason, type PoolSpec } from './key.ts'
+
+/** The first wait after a failed fill (ms); doubles up to {@link MAX_BACKOFF_MS}. */
+const FIRST_BACKOFF_MS = 5000
+const MAX_BACKOFF_MS = 300_000
+/** Names of deleted members kept so their late lifecycle events are still recognised. */
+const MAX_RETIRED = 256
+
+export interface WarmPoolDeps {
+  driver: IncusDriver
+  log: Logger
+  /** The session prefix: pool containers are `<prefix>warm-<10 hex>` (naming.ts). */
+  prefix: string
+  /** `[pool] size`, read at each use (hot reload). */
+  size: () => number
+  /**
+   * The spec to fill for when no create said better (WarmPool.noteSpec): defaultSpec in key.ts;
+   * null when it cannot be told (the pool then stays empty).
+   */
+  defaultSpec: (signal: AbortSignal) => Promise<PoolSpec | null>
+  readyTimeoutMs?: number
+}
+
+interface Member {
+  spec: PoolSpec
+  epoch: number
+  state: 'creating' | 'ready'
+  /** Bytes its cgroup held once frozen (0 when unknown). */
+  memory: number
+}
+
+export interface PoolStatus {
+  size: number
+  ready: number
+  creating: number
+  memory_bytes: number
+}
+
+export type ClaimResult = { name: string } | { reason: string }
+
+export class WarmPool {
+  readonly #d: WarmPoolDeps
+  readonly #members = new Map<string, Member>()
+  /** Pool containers made and not claimed (including deleted ones, for their late events). */
+  readonly #retired = new Set<string>()
+  /** Containers handed to creates: never swept (their creation relabels or deletes them). */
+  readonly #claimed = new Set<string>()
+  readonly #abort = new AbortController()
+  /** Bumped when the image or Incus changed under the members: older ones are rebuilt. */
+  #epoch = 0
+  /** The spec of the last create (the owner it had is the likeliest next one). */
+  #wanted: PoolSpec | null = null
+  /** Creates in flight: the pool makes nothing while one runs. */
+  #busy = 0
+  #pumping: Promise<void> | null = null
+  #again = false
+  #backoffMs = 0
+  #retry: NodeJS.Timeout | undefined
+  #started = false
+
+  constructor(deps: WarmPoolDeps) {
+    this.#d = deps
+  }
+
+  /** Whether `name` is a pool container that no create claimed (its events are no session's). */
+  isMember(name: string): boolean {
+    return this.#members.has(name) || this.#retired.has(name)
+  }
+
+  status(): PoolStatus {
+    let ready = 0
+    let creating = 0
+    let memory = 0
+    for (const m of this.#members.values()) {
+      if (m.state === 'creating') creating++
+      else if (m.epoch === this.#epoch) {
+        ready++
+        memory += m.memory
+      }
+    }
+    return { size: this.#d.size(), ready, creating, memory_bytes: memory }
+  }
+
+  /**
+   * Takes a ready container of `spec` for a create, or says why there is none (the create then
+   * takes the cold path). Synchronous, so two creates never get one container. The container is
+   * the caller's from now on: it deletes it on any failure (it never comes back to the pool).
+   */
+  claim(spec: PoolSpec): ClaimResult {
+    this.#wanted = spec
+    if (this.#d.size() === 0) return { reason: 'pool disabled' }
+    let other: PoolSpec | null = null
+    for (const [name, m] of this.#members) {
+      if (m.state !== 'ready' || m.epoch !== this.#epoch) continue
+      if (m.spec.key !== spec.key) {
+        other = m.spec
+        continue
+      }
+      this.#members.delete(name)
+      this.#retired.delete(name)
+      this.#claimed.add(name)
+      if (this.#claimed.size > MAX_RETIRED) {
+        const [oldest] = this.#claimed
+        if (oldest !== undefined) this.#claimed.delete(oldest)
+      }
+      this.#kick()
+      return { name }
+    }
+    this.#kick()
+    if (other) return { reason: mismatchReason(other, spec) }
+    return { reason: 'pool empty' }
+  }
+
+  /** A create started: the pool makes nothing until it ends (call the returned function). */
+  beginCreate(): () => void {
+    this.#busy++
+    let ended = false
+    return () => {
+      if (ended) return
+      ended = true
+      this.#busy--
+      if (this.#busy === 0) this.#kick()
+    }
+  }
+
+  /**
+   * Incus (re)connected, or the server started: every pool container it has is a leftover (of a
+   * previous process, or stopped by a daemon restart), deleted; then the pool fills.
+   */
+  async connected(): Promise<void> {
+    this.#started = true
+    this.#epoch++
+    await this.#sweep()
+    this.#kick()
+  }
+
+  /** The image changed (rebuilt under its alias): every member is rebuilt. */
+  invalidate(why: string): void {
+    this.#d.log.info({ why }, 'warm pool invalidated')
+    this.#epoch++
+    this.#wanted = null
+    this.#kick()
+  }
+
+  /**
+   * The config a pool container depends on changed: the spec is worked out again from it (the
+   * last create's no longer holds) and members of another spec are replaced.
+   */
+  retarget(): void {
+    this.#wanted = null
+    this.#kick()
+  }
+
+  /** `[pool] size` may have changed: fill or shrink. */
+  resize(): void {
+    this.#kick()
+  }
+
+  /** Stops filling and deletes every pool container (waits for the one being made). */
+  async dispose(): Promise<void> {
+    this.#abort.abort()
+    clearTimeout(this.#retry)
+    await this.#pumping
+    await this.#sweep()
+  }
+
+  #kick(): void {
+    if (!this.#started || this.#abort.signal.aborted) return
+    if (this.#pumping) {
+      this.#again = true
+      return
+    }
+    this.#pumping = this.#pump()
+      .catch((err: unknown) => {
+        this.#d.log.warn({ err }, 'warm pool fill failed')
+        this.#scheduleRetry()
+      })
+      .finally(() => {
+        this.#pumping = null
+        if (this.#again) {
+          this.#again = false
+          this.#kick()
+        }
+      })
+  }
+
+  #scheduleRetry(): void {
+    this.#backoffMs = Math.min(MAX_BACKOFF_MS, this.#backoffMs * 2 || FIRST_BACKOFF_MS)
+    clearTimeout(this.#retry)
+    this.#retry = setTimeout(() => {
+      this.#kick()
+    }, this.#backoffMs)
+    this.#retry.unref()
+  }
+
+  /** One pass: drops stale or excess members, then makes one more if the pool is short. */
+  async #pump(): Promise<void> {
+    const signal = this.#abort.signal
+    for (;;) {
+      // A user's create goes first: it kicks again when it ends.
+      if (signal.aborted || this.#busy > 0) return
+      const size = this.#d.size()
+      const spec = size === 0 ? null : (this.#wanted ?? (await this.#d.defaultSpec(signal)))
+      const fits = (m: Member): boolean =>
+        spec !== null && m.epoch === this.#epoch && m.spec.key === spec.key
+      const ready = [...this.#members].filter(([, m]) => m.state === 'ready')
+      const stale = ready.find(([, m]) => !fits(m))
+      if (stale) {
+        await this.#remove(stale[0])
+        continue
+      }
+      if (!spec) return
+      if (ready.length > size) {
+        const [name] = ready[0] ?? []
+        if (name) await this.#remove(name)
+        continue
+      }
+      if (ready.length === size) return
+      await this.#make(spec, signal)
+      this.#backoffMs = 0
+    }
+  }
+
+  async #make(spec: PoolSpec, signal: AbortSignal): Promise<void> {
+    const { driver, log } = this.#d
+    const name = warmName(this.#d.prefix, randomBytes(5).toString('hex'))
+    const member: Member = { spec, epoch: this.#epoch, state: 'creating', memory: 0 }
+    this.#members.set(name, member)
+    const started = Date.now()
+    try {
+      // Like a cold init, not cut short by the signal (the daemon would finish the creation).
+      await driver.init(spec.image, name, {
+        config: { ...spec.config, [LABEL.pool]: spec.key },
+        rootDisk: spec.rootDisk,
+      })
+      signal.throwIfAborted()
+      await driver.start(name, { signal })
+      await waitReady(driver, name, signal, this.#d.readyTimeoutMs)
+      await driver.freeze(name, { signal })
+      member.memory = (await driver.memoryUsage?.(name, { signal }).catch(() => null)) ?? 0
+      member.state = 'ready'
+      log.info({ container: name, ms: Date.now() - started }, 'warm pool container ready')
+    } catch (err) {
+      this.#members.delete(name)
+      this.#retire(name)
+      await deleteWithRetry(driver, name, log).catch(() => false)
+      throw err
+    }
+  }
+
+  async #remove(name: string): Promise<void> {
+    this.#members.delete(name)
+    this.#retire(name)
+    if (!(await deleteWithRetry(this.#d.driver, name, this.#d.log).catch(() => false)))
+      this.#d.log.warn({ container: name }, 'could not delete a warm pool container')
+  }
+
+  #retire(name: string): void {
+    this.#retired.add(name)
+    if (this.#retired.size > MAX_RETIRED) {
+      const [oldest] = this.#retired
+      if (oldest !== undefined) this.#retired.delete(oldest)
+    }
+  }
+
+  /** Deletes every pool container of ours that is not a member being made. */
+  async #sweep(): Promise<void> {
+    const { driver, log, prefix } = this.#d
+    let list
+    try {
+      list = await driver.listInstances({ timeoutMs: 10_000 })
+    } catch (err) {
+      log.warn({ err }, 'could not list warm pool leftovers')
+      return
+    }
+    for (const inst of list) {
+      if (!isWarmName(prefix, inst.name) || inst.config[LABEL.pool] === undefined) continue
+      if (inst.config[LABEL.managed] === 'true' || this.#claimed.has(inst.name)) continue
+      if (this.#members.get(inst.name)?.state === 'creating') continue
+      this.#members.delete(inst.name)
+      this.#retire(inst.name)
+      log.info({ container: inst.name }, 'removing a warm pool container')
+      await deleteWithRetry(driver, inst.name, log).catch(() => false)
+    }
+  }
+}

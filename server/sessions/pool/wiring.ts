@@ -1,0 +1,60 @@
+// The warm pool as the app runs it: sized and specified from the config (hot reload), filled from
+// the owner of the first workspace root until a create says better.
+import type { Logger } from 'pino'
+import type { Config } from '../../../shared/schemas/config.ts'
+import type { ConfigStore } from '../../config/store.ts'
+import type { IncusDriver } from '../../incus/driver.ts'
+import { defaultSpec } from './key.ts'
+import { WarmPool } from './manager.ts'
+
+export interface PoolWiringDeps {
+  driver: IncusDriver
+  config: ConfigStore
+  log: Logger
+  prefix: string
+  home: string
+  readyTimeoutMs?: number
+}
+
+/** The config a pool container's spec depends on (a change rebuilds the pool for the new one). */
+function specInputs(c: Config): string {
+  return JSON.stringify([
+    c.defaults.image,
+    c.limits.disk,
+    c.incus.code_uid,
+    c.incus.storage_pool,
+    c.dashboard.workspace_roots,
+  ])
+}
+
+/** Builds the pool and follows config reloads; `dispose` stops following and empties the pool. */
+export function createWarmPool(d: PoolWiringDeps): {
+  pool: WarmPool
+  dispose: () => Promise<void>
+} {
+  const pool = new WarmPool({
+    driver: d.driver,
+    log: d.log,
+    prefix: d.prefix,
+    size: () => d.config.current.pool.size,
+    defaultSpec: async (signal) =>
+      defaultSpec(
+        d.config.current,
+        d.config.home,
+        await d.driver.rootPoolDriver({ timeoutMs: 10_000, signal }).catch(() => null),
+      ),
+    ...(d.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: d.readyTimeoutMs }),
+  })
+  const unsubscribe = d.config.subscribe((change) => {
+    if (change.type !== 'reloaded') return
+    if (specInputs(change.previous) !== specInputs(change.current)) pool.retarget()
+    else if (change.previous.pool.size !== change.current.pool.size) pool.resize()
+  })
+  return {
+    pool,
+    dispose: async () => {
+      unsubscribe()
+      await pool.dispose()
+    },
+  }
+}
