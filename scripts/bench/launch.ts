@@ -3,7 +3,7 @@
 // beside the floors measured in the same run on the same storage pool: `incus resume` of a frozen
 // container (what a warm launch cannot beat) and `incus init` + `incus start` of the same image
 // (what a cold one cannot beat).
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { chown, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Value } from 'typebox/value'
 import { CLINCUS_POOL } from '../../incus/cli.ts'
@@ -52,6 +52,7 @@ const LAUNCH_TIMEOUT_MS = 120_000
 /** The bounded wait for the pool to have a ready container (the first fill imports the image). */
 const POOL_FIRST_FILL_MS = 300_000
 const POOL_REFILL_MS = 180_000
+const CODE_UID = 1000
 
 /** Whether this build has the warm pool at all: `[pool]` in the config schema (issue 16). */
 export function poolSupported(): boolean {
@@ -323,6 +324,9 @@ async function poolServer(ctx: BenchContext, size: number): Promise<ServerProces
     join(dir, 'config.toml'),
     `[defaults]\nimage = "${ctx.image}"\n\n[dashboard]\nworkspace_roots = ["${ctx.root}"]\n${poolConfig(size)}`,
   )
+  // The pool fills for the owner of the first workspace root until a create says better: the
+  // bench's workspaces are uid 1000's, so its root is too (else every first claim is cold).
+  await chown(ctx.root, CODE_UID, CODE_UID)
   const token = (await readFile(join(ctx.home, '.config', 'clincus', 'token'), 'utf8')).trim()
   await writeFile(join(dir, 'token'), `${token}\n`, { mode: 0o600 })
   return ServerProcess.start({

@@ -116,7 +116,7 @@ describe('ProjectCard', () => {
     answer({
       ...session('clincus-1-1', { workspace: project.path }),
       path: 'warm',
-      timings: { claim: 40, workspace: 120, tool: 300 },
+      timings: { 'attach-all': 40, claim: 20, workspace: 120, tool: 300 },
     } as Session)
     const outcome = await within(card).findByTestId('launch-outcome')
     expect(outcome.querySelector('summary')?.textContent.replace(/\s+/g, ' ').trim()).toMatch(
@@ -127,10 +127,11 @@ describe('ProjectCard', () => {
       .map((li) => li.textContent.replace(/\s+/g, ' ').trim())
     // Known steps in creation order with their labels; a step this page does not know by its id.
     expect(steps).toEqual([
+      'Claiming a warm container20 ms',
       'Mounting the workspace120 ms',
       'Starting the tool in tmux300 ms',
-      'claim40 ms',
-      'Server total460 ms',
+      'attach-all40 ms',
+      'Server total480 ms',
     ])
 
     // The next launch replaces it: cold, with the server's reason.

@@ -4,8 +4,12 @@
 // unmounted while the new session is open, and shows the outcome when the user comes back.
 import { Type } from 'typebox'
 import { Value } from 'typebox/value'
-import { LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
-import { LaunchPathSchema, LaunchTimingsSchema } from '../../../shared/schemas/sessions.ts'
+import { LAUNCH_STEPS, WARM_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
+import {
+  ColdReasonSchema,
+  LaunchPathSchema,
+  LaunchTimingsSchema,
+} from '../../../shared/schemas/sessions.ts'
 import type { AppState } from './state/app.svelte.ts'
 import { stepLabel } from './state/sessions.svelte.ts'
 
@@ -13,7 +17,7 @@ import { stepLabel } from './state/sessions.svelte.ts'
 const LaunchFieldsSchema = Type.Object({
   path: LaunchPathSchema,
   timings: LaunchTimingsSchema,
-  cold_reason: Type.Optional(Type.String({ maxLength: 500 })),
+  cold_reason: Type.Optional(ColdReasonSchema),
 })
 
 export interface LaunchOutcome {
@@ -48,10 +52,15 @@ export function launchOutcome(
   }
 }
 
+/** Every step id this page knows, in the order a creation runs them (warm `claim` beside `init`). */
+const STEP_ORDER: readonly string[] = [
+  ...new Set([...LAUNCH_STEPS.slice(0, 1), ...WARM_LAUNCH_STEPS]),
+]
+
 /** The steps in the order a creation runs them; steps this page does not know follow, as sent. */
 export function launchSteps(timings: Record<string, number>): LaunchStepTime[] {
-  const known = LAUNCH_STEPS.filter((id) => Object.hasOwn(timings, id))
-  const other = Object.keys(timings).filter((id) => !(LAUNCH_STEPS as string[]).includes(id))
+  const known = STEP_ORDER.filter((id) => Object.hasOwn(timings, id))
+  const other = Object.keys(timings).filter((id) => !STEP_ORDER.includes(id))
   return [...known, ...other].map((id) => ({ id, label: stepLabel(id), ms: timings[id] ?? 0 }))
 }
 

@@ -24,6 +24,11 @@ describe('launch outcome', () => {
       { id: 'tool', label: 'Starting the tool in tmux', ms: 30 },
       { id: 'thaw', label: 'thaw', ms: 5 },
     ])
+    expect(launchSteps({ tool: 30, workspace: 8, claim: 2 }).map((s) => s.id)).toEqual([
+      'claim',
+      'workspace',
+      'tool',
+    ])
   })
 
   it('formats durations in ms below a second, in seconds above', () => {
