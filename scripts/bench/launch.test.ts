@@ -19,6 +19,7 @@ function series(path: 'warm' | 'cold', samples: LaunchSample[], floorMs: number[
     floorMs,
     floorName: 'floor',
     offPath: samples.filter((s) => s.path !== path),
+    failed: [],
   }
 }
 
@@ -69,6 +70,13 @@ describe('seriesFigures', () => {
     expect(p50?.note).toContain('server steps (median ms): claim 100, tool 390')
     expect(p95?.value).toBe(680)
     expect(p95?.baseline?.value).toBe(100)
+  })
+
+  it('names failed launches beside the figures', () => {
+    const s = { ...series('warm', [sample('warm', 700)], [80]), failed: ['502 protect', 'x'] }
+    expect(seriesFigures(s, 'clincus-test', 'ctx')[0]?.note).toContain(
+      '2 launches failed (first: 502 protect)',
+    )
   })
 
   it('misses the warm goal at a p50 of 1 s or more; cold rows have no goal', () => {

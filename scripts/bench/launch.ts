@@ -216,6 +216,10 @@ async function thawFloor(name: string): Promise<number> {
   return performance.now() - t0
 }
 
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
 function loadAverage(): Promise<string> {
   return readFile('/proc/loadavg', 'utf8').then((t) => t.split(' ').slice(0, 3).join(' '))
 }
@@ -239,6 +243,8 @@ export interface LaunchSeries {
   offPath: LaunchSample[]
   /** Why the series has no figure at all, when it has none. */
   unavailable?: string
+  /** Launches that failed (the server's error), left out of the figures. */
+  failed: string[]
 }
 
 /** The figures of one series: p50 and p95 beside the floor's, or one n/a row saying why. */
@@ -254,6 +260,8 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
             : ''
         } and are left out`
       : ''
+  const failText =
+    s.failed.length > 0 ? `; ${s.failed.length} launches failed (first: ${s.failed[0] ?? ''})` : ''
   const name = (q: string): string =>
     `${s.path}: click → agent accepts keys, ${q} (${image}, ${on.length} launches)`
   if (on.length === 0) {
@@ -271,7 +279,7 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
         ...(s.floorMs.length > 0
           ? { baseline: { name: s.floorName, value: round(median(s.floorMs), 0), unit: 'ms' } }
           : {}),
-        note: `n/a — ${why}${offText}; ${context}`,
+        note: `n/a — ${why}${offText}${failText}; ${context}`,
         detail: { floorMs: s.floorMs.map((v) => round(v, 1)), offPath: off },
       },
     ]
@@ -281,7 +289,7 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
   const response = median(on.map((x) => x.responseMs))
   const note = `POST answered at ${Math.round(response)} ms (median), the echo came ${Math.round(
     median(on.map((x) => x.totalMs - x.responseMs)),
-  )} ms later; server steps (median ms): ${stepsText(steps)}${offText}; ${context}`
+  )} ms later; server steps (median ms): ${stepsText(steps)}${offText}${failText}; ${context}`
   const goal = s.path === 'warm' ? { goal: 'p50 < 1000 ms', met: percentile(ms, 0.5) < 1000 } : {}
   return [0.5, 0.95].map((q, i) => {
     const v = percentile(ms, q)
@@ -360,6 +368,7 @@ export async function benchLaunch(
     floorMs: [],
     floorName: '`incus init` + `incus start`',
     offPath: [],
+    failed: [],
   }
   const warm: LaunchSeries = {
     path: 'warm',
@@ -367,8 +376,11 @@ export async function benchLaunch(
     floorMs: [],
     floorName: '`incus resume` of a frozen container',
     offPath: [],
+    failed: [],
   }
   // Sessions not yet deleted, by the server that made them.
+  const context = async (): Promise<string> =>
+    `keys: ${probe.describe}${probe.tool ? ` (tool ${probe.tool})` : ''}; storage driver ${driver}; load average ${loadBefore} before, ${await loadAverage()} after`
   const created = new Map<string, ServerProcess>()
   const servers: ServerProcess[] = []
   const frozen = floorName('z')
@@ -414,6 +426,9 @@ export async function benchLaunch(
       )
     }
 
+    // Kept even when the warm series fails.
+    for (const f of seriesFigures(cold, ctx.image, await context())) ctx.record(f)
+
     // The warm floor: one container of the image on the same pool, paused and resumed.
     await initStartFloor(ctx, frozen, storage)
     if (!poolSupported()) {
@@ -428,12 +443,23 @@ export async function benchLaunch(
       } else {
         let ready = await waitPoolReady(server, POOL_FIRST_FILL_MS)
         ctx.progress(`launch: warm series (${n} launches; pool ${ready ? 'ready' : 'NOT ready'})`)
-        await launch(server, 'launch-warm-warmup')
+        await launch(server, 'launch-warm-warmup').catch((err: unknown) => {
+          warm.failed.push(message(err))
+        })
         for (let i = 0; i < n; i++) {
           // A create while the pool refills takes the cold path: wait for a ready container.
           ready = await waitPoolReady(server, POOL_REFILL_MS)
           warm.floorMs.push(await thawFloor(frozen))
-          const s = await launch(server, `launch-warm-${i}`)
+          let s: LaunchSample
+          try {
+            s = await launch(server, `launch-warm-${i}`)
+          } catch (err) {
+            // Counted and reported; a series that keeps failing stops (the run reports the error).
+            warm.failed.push(message(err))
+            ctx.progress(`launch: warm ${i + 1}/${n}: FAILED: ${message(err)}`)
+            if (warm.failed.length >= 3 && warm.samples.length === 0) break
+            continue
+          }
           warm.samples.push(s)
           if (s.path !== 'warm') warm.offPath.push(s)
           ctx.progress(
@@ -446,10 +472,7 @@ export async function benchLaunch(
     await cleanup()
     ctx.cleanups.splice(ctx.cleanups.indexOf(cleanup), 1)
   }
-  const context = `keys: ${probe.describe}${probe.tool ? ` (tool ${probe.tool})` : ''}; storage driver ${driver}; load average ${loadBefore} before, ${await loadAverage()} after`
-  for (const f of [
-    ...seriesFigures(warm, ctx.image, context),
-    ...seriesFigures(cold, ctx.image, context),
-  ])
-    ctx.record(f)
+  for (const f of seriesFigures(warm, ctx.image, await context())) ctx.record(f)
+  if (warm.failed.length > 0)
+    throw new Error(`${warm.failed.length} warm launches failed; first: ${warm.failed[0] ?? ''}`)
 }
