@@ -115,7 +115,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         config: deps.config,
         log: deps.log.child({ component: 'pool' }),
         prefix: deps.prefix,
-        home: deps.home,
         ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
       })
     : null

@@ -52,8 +52,8 @@ export interface LaunchTarget {
   sessionId: string
   created: Date
   /**
-   * Warm (issue 16): `name` is a frozen pool container claimed for this creation, whose name
-   * cannot carry the slot (Incus renames no running instance): the slot goes in a label.
+   * Warm (issue 16): `name` is a pool container (made from the image, stopped) claimed for this
+   * creation; its name carries no slot, which goes in a label.
    */
   warm?: { slot: number }
 }
@@ -99,18 +99,18 @@ export const BASE_CONFIG: Readonly<Record<string, string>> = {
 }
 
 /**
- * The config fixed when the container starts, which a claim cannot change on a running one: the
- * base config and the id mapping (raw.idmap applies at the next start only, seen on Incus 6.0).
- * With the image and the root disk, what a warm pool container must match (server/pool/key.ts).
+ * The config a warm pool container is made with (before any workspace is known): the base config.
+ * With the image and the root disk, what a pool container must match (server/sessions/pool/key.ts).
  */
-export function bakedConfig(plan: Pick<LaunchPlan, 'mapping'>): Record<string, string> {
-  return { ...BASE_CONFIG, ...plan.mapping.config }
+export function bakedConfig(): Record<string, string> {
+  return { ...BASE_CONFIG }
 }
 
 /**
- * The config a session gets on top of {@link bakedConfig}, all of it applicable to a running
- * container: labels, limits and the egress environment (`network`, from egress.prepareCreate).
- * The one list both paths use: init sets it, a claim sets it on the pool container.
+ * The config a session gets on top of {@link bakedConfig}, all of it settable on a stopped
+ * container before its first start: labels, limits, the id mapping (raw.idmap) and the egress
+ * environment (`network`, from egress.prepareCreate). The one list both paths use: init sets it,
+ * a claim sets it on the pool container.
  */
 export function sessionConfig(
   plan: LaunchPlan,
@@ -121,6 +121,7 @@ export function sessionConfig(
     ...creationLabels(plan, t),
     ...(t.warm ? { [LABEL.slot]: String(t.warm.slot) } : {}),
     ...instanceLimitConfig(plan.config.limits),
+    ...plan.mapping.config,
     ...network,
   }
 }
@@ -186,11 +187,10 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     ? step(
         'claim',
         async (signal) => {
-          // A frozen pool container: the session's labels (the pool label removed) and limits in
-          // one call, then thawed. Disks and the proxy device hot-plug into it running.
+          // A stopped pool container (made from the image already): the session's labels (the
+          // pool label removed), limits and id mapping in one call. Then the same steps as cold.
           const config = { ...sessionConfig(plan, t, await network()), [LABEL.pool]: '' }
           await driver.configSet(name, config, { signal })
-          await driver.unfreeze(name, { signal })
         },
         () => undoCreate(true),
       )
@@ -202,7 +202,7 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
           // daemon's creation, which would leave a container behind after the rollback. It ends
           // (bounded by its timeout), then the cancellation is noticed and the container deleted.
           await driver.init(plan.image, name, {
-            config: { ...sessionConfig(plan, t, await network()), ...bakedConfig(plan) },
+            config: { ...sessionConfig(plan, t, await network()), ...bakedConfig() },
             rootDisk: plan.rootDisk,
             signal: env.serverSignal,
           })
@@ -244,19 +244,16 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     ),
     step('start', async (signal) => {
       await env.egress?.addDevice(name, signal)
-      // Warm: running since the claim (the proxy device hot-plugs into it).
-      if (!t.warm)
-        try {
-          await driver.start(name, { signal })
-        } catch (err) {
-          throw await withIdmapHint(err, plan.owner)
-        }
+      try {
+        await driver.start(name, { signal })
+      } catch (err) {
+        throw await withIdmapHint(err, plan.owner)
+      }
       // What Incus mounted is what was checked, or the session does not start.
       if (plan.protection) await verifyProtection(driver, name, plan.protection, signal)
     }),
     step('ready', async (signal) => {
-      // A pool container was waited ready before it was frozen.
-      if (!t.warm) await waitReady(driver, name, signal, env.readyTimeoutMs)
+      await waitReady(driver, name, signal, env.readyTimeoutMs)
       await env.egress?.afterStart(name, signal)
     }),
     step('tmpfs', async (signal) => {

@@ -1,13 +1,16 @@
-// The warm pool (issue 16): `[pool] size` containers of the spec creates most likely need, made in
-// the background one at a time, started, waited ready and frozen. A create claims one (atomically:
-// a synchronous pick from a map) and turns it into its session (launch-steps.ts, `claim`); the pool
-// refills behind it. Pool containers carry the pool label and never the managed label, so they are
+// The warm pool (issue 16): `[pool] size` containers of the spec creates most likely need, made
+// (`incus init`) in the background one at a time and left stopped. A create claims one (atomically:
+// a synchronous pick from a map) and turns it into its session (launch-steps.ts: `claim` in place
+// of `init`, then the cold steps); the pool refills behind it. Why stopped and not started and
+// frozen: Incus cannot hot-plug a disk under another hot-plugged disk (the protected paths under
+// /workspace: LXC's move_mount fails with ENOENT, seen on Incus 6.0 / kernel 6.18), and on that
+// failure it removes the (empty) mount target, a folder of the user's workspace. Pool containers carry the pool label and never the managed label, so they are
 // never sessions: never listed, counted, in history or in a `session.*` event.
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { IncusDriver } from '../../incus/driver.ts'
 import { isWarmName, warmName } from '../naming.ts'
-import { deleteWithRetry, waitReady } from '../readiness.ts'
+import { deleteWithRetry } from '../readiness.ts'
 import { LABEL } from '../registry.ts'
 import { mismatchReason, type PoolSpec } from './key.ts'
 
@@ -245,9 +248,8 @@ export class WarmPool {
         rootDisk: spec.rootDisk,
       })
       signal.throwIfAborted()
-      await driver.start(name, { signal })
-      await waitReady(driver, name, signal, this.#d.readyTimeoutMs)
-      await driver.freeze(name, { signal })
+      // Stopped, it holds no memory (nothing to bound). Not started and frozen: a disk device
+      // cannot be hot-plugged under the workspace mount (protected paths), see README.
       member.memory = (await driver.memoryUsage?.(name, { signal }).catch(() => null)) ?? 0
       member.state = 'ready'
       log.info({ container: name, ms: Date.now() - started }, 'warm pool container ready')

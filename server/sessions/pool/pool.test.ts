@@ -20,9 +20,8 @@ import { WarmPool } from './manager.ts'
 
 const WAIT = { timeout: 20_000, interval: 20 }
 
-function spec(key: string, idmap = 'uid 1000 1000\ngid 1000 1000'): PoolSpec {
-  const config = bakedConfig({ mapping: { method: 'raw.idmap', config: { 'raw.idmap': idmap } } })
-  return { key, image: 'clincus', config, rootDisk: {}, storagePool: '' }
+function spec(key: string, rootDisk: Record<string, string> = {}): PoolSpec {
+  return { key, image: 'clincus', config: bakedConfig(), rootDisk, storagePool: '' }
 }
 
 function poolOf(
@@ -46,7 +45,7 @@ function poolInstances(driver: FakeIncusDriver): string[] {
 }
 
 describe('WarmPool', () => {
-  it('fills to size with frozen pool-labelled containers that carry no session label', async () => {
+  it('fills to size with stopped pool-labelled containers that carry no session label', async () => {
     const driver = new FakeIncusDriver()
     const pool = poolOf(driver)
     await pool.connected()
@@ -55,15 +54,17 @@ describe('WarmPool', () => {
     }, WAIT)
     for (const inst of driver.instances.values()) {
       expect(isWarmName('clincus-', inst.name)).toBe(true)
-      expect(inst.status).toBe('Frozen')
+      expect(inst.status).toBe('Stopped')
       expect(inst.config[LABEL.pool]).toBe('k1')
       expect(inst.config[LABEL.managed]).toBeUndefined()
       expect(inst.config['security.idmap.isolated']).toBe('true')
       expect(inst.config['security.guestapi']).toBe('false')
       expect(inst.config['boot.autostart']).toBe('false')
-      expect(inst.config['raw.idmap']).toBe('uid 1000 1000\ngid 1000 1000')
+      // The id mapping is the session's, set at the claim before the first start.
+      expect(inst.config['raw.idmap']).toBeUndefined()
     }
-    expect(pool.status().memory_bytes).toBe(2 * driver.memoryBytes)
+    // Stopped containers hold no memory.
+    expect(pool.status().memory_bytes).toBe(0)
     await pool.dispose()
     expect(driver.instances.size).toBe(0)
   })
@@ -104,8 +105,8 @@ describe('WarmPool', () => {
     await vi.waitFor(() => {
       expect(pool.status().ready).toBe(1)
     }, WAIT)
-    expect(pool.claim(spec('k2', 'uid 1001 1000\ngid 1001 1000'))).toEqual({
-      reason: 'id mapping differs',
+    expect(pool.claim(spec('k2', { 'limits.read': '100MiB/s' }))).toEqual({
+      reason: 'root disk settings differ',
     })
     // The pool now fills for the owner of that create: the old member is replaced.
     await vi.waitFor(() => {
@@ -168,7 +169,7 @@ describe('WarmPool', () => {
 
   it('a failed fill deletes its container and backs off', async () => {
     const driver = new FakeIncusDriver()
-    driver.failOn('freeze', 'Error: injected', { times: 1 })
+    driver.failOn('init', 'Error: injected', { times: 1 })
     const pool = poolOf(driver, { size: () => 1 })
     await pool.connected()
     await vi.waitFor(() => {
@@ -219,7 +220,7 @@ describe('warm creates through the app', () => {
     const t = await poolApp(2)
     await ready(t, 2)
     // Their lifecycle events went through the monitor path (the fake emits them).
-    expect(t.driver.calls.filter((c) => c.method === 'freeze')).toHaveLength(2)
+    expect(t.driver.callsOf('init')).toHaveLength(2)
     expect((await t.app.inject({ url: '/api/sessions' })).json()).toEqual([])
     expect(sessionEvents(t.events)).toEqual([])
     const health = (await t.app.inject({ url: '/api/health' })).json<{ pool: unknown }>()
@@ -227,7 +228,7 @@ describe('warm creates through the app', () => {
       size: 2,
       ready: 2,
       creating: 0,
-      memory_bytes: 2 * t.driver.memoryBytes,
+      memory_bytes: 0,
     })
     expect((await t.app.inject({ url: '/api/sessions/history' })).json()).toEqual([])
     await t.app.close()
@@ -294,7 +295,8 @@ describe('warm creates through the app', () => {
         )
         .filter((x) => !x.includes('"true"'))
     expect(execs(warm.id)).toEqual(execs(cold.id))
-    expect(sessionEvents(t.events).every((e) => e.id === warm.id || e.id === cold.id)).toBe(true)
+    const ids = sessionEvents(t.events).map((e) => ('id' in e ? e.id : ''))
+    expect(ids.every((id) => id === warm.id || id === cold.id)).toBe(true)
   })
 
   it('a second concurrent create never gets the same container', async () => {
@@ -308,21 +310,37 @@ describe('warm creates through the app', () => {
     expect([a.slot, b.slot].sort()).toEqual([1, 2])
   })
 
-  it('a workspace owner the pool was not made for takes the cold path and says why', async () => {
+  it('another workspace owner still gets a warm container, with its own id mapping', async () => {
     const t = await poolApp(1)
     await ready(t, 1)
     const other = join(t.root, 'other')
     await mkdir(other)
-    await chown(other, 1001, 1001)
+    await chown(other, 1001, 1002)
     const s = await create(t, other)
-    expect(s).toMatchObject({ path: 'cold', cold_reason: 'id mapping differs' })
+    expect(s.path).toBe('warm')
+    expect(t.driver.instances.get(s.id)?.config['raw.idmap']).toBe('uid 1001 1000\ngid 1002 1000')
+  })
+
+  it('a workspace whose root-disk limits differ takes the cold path and says why', async () => {
+    const t = await poolApp(1)
+    await ready(t, 1)
+    await writeFile(join(t.project, '.clincus.toml'), '[limits.disk]\nread = "100MiB/s"\n')
+    const s = await create(t)
+    expect(s).toMatchObject({ path: 'cold', cold_reason: 'root disk settings differ' })
+    const launching = t.events.filter((e) => e.type === 'session.launching' && e.id === s.id)
+    expect(launching.at(-1)).toMatchObject({
+      step: 'done',
+      cold_reason: 'root disk settings differ',
+    })
   })
 
   it('a failed warm launch deletes the claimed container and the create runs cold', async () => {
     const t = await poolApp(1)
     await ready(t, 1)
     const [member] = t.driver.instances.keys()
-    t.driver.failOn('unfreeze', 'Error: injected thaw failure')
+    t.driver.failOn('start', 'Error: injected start failure', {
+      match: (args) => args[0] === member,
+    })
     const s = await create(t)
     expect(s).toMatchObject({ path: 'cold', cold_reason: 'the warm container failed' })
     expect(member && t.driver.instances.has(member)).toBe(false)

@@ -1,5 +1,5 @@
-// The warm pool as the app runs it: sized and specified from the config (hot reload), filled from
-// the owner of the first workspace root until a create says better.
+// The warm pool as the app runs it: sized and specified from the config (hot reload), filled for
+// the global config until a create says better (its workspace may set other root-disk limits).
 import type { Logger } from 'pino'
 import type { Config } from '../../../shared/schemas/config.ts'
 import type { ConfigStore } from '../../config/store.ts'
@@ -12,19 +12,12 @@ export interface PoolWiringDeps {
   config: ConfigStore
   log: Logger
   prefix: string
-  home: string
   readyTimeoutMs?: number
 }
 
 /** The config a pool container's spec depends on (a change rebuilds the pool for the new one). */
 function specInputs(c: Config): string {
-  return JSON.stringify([
-    c.defaults.image,
-    c.limits.disk,
-    c.incus.code_uid,
-    c.incus.storage_pool,
-    c.dashboard.workspace_roots,
-  ])
+  return JSON.stringify([c.defaults.image, c.limits.disk, c.incus.storage_pool])
 }
 
 /** Builds the pool and follows config reloads; `dispose` stops following and empties the pool. */
@@ -40,7 +33,6 @@ export function createWarmPool(d: PoolWiringDeps): {
     defaultSpec: async (signal) =>
       defaultSpec(
         d.config.current,
-        d.config.home,
         await d.driver.rootPoolDriver({ timeoutMs: 10_000, signal }).catch(() => null),
       ),
     ...(d.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: d.readyTimeoutMs }),
