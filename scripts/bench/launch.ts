@@ -200,12 +200,18 @@ async function storageArgs(): Promise<string[]> {
   return exists ? ['--storage', CLINCUS_POOL] : []
 }
 
-/** The cold floor: `incus init` + `incus start` of the image, ms. */
-async function initStartFloor(ctx: BenchContext, name: string, storage: string[]): Promise<number> {
+/** The cold floor: `incus init` + `incus start` of the image; both ms, and the start alone. */
+async function initStartFloor(
+  ctx: BenchContext,
+  name: string,
+  storage: string[],
+): Promise<{ ms: number; startMs: number }> {
   const t0 = performance.now()
   await incus(['init', ctx.image, name, ...storage])
+  const t1 = performance.now()
   await incus(['start', name])
-  return performance.now() - t0
+  const t2 = performance.now()
+  return { ms: t2 - t0, startMs: t2 - t1 }
 }
 
 /** The warm floor: `incus resume` (un-freeze) of a paused container, ms. */
@@ -245,6 +251,8 @@ export interface LaunchSeries {
   unavailable?: string
   /** Launches that failed (the server's error), left out of the figures. */
   failed: string[]
+  /** A second floor, named in the note (p50 / p95). */
+  alsoFloor?: { name: string; ms: number[] }
 }
 
 /** The figures of one series: p50 and p95 beside the floor's, or one n/a row saying why. */
@@ -259,6 +267,11 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
             ? ` (${[...new Set(off.map((x) => x.coldReason ?? 'no reason given'))].join('; ')})`
             : ''
         } and are left out`
+      : ''
+  const also = s.alsoFloor
+  const alsoText =
+    also && also.ms.length > 0
+      ? `; ${also.name}: p50 ${Math.round(percentile(also.ms, 0.5))} / p95 ${Math.round(percentile(also.ms, 0.95))} ms`
       : ''
   const failText =
     s.failed.length > 0 ? `; ${s.failed.length} launches failed (first: ${s.failed[0] ?? ''})` : ''
@@ -279,7 +292,7 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
         ...(s.floorMs.length > 0
           ? { baseline: { name: s.floorName, value: round(median(s.floorMs), 0), unit: 'ms' } }
           : {}),
-        note: `n/a — ${why}${offText}${failText}; ${context}`,
+        note: `n/a — ${why}${offText}${failText}${alsoText}; ${context}`,
         detail: { floorMs: s.floorMs.map((v) => round(v, 1)), offPath: off },
       },
     ]
@@ -289,7 +302,7 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
   const response = median(on.map((x) => x.responseMs))
   const note = `POST answered at ${Math.round(response)} ms (median), the echo came ${Math.round(
     median(on.map((x) => x.totalMs - x.responseMs)),
-  )} ms later; server steps (median ms): ${stepsText(steps)}${offText}${failText}; ${context}`
+  )} ms later; server steps (median ms): ${stepsText(steps)}${offText}${failText}${alsoText}; ${context}`
   const goal = s.path === 'warm' ? { goal: 'p50 < 1000 ms', met: percentile(ms, 0.5) < 1000 } : {}
   return [0.5, 0.95].map((q, i) => {
     const v = percentile(ms, q)
@@ -381,6 +394,13 @@ export async function benchLaunch(
   // Sessions not yet deleted, by the server that made them.
   const context = async (): Promise<string> =>
     `keys: ${probe.describe}${probe.tool ? ` (tool ${probe.tool})` : ''}; storage driver ${driver}; load average ${loadBefore} before, ${await loadAverage()} after`
+  // `incus start` alone, from the cold floor's rounds: a warm claim of a stopped pool container
+  // (what the pool keeps since it stopped freezing them) still runs it.
+  const startMs: number[] = []
+  warm.alsoFloor = {
+    name: '`incus start` of a stopped container (the cold floor without its init)',
+    ms: startMs,
+  }
   const created = new Map<string, ServerProcess>()
   const servers: ServerProcess[] = []
   const frozen = floorName('z')
@@ -413,7 +433,9 @@ export async function benchLaunch(
       const sides = i % 2 === 0 ? (['floor', 'clincus'] as const) : (['clincus', 'floor'] as const)
       for (const side of sides) {
         if (side === 'floor') {
-          cold.floorMs.push(await initStartFloor(ctx, floorName(i), storage))
+          const f = await initStartFloor(ctx, floorName(i), storage)
+          cold.floorMs.push(f.ms)
+          startMs.push(f.startMs)
           await incus(['delete', '--force', floorName(i)])
         } else {
           const s = await launch(ctx.server, `launch-cold-${i}`)
