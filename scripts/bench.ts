@@ -8,7 +8,8 @@
 //                                        fake tool, or Copilot's trust menu in the real image)
 //   tsx scripts/bench.ts --render    (bench/results.md again from bench/results.json)
 // A run with --only writes bench/results-<names>.json and .md instead, so a partial run never
-// replaces the whole run's results (e.g. `--only launch` → bench/results-launch.json).
+// replaces the whole run's results (e.g. `--only launch` → bench/results-launch.json); with
+// --image other than clincus-test the image's name is appended (bench/results-launch-clincus.*).
 //   tsx scripts/bench.ts --image ALIAS  (an existing image, as is: no setup of the test image, which
 //                                        would rebuild the shared `clincus-test` when stale)
 import { randomBytes } from 'node:crypto'
@@ -285,7 +286,9 @@ async function main(): Promise<void> {
     pending,
     errors,
   }
-  const base = values.only ? `results-${[...want].join('-')}` : 'results'
+  // Another image's figures go beside the test image's, not over them.
+  const suffix = image === IMAGE ? '' : `-${image.replace(/[^A-Za-z0-9._-]/g, '_')}`
+  const base = values.only ? `results-${[...want].join('-')}${suffix}` : `results${suffix}`
   await writeResults(outDir, results, base)
   console.log(`\n${markdown(results)}`)
   progress(`wrote ${join('bench', `${base}.json`)} and ${join('bench', `${base}.md`)}`)
