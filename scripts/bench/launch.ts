@@ -492,7 +492,8 @@ export async function benchLaunch(
     }
   } finally {
     await cleanup()
-    ctx.cleanups.splice(ctx.cleanups.indexOf(cleanup), 1)
+    const at = ctx.cleanups.indexOf(cleanup)
+    if (at >= 0) ctx.cleanups.splice(at, 1)
   }
   for (const f of seriesFigures(warm, ctx.image, await context())) ctx.record(f)
   if (warm.failed.length > 0)
