@@ -115,7 +115,6 @@ export async function buildApp(deps: AppDeps): Promise<App> {
         config: deps.config,
         log: deps.log.child({ component: 'pool' }),
         prefix: deps.prefix,
-        ...(deps.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: deps.readyTimeoutMs }),
       })
     : null
   const reconciler = new SessionReconciler({

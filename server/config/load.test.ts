@@ -66,6 +66,7 @@ describe('loadConfig', () => {
       ws_max_message_bytes: 1048576,
       max_terminals_per_session: 16,
     })
+    expect(config.pool).toEqual({ size: 2 })
     expect(config.paths.sessions_dir).toBe(join(home, '.clincus', 'sessions'))
     expect(Object.keys(config).sort()).toEqual([
       'dashboard',
@@ -77,6 +78,7 @@ describe('loadConfig', () => {
       'mounts',
       'network',
       'paths',
+      'pool',
       'profiles',
       'security',
       'tool',

@@ -57,6 +57,8 @@ describe('CliIncusDriver argv contract', { timeout: STUB_TEST_TIMEOUT }, () => {
     await driver.start('clincus-aaaaaaaa-1')
     await driver.stop('clincus-aaaaaaaa-1', { timeoutS: 5 })
     await driver.stop('clincus-aaaaaaaa-1', { force: true })
+    await driver.freeze('clincus-aaaaaaaa-1')
+    await driver.unfreeze('clincus-aaaaaaaa-1')
     await driver.delete('clincus-aaaaaaaa-1', { force: true })
     expect(await argvs()).toEqual([
       [
@@ -91,6 +93,8 @@ describe('CliIncusDriver argv contract', { timeout: STUB_TEST_TIMEOUT }, () => {
       ['--project', 'work', 'start', '--', 'clincus-aaaaaaaa-1'],
       ['--project', 'work', 'stop', '--timeout', '5', '--', 'clincus-aaaaaaaa-1'],
       ['--project', 'work', 'stop', '--force', '--', 'clincus-aaaaaaaa-1'],
+      ['--project', 'work', 'pause', '--', 'clincus-aaaaaaaa-1'],
+      ['--project', 'work', 'resume', '--', 'clincus-aaaaaaaa-1'],
       ['--project', 'work', 'delete', '--force', '--', 'clincus-aaaaaaaa-1'],
     ])
   })

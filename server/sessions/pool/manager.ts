@@ -28,11 +28,10 @@ export interface WarmPoolDeps {
   /** `[pool] size`, read at each use (hot reload). */
   size: () => number
   /**
-   * The spec to fill for when no create said better (WarmPool.noteSpec): defaultSpec in key.ts;
+   * The spec to fill for when no create said better (a claim sets it): defaultSpec in key.ts;
    * null when it cannot be told (the pool then stays empty).
    */
   defaultSpec: (signal: AbortSignal) => Promise<PoolSpec | null>
-  readyTimeoutMs?: number
 }
 
 interface Member {

@@ -12,7 +12,8 @@ import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
 import { FakeIncusDriver } from '../../incus/fake-driver.ts'
 import { buildTestApp, json, type TestApp } from '../../test/helpers.ts'
 import { bakedConfig } from '../launch-steps.ts'
-import { isWarmName } from '../naming.ts'
+import { isWarmName, workspaceHash } from '../naming.ts'
+import { SlotAllocator } from '../slots.ts'
 import { LABEL } from '../registry.ts'
 import { PROTECTION } from '../session-config.ts'
 import type { PoolSpec } from './key.ts'
@@ -34,7 +35,6 @@ function poolOf(
     prefix: 'clincus-',
     size: opts.size ?? (() => 2),
     defaultSpec: async () => (opts.spec === undefined ? spec('k1') : opts.spec),
-    readyTimeoutMs: 2000,
   })
 }
 
@@ -363,5 +363,24 @@ describe('warm creates through the app', () => {
       expect(t.services.poolStatus?.().ready).toBe(1)
     }, WAIT)
     expect(sessionEvents(t.events)).toEqual([])
+  })
+})
+
+describe('slots of warm sessions', () => {
+  it('count against their workspace by its label: the name carries no slot', async () => {
+    const driver = new FakeIncusDriver()
+    const ws = '/home/u/projects/app'
+    const hash = workspaceHash(ws)
+    driver.addInstance('clincus-warm-0123456789', {
+      config: { [LABEL.managed]: 'true', [LABEL.workspace]: ws, [LABEL.slot]: '1' },
+    })
+    // A pool member (no slot label) and another workspace's warm session take none of them.
+    driver.addInstance('clincus-warm-aaaaaaaaaa', { config: { [LABEL.pool]: 'k' } })
+    driver.addInstance('clincus-warm-bbbbbbbbbb', {
+      config: { [LABEL.managed]: 'true', [LABEL.workspace]: '/other', [LABEL.slot]: '2' },
+    })
+    driver.addInstance(`clincus-${hash}-2`)
+    const slots = new SlotAllocator(driver, 'clincus-')
+    expect(await slots.reserve(hash, new AbortController().signal)).toBe(3)
   })
 })

@@ -12,7 +12,6 @@ export interface PoolWiringDeps {
   config: ConfigStore
   log: Logger
   prefix: string
-  readyTimeoutMs?: number
 }
 
 /** The config a pool container's spec depends on (a change rebuilds the pool for the new one). */
@@ -35,7 +34,6 @@ export function createWarmPool(d: PoolWiringDeps): {
         d.config.current,
         await d.driver.rootPoolDriver({ timeoutMs: 10_000, signal }).catch(() => null),
       ),
-    ...(d.readyTimeoutMs === undefined ? {} : { readyTimeoutMs: d.readyTimeoutMs }),
   })
   const unsubscribe = d.config.subscribe((change) => {
     if (change.type !== 'reloaded') return
