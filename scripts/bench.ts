@@ -2,8 +2,14 @@
 // daemon, and writes bench/results.json and bench/results.md. Every figure's baseline is measured
 // in the same run. The server runs in its own process, so its CPU and memory are its own.
 //
-//   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,flood,memory,scaling,events,listing,egress]
+//   tsx scripts/bench.ts [--reps N] [--only creation,throughput,latency,flood,memory,scaling,events,listing,egress,launch]
+//                        [--launches N]  (launches per series of the launch rows; default 20)
+//                        [--probe echo|copilot]  (the keys the launch rows type: the test image's
+//                                        fake tool, or Copilot's trust menu in the real image)
 //   tsx scripts/bench.ts --render    (bench/results.md again from bench/results.json)
+// A run with --only writes bench/results-<names>.json and .md instead, so a partial run never
+// replaces the whole run's results (e.g. `--only launch` → bench/results-launch.json); with
+// --image other than clincus-test the image's name is appended (bench/results-launch-clincus.*).
 //   tsx scripts/bench.ts --image ALIAS  (an existing image, as is: no setup of the test image, which
 //                                        would rebuild the shared `clincus-test` when stale)
 import { randomBytes } from 'node:crypto'
@@ -19,6 +25,7 @@ import { benchEgress } from './bench/egress.ts'
 import { benchEvents } from './bench/events.ts'
 import { prepareSession } from './bench/fixtures.ts'
 import { daemonPid, incus, removeByPrefix, waitForDaemon } from './bench/incus.ts'
+import { benchLaunch, isProbe, poolConfig, PROBES, storageDriver } from './bench/launch.ts'
 import { benchFloodLatency, benchLatency } from './bench/latency.ts'
 import { benchListing } from './bench/listing.ts'
 import { benchAttachedMemory, benchIdleMemory, benchStalledFlood } from './bench/memory.ts'
@@ -38,6 +45,7 @@ const ALL = [
   'events',
   'listing',
   'egress',
+  'launch',
 ] as const
 type Step = (typeof ALL)[number]
 const IMAGE = 'clincus-test'
@@ -76,6 +84,8 @@ async function main(): Promise<void> {
       // Re-renders bench/results.md from bench/results.json without measuring anything.
       render: { type: 'boolean', default: false },
       image: { type: 'string' },
+      launches: { type: 'string', default: '20' },
+      probe: { type: 'string', default: 'echo' },
     },
   })
   if (values.render) {
@@ -85,6 +95,10 @@ async function main(): Promise<void> {
     return
   }
   const reps = Math.max(1, Number(values.reps) || 3)
+  const launches = Math.max(1, Number(values.launches) || 20)
+  const probe = values.probe
+  if (!isProbe(probe))
+    throw new Error(`unknown --probe ${probe} (${Object.keys(PROBES).join(', ')})`)
   const only = values.only?.split(',').map((s) => s.trim()) ?? [...ALL]
   const unknown = only.filter((s) => !isStep(s))
   if (unknown.length > 0) throw new Error(`unknown benchmark(s): ${unknown.join(', ')}`)
@@ -114,9 +128,11 @@ async function main(): Promise<void> {
   const root = join(home, 'projects')
   await mkdir(root, { recursive: true })
   await mkdir(join(home, '.config', 'clincus'), { recursive: true })
+  // The run's server has no warm pool: the other rows measure the cold path against its floors,
+  // and no pool refills in the background of them (the launch rows start their own pool server).
   await writeFile(
     join(home, '.config', 'clincus', 'config.toml'),
-    `[defaults]\nimage = "${image}"\n\n[dashboard]\nworkspace_roots = ["${root}"]\n`,
+    `[defaults]\nimage = "${image}"\n\n[dashboard]\nworkspace_roots = ["${root}"]\n${poolConfig(0)}`,
   )
   const token = randomBytes(32).toString('base64url')
   await writeFile(join(home, '.config', 'clincus', 'token'), `${token}\n`, { mode: 0o600 })
@@ -133,7 +149,9 @@ async function main(): Promise<void> {
 
   let server: ServerProcess | null = null
   let interrupted = false
+  const cleanups: Array<() => Promise<void>> = []
   const cleanup = async (): Promise<void> => {
+    for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined)
     await server?.stop().catch(() => undefined)
     server = null
     const n = await removeByPrefix(runId).catch((err: unknown) => {
@@ -159,6 +177,7 @@ async function main(): Promise<void> {
       image,
       logFile: join(outDir, 'server.log'),
     })
+    machine.storageDriver = await storageDriver(server)
     const ctx: BenchContext = {
       server,
       repoRoot,
@@ -173,6 +192,7 @@ async function main(): Promise<void> {
         staged.push(f)
       },
       progress,
+      cleanups,
     }
     // The Incus daemon is shared: other work on the machine may restart it, which ends every
     // `incus exec` (terminals) and fails calls in flight. A step during which the daemon's pid
@@ -252,6 +272,8 @@ async function main(): Promise<void> {
     if (want.has('events')) await run('event latency', () => benchEvents(ctx))
     if (want.has('listing')) await run('listing', () => benchListing(ctx))
     if (want.has('egress')) await run('network egress', () => benchEgress(ctx))
+    if (want.has('launch'))
+      await run('click to accepting keys', () => benchLaunch(ctx, launches, PROBES[probe]))
   } finally {
     await cleanup()
   }
@@ -264,9 +286,12 @@ async function main(): Promise<void> {
     pending,
     errors,
   }
-  await writeResults(outDir, results)
+  // Another image's figures go beside the test image's, not over them.
+  const suffix = image === IMAGE ? '' : `-${image.replace(/[^A-Za-z0-9._-]/g, '_')}`
+  const base = values.only ? `results-${[...want].join('-')}${suffix}` : `results${suffix}`
+  await writeResults(outDir, results, base)
   console.log(`\n${markdown(results)}`)
-  progress(`wrote ${join('bench', 'results.json')} and ${join('bench', 'results.md')}`)
+  progress(`wrote ${join('bench', `${base}.json`)} and ${join('bench', `${base}.md`)}`)
   const missed = figures.filter((f) => f.met === false).length
   console.log(
     `${figures.length} figures, ${missed} goals missed, ${errors.length} errors in ${results.durationSeconds} s`,

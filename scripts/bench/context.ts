@@ -41,6 +41,11 @@ export interface BenchContext {
   reps: number
   record(f: Figure): void
   progress(message: string): void
+  /**
+   * What a benchmark still has to undo (servers it started, sessions it made): run by the run's
+   * cleanup, also on Ctrl-C; a benchmark removes its entry once it has cleaned up itself.
+   */
+  cleanups: Array<() => Promise<void>>
 }
 
 export const SECTIONS = {
@@ -52,4 +57,5 @@ export const SECTIONS = {
   memory: '6. Memory',
   scaling: '7. Scaling',
   egress: '8. Network egress',
+  launch: '9. Click to accepting keys (issue 16)',
 } as const

@@ -14,7 +14,7 @@ import { median, round, sleep } from './stats.ts'
 const CODE_UID = 1000
 
 /** A workspace folder owned by uid/gid 1000 (clincus refuses root-owned ones), mapped with raw.idmap. */
-async function workspace(ctx: BenchContext, name: string): Promise<string> {
+export async function workspace(ctx: BenchContext, name: string): Promise<string> {
   const dir = join(ctx.root, name)
   await mkdir(dir, { recursive: true })
   await chown(dir, CODE_UID, CODE_UID)

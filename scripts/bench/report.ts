@@ -16,6 +16,8 @@ export interface Machine {
   incusServer: string
   tmux: string
   loadAverageAtStart: string
+  /** The storage driver of the sessions' pool (`GET /api/health` `incus.storage_driver`). */
+  storageDriver?: string
 }
 
 async function osName(): Promise<string> {
@@ -73,7 +75,7 @@ export function markdown(r: Results): string {
   const lines = [
     '# clincus benchmarks',
     '',
-    `Run on ${r.date} in ${Math.round(r.durationSeconds)} s by \`npm run bench\`. Machine: ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.os}, kernel ${m.kernel}, Node ${m.node}, Incus ${m.incusServer} (client ${m.incusClient}), ${m.tmux} in the session image; load average at start ${m.loadAverageAtStart}.`,
+    `Run on ${r.date} in ${Math.round(r.durationSeconds)} s by \`npm run bench\`. Machine: ${m.cpus} cores (${m.cpuModel}), ${m.memoryGiB} GiB, ${m.os}, kernel ${m.kernel}, Node ${m.node}, Incus ${m.incusServer} (client ${m.incusClient}), ${m.tmux} in the session image${m.storageDriver ? `, sessions on a \`${m.storageDriver}\` storage pool` : ''}; load average at start ${m.loadAverageAtStart}.`,
     '',
     'Every baseline was measured in the same run on the same machine. Ratios are clincus ÷ baseline (×) or clincus − baseline (+ ms).',
     '',
@@ -111,7 +113,8 @@ export function markdown(r: Results): string {
   return lines.join('\n')
 }
 
-export async function writeResults(dir: string, r: Results): Promise<void> {
-  await writeFile(join(dir, 'results.json'), `${JSON.stringify(r, null, 2)}\n`)
-  await writeFile(join(dir, 'results.md'), markdown(r))
+/** Writes `<base>.json` and `<base>.md` into `dir`. */
+export async function writeResults(dir: string, r: Results, base = 'results'): Promise<void> {
+  await writeFile(join(dir, `${base}.json`), `${JSON.stringify(r, null, 2)}\n`)
+  await writeFile(join(dir, `${base}.md`), markdown(r))
 }

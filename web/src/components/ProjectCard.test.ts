@@ -1,8 +1,10 @@
 import { cleanup, fireEvent, screen, within } from '@testing-library/svelte'
+import { tick } from 'svelte'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Value } from 'typebox/value'
 import { ConfigSchema } from '../../../shared/schemas/config.ts'
 import { ApiError } from '../lib/api.ts'
+import type { Session } from '../lib/schemas.ts'
 import { renderWithApp, session, testApp } from '../lib/testing/app.ts'
 import ProjectCard from './ProjectCard.svelte'
 
@@ -97,5 +99,85 @@ describe('ProjectCard', () => {
       "Could not launch: the image 'clincus' is being built (debootstrap, 40%)",
     )
     expect(create).toHaveBeenCalledTimes(1)
+  })
+
+  it('shows how the launch went once it answered: warm or cold (with the reason), the time, and each step', async () => {
+    const { api, app } = setup()
+    let answer: (s: Session) => void = () => undefined
+    vi.spyOn(api, 'createSession').mockReturnValue(
+      new Promise((resolve) => {
+        answer = resolve
+      }),
+    )
+    await fireEvent.click(screen.getByRole('button', { name: 'Launch a session in shop' }))
+    const card = screen.getByRole('article', { name: 'shop' })
+    expect(within(card).queryByTestId('launch-outcome')).toBeNull()
+    // The server's answer carries the launch fields beside the session (CreatedSession).
+    answer({
+      ...session('clincus-1-1', { workspace: project.path }),
+      path: 'warm',
+      timings: { 'attach-all': 40, claim: 20, workspace: 120, tool: 300 },
+    } as Session)
+    const outcome = await within(card).findByTestId('launch-outcome')
+    expect(outcome.querySelector('summary')?.textContent.replace(/\s+/g, ' ').trim()).toMatch(
+      /^Launched warm in \d+ ms$/,
+    )
+    const steps = within(outcome)
+      .getAllByRole('listitem')
+      .map((li) => li.textContent.replace(/\s+/g, ' ').trim())
+    // Known steps in creation order with their labels; a step this page does not know by its id.
+    expect(steps).toEqual([
+      'Claiming a warm container20 ms',
+      'Mounting the workspace120 ms',
+      'Starting the tool in tmux300 ms',
+      'attach-all40 ms',
+      'Server total480 ms',
+    ])
+
+    // The next launch replaces it: cold, with the server's reason.
+    vi.spyOn(api, 'createSession').mockResolvedValue({
+      ...session('clincus-1-2', { workspace: project.path, slot: 2 }),
+      path: 'cold',
+      cold_reason: 'the pool is empty',
+      timings: { init: 900, start: 400 },
+    } as Session)
+    app.router.navigate('/')
+    await fireEvent.click(screen.getByRole('button', { name: 'Launch a session in shop' }))
+    await vi.waitFor(() => {
+      expect(
+        within(card).getByTestId('launch-outcome').querySelector('summary')?.textContent,
+      ).toContain('cold')
+    })
+    const summary = within(card).getByTestId('launch-outcome').querySelector('summary')
+    expect(summary?.textContent).toContain('(the pool is empty)')
+    expect(within(card).getByText('Creating the container')).toBeTruthy()
+  })
+
+  it('keeps the outcome for the card shown again after the session was opened', async () => {
+    const { api, app } = setup()
+    vi.spyOn(api, 'createSession').mockResolvedValue({
+      ...session('clincus-1-1', { workspace: project.path }),
+      path: 'cold',
+      timings: { init: 1200 },
+    } as Session)
+    await fireEvent.click(screen.getByRole('button', { name: 'Launch a session in shop' }))
+    await screen.findByTestId('launch-outcome')
+    cleanup()
+    renderWithApp(app, ProjectCard, { project })
+    const summary = screen.getByTestId('launch-outcome').querySelector('summary')
+    expect(summary?.textContent.replace(/\s+/g, ' ').trim()).toMatch(/^Launched cold in /)
+  })
+
+  it('shows no outcome when the server says nothing about the launch (an older server)', async () => {
+    const { api, app } = setup()
+    vi.spyOn(api, 'createSession').mockResolvedValue(
+      session('clincus-1-1', { workspace: project.path }),
+    )
+    await fireEvent.click(screen.getByRole('button', { name: 'Launch a session in shop' }))
+    await vi.waitFor(() => {
+      expect(app.router.route).toEqual({ name: 'session', id: 'clincus-1-1' })
+    })
+    await tick()
+    expect(screen.queryByTestId('launch-outcome')).toBeNull()
   })
 })
