@@ -217,16 +217,6 @@ export class CliIncusDriver implements IncusDriver {
     await this.#run([...this.#p(), 'start', '--', name], { timeoutMs: 60_000, ...opts })
   }
 
-  /** Pauses every process of the running instance (cgroup freezer): `incus pause`. */
-  async freeze(name: string, opts?: CallOptions): Promise<void> {
-    await this.#run([...this.#p(), 'pause', '--', name], opts)
-  }
-
-  /** Thaws a frozen instance: `incus resume`. */
-  async unfreeze(name: string, opts?: CallOptions): Promise<void> {
-    await this.#run([...this.#p(), 'resume', '--', name], opts)
-  }
-
   async stop(
     name: string,
     opts: CallOptions & { force?: boolean; timeoutS?: number } = {},
@@ -239,10 +229,12 @@ export class CliIncusDriver implements IncusDriver {
     await this.#run(argv, { timeoutMs: ((opts.timeoutS ?? 30) + 30) * 1000, ...opts })
   }
 
+  /** Pauses every process of the running instance (cgroup freezer): `incus pause`. */
   async freeze(name: string, opts?: CallOptions): Promise<void> {
     await this.#run([...this.#p(), 'pause', '--', name], { timeoutMs: 30_000, ...opts })
   }
 
+  /** Thaws a frozen instance: `incus resume`. */
   async unfreeze(name: string, opts?: CallOptions): Promise<void> {
     await this.#run([...this.#p(), 'resume', '--', name], { timeoutMs: 30_000, ...opts })
   }
