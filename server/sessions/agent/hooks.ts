@@ -45,10 +45,19 @@ export type HookPayload = Static<typeof HookPayloadSchema>
 
 export const REASON_MAX = 200
 
-/** `text` as one line of printable characters, at most REASON_MAX of them. */
+/**
+ * `text` as one line of printable characters, at most REASON_MAX of them: control characters
+ * become spaces, and the invisible formatting characters that could make it read as something
+ * else (bidirectional overrides and isolates, zero-width characters) go, as in the browser's
+ * cleanReason (web/src/lib/attention/attention.ts).
+ */
 export function trimReason(text: string): string {
-  // eslint-disable-next-line no-control-regex
-  const flat = text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ').trim()
+  const flat = text
+    // eslint-disable-next-line no-control-regex -- control characters are what is removed
+    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')
+    .replace(/[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g, '')
+    .replace(/\s+/g, ' ')
+    .trim()
   const chars = Array.from(flat)
   return chars.length <= REASON_MAX ? flat : `${chars.slice(0, REASON_MAX - 1).join('')}…`
 }

@@ -189,3 +189,23 @@ describe('classifyScreen on hostile screens', () => {
     expect(classifyScreen({ tool: 'claude', screen: '', title: '' })).toBeNull()
   })
 })
+
+describe('the reason read from a hostile screen', () => {
+  // The pane read is the container's output (a root agent can replace tmux): the reason that
+  // reaches the session cache, the logs and every browser must be printable text, as the hook
+  // channel's reasons are (hooks.ts trimReason).
+  it('holds no control characters or bidirectional overrides', () => {
+    const question =
+      'Run \u001b]8;;https://evil.example\u0007this\u0000\u0008 \u202eexe.lam\u2066 command?'
+    const screen = [question, '❯ 1. Yes', '  2. No', 'Esc to cancel'].join('\n')
+    for (const tool of ['claude', 'copilot'] as const) {
+      const got = classifyScreen({ tool, screen, title: '' })
+      expect(got?.status, tool).toBe('waiting')
+      expect(got?.reason, tool).toContain('command?')
+      expect(got?.reason, tool).not.toMatch(
+        // eslint-disable-next-line no-control-regex -- control characters are what is checked
+        /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/,
+      )
+    }
+  })
+})

@@ -8,6 +8,7 @@
 // quantifiers, so a classification costs O(screen) at most (screen.test.ts attacks it).
 import type { ToolName } from '../../../shared/tools.ts'
 import type { AgentStatusName } from '../../../shared/schemas/sessions.ts'
+import { trimReason } from './hooks.ts'
 
 export interface ScreenInput {
   tool: ToolName
@@ -87,10 +88,12 @@ function stripBox(line: string): string {
   return line.slice(a, b)
 }
 
-/** Whitespace collapsed, trimmed to MAX_REASON_CHARS (an ellipsis marks a cut). */
+/**
+ * One line of printable text, trimmed to MAX_REASON_CHARS (an ellipsis marks a cut): the pane
+ * read is the container's output, cleaned like the hook channel's reasons.
+ */
 function clip(text: string): string {
-  const flat = text.replace(/\s+/g, ' ').trim()
-  return flat.length > MAX_REASON_CHARS ? `${flat.slice(0, MAX_REASON_CHARS - 1)}…` : flat
+  return trimReason(text)
 }
 
 /** The tool has ended: the wrapper's exit line or a shell prompt is the last thing shown. */
