@@ -20,6 +20,9 @@ export const DEFAULT_TIMEOUT_MS = 30_000
  */
 export const CLINCUS_POOL = 'clincus'
 
+/** Bytes of stdout (and of stderr) a call keeps by default (IncusCallOptions.maxBuffer). */
+const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024
+
 export interface IncusCallOptions {
   /** Milliseconds before the process is killed (SIGTERM, SIGKILL 2 s later); default 30 s. */
   timeoutMs?: number
@@ -28,6 +31,11 @@ export interface IncusCallOptions {
   input?: string | Uint8Array
   /** Drop the output's final newline (what a shell's `$(…)` does); kept by default. */
   stripFinalNewline?: boolean
+  /**
+   * Bytes of stdout (and of stderr) kept; more kills the process and the call throws. Default
+   * 64 MiB: lower it where the output comes from a container (hostile) and a little is expected.
+   */
+  maxBuffer?: number
 }
 
 export interface IncusQueryOptions extends IncusCallOptions {
@@ -203,14 +211,22 @@ export class IncusCli {
         ...(opts.input === undefined ? { stdin: 'ignore' as const } : { input: opts.input }),
         ...(this.env ? { env: this.env } : {}),
         stripFinalNewline: opts.stripFinalNewline ?? false,
-        maxBuffer: 64 * 1024 * 1024,
+        maxBuffer: opts.maxBuffer ?? DEFAULT_MAX_BUFFER,
         reject: false,
       })
-      if (result.timedOut || result.isCanceled || result.exitCode === undefined) {
+      // Output over maxBuffer was cut: never an answer (the call throws, the process is killed).
+      if (
+        result.timedOut ||
+        result.isCanceled ||
+        result.isMaxBuffer ||
+        result.exitCode === undefined
+      ) {
         throw new IncusCommandError({
           argv,
           exitCode: result.exitCode,
-          stderr: result.stderr || (result.failed ? (result.shortMessage ?? '') : ''),
+          stderr: result.isMaxBuffer
+            ? `Error: the output of incus exceeds ${String(opts.maxBuffer ?? DEFAULT_MAX_BUFFER)} bytes`
+            : result.stderr || (result.failed ? (result.shortMessage ?? '') : ''),
           timedOut: result.timedOut,
           aborted: result.isCanceled,
           cause: result.cause,

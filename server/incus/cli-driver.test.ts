@@ -138,6 +138,14 @@ describe('CliIncusDriver argv contract', { timeout: STUB_TEST_TIMEOUT }, () => {
     ])
   })
 
+  it('an exec printing more than maxOutputBytes is killed and throws', async () => {
+    const { driver } = await stub([{ match: 'exec', stdout: 'x'.repeat(256 * 1024) }])
+    await expect(driver.exec('c1', ['cat'], { maxOutputBytes: 1024 })).rejects.toBeInstanceOf(
+      IncusCommandError,
+    )
+    expect((await driver.exec('c1', ['cat'])).stdout).toHaveLength(256 * 1024)
+  })
+
   it('execs with user, group, cwd and env, never through a shell', async () => {
     const { driver, argvs } = await stub([{ match: 'exec', stdout: 'out', stderr: 'err', code: 3 }])
     const res = await driver.exec('c1', ['echo', '$(id)'], {

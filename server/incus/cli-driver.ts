@@ -287,6 +287,7 @@ export class CliIncusDriver implements IncusDriver {
       signal: opts.signal,
       input: opts.stdin,
       stripFinalNewline: true,
+      ...(opts.maxOutputBytes === undefined ? {} : { maxBuffer: opts.maxOutputBytes }),
     })
   }
 

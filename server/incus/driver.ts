@@ -13,6 +13,11 @@ export interface ExecOptions extends CallOptions {
   env?: Record<string, string>
   /** Bytes for the command's stdin (e.g. a tar archive for `tar -x`); stdin is closed without. */
   stdin?: string | Uint8Array
+  /**
+   * Bytes of stdout (and of stderr) kept; a command printing more is killed and the call throws.
+   * The container writes them: set it where a little output is expected. Default 64 MiB.
+   */
+  maxOutputBytes?: number
 }
 
 export interface ExecResult {

@@ -35,6 +35,11 @@ export const SILENCE_S = 3
 export const TMUX_CONF = '.tmux.conf'
 /** Bytes of a pane read kept (a 200x50 pane is ~10 KB; anything beyond is the container's noise). */
 const MAX_SCREEN = 64 * 1024
+/**
+ * Bytes of output a pane read may print at all (the container runs it: a root agent can replace
+ * tmux); more kills the read, so a hostile container never has the server buffer megabytes.
+ */
+export const PANE_READ_MAX_BYTES = 4 * MAX_SCREEN
 /** The wrapper's $0 (tools.ts toolWrapperArgv): present in the pane process's argv while the tool runs. */
 const WRAPPER_MARK = 'clincus-tool'
 

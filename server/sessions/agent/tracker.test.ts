@@ -185,6 +185,22 @@ describe('AgentTracker', () => {
     expect(t.driver.callsOf('deviceAdd')).toHaveLength(0)
   })
 
+  it('a pane read is bounded in bytes: the container prints it', async () => {
+    const t = await setup()
+    let limit: number | undefined
+    t.driver.execHandler = (_name, argv, opts) => {
+      if (argv[3] !== 'clincus-screen') return undefined
+      limit = opts.maxOutputBytes
+      return { exitCode: 0, stdout: '0|0|\n$ \n', stderr: '' }
+    }
+    const inst = t.driver.instances.get(A)
+    if (!inst) throw new Error('no instance')
+    await t.tracker.attach(inst)
+    await waitUntil('exited', () => t.r.cached(A)?.agent?.status === 'exited')
+    expect(limit).toBeDefined()
+    expect(limit).toBeLessThanOrEqual(1024 * 1024)
+  })
+
   it('forget closes the socket', async () => {
     const t = await setup()
     await t.tracker.addDevice(A)

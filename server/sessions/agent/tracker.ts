@@ -28,6 +28,7 @@ import {
   type Step,
 } from './machine.ts'
 import {
+  PANE_READ_MAX_BYTES,
   parsePaneRead,
   readPaneCommand,
   screenSignal,
@@ -224,6 +225,7 @@ export class AgentTracker {
       const res = await this.#d.driver.exec(id, cmd.argv, {
         ...cmd.opts,
         timeoutMs: 5000,
+        maxOutputBytes: PANE_READ_MAX_BYTES,
         signal: this.#abort.signal,
       })
       const pane = res.exitCode === 0 ? parsePaneRead(res.stdout) : null
