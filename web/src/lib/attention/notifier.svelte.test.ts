@@ -7,6 +7,7 @@ import { session } from '../testing/app.ts'
 import { FAVICON, faviconHref } from './attention.ts'
 import {
   AttentionNotifier,
+  REANNOUNCE_GAP_MS,
   type NotificationApi,
   type NotificationLike,
   type NotifierDeps,
@@ -194,6 +195,27 @@ describe('AttentionNotifier', () => {
     expect(() => {
       n.onAgent('c-a', 'working', agent('waiting'))
     }).not.toThrow()
+  })
+
+  it('a session flipping in and out of waiting is announced once per gap, not per flip', () => {
+    let now = 1_000_000
+    const { n, api, sound } = setup({ now: () => now })
+    n.setSound(true)
+    sound.play.mockClear()
+    // A hostile agent alternates a permission prompt and work every 300 ms for a minute.
+    for (let i = 0; i < 100; i++) {
+      n.onAgent('c-a', 'working', agent('waiting', `Allow ${String(i)}?`))
+      now += 300
+      n.onAgent('c-a', 'waiting', agent('working'))
+      now += 300
+    }
+    // A minute of flips: one announcement per REANNOUNCE_GAP_MS (20 s) at most.
+    expect(REANNOUNCE_GAP_MS).toBeGreaterThanOrEqual(20_000)
+    expect(api.shown.length).toBeLessThanOrEqual(3)
+    expect(sound.play.mock.calls.length).toBeLessThanOrEqual(3)
+    // Another session is not held back by it.
+    n.onAgent('c-b', 'working', agent('waiting'))
+    expect(api.shown.at(-1)?.options?.tag).toBe('clincus-session:c-b')
   })
 
   it('plays the sound only when turned on, for the same transitions', () => {

@@ -48,7 +48,16 @@ export interface NotifierDeps {
   sound?: Sound
   /** Default: sets the `<link rel="icon">` of the document. */
   setFavicon?: (href: string) => void
+  /** Default: Date.now (ms). */
+  now?: () => number
 }
+
+/**
+ * A session announced again in the same status this soon (ms) is not announced: the agent (a
+ * hostile one too) can flip waiting → working → waiting every few hundred ms, which would be a
+ * new desktop notification and a chime each time. The badge, title and favicon still follow.
+ */
+export const REANNOUNCE_GAP_MS = 20_000
 
 export interface Sound {
   /** Plays the chime; called from a click first, so the browser lets it play later. */
@@ -66,6 +75,10 @@ export class AttentionNotifier {
   // Plain bookkeeping, not rendered from.
   // eslint-disable-next-line svelte/prefer-svelte-reactivity
   readonly #shown = new Map<string, NotificationLike>()
+  /** The last announcement of each session: its status and when (ms). */
+  // eslint-disable-next-line svelte/prefer-svelte-reactivity
+  readonly #announced = new Map<string, { status: AgentStatusName; at: number }>()
+  readonly #now: () => number
   readonly #api: NotificationApi | null
   readonly #sound: Sound
   readonly #visible: () => boolean
@@ -93,6 +106,7 @@ export class AttentionNotifier {
         if (typeof window !== 'undefined') window.focus()
       })
     this.#setFavicon = deps.setFavicon ?? setDocumentFavicon
+    this.#now = deps.now ?? Date.now
     this.prefs = loadPrefs(deps.storage)
     this.permission = this.#readPermission()
   }
@@ -166,8 +180,14 @@ export class AttentionNotifier {
     if (agent.status !== previous) this.#close(id)
     const viewing = this.#deps.viewedId() === id && this.#visible()
     if (!shouldAnnounce(previous, agent.status, { viewing })) return
+    const notify = this.prefs.notify && this.#api?.permission === 'granted'
+    if (!this.prefs.sound && !notify) return
+    const now = this.#now()
+    const last = this.#announced.get(id)
+    if (last?.status === agent.status && now - last.at < REANNOUNCE_GAP_MS) return
+    this.#announced.set(id, { status: agent.status, at: now })
     if (this.prefs.sound) this.#sound.play()
-    if (!this.prefs.notify || !this.#api || this.#api.permission !== 'granted') return
+    if (!notify) return
     const session = this.#deps.sessions().find((s) => s.id === id)
     const name = session?.workspace ? basename(session.workspace) : id
     const reason = cleanReason(agent.reason)
