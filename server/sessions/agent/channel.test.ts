@@ -5,6 +5,8 @@ import { mkdtemp, rm, stat } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { pino } from 'pino'
 import { afterEach, describe, expect, it } from 'vitest'
 import { waitUntil } from '../../test/ws-client.ts'
@@ -134,4 +136,39 @@ describe('HookChannel', () => {
     await channel.open('a')
     expect((await stat(path)).isSocket()).toBe(true)
   })
+
+  it('a line sent one byte at a time holds its bytes, not a buffer object per byte', async () => {
+    // A container can pace its writes so each byte arrives as its own chunk (1-byte buffers of
+    // ~900 bytes each in the process): kept one per chunk, a line under the 64 KiB cap held
+    // ~60 MB per connection, ~470 MB per session with its 8 connections.
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const { channel, lines } = await setup()
+    const chunks = 40_000
+    const writers = Array.from({ length: 4 }, async () => {
+      const { socket } = connect(channel.path('a'))
+      await new Promise<void>((resolve) =>
+        socket.once('connect', () => {
+          resolve()
+        }),
+      )
+      for (let i = 0; i < chunks; i++) {
+        socket.write('x')
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      return socket
+    })
+    gc()
+    const before = process.memoryUsage().heapUsed
+    const sockets = await Promise.all(writers)
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    gc()
+    const grown = process.memoryUsage().heapUsed - before
+    expect(grown, `${(grown / 1e6).toFixed(1)} MB`).toBeLessThan(8e6)
+    // The line still arrives whole.
+    sockets[0]?.end('\n')
+    await waitUntil('the line', () => lines.length === 1)
+    expect(lines[0]).toEqual(['a', 'x'.repeat(chunks)])
+    for (const s of sockets) s.destroy()
+  }, 30_000)
 })

@@ -3,6 +3,7 @@
 // `proxy` device (device.ts). The session is the socket a line arrived on, never anything in it.
 // Lines are newline-delimited; everything the container sends is hostile:
 //   - a line longer than `maxLineBytes` closes its connection (the bytes are never buffered);
+//     an unfinished line is held in one buffer of at most that size per connection;
 //   - lines over the session's rate (a token bucket) are dropped, and the connection closed;
 //   - at most `maxConnections` open connections per session; more are closed at once;
 //   - a connection idle for `idleMs` is closed.
@@ -169,11 +170,13 @@ export class HookChannel {
     l.sockets.add(socket)
     socket.once('close', () => l.sockets.delete(socket))
     socket.setTimeout(this.#limits.idleMs, () => socket.destroy())
-    let parts: Buffer[] = []
+    // The unfinished line, copied into one buffer: a chunk each byte (a container pacing its
+    // writes) must cost a byte, not a Buffer object of its own (~900 bytes each).
+    let pending: Buffer | null = null
     let size = 0
     const close = (why: keyof ChannelCounters): void => {
       l.counters[why]++
-      parts = []
+      pending = null
       socket.destroy()
       this.#log.debug({ session: session, why }, 'agent channel connection closed')
     }
@@ -187,12 +190,20 @@ export class HookChannel {
           return
         }
         if (nl === -1) {
-          if (piece.length > 0) parts.push(piece)
-          size += piece.length
+          if (piece.length > 0) {
+            pending ??= Buffer.allocUnsafe(this.#limits.maxLineBytes)
+            piece.copy(pending, size)
+            size += piece.length
+          }
           return
         }
-        const line = Buffer.concat([...parts, piece]).toString('utf8')
-        parts = []
+        let line: string
+        if (pending === null) line = piece.toString('utf8')
+        else {
+          piece.copy(pending, size)
+          line = pending.toString('utf8', 0, size + piece.length)
+        }
+        pending = null
         size = 0
         at = nl + 1
         if (!this.#take(l)) {
