@@ -124,8 +124,9 @@ export class SessionService {
       try {
         slot = await this.#slots.reserve(hash, signal)
       } catch (err) {
-        if (plan.protection)
-          await removeCreatedDirs(plan.workspace, plan.protection.created).catch(() => undefined)
+        // Like every other rollback: not while another session of the workspace exists or is
+        // being created (it planned after this one and may mount what this one made).
+        await this.#removeCreated(plan.workspace, plan.protection, '', null)
         throw err
       }
       try {
