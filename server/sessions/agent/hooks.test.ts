@@ -118,4 +118,16 @@ describe('parseHookLine', () => {
     expect(trimReason('  short  ')).toBe('short')
     expect(Array.from(trimReason('é'.repeat(300))).length).toBe(REASON_MAX)
   })
+
+  it('drops the invisible characters that make a reason read as something else', () => {
+    // A right-to-left override shows "Allow rm -rf ~/exe.txt" as "...txt.exe"; zero-width and
+    // isolate characters hide text. The browser drops them too (attention.ts cleanReason).
+    const sig = parseHookLine(
+      claude('Notification', {
+        notification_type: 'permission_prompt',
+        message: 'Allow \u202etxt.exe\u202c \u200bfile\u2066 \ufeffnow?',
+      }),
+    )
+    expect(sig?.reason).toBe('Allow txt.exe file now?')
+  })
 })
