@@ -3,13 +3,13 @@
 // listener): every line it reports parses to the status the live tests expect.
 import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
-import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { HOOK_SCRIPT, hookScript, withClaudeHooks } from '../server/sessions/agent/hook-files.ts'
 import { parseHookLine } from '../server/sessions/agent/hooks.ts'
+import { lineListener } from '../server/test/line-listener.ts'
 import { waitUntil } from '../server/test/ws-client.ts'
 
 const fakeTool = fileURLToPath(new URL('./fake-tool.sh', import.meta.url))
@@ -20,21 +20,8 @@ afterEach(async () => {
 
 describe('fake-tool.sh hooks', () => {
   it('reports start, prompt, question, answer, work and exit through the installed hooks', async () => {
-    const lines: string[] = []
-    const server = net.createServer((s) => {
-      let buf = ''
-      s.on('data', (d: Buffer) => (buf += d.toString()))
-      s.on('end', () => lines.push(...buf.split('\n').filter((l) => l !== '')))
-    })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    cleanup.push(
-      () =>
-        new Promise<void>((r) => {
-          server.close(() => {
-            r()
-          })
-        }),
-    )
+    const { lines, port, close } = await lineListener()
+    cleanup.push(close)
     const home = await mkdtemp(join(tmpdir(), 'clincus-fake-hooks-'))
     cleanup.push(() => rm(home, { recursive: true, force: true }))
     await mkdir(join(home, '.claude'), { recursive: true })
@@ -43,7 +30,7 @@ describe('fake-tool.sh hooks', () => {
       join(home, '.claude', 'settings.json'),
       JSON.stringify(withClaudeHooks({}, home), null, 2),
     )
-    await writeFile(join(home, HOOK_SCRIPT), hookScript((server.address() as net.AddressInfo).port))
+    await writeFile(join(home, HOOK_SCRIPT), hookScript(port))
     const tool = join(home, 'claude')
     await symlink(fakeTool, tool)
 

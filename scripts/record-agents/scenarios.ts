@@ -4,6 +4,7 @@
 // the recorder waits for the screen to reach the state, captures a few frames, and stores them
 // with this label.
 import type { ToolName } from '../../shared/tools.ts'
+import { TOOL_SPECS } from '../../server/sessions/tools.ts'
 import type { AgentStatusName } from '../../shared/schemas/sessions.ts'
 
 /** The expected verdict of a captured frame. */
@@ -133,15 +134,8 @@ const CLAUDE_BUSY = /esc to interrupt/
 const claudeMain: SessionScript = {
   name: 'main',
   tool: 'claude',
-  // clincus' own argv (server/sessions/tools.ts TOOL_SPECS.claude.start).
-  argv: [
-    'claude',
-    '--verbose',
-    '--permission-mode',
-    'bypassPermissions',
-    '--session-id',
-    CLAUDE_SESSION,
-  ],
+  // clincus' own argv.
+  argv: TOOL_SPECS.claude.start(CLAUDE_SESSION),
   env: CLAUDE_ENV,
   files: claudeFiles(true, true),
   steps: [
@@ -266,14 +260,7 @@ const claudeFirstRun: SessionScript = {
   tool: 'claude',
   // No ~/.claude.json: the bypass mode warning, then the onboarding checks api.anthropic.com,
   // which no session reaches here.
-  argv: [
-    'claude',
-    '--verbose',
-    '--permission-mode',
-    'bypassPermissions',
-    '--session-id',
-    CLAUDE_SESSION,
-  ],
+  argv: TOOL_SPECS.claude.start(CLAUDE_SESSION),
   env: CLAUDE_ENV,
   files: {},
   steps: [

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterEach, describe, expect, it } from 'vitest'
+import { lineListener } from '../../test/line-listener.ts'
 import { waitUntil } from '../../test/ws-client.ts'
 import { planToolConfig } from '../tool-config.ts'
 import { TOOL_SPECS } from '../tools.ts'
@@ -102,25 +103,12 @@ describe('tool config with the hooks', () => {
   })
 
   it('the opencode plugin (run by Node here, by Bun in opencode) sends what its events mean', async () => {
-    const lines: string[] = []
-    const server = net.createServer((s) => {
-      let buf = ''
-      s.on('data', (d: Buffer) => (buf += d.toString()))
-      s.on('end', () => lines.push(buf.trim()))
-    })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    cleanup.push(
-      () =>
-        new Promise<void>((r) => {
-          server.close(() => {
-            r()
-          })
-        }),
-    )
+    const { lines, port, close } = await lineListener()
+    cleanup.push(close)
     const dir = await mkdtemp(join(tmpdir(), 'clincus-plugin-'))
     cleanup.push(() => rm(dir, { recursive: true, force: true }))
     const file = join(dir, 'clincus-status.mjs')
-    await writeFile(file, opencodePlugin((server.address() as net.AddressInfo).port))
+    await writeFile(file, opencodePlugin(port))
     type Hooks = {
       event: (e: { event: { type: string; properties: unknown } }) => Promise<void>
       'tool.execute.before': () => Promise<void>
@@ -150,22 +138,8 @@ describe('tool config with the hooks', () => {
 
 describe('the hook script', () => {
   async function listener() {
-    const lines: string[] = []
-    const server = net.createServer((s) => {
-      let buf = ''
-      s.on('data', (d: Buffer) => (buf += d.toString()))
-      s.on('end', () => lines.push(...buf.split('\n').filter((l) => l !== '')))
-    })
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-    cleanup.push(
-      () =>
-        new Promise<void>((r) => {
-          server.close(() => {
-            r()
-          })
-        }),
-    )
-    const port = (server.address() as net.AddressInfo).port
+    const { lines, port, close } = await lineListener()
+    cleanup.push(close)
     const dir = await mkdtemp(join(tmpdir(), 'clincus-hook-'))
     cleanup.push(() => rm(dir, { recursive: true, force: true }))
     const path = join(dir, 'agent-hook')

@@ -55,7 +55,7 @@ describe('screen watch', () => {
     expect(parsePaneRead(`1|0|t\n${'x'.repeat(1024 * 1024)}`)?.screen.length).toBeLessThan(70_000)
   })
 
-  it('a pane back at the shell, or dead, is exited; with hooks the screen says nothing else', () => {
+  it('a pane back at the shell, or dead, is exited; an unknown screen says nothing', () => {
     const pane = { toolRunning: true, dead: false, title: '', screen: '' }
     expect(screenSignal('claude', { ...pane, toolRunning: false }, true)).toEqual({
       status: 'exited',

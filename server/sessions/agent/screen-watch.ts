@@ -116,7 +116,10 @@ export function parsePaneRead(stdout: string): PaneRead | null {
 
 /**
  * What a pane read says: the pane dead or back at a shell is `exited`; else the classifier's
- * verdict, unless the tool's hooks already speak for it (`hooksSeen`): they are the better signal.
+ * verdict. When the tool's hooks speak (`hooksSeen`), they say `working` sooner than the screen,
+ * so only the screen's `idle` and `waiting` count: the cross-check for what fires no hook (Claude
+ * Code runs none when Esc interrupts a turn or refuses a permission, nor for its startup dialogs:
+ * recorded in fixtures/, replayed by combined.test.ts).
  */
 export function screenSignal(
   tool: ToolName,
@@ -124,9 +127,8 @@ export function screenSignal(
   hooksSeen: boolean,
 ): AgentSignal | null {
   if (pane.dead || !pane.toolRunning) return { status: 'exited' }
-  if (hooksSeen) return null
   const verdict = classifyScreen({ tool, screen: pane.screen, title: pane.title })
-  if (!verdict) return null
+  if (!verdict || (hooksSeen && verdict.status === 'working')) return null
   return {
     status: verdict.status,
     ...(verdict.reason ? { reason: verdict.reason } : {}),

@@ -59,7 +59,7 @@ export interface AgentTrackerDeps {
 interface Tracked {
   state: MachineState
   timer: NodeJS.Timeout | null
-  /** The tool's hooks spoke in this launch: the screen then only tells `exited`. */
+  /** The tool's hooks spoke in this launch: the screen then only tells `exited`, `idle`, `waiting`. */
   hooks: boolean
   /** A look at the screen is scheduled or running; `again`: a trigger came meanwhile. */
   screen: { busy: boolean; again: boolean; at: number; timer: NodeJS.Timeout | null }
