@@ -14,19 +14,14 @@ describe('screen watch', () => {
     const conf = tmuxConf('/home/code')
     expect(conf).toContain('set-option -wg monitor-silence 3')
     expect(conf).toContain('set-option -g silence-action any')
-    for (const hook of [
-      'alert-bell',
-      'alert-silence',
-      'pane-title-changed',
-      'pane-exited',
-      'pane-died',
-    ])
+    for (const hook of ['alert-bell', 'alert-silence', 'pane-exited', 'pane-died'])
       expect(conf).toMatch(
         new RegExp(
           `^set-hook -g ${hook} "run-shell -b 'bash /home/code/\\.clincus/agent-hook ClincusScreen[A-Za-z]+ </dev/null'"$`,
           'm',
         ),
       )
+    expect(conf).not.toContain('pane-title-changed')
   })
 
   it('knows its triggers and nothing else', () => {

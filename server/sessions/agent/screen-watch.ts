@@ -1,5 +1,6 @@
 // Issue 17: the screen fallback. tmux in the container watches the tool's pane (bell, silence,
-// title changes, the pane's program ending) and on each of those runs the hook script with the
+// the pane's program ending; not title changes: the agents animate their title many times a
+// second, which would start a process per frame and spend the channel's rate on nothing) and on each of those runs the hook script with the
 // event `ClincusScreen`, so the trigger reaches clincus through the same channel as the hooks.
 // On a trigger (at most one look per session at a time, and one per `minIntervalMs`) clincus
 // reads the pane with one exec (the program in the foreground, the title, the visible text) and
@@ -18,7 +19,6 @@ import { classifyScreen } from './screen.ts'
 export const SCREEN_EVENTS = {
   'alert-bell': 'ClincusScreenBell',
   'alert-silence': 'ClincusScreenSilence',
-  'pane-title-changed': 'ClincusScreenTitle',
   'pane-exited': 'ClincusScreenExit',
   'pane-died': 'ClincusScreenExit',
 } as const

@@ -35,7 +35,6 @@ import {
   screenTrigger,
   TMUX_CONF,
   tmuxConf,
-  type ScreenTrigger,
 } from './screen-watch.ts'
 
 export interface AgentTrackerOptions {
@@ -123,7 +122,7 @@ export class AgentTracker {
   ): Promise<void> {
     await this.#channel.open(inst.name)
     if (!opts.fix) {
-      if (inst.status.toLowerCase() === 'running') this.#screen(inst.name, 'ClincusScreenSilence')
+      if (inst.status.toLowerCase() === 'running') this.#screen(inst.name)
       return
     }
     const dev = inst.devices?.[AGENT_DEVICE]
@@ -185,7 +184,7 @@ export class AgentTracker {
     if (!payload) return
     const trigger = screenTrigger(eventOf(payload))
     if (trigger) {
-      this.#screen(id, trigger)
+      this.#screen(id)
       return
     }
     const sig = signalOf(payload)
@@ -195,10 +194,8 @@ export class AgentTracker {
   }
 
   /** Schedules a look at the screen (coalesced: one at a time, one per screenIntervalMs). */
-  #screen(id: string, trigger: ScreenTrigger): void {
+  #screen(id: string): void {
     const t = this.#tracked(id)
-    // With hooks, a title change (a spinner) says nothing the hooks do not.
-    if (t.hooks && trigger === 'ClincusScreenTitle') return
     if (t.screen.busy) {
       t.screen.again = true
       return
@@ -237,7 +234,7 @@ export class AgentTracker {
       t.screen.busy = false
       if (t.screen.again && this.#sessions.get(id) === t) {
         t.screen.again = false
-        this.#screen(id, 'ClincusScreenSilence')
+        this.#screen(id)
       }
     }
   }
