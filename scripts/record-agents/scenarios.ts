@@ -425,7 +425,6 @@ const copilotSignedOut: SessionScript = {
 function opencodeConfig(permission: unknown): string {
   return JSON.stringify(
     {
-      $schema: 'https://opencode.ai/config.json',
       model: 'mock/mock-model',
       small_model: 'mock/mock-model',
       autoupdate: false,
