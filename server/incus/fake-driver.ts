@@ -265,17 +265,6 @@ export class FakeIncusDriver implements IncusDriver {
     this.emit({ action: 'instance-resumed', name })
   }
 
-  /** What the fake's instances hold (bytes), for the warm pool's figure. */
-  memoryBytes = 6_000_000
-
-  async memoryUsage(name: string, opts?: CallOptions): Promise<number | null> {
-    await this.#enter('getInstance', [name], opts)
-    return isRunning(this.#need(name, 'getInstance').status) ||
-      this.instances.get(name)?.status === 'Frozen'
-      ? this.memoryBytes
-      : null
-  }
-
   async delete(name: string, opts: CallOptions & { force?: boolean } = {}): Promise<void> {
     await this.#enter('delete', [name, { force: opts.force ?? false }], opts)
     const inst = this.#need(name, 'delete')

@@ -38,14 +38,13 @@ interface Member {
   spec: PoolSpec
   epoch: number
   state: 'creating' | 'ready'
-  /** Bytes its cgroup held once frozen (0 when unknown). */
-  memory: number
 }
 
 export interface PoolStatus {
   size: number
   ready: number
   creating: number
+  /** Always 0: members are stopped, so they hold no memory (kept for the health schema). */
   memory_bytes: number
 }
 
@@ -83,15 +82,11 @@ export class WarmPool {
   status(): PoolStatus {
     let ready = 0
     let creating = 0
-    let memory = 0
     for (const m of this.#members.values()) {
       if (m.state === 'creating') creating++
-      else if (m.epoch === this.#epoch) {
-        ready++
-        memory += m.memory
-      }
+      else if (m.epoch === this.#epoch) ready++
     }
-    return { size: this.#d.size(), ready, creating, memory_bytes: memory }
+    return { size: this.#d.size(), ready, creating, memory_bytes: 0 }
   }
 
   /**
@@ -237,7 +232,7 @@ export class WarmPool {
   async #make(spec: PoolSpec, signal: AbortSignal): Promise<void> {
     const { driver, log } = this.#d
     const name = warmName(this.#d.prefix, randomBytes(5).toString('hex'))
-    const member: Member = { spec, epoch: this.#epoch, state: 'creating', memory: 0 }
+    const member: Member = { spec, epoch: this.#epoch, state: 'creating' }
     this.#members.set(name, member)
     const started = Date.now()
     try {
@@ -247,9 +242,8 @@ export class WarmPool {
         rootDisk: spec.rootDisk,
       })
       signal.throwIfAborted()
-      // Stopped, it holds no memory (nothing to bound). Not started and frozen: a disk device
+      // Left stopped, it holds no memory (nothing to bound). Not started and frozen: a disk device
       // cannot be hot-plugged under the workspace mount (protected paths), see README.
-      member.memory = (await driver.memoryUsage?.(name, { signal }).catch(() => null)) ?? 0
       member.state = 'ready'
       log.info({ container: name, ms: Date.now() - started }, 'warm pool container ready')
     } catch (err) {
