@@ -53,134 +53,84 @@ export class RestIncusDriver implements IncusDriver {
     })
   }
 
-  async #either<T>(rest: (c: RestCalls) => Promise<T>, cli: (c: CliIncusDriver) => Promise<T>) {
+  /** The call over REST; through the CLI when the socket was unreachable (nothing was sent). */
+  async #either<T>(call: (c: RestCalls | CliIncusDriver) => Promise<T>): Promise<T> {
     try {
-      return await rest(this.#calls)
+      return await call(this.#calls)
     } catch (err) {
-      if (err instanceof IncusUnreachableError) return cli(this.cli)
+      if (err instanceof IncusUnreachableError) return call(this.cli)
       throw err
     }
   }
 
   serverVersion(opts?: CallOptions): Promise<string> {
-    return this.#either(
-      (c) => c.serverVersion(opts),
-      (c) => c.serverVersion(opts),
-    )
+    return this.#either((c) => c.serverVersion(opts))
   }
 
   listInstances(opts?: CallOptions): Promise<IncusInstance[]> {
-    return this.#either(
-      (c) => c.listInstances(opts),
-      (c) => c.listInstances(opts),
-    )
+    return this.#either((c) => c.listInstances(opts))
   }
 
   getInstance(name: string, opts?: CallOptions): Promise<IncusInstance | null> {
-    return this.#either(
-      (c) => c.getInstance(name, opts),
-      (c) => c.getInstance(name, opts),
-    )
+    return this.#either((c) => c.getInstance(name, opts))
   }
 
   imageExists(alias: string, opts?: CallOptions): Promise<boolean> {
-    return this.#either(
-      (c) => c.imageExists(alias, opts),
-      (c) => c.imageExists(alias, opts),
-    )
+    return this.#either((c) => c.imageExists(alias, opts))
   }
 
   rootPoolDriver(opts?: CallOptions): Promise<string | null> {
-    return this.#either(
-      (c) => c.rootPoolDriver(opts),
-      (c) => c.rootPoolDriver(opts),
-    )
+    return this.#either((c) => c.rootPoolDriver(opts))
   }
 
   init(image: string, name: string, opts?: InitOptions): Promise<void> {
-    return this.#either(
-      (c) => c.init(image, name, opts),
-      (c) => c.init(image, name, opts),
-    )
+    return this.#either((c) => c.init(image, name, opts))
   }
 
   deviceAdd(name: string, device: string, props: Props, opts?: CallOptions): Promise<void> {
-    return this.#either(
-      (c) => c.deviceAdd(name, device, props, opts),
-      (c) => c.deviceAdd(name, device, props, opts),
-    )
+    return this.#either((c) => c.deviceAdd(name, device, props, opts))
   }
 
   deviceRemove(name: string, device: string, opts?: CallOptions): Promise<void> {
-    return this.#either(
-      (c) => c.deviceRemove(name, device, opts),
-      (c) => c.deviceRemove(name, device, opts),
-    )
+    return this.#either((c) => c.deviceRemove(name, device, opts))
   }
 
   configSet(name: string, values: Props, opts?: CallOptions): Promise<void> {
-    return this.#either(
-      (c) => c.configSet(name, values, opts),
-      (c) => c.configSet(name, values, opts),
-    )
+    return this.#either((c) => c.configSet(name, values, opts))
   }
 
   configGet(name: string, key: string, opts?: CallOptions): Promise<string> {
-    return this.#either(
-      (c) => c.configGet(name, key, opts),
-      (c) => c.configGet(name, key, opts),
-    )
+    return this.#either((c) => c.configGet(name, key, opts))
   }
 
   start(name: string, opts?: CallOptions): Promise<void> {
-    return this.#either(
-      (c) => c.start(name, opts),
-      (c) => c.start(name, opts),
-    )
+    return this.#either((c) => c.start(name, opts))
   }
 
   stop(name: string, opts?: CallOptions & { force?: boolean; timeoutS?: number }) {
-    return this.#either(
-      (c) => c.stop(name, opts),
-      (c) => c.stop(name, opts),
-    )
+    return this.#either((c) => c.stop(name, opts))
   }
 
   /** Pauses every process of the running instance (`incus pause`). */
   freeze(name: string, opts?: CallOptions): Promise<void> {
-    return this.#either(
-      (c) => c.freeze(name, opts),
-      (c) => c.freeze(name, opts),
-    )
+    return this.#either((c) => c.freeze(name, opts))
   }
 
   /** Thaws a frozen instance (`incus resume`). */
   unfreeze(name: string, opts?: CallOptions): Promise<void> {
-    return this.#either(
-      (c) => c.unfreeze(name, opts),
-      (c) => c.unfreeze(name, opts),
-    )
+    return this.#either((c) => c.unfreeze(name, opts))
   }
 
   delete(name: string, opts?: CallOptions & { force?: boolean }): Promise<void> {
-    return this.#either(
-      (c) => c.delete(name, opts),
-      (c) => c.delete(name, opts),
-    )
+    return this.#either((c) => c.delete(name, opts))
   }
 
   filePush(name: string, content: Buffer | string, dest: string, opts?: FilePushOptions) {
-    return this.#either(
-      (c) => c.filePush(name, content, dest, opts),
-      (c) => c.filePush(name, content, dest, opts),
-    )
+    return this.#either((c) => c.filePush(name, content, dest, opts))
   }
 
   containerRoot(name: string, opts?: CallOptions): Promise<string | null> {
-    return this.#either(
-      (c) => c.containerRoot(name, opts),
-      (c) => c.containerRoot(name, opts),
-    )
+    return this.#either((c) => c.containerRoot(name, opts))
   }
 
   exec(name: string, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult> {
