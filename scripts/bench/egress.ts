@@ -13,6 +13,8 @@ import { chown, mkdir, readFile, rm } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
+import { PROXY_LISTEN } from '../../server/network/container.ts'
+import { AGENT_PORT } from '../../server/sessions/agent/hook-files.ts'
 import { SECTIONS, type BenchContext } from './context.ts'
 import { execAsCode, incus } from './incus.ts'
 import { median, MiB, percentile, round } from './stats.ts'
@@ -20,9 +22,15 @@ import { median, MiB, percentile, round } from './stats.ts'
 const BYTES = 64 * MiB
 const CHUNK = Buffer.alloc(MiB, 0x61)
 const DIRECT_DEVICE = 'bench-direct'
-const DIRECT_PORT = 3129
+const DIRECT_PORT = 3139
 const RELAY_DEVICE = 'bench-relay'
-const RELAY_PORT = 3130
+const RELAY_PORT = 3138
+// Ports every session container already listens on (the egress proxy, the agent hook channel):
+// the bench's own devices must stay clear of them or Incus refuses to start the device.
+for (const taken of [Number(PROXY_LISTEN.split(':')[1]), AGENT_PORT]) {
+  if (taken === DIRECT_PORT || taken === RELAY_PORT)
+    throw new Error(`bench port ${taken} is taken by sessions`)
+}
 
 /**
  * The floor of any relay written in Node: a separate node process that only pipes a unix socket
