@@ -9,6 +9,7 @@ import type {
   LaunchTimings,
   SessionInfo,
   SessionStatus,
+  WarmKind,
 } from '../../shared/schemas/sessions.ts'
 import type { EventHub } from '../events/hub.ts'
 import type { HistoryStore, StartInfo } from '../history/store.ts'
@@ -197,7 +198,7 @@ export class SessionReconciler implements SessionReader {
     step: string,
     progress: number,
     error?: string,
-    launch?: { path: LaunchPath; timings: LaunchTimings },
+    launch?: { path: LaunchPath; warm?: WarmKind; timings: LaunchTimings },
   ): void {
     this.#d.hub.publish({
       type: 'session.launching',

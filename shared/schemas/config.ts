@@ -267,6 +267,15 @@ export const ConfigSchema = Type.Object(
           maximum: 16,
           description: 'Frozen ready containers kept for creates (0 disables the warm pool)',
         }),
+        // Primed members: for each of the `primed` most recent launch requests (workspace, tool,
+        // profile) one container made up to the tool (workspace mounted, started) and frozen.
+        primed: Type.Integer({
+          default: 1,
+          minimum: 0,
+          maximum: 8,
+          description:
+            'Recent launch requests kept primed: a started, frozen container per request (0 disables)',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

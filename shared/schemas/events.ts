@@ -2,6 +2,7 @@ import { Type, type Static } from 'typebox'
 import {
   AgentStatusSchema,
   LaunchPathSchema,
+  WarmKindSchema,
   ColdReasonSchema,
   LaunchTimingsSchema,
   SessionInfoSchema,
@@ -58,6 +59,7 @@ export const SessionLaunchingEventSchema = Type.Object({
   error: Type.Optional(Type.String()),
   /** With `done` (issue 16): how the session was launched and what each step took (ms). */
   path: Type.Optional(LaunchPathSchema),
+  warm: Type.Optional(WarmKindSchema),
   timings: Type.Optional(LaunchTimingsSchema),
   cold_reason: Type.Optional(ColdReasonSchema),
 })

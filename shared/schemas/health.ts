@@ -39,8 +39,16 @@ export const HealthSchema = Type.Object({
       creating: Type.Integer({ minimum: 0, description: 'Pool containers being made' }),
       memory_bytes: Type.Integer({
         minimum: 0,
-        description: 'Memory the ready pool containers hold (as measured when each was frozen)',
+        description:
+          'Memory the pool containers hold: the primed ones (running, frozen; measured before each froze)',
       }),
+      primed: Type.Optional(
+        Type.Object({
+          size: Type.Integer({ minimum: 0, description: 'Configured [pool] primed' }),
+          ready: Type.Integer({ minimum: 0, description: 'Primed containers ready to be claimed' }),
+          creating: Type.Integer({ minimum: 0, description: 'Primed containers being made' }),
+        }),
+      ),
     }),
   ),
 })

@@ -87,6 +87,16 @@ export const SessionListSchema = Type.Array(SessionInfoSchema)
 export const LaunchPathSchema = Type.Union([Type.Literal('warm'), Type.Literal('cold')])
 export type LaunchPath = Static<typeof LaunchPathSchema>
 
+/**
+ * Issue 16: which warm container served a `warm` create. `primed`: one made for this very request
+ * (workspace mounted, started, frozen; only the tool started at the claim); `stopped`: a generic
+ * pool container (made from the image, stopped; the cold steps after `init` ran).
+ */
+export const WarmKindSchema = Type.Union([Type.Literal('primed'), Type.Literal('stopped')], {
+  description: 'For a warm create: a container primed for this request, or a generic stopped one',
+})
+export type WarmKind = Static<typeof WarmKindSchema>
+
 /** Why a create took the cold path ("pool disabled", "pool empty", "id mapping differs", ...). */
 export const ColdReasonSchema = Type.String({
   maxLength: 200,
@@ -104,6 +114,7 @@ export const CreatedSessionSchema = Type.Object(
   {
     ...SessionInfoSchema.properties,
     path: LaunchPathSchema,
+    warm: Type.Optional(WarmKindSchema),
     timings: LaunchTimingsSchema,
     cold_reason: Type.Optional(ColdReasonSchema),
   },

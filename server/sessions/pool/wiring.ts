@@ -6,6 +6,7 @@ import type { ConfigStore } from '../../config/store.ts'
 import type { IncusDriver } from '../../incus/driver.ts'
 import { defaultSpec } from './key.ts'
 import { WarmPool } from './manager.ts'
+import { canonicalJson, withoutSections } from './primed-key.ts'
 
 export interface PoolWiringDeps {
   driver: IncusDriver
@@ -19,6 +20,11 @@ function specInputs(c: Config): string {
   return JSON.stringify([c.defaults.image, c.limits.disk, c.incus.storage_pool])
 }
 
+/** The config a primed member depends on: all but `[pool]` and `[dashboard]` (see primed-key.ts). */
+function primedInputs(c: Config): string {
+  return canonicalJson(withoutSections(c, ['pool', 'dashboard']))
+}
+
 /** Builds the pool and follows config reloads; `dispose` stops following and empties the pool. */
 export function createWarmPool(d: PoolWiringDeps): {
   pool: WarmPool
@@ -29,6 +35,7 @@ export function createWarmPool(d: PoolWiringDeps): {
     log: d.log,
     prefix: d.prefix,
     size: () => d.config.current.pool.size,
+    primed: () => d.config.current.pool.primed,
     defaultSpec: async (signal) =>
       defaultSpec(
         d.config.current,
@@ -37,8 +44,11 @@ export function createWarmPool(d: PoolWiringDeps): {
   })
   const unsubscribe = d.config.subscribe((change) => {
     if (change.type !== 'reloaded') return
-    if (specInputs(change.previous) !== specInputs(change.current)) pool.retarget()
-    else if (change.previous.pool.size !== change.current.pool.size) pool.resize()
+    const { previous: was, current: now } = change
+    // Primed members were made with the old config (limits, mounts, network, protection ...).
+    if (primedInputs(was) !== primedInputs(now)) pool.reprime('config changed')
+    if (specInputs(was) !== specInputs(now)) pool.retarget()
+    else if (was.pool.size !== now.pool.size || was.pool.primed !== now.pool.primed) pool.resize()
   })
   return {
     pool,
