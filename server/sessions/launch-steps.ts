@@ -2,9 +2,7 @@
 // step loop (shared/steps.ts) that publishes progress and rolls back in reverse order.
 import type { Logger } from 'pino'
 import { LAUNCH_STEP_LABELS, type LaunchStep } from '../../shared/schemas/launch.ts'
-import { StepFailure, type Step } from '../../shared/steps.ts'
-import { findProfile } from '../config/load.ts'
-import { AppError, IncusCommandError, incusReason } from '../errors.ts'
+import type { Step } from '../../shared/steps.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import type { EgressService } from '../network/egress.ts'
@@ -12,23 +10,18 @@ import type { AgentTracker } from './agent/tracker.ts'
 import {
   CONTAINER_WORKSPACE,
   codeHome,
-  startToolCommand,
   SUDOERS_PATH,
-  TOOL_GONE_EXIT,
-  TOOL_OUTPUT_DEADLINE_S,
-  TOOL_SILENT_EXIT,
   sudoersLine,
-  tmpfsCommand,
+  TOOL_OUTPUT_DEADLINE_S,
   toolArgv,
 } from './commands.ts'
 import { deadlineAction, type DeadlineScheduler } from './deadlines.ts'
-import { rawIdmapHint } from './id-mapping.ts'
+import { bakedConfig, sessionConfig, type LaunchTarget } from './launch-config.ts'
+import { withIdmapHint } from './launch-error.ts'
 import type { LaunchPlan } from './launch-plan.ts'
-import { instanceLimitConfig, tmpfsSize } from './limits.ts'
-import { protectLabel, verifyMounted, type ProtectionPlan } from './protect.ts'
+import { mountTmpfs, startTool, verifyProtection } from './launch-tool.ts'
 import { deleteWithRetry, waitReady } from './readiness.ts'
 import { LABEL } from './registry.ts'
-import { CREATED_LIMITS, PROTECTION } from './session-config.ts'
 import { copyToolConfig } from './tool-config.ts'
 import { TOOL_SPECS } from './tools.ts'
 
@@ -52,18 +45,6 @@ export interface LaunchEnv {
   orphan(name: string): void
 }
 
-/** One creation: the container's name and the launch's ids and time. */
-export interface LaunchTarget {
-  name: string
-  sessionId: string
-  created: Date
-  /**
-   * Warm (issue 16): `name` is a pool container (made from the image, stopped) claimed for this
-   * creation; its name carries no slot, which goes in a label.
-   */
-  warm?: { slot: number }
-}
-
 /** Rough shares of a creation's time (a local image on `dir`: start and init dominate). */
 const WEIGHT: Record<LaunchStep, number> = {
   init: 3,
@@ -76,79 +57,6 @@ const WEIGHT: Record<LaunchStep, number> = {
   tmpfs: 1,
   'tool-config': 1,
   tool: 2,
-}
-
-/** Checks that what Incus mounted is what the protection plan checked (host view of the root). */
-export async function verifyProtection(
-  driver: IncusDriver,
-  name: string,
-  plan: ProtectionPlan,
-  signal: AbortSignal,
-): Promise<void> {
-  const root = await driver.containerRoot(name, { signal })
-  if (root !== null) await verifyMounted(root, CONTAINER_WORKSPACE, plan)
-}
-
-/**
- * Instance config every session has whatever its workspace. Set at init (cold) or baked into the
- * warm pool's containers, which are made with it before any workspace is known.
- */
-export const BASE_CONFIG: Readonly<Record<string, string>> = {
-  // After a host or daemon restart a session comes back stopped (and resumable), never running
-  // without its agent.
-  'boot.autostart': 'false',
-  // /dev/incus would tell the agent the host path of its workspace and our labels.
-  'security.guestapi': 'false',
-  // Its own range of host ids: container root (and every id but the code user) of one session is
-  // no id of another session's container.
-  'security.idmap.isolated': 'true',
-}
-
-/**
- * The config a warm pool container is made with (before any workspace is known): the base config.
- * With the image and the root disk, what a pool container must match (server/sessions/pool/key.ts).
- */
-export function bakedConfig(): Record<string, string> {
-  return { ...BASE_CONFIG }
-}
-
-/**
- * The config a session gets on top of {@link bakedConfig}, all of it settable on a stopped
- * container before its first start: labels, limits, the id mapping (raw.idmap) and the egress
- * environment (`network`, from egress.prepareCreate). The one list both paths use: init sets it,
- * a claim sets it on the pool container.
- */
-export function sessionConfig(
-  plan: LaunchPlan,
-  t: LaunchTarget,
-  network: Record<string, string>,
-): Record<string, string> {
-  return {
-    ...creationLabels(plan, t),
-    ...(t.warm ? { [LABEL.slot]: String(t.warm.slot) } : {}),
-    ...instanceLimitConfig(plan.config.limits),
-    ...plan.mapping.config,
-    ...network,
-  }
-}
-
-/** The labels a session's instance is created with (what makes it recognisably ours). */
-export function creationLabels(plan: LaunchPlan, t: LaunchTarget): Record<string, string> {
-  const at = t.created.toISOString()
-  return {
-    [LABEL.managed]: 'true',
-    [LABEL.workspace]: plan.workspace,
-    [LABEL.tool]: plan.tool,
-    [LABEL.persistent]: String(plan.persistent),
-    [LABEL.created]: at,
-    [LABEL.started]: at,
-    [LABEL.sessionId]: t.sessionId,
-    // What resume applies again, without re-reading the workspace's file.
-    [CREATED_LIMITS]: JSON.stringify(plan.config.limits),
-    ...(plan.profile ? { [LABEL.profile]: plan.profile } : {}),
-    [LABEL.idMapping]: plan.mapping.method,
-    ...(plan.protection ? { [PROTECTION]: protectLabel(plan.protection) } : {}),
-  }
 }
 
 /** The steps of creating `t.name` from `plan`, in LAUNCH_STEPS order. */
@@ -321,93 +229,4 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
       },
     ),
   ]
-}
-
-/** Mounts a tmpfs on /tmp when `limits.disk.tmpfs_size` is set (after start). */
-export async function mountTmpfs(
-  driver: IncusDriver,
-  name: string,
-  size: string,
-  signal: AbortSignal,
-): Promise<void> {
-  if (!size) return
-  const cmd = tmpfsCommand(tmpfsSize(size))
-  const res = await driver.exec(name, cmd.argv, { ...cmd.opts, signal })
-  if (res.exitCode !== 0) throw new Error(`mount tmpfs failed: ${res.stderr.trim()}`)
-}
-
-/** How startTool ended: `shown` false when the pane was still blank at the deadline. */
-export interface ToolStart {
-  shown: boolean
-}
-
-/**
- * Starts the tool's tmux session with the profile's environment and resolves once its pane has
- * shown output (issue 16: the create answers when the agent accepts keys), in one `incus exec`.
- * A tool still silent after `deadlineS` (TOOL_OUTPUT_DEADLINE_S) does not fail the launch: its
- * pane exists and takes keys (a tool may wait for input before drawing), so the create answers
- * with `shown: false` and the caller logs a warning; failing would throw away a working session.
- * Throws when tmux could not start or its session went away before showing anything.
- */
-export async function startTool(
-  driver: IncusDriver,
-  name: string,
-  config: LaunchPlan['config'],
-  argv: readonly string[],
-  profile: string | undefined,
-  signal: AbortSignal,
-  deadlineS: number = TOOL_OUTPUT_DEADLINE_S,
-): Promise<ToolStart> {
-  const env = profile ? (findProfile(config, profile)?.environment ?? {}) : {}
-  const cmd = startToolCommand(name, config, argv, env, deadlineS)
-  const res = await driver.exec(name, cmd.argv, {
-    ...cmd.opts,
-    signal,
-    // The deadline is the script's; this one only ends an exec that hangs past it.
-    timeoutMs: (deadlineS + 30) * 1000,
-  })
-  if (res.exitCode === 0) return { shown: true }
-  if (res.exitCode === TOOL_SILENT_EXIT) return { shown: false }
-  if (res.exitCode === TOOL_GONE_EXIT)
-    throw new Error(`the tool's tmux session ended before it showed anything: ${res.stderr.trim()}`)
-  throw new Error(`tmux exited with ${String(res.exitCode)}: ${res.stderr.trim()}`)
-}
-
-/** A refused raw.idmap fails deep in LXC ("forkstart ... exit status 1"): names the cause. */
-async function withIdmapHint(err: unknown, owner: LaunchPlan['owner']): Promise<unknown> {
-  if (!(err instanceof IncusCommandError)) return err
-  const hint = await rawIdmapHint(owner)
-  if (!hint) return err
-  return new IncusCommandError({
-    argv: err.argv,
-    exitCode: err.exitCode,
-    // incus' reason is its last "Error:" line: the hint goes on a new one.
-    stderr: `${err.stderr.trimEnd()}\nError: ${incusReason(err.stderr)}${hint}`,
-    cause: err,
-  })
-}
-
-/**
- * The API error of a creation that failed in a step: 502 for Incus' refusals (container_create_failed
- * in init, else session_setup_failed), the step's own AppError, else 500 session_setup_failed, each
- * saying which step failed. Anything that is not a step failure is returned as it is.
- */
-export function launchError(failure: unknown): unknown {
-  if (!(failure instanceof StepFailure)) return failure
-  const err: unknown = failure.cause
-  const { step, label } = failure
-  if (err instanceof IncusCommandError)
-    return new AppError(
-      502,
-      step === 'init' ? 'container_create_failed' : 'session_setup_failed',
-      `${label} failed: ${err.message}`,
-      { cause: err, expose: true },
-    )
-  if (err instanceof AppError) return err
-  return new AppError(
-    500,
-    'session_setup_failed',
-    `${label} failed: ${err instanceof Error ? err.message : String(err)}`,
-    { cause: err, expose: true },
-  )
 }

@@ -1,39 +1,32 @@
 // Session commands (create, stop, resume) and crash recovery: orchestration only. What a creation
 // does is the step list in launch-steps.ts; what the commands change is reported to the reconciler,
 // the one writer of the session cache, session events and history.
-import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { ImageState } from '../../shared/schemas/health.ts'
 import type { CreatedSession, CreateSessionBody } from '../../shared/schemas/sessions.ts'
-import type { LaunchTimings, SessionInfo } from '../../shared/schemas/sessions.ts'
-import { runSteps, StepFailure, timeSteps } from '../../shared/steps.ts'
+import type { SessionInfo } from '../../shared/schemas/sessions.ts'
 import type { ConfigStore } from '../config/store.ts'
-import { AppError, NotFoundError } from '../errors.ts'
+import { NotFoundError } from '../errors.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { IncusInstance } from '../incus/schemas.ts'
 import type { EgressService } from '../network/egress.ts'
 import type { AgentTracker } from './agent/tracker.ts'
 import { DeadlineScheduler, type DeadlineAction } from './deadlines.ts'
-import { planLaunch, PoolDriverCache, type LaunchPlan } from './launch-plan.ts'
-import { launchError, launchSteps, type LaunchTarget } from './launch-steps.ts'
-import { containerName, isSessionName, parseContainerName, workspaceHash } from './naming.ts'
+import { CreationCancelledError, runLaunch, type LaunchContext } from './launch.ts'
+import { planLaunch, PoolDriverCache } from './launch-plan.ts'
+import { containerName, isSessionName, workspaceHash } from './naming.ts'
 import { specForPlan } from './pool/key.ts'
 import type { WarmPool } from './pool/manager.ts'
 import { parseProtectLabel, removeCreatedDirs, type ProtectionPlan } from './protect.ts'
 import type { SessionReconciler } from './reconciler.ts'
-import { LABEL, slotOf } from './registry.ts'
 import { resumeSession } from './resume.ts'
+import { restoreSessions } from './restore.ts'
 import { PROTECTION } from './session-config.ts'
 import { SlotAllocator } from './slots.ts'
 
-const STOP_TIMEOUT_S = 30
+export { CreationCancelledError } from './launch.ts'
 
-/** The client of a creation went away before the answer: the work is undone, nothing is sent. */
-export class CreationCancelledError extends AppError {
-  constructor() {
-    super(499, 'client_closed', 'the client closed the connection; the session was rolled back')
-  }
-}
+const STOP_TIMEOUT_S = 30
 
 export interface SessionServiceDeps {
   driver: IncusDriver
@@ -129,11 +122,14 @@ export class SessionService {
         await this.#removeCreated(plan.workspace, plan.protection, '', null)
         throw err
       }
+      const ctx = this.#launchContext()
+      const launch = (name: string, warm: boolean, coldReason?: string): Promise<CreatedSession> =>
+        runLaunch(ctx, { plan, slot, name, clientSignal, signal, warm, coldReason })
       try {
         const claim = d.pool ? d.pool.claim(specForPlan(plan)) : { reason: 'pool disabled' }
         if ('name' in claim) {
           try {
-            return await this.#launch(plan, slot, claim.name, clientSignal, signal, true)
+            return await launch(claim.name, true)
           } catch (err) {
             // A claimed container that failed is deleted (never back in the pool); the create
             // is tried once more cold, unless it was cancelled.
@@ -142,107 +138,16 @@ export class SessionService {
               throw err
             }
             d.log.warn({ err, container: claim.name }, 'warm launch failed; trying cold')
-            return await this.#launch(
-              plan,
-              slot,
-              containerName(d.prefix, hash, slot),
-              clientSignal,
-              signal,
-              false,
-              'the warm container failed',
-            )
+            const cold = containerName(d.prefix, hash, slot)
+            return await launch(cold, false, 'the warm container failed')
           }
         }
-        const name = containerName(d.prefix, hash, slot)
-        return await this.#launch(plan, slot, name, clientSignal, signal, false, claim.reason)
+        return await launch(containerName(d.prefix, hash, slot), false, claim.reason)
       } finally {
         this.#slots.release(hash, slot)
       }
     } finally {
       idle?.()
-    }
-  }
-
-  /**
-   * Runs the launch steps for `name`: a new container (cold), or a claimed pool container (warm,
-   * the `claim` step in place of `init`). Rolls back and throws the API error on failure.
-   */
-  async #launch(
-    plan: LaunchPlan,
-    slot: number,
-    name: string,
-    clientSignal: AbortSignal | undefined,
-    signal: AbortSignal,
-    warm: boolean,
-    coldReason?: string,
-  ): Promise<CreatedSession> {
-    const d = this.#d
-    const r = d.reconciler
-    const server = this.#abort.signal
-    const t: LaunchTarget = {
-      name,
-      sessionId: randomUUID(),
-      created: new Date(),
-      ...(warm ? { warm: { slot } } : {}),
-    }
-    const log = d.log.child({ session: name })
-    const steps = launchSteps(
-      {
-        ...d,
-        log,
-        deadlines: this.#deadlines,
-        serverSignal: server,
-        created: async (inst) => {
-          const { workspace, tool, persistent } = plan
-          await r.created(inst, { ...t, id: name, workspace, tool, persistent, time: t.created })
-        },
-        deleted: (n) => r.deleted(n),
-        orphan: (n) => this.#orphans.add(n),
-      },
-      plan,
-      t,
-    )
-    const timings: LaunchTimings = {}
-    if (warm) this.#claiming.add(name)
-    try {
-      await runSteps(steps, {
-        signal,
-        onProgress: (p) => {
-          r.launching(name, p.step, p.progress)
-        },
-        around: timeSteps(timings),
-      })
-      const path = warm ? ('warm' as const) : ('cold' as const)
-      log.info(
-        { workspace: plan.workspace, tool: plan.tool, slot, path, timings },
-        'session created',
-      )
-      const launch = { path, timings, ...(coldReason ? { cold_reason: coldReason } : {}) }
-      r.launching(name, 'done', 1, undefined, launch)
-      const { workspace, tool, persistent } = plan
-      const at = t.created.toISOString()
-      const session: SessionInfo = r.cached(name) ?? {
-        id: name,
-        workspace,
-        tool,
-        slot,
-        status: 'running',
-        persistent,
-        created_at: at,
-      }
-      return { ...session, ...launch }
-    } catch (err) {
-      const step: unknown = err instanceof StepFailure ? err.step : undefined
-      const byClient = clientSignal?.aborted === true && !server.aborted
-      if (byClient) log.info({ step }, 'session creation cancelled by the client; rolling back')
-      else log.warn({ err, step }, 'session creation failed; rolling back')
-      // Warm: the caller removes them, unless it tries cold with them.
-      if (!warm) await this.#removeCreated(plan.workspace, plan.protection, name, slot)
-      const failure = byClient ? new CreationCancelledError() : launchError(err)
-      r.launching(name, 'failed', 1, failure instanceof Error ? failure.message : String(failure))
-      throw failure
-    } finally {
-      this.#claiming.delete(name)
     }
   }
 
@@ -324,54 +229,27 @@ export class SessionService {
 
   /**
    * After (re)start of the server or of Incus: resync the sessions, remove half-created
-   * leftovers and re-arm deadlines.
+   * leftovers and re-arm deadlines (restore.ts).
    */
   async restore(): Promise<void> {
-    const { driver, reconciler: r, log } = this.#d
-    await r.resync()
-    for (const inst of await r.instances()) {
-      const created = Date.parse(inst.config[LABEL.created] ?? '')
-      const parsed = parseContainerName(this.#d.prefix, inst.name)
-      const creating =
-        (parsed !== null && this.#slots.reserved(parsed.hash, parsed.slot)) ||
-        this.#claiming.has(inst.name)
-      const leftover =
-        inst.config[LABEL.ready] !== 'true' &&
-        !creating &&
-        (this.#orphans.has(inst.name) || Number.isNaN(created) || created < this.#startedAt)
-      if (leftover) {
-        log.warn({ session: inst.name }, 'removing a half-created container')
-        try {
-          await driver.delete(inst.name, { force: true, timeoutMs: 60_000 })
-          this.#orphans.delete(inst.name)
-          await r.deleted(inst.name)
-          const ws = inst.config[LABEL.workspace]
-          if (ws)
-            await this.#removeCreated(
-              ws,
-              parseProtectLabel(inst.config[PROTECTION]),
-              inst.name,
-              slotOf(this.#d.prefix, inst),
-            )
-        } catch (err) {
-          log.error({ err, session: inst.name }, 'could not remove a half-created container')
-        }
-        continue
-      }
-      await this.#d.egress?.attach(inst).catch((err: unknown) => {
-        log.warn({ err, session: inst.name }, 'could not open the egress proxy')
-      })
-      await this.#d.agents?.attach(inst).catch((err: unknown) => {
-        log.warn({ err, session: inst.name }, 'could not open the agent status channel')
-      })
-      const deadline = inst.config[LABEL.deadline]
-      const action = (inst.config[LABEL.deadlineAction] ?? 'graceful') as DeadlineAction
-      if (
-        r.cached(inst.name)?.status === 'running' &&
-        deadline &&
-        !Number.isNaN(Date.parse(deadline))
-      )
-        this.#deadlines.schedule(inst.name, new Date(deadline), action)
+    await restoreSessions({
+      ...this.#launchContext(),
+      prefix: this.#d.prefix,
+      startedAt: this.#startedAt,
+      creating: (hash, slot) => this.#slots.reserved(hash, slot),
+    })
+  }
+
+  /** What every launch shares (launch.ts). */
+  #launchContext(): LaunchContext {
+    return {
+      ...this.#d,
+      deadlines: this.#deadlines,
+      serverSignal: this.#abort.signal,
+      orphans: this.#orphans,
+      claiming: this.#claiming,
+      removeCreated: (workspace, plan, self, selfSlot) =>
+        this.#removeCreated(workspace, plan, self, selfSlot),
     }
   }
 }

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto'
 import type { Config } from '../../../shared/schemas/config.ts'
 import type { LaunchPlan } from '../launch-plan.ts'
-import { bakedConfig } from '../launch-steps.ts'
+import { bakedConfig } from '../launch-config.ts'
 import { rootDiskLimits } from '../limits.ts'
 
 /** One kind of pool container: how to make it, and the key that names the kind. */
