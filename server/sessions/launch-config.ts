@@ -15,7 +15,12 @@ export interface LaunchTarget {
    * Warm (issue 16): `name` is a pool container (made from the image, stopped) claimed for this
    * creation; its name carries no slot, which goes in a label.
    */
-  warm?: { slot: number }
+  warm?: { slot: number; primed?: boolean }
+  /**
+   * Priming (issue 16): `name` is made as a primed pool member, no session: `key` its pool label's
+   * value (pool/primed.ts), `network` the egress config prepared for it before the steps.
+   */
+  prime?: { label: string; network: Record<string, string> }
 }
 
 /**
@@ -58,6 +63,27 @@ export function sessionConfig(
     ...instanceLimitConfig(plan.config.limits),
     ...plan.mapping.config,
     ...network,
+  }
+}
+
+/**
+ * The config a primed member is made with (issue 16): what the session's container gets at init
+ * but its session labels (it is no session until claimed: never listed, counted or in history):
+ * limits, id mapping, egress config, the pool label, and what removing it needs (the workspace,
+ * the directories its protection made).
+ */
+export function primeConfig(
+  plan: LaunchPlan,
+  prime: NonNullable<LaunchTarget['prime']>,
+): Record<string, string> {
+  return {
+    ...bakedConfig(),
+    ...instanceLimitConfig(plan.config.limits),
+    ...plan.mapping.config,
+    ...prime.network,
+    [LABEL.pool]: prime.label,
+    [LABEL.primedWorkspace]: plan.workspace,
+    ...(plan.protection ? { [PROTECTION]: protectLabel(plan.protection) } : {}),
   }
 }
 

@@ -16,7 +16,13 @@ import {
   toolArgv,
 } from './commands.ts'
 import { deadlineAction, type DeadlineScheduler } from './deadlines.ts'
-import { bakedConfig, sessionConfig, type LaunchTarget } from './launch-config.ts'
+import {
+  bakedConfig,
+  creationLabels,
+  primeConfig,
+  sessionConfig,
+  type LaunchTarget,
+} from './launch-config.ts'
 import { withIdmapHint } from './launch-error.ts'
 import type { LaunchPlan } from './launch-plan.ts'
 import { mountTmpfs, startTool, verifyProtection } from './launch-tool.ts'
@@ -49,6 +55,8 @@ export interface LaunchEnv {
 const WEIGHT: Record<LaunchStep, number> = {
   init: 3,
   claim: 1,
+  thaw: 1,
+  verify: 1,
   workspace: 1,
   mounts: 1,
   protect: 1,
@@ -59,7 +67,11 @@ const WEIGHT: Record<LaunchStep, number> = {
   tool: 2,
 }
 
-/** The steps of creating `t.name` from `plan`, in LAUNCH_STEPS order. */
+/**
+ * The steps of creating `t.name` from `plan`: LAUNCH_STEPS (cold), WARM_LAUNCH_STEPS (`t.warm`, a
+ * stopped pool container), PRIMED_LAUNCH_STEPS (`t.warm.primed`, a member primed for this
+ * request), or, priming (`t.prime`), the cold steps up to `tmpfs` with the member's config.
+ */
 export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): Step<LaunchStep>[] {
   const { driver } = env
   const { name } = t
@@ -96,7 +108,10 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     await env.agents?.forget(name).catch(() => undefined)
   }
   const network = (): Promise<Record<string, string>> =>
-    env.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool) ?? Promise.resolve({})
+    t.prime
+      ? Promise.resolve(t.prime.network)
+      : (env.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool) ??
+        Promise.resolve({}))
 
   const first = t.warm
     ? step(
@@ -117,7 +132,9 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
           // daemon's creation, which would leave a container behind after the rollback. It ends
           // (bounded by its timeout), then the cancellation is noticed and the container deleted.
           await driver.init(plan.image, name, {
-            config: { ...sessionConfig(plan, t, await network()), ...bakedConfig() },
+            config: t.prime
+              ? primeConfig(plan, t.prime)
+              : { ...sessionConfig(plan, t, await network()), ...bakedConfig() },
             rootDisk: plan.rootDisk,
             signal: env.serverSignal,
           })
@@ -130,14 +147,41 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
           const ours =
             initDone ||
             (await driver.getInstance(name).then(
-              (i) => i?.config[LABEL.sessionId] === t.sessionId,
+              (i) =>
+                t.prime
+                  ? i?.config[LABEL.pool] === t.prime.label
+                  : i?.config[LABEL.sessionId] === t.sessionId,
               () => false,
             ))
           await undoCreate(ours)
         },
       )
 
-  return [
+  const primed = t.warm?.primed
+    ? [
+        // Woken before it is labelled a session: no `session.frozen`/`thawed` for a launch.
+        step(
+          'thaw',
+          (signal) => driver.unfreeze(name, { signal }),
+          () => undoCreate(true),
+        ),
+        step('claim', async (signal) => {
+          // The session's labels on the running member (its limits, id mapping and egress config
+          // were set at its init, and its key says they are this plan's); the pool label goes.
+          const labels = { ...creationLabels(plan, t), [LABEL.slot]: String(t.warm?.slot) }
+          await driver.configSet(
+            name,
+            { ...labels, [LABEL.pool]: '', [LABEL.primedWorkspace]: '' },
+            { signal },
+          )
+        }),
+        step('verify', async (signal) => {
+          // What the member has mounted is what the plan made at the click checked, or no tool.
+          if (plan.protection) await verifyProtection(driver, name, plan.protection, signal)
+        }),
+      ]
+    : null
+  const steps = [
     first,
     step('workspace', (signal) =>
       disks([{ device: 'workspace', props: disk(plan.workspace, CONTAINER_WORKSPACE) }], signal),
@@ -229,4 +273,11 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
       },
     ),
   ]
+  if (t.prime)
+    return steps.slice(
+      0,
+      steps.findIndex((s) => s.id === 'tool-config'),
+    )
+  if (primed) return [...primed, ...steps.filter((s) => s.id === 'tool-config' || s.id === 'tool')]
+  return steps
 }

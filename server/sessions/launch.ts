@@ -62,6 +62,8 @@ export interface LaunchRun {
   signal: AbortSignal
   /** A claimed pool container: the `claim` step in place of `init`. */
   warm: boolean
+  /** The claimed container was primed for this request (PRIMED_LAUNCH_STEPS). */
+  primed?: boolean
   /** Why a launch is cold (the pool was empty, disabled, …): in the answer and the done event. */
   coldReason?: string
 }
@@ -73,14 +75,14 @@ export interface LaunchRun {
  * the reconciler and throws the API error (CreationCancelledError when the client went away).
  */
 export async function runLaunch(ctx: LaunchContext, run: LaunchRun): Promise<CreatedSession> {
-  const { plan, slot, name, clientSignal, signal, warm, coldReason } = run
+  const { plan, slot, name, clientSignal, signal, warm, coldReason, primed = false } = run
   const r = ctx.reconciler
   const server = ctx.serverSignal
   const t: LaunchTarget = {
     name,
     sessionId: randomUUID(),
     created: new Date(),
-    ...(warm ? { warm: { slot } } : {}),
+    ...(warm ? { warm: { slot, primed } } : {}),
   }
   const log = ctx.log.child({ session: name })
   const steps = launchSteps(
@@ -109,7 +111,12 @@ export async function runLaunch(ctx: LaunchContext, run: LaunchRun): Promise<Cre
     })
     const path = warm ? ('warm' as const) : ('cold' as const)
     log.info({ workspace: plan.workspace, tool: plan.tool, slot, path, timings }, 'session created')
-    const launch = { path, timings, ...(coldReason ? { cold_reason: coldReason } : {}) }
+    const launch = {
+      path,
+      ...(warm ? { warm: primed ? ('primed' as const) : ('stopped' as const) } : {}),
+      timings,
+      ...(coldReason ? { cold_reason: coldReason } : {}),
+    }
     r.launching(name, 'done', 1, undefined, launch)
     const { workspace, tool, persistent } = plan
     const session: SessionInfo = r.cached(name) ?? {

@@ -22,8 +22,13 @@ export const LABEL = {
    * a workspace are counted by the workspace label for warm names (slots.ts).
    */
   slot: 'user.clincus.slot',
-  /** A warm pool member (never a session): the pool key it was made for (server/pool/). */
+  /**
+   * A warm pool member (never a session): the spec key it was made for, or `primed:<key>` for a
+   * primed member (server/sessions/pool/).
+   */
   pool: 'user.clincus.pool',
+  /** A primed pool member's workspace (a member is no session: not LABEL.workspace). */
+  primedWorkspace: 'user.clincus.primed_workspace',
 } as const
 
 /**

@@ -17,6 +17,7 @@ import { planLaunch, PoolDriverCache } from './launch-plan.ts'
 import { containerName, isSessionName, workspaceHash } from './naming.ts'
 import { specForPlan } from './pool/key.ts'
 import type { WarmPool } from './pool/manager.ts'
+import { claimPrimed, createPrimer, withMemberCreated } from './primed-launch.ts'
 import { parseProtectLabel, removeCreatedDirs, type ProtectionPlan } from './protect.ts'
 import type { SessionReconciler } from './reconciler.ts'
 import { resumeSession } from './resume.ts'
@@ -74,6 +75,7 @@ export class SessionService {
       this.#deadlines.cancel(id)
       if (gone) await deps.egress?.forget(id).catch(() => undefined)
     })
+    deps.pool?.usePrimer(createPrimer({ ...deps, ...this.#launchContext(), pool: this.#pool }))
   }
 
   get deadlines(): DeadlineScheduler {
@@ -123,9 +125,32 @@ export class SessionService {
         throw err
       }
       const ctx = this.#launchContext()
-      const launch = (name: string, warm: boolean, coldReason?: string): Promise<CreatedSession> =>
-        runLaunch(ctx, { plan, slot, name, clientSignal, signal, warm, coldReason })
+      let run = plan
+      const launch = async (name: string, warm: boolean, reason?: string, primed = false) => {
+        const r = { plan: run, slot, name, clientSignal, signal, warm, coldReason: reason, primed }
+        const created = await runLaunch(ctx, r)
+        // The next launch of this request is primed (pool/primed.ts).
+        d.pool?.remember({ workspace: plan.workspace, tool: plan.tool, profile: plan.profile })
+        return created
+      }
       try {
+        // A container primed for this very request first (its key is this plan's), else a
+        // generic stopped one, else cold.
+        const primed = d.pool ? await claimPrimed(d.pool, d.egress, plan) : null
+        let primedReason = primed && 'reason' in primed ? primed.reason : undefined
+        if (primed && 'name' in primed) {
+          run = withMemberCreated(plan, primed.made)
+          try {
+            return await launch(primed.name, true, undefined, true)
+          } catch (err) {
+            if (signal.aborted || err instanceof CreationCancelledError) {
+              await this.#removeCreated(run.workspace, run.protection, primed.name, slot)
+              throw err
+            }
+            d.log.warn({ err, container: primed.name }, 'primed launch failed; trying cold')
+            primedReason = 'the primed container failed'
+          }
+        }
         const claim = d.pool ? d.pool.claim(specForPlan(plan)) : { reason: 'pool disabled' }
         if ('name' in claim) {
           try {
@@ -134,7 +159,7 @@ export class SessionService {
             // A claimed container that failed is deleted (never back in the pool); the create
             // is tried once more cold, unless it was cancelled.
             if (signal.aborted || err instanceof CreationCancelledError) {
-              await this.#removeCreated(plan.workspace, plan.protection, claim.name, slot)
+              await this.#removeCreated(run.workspace, run.protection, claim.name, slot)
               throw err
             }
             d.log.warn({ err, container: claim.name }, 'warm launch failed; trying cold')
@@ -142,7 +167,8 @@ export class SessionService {
             return await launch(cold, false, 'the warm container failed')
           }
         }
-        return await launch(containerName(d.prefix, hash, slot), false, claim.reason)
+        const cold = containerName(d.prefix, hash, slot)
+        return await launch(cold, false, primedReason ?? claim.reason)
       } finally {
         this.#slots.release(hash, slot)
       }
@@ -164,7 +190,10 @@ export class SessionService {
     if (!plan || plan.created.length === 0) return
     const hash = workspaceHash(workspace)
     try {
-      const creating = this.#slots.reserved(hash, undefined, selfSlot ?? undefined)
+      // A primed pool member of the workspace has them mounted too.
+      const creating =
+        this.#slots.reserved(hash, undefined, selfSlot ?? undefined) ||
+        this.#d.pool?.holdsWorkspace(workspace, self) === true
       const existing = (await this.#d.reconciler.list()).some(
         (s) => s.id !== self && s.workspace === workspace,
       )

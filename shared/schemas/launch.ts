@@ -7,6 +7,8 @@ import { Type, type Static } from 'typebox'
 export const LaunchStepSchema = Type.Union([
   Type.Literal('init'),
   Type.Literal('claim'),
+  Type.Literal('thaw'),
+  Type.Literal('verify'),
   Type.Literal('workspace'),
   Type.Literal('mounts'),
   Type.Literal('protect'),
@@ -37,10 +39,25 @@ export const LAUNCH_STEPS: readonly LaunchStep[] = [
  */
 export const WARM_LAUNCH_STEPS: readonly LaunchStep[] = ['claim', ...LAUNCH_STEPS.slice(1)]
 
+/**
+ * The steps of a primed creation (issue 16): the container was made for this very request up to
+ * `tmpfs` and frozen; `thaw` wakes it, `claim` makes it the session, `verify` checks the protected
+ * paths it has mounted against the plan made at the click, then the tool's config and the tool.
+ */
+export const PRIMED_LAUNCH_STEPS: readonly LaunchStep[] = [
+  'thaw',
+  'claim',
+  'verify',
+  'tool-config',
+  'tool',
+]
+
 /** Each step in words (lower case: the server also puts it in error messages, "… failed: …"). */
 export const LAUNCH_STEP_LABELS: Record<LaunchStep, string> = {
   init: 'creating the container',
   claim: 'claiming a warm container',
+  thaw: 'waking the primed container',
+  verify: 'verifying protected paths',
   workspace: 'mounting the workspace',
   mounts: 'adding config mounts',
   protect: 'protecting paths read-only',

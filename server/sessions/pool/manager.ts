@@ -102,9 +102,9 @@ export class WarmPool {
     this.#kick()
   }
 
-  /** Whether a primed member (made or being made) holds `workspace` mounted. */
-  holdsWorkspace(workspace: string): boolean {
-    return this.#primed.holds(workspace)
+  /** Whether a primed member (made or being made, other than `except`) holds `workspace`. */
+  holdsWorkspace(workspace: string, except?: string): boolean {
+    return this.#primed.holds(workspace, except)
   }
 
   /** A create of `req` succeeded: it is primed next (the `[pool] primed` most recent are kept). */

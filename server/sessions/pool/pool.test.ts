@@ -194,7 +194,7 @@ async function poolApp(
   // The pool fills for the owner of the first workspace root's folders (the project's).
   await writeFile(
     t.configFile,
-    `[pool]\nsize = ${size}\n[dashboard]\nworkspace_roots = ["${t.root}"]\n${configText}`,
+    `[pool]\nsize = ${size}\nprimed = 0\n[dashboard]\nworkspace_roots = ["${t.root}"]\n${configText}`,
   )
   await t.services.config.reload()
   return { ...t, events }
@@ -229,6 +229,7 @@ describe('warm creates through the app', () => {
       ready: 2,
       creating: 0,
       memory_bytes: 0,
+      primed: { size: 0, ready: 0, creating: 0 },
     })
     expect((await t.app.inject({ url: '/api/sessions/history' })).json()).toEqual([])
     await t.app.close()
@@ -259,7 +260,7 @@ describe('warm creates through the app', () => {
     // A cold session of the same workspace, for comparison (the pool disabled).
     await writeFile(
       t.configFile,
-      `[pool]\nsize = 0\n[dashboard]\nworkspace_roots = ["${t.root}"]\n[limits.memory]\nlimit = "1GiB"\n`,
+      `[pool]\nsize = 0\nprimed = 0\n[dashboard]\nworkspace_roots = ["${t.root}"]\n[limits.memory]\nlimit = "1GiB"\n`,
     )
     await t.services.config.reload()
     const cold = await create(t)

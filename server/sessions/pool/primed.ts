@@ -7,13 +7,12 @@
 // member); WarmPool (manager.ts) runs the fills, and a Primer (prime.ts) makes and removes them.
 import type { IncusInstance } from '../../incus/schemas.ts'
 import { parseProtectLabel, type ProtectionPlan } from '../protect.ts'
+import { LABEL } from '../registry.ts'
 import { PROTECTION } from '../session-config.ts'
 import { canonicalJson, primedMismatch, type PrimedKey, type PrimeRequest } from './primed-key.ts'
 
 /** The pool label's value on a primed member: `primed:<key>` (generic members carry their spec key). */
 export const PRIMED_PREFIX = 'primed:'
-/** The workspace a primed member holds (not LABEL.workspace: a member is no session). */
-export const PRIMED_WORKSPACE = 'user.clincus.primed_workspace'
 
 /** What removing a member needs: the workspace and what its protection planned (dirs it made). */
 export interface PrimedInfo {
@@ -43,7 +42,7 @@ export interface Primer {
 
 /** The removal info of a leftover member, from its labels (null when they are missing). */
 export function primedInfoOf(inst: IncusInstance): PrimedInfo | null {
-  const workspace = inst.config[PRIMED_WORKSPACE]
+  const workspace = inst.config[LABEL.primedWorkspace]
   if (!workspace) return null
   return { workspace, protection: parseProtectLabel(inst.config[PROTECTION]) }
 }
@@ -105,9 +104,9 @@ export class PrimedMembers {
     return this.#members.has(name)
   }
 
-  /** Whether a member (made or being made) holds `workspace` mounted. */
-  holds(workspace: string): boolean {
-    return [...this.#members.values()].some((m) => m.request.workspace === workspace)
+  /** Whether a member (made or being made) other than `except` holds `workspace` mounted. */
+  holds(workspace: string, except?: string): boolean {
+    return [...this.#members].some(([n, m]) => n !== except && m.request.workspace === workspace)
   }
 
   status(): { ready: number; creating: number; memory_bytes: number } {

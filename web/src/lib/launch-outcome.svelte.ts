@@ -4,11 +4,16 @@
 // unmounted while the new session is open, and shows the outcome when the user comes back.
 import { Type } from 'typebox'
 import { Value } from 'typebox/value'
-import { LAUNCH_STEPS, WARM_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
+import {
+  LAUNCH_STEPS,
+  PRIMED_LAUNCH_STEPS,
+  WARM_LAUNCH_STEPS,
+} from '../../../shared/schemas/launch.ts'
 import {
   ColdReasonSchema,
   LaunchPathSchema,
   LaunchTimingsSchema,
+  WarmKindSchema,
 } from '../../../shared/schemas/sessions.ts'
 import type { AppState } from './state/app.svelte.ts'
 import { stepLabel } from './state/sessions.svelte.ts'
@@ -16,6 +21,7 @@ import { stepLabel } from './state/sessions.svelte.ts'
 /** What the POST /api/sessions answer carries about the launch (`cold_reason` when present). */
 const LaunchFieldsSchema = Type.Object({
   path: LaunchPathSchema,
+  warm: Type.Optional(WarmKindSchema),
   timings: LaunchTimingsSchema,
   cold_reason: Type.Optional(ColdReasonSchema),
 })
@@ -23,6 +29,8 @@ const LaunchFieldsSchema = Type.Object({
 export interface LaunchOutcome {
   id: string
   path: 'warm' | 'cold'
+  /** For a warm launch: a container primed for this request, or a generic stopped one. */
+  warm?: 'primed' | 'stopped'
   coldReason?: string
   /** Click to the server's answer, in the browser, ms. */
   totalMs: number
@@ -46,15 +54,24 @@ export function launchOutcome(
   return {
     id: created.id,
     path: created.path,
+    ...(created.warm ? { warm: created.warm } : {}),
     ...(created.cold_reason ? { coldReason: created.cold_reason } : {}),
     totalMs,
     timings: created.timings,
   }
 }
 
-/** Every step id this page knows, in the order a creation runs them (warm `claim` beside `init`). */
+/**
+ * Every step id this page knows, in the order a creation runs them: `init` (cold), or `thaw`
+ * (primed), then `claim` (warm), the cold steps, `verify` (primed) before the tool's two steps.
+ */
 const STEP_ORDER: readonly string[] = [
-  ...new Set([...LAUNCH_STEPS.slice(0, 1), ...WARM_LAUNCH_STEPS]),
+  ...new Set([
+    ...LAUNCH_STEPS.slice(0, 1),
+    ...PRIMED_LAUNCH_STEPS.slice(0, 1),
+    ...WARM_LAUNCH_STEPS.slice(0, -2),
+    ...PRIMED_LAUNCH_STEPS.slice(2),
+  ]),
 ]
 
 /** The steps in the order a creation runs them; steps this page does not know follow, as sent. */

@@ -1,0 +1,149 @@
+// Primed pool members from the session side (issue 16): the Primer the pool calls to make one (a
+// cold create of a recent request up to `tmpfs`, then frozen) and to remove one (as a rollback
+// does), and the claim a create tries first (its fresh plan must hash to the member's key).
+import { randomUUID } from 'node:crypto'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+import { runSteps } from '../../shared/steps.ts'
+import { readWorkspaceLayer } from '../config/load.ts'
+import { isPlainObject, own } from '../config/merge.ts'
+import type { IncusDriver } from '../incus/driver.ts'
+import { NETWORK_LABEL, type EgressService } from '../network/egress.ts'
+import type { AgentTracker } from './agent/tracker.ts'
+import type { DeadlineScheduler } from './deadlines.ts'
+import type { LaunchTarget } from './launch-config.ts'
+import { planLaunch, type LaunchPlan, type PlanDeps } from './launch-plan.ts'
+import { launchSteps } from './launch-steps.ts'
+import type { WarmPool } from './pool/manager.ts'
+import { primedKey, type PrimeRequest } from './pool/primed-key.ts'
+import { PRIMED_PREFIX, type PrimedInfo, type PrimedMade, type Primer } from './pool/primed.ts'
+import type { ProtectionPlan } from './protect.ts'
+import { deleteWithRetry } from './readiness.ts'
+
+/** The cgroup v2 memory use of the container, read inside it (its cgroup namespace's root). */
+const MEMORY_ARGV = ['cat', '/sys/fs/cgroup/memory.current'] as const
+
+export interface PrimerDeps extends PlanDeps {
+  driver: IncusDriver
+  log: Logger
+  home: string
+  readyTimeoutMs?: number
+  egress?: EgressService
+  agents?: AgentTracker
+  deadlines: DeadlineScheduler
+  /** Removes the directories a protection made unless the workspace is in use (service.ts). */
+  removeCreated(
+    workspace: string,
+    plan: ProtectionPlan | null,
+    self: string,
+    selfSlot: number | null,
+  ): Promise<void>
+}
+
+/**
+ * The egress config a session of `workspace` gets at creation (egress.prepareCreate: the proxy
+ * environment and the workspace's `[network]` table as recorded), read without preparing one: the
+ * network part of a claim's key.
+ */
+export async function networkConfig(
+  egress: EgressService | undefined,
+  workspace: string,
+): Promise<Record<string, string>> {
+  if (!egress) return {}
+  const layer = await readWorkspaceLayer(join(workspace, '.clincus.toml')).catch(() => null)
+  const wsNetwork = isPlainObject(layer) ? (own(layer, 'network') ?? null) : null
+  return {
+    ...egress.environment(),
+    ...(wsNetwork !== null ? { [NETWORK_LABEL]: JSON.stringify(wsNetwork) } : {}),
+  }
+}
+
+/** The plan with the directories the member's protection made (removed when the session goes). */
+export function withMemberCreated(plan: LaunchPlan, made: PrimedMade): LaunchPlan {
+  const had = made.protection?.created ?? []
+  if (!plan.protection || had.length === 0) return plan
+  const created = [...new Set([...had, ...plan.protection.created])]
+  return { ...plan, protection: { ...plan.protection, created } }
+}
+
+/**
+ * A create's claim of the member primed for its request: its key from the fresh plan, then the
+ * pool's synchronous pick. `{name, made}` to launch; `{reason}` when the request's member could not
+ * serve it (stale: the pool removes it); null when the request has none.
+ */
+export async function claimPrimed(
+  pool: WarmPool,
+  egress: EgressService | undefined,
+  plan: LaunchPlan,
+): Promise<{ name: string; made: PrimedMade } | { reason: string } | null> {
+  const key = primedKey(plan, await networkConfig(egress, plan.workspace))
+  const got = pool.claimPrimed(
+    { workspace: plan.workspace, tool: plan.tool, profile: plan.profile },
+    key,
+  )
+  if (!got) return null
+  if ('name' in got) return got
+  return { reason: got.reason }
+}
+
+/** The Primer the pool runs (pool/primed.ts). */
+export function createPrimer(d: PrimerDeps): Primer {
+  const forget = async (name: string): Promise<void> => {
+    await d.egress?.forget(name).catch(() => undefined)
+    await d.agents?.forget(name).catch(() => undefined)
+  }
+  const remove = async (name: string, info: PrimedInfo | null): Promise<void> => {
+    if (!(await deleteWithRetry(d.driver, name, d.log).catch(() => false)))
+      d.log.warn({ container: name }, 'could not delete a primed container')
+    await forget(name)
+    if (info) await d.removeCreated(info.workspace, info.protection, name, null)
+  }
+  return {
+    remove,
+    async make(name: string, req: PrimeRequest, signal: AbortSignal): Promise<PrimedMade> {
+      const plan = await planLaunch(d, req, signal)
+      let stepsDone = false
+      try {
+        const network =
+          (await d.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool)) ?? {}
+        const key = primedKey(plan, network)
+        const t: LaunchTarget = {
+          name,
+          sessionId: randomUUID(),
+          created: new Date(),
+          prime: { label: `${PRIMED_PREFIX}${key.key}`, network },
+        }
+        const log = d.log.child({ container: name })
+        const env = {
+          ...d,
+          log,
+          serverSignal: signal,
+          created: () => Promise.resolve(),
+          deleted: () => Promise.resolve(),
+          // Left for the pool's sweep at the next (re)connect (it carries the pool label).
+          orphan: (n: string) => {
+            log.warn({ container: n }, 'could not delete a primed container; swept later')
+          },
+        }
+        await runSteps(launchSteps(env, plan, t), { signal })
+        stepsDone = true
+        const memoryBytes = await memoryOf(d.driver, name, signal)
+        await d.driver.freeze(name, { signal })
+        return { key, workspace: plan.workspace, protection: plan.protection, memoryBytes }
+      } catch (err) {
+        // The steps undid themselves (the container deleted); after them it is ours to delete.
+        if (stepsDone) await deleteWithRetry(d.driver, name, d.log).catch(() => false)
+        await forget(name)
+        await d.removeCreated(plan.workspace, plan.protection, name, null)
+        throw err
+      }
+    },
+  }
+}
+
+/** The container's memory use in bytes (0 when it cannot be read). */
+async function memoryOf(driver: IncusDriver, name: string, signal: AbortSignal): Promise<number> {
+  const res = await driver.exec(name, MEMORY_ARGV, { signal, timeoutMs: 10_000 }).catch(() => null)
+  const text = res?.exitCode === 0 ? res.stdout.trim() : ''
+  return /^\d{1,15}$/.test(text) ? Number(text) : 0
+}
