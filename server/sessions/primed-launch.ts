@@ -16,7 +16,13 @@ import { planLaunch, type LaunchPlan, type PlanDeps } from './launch-plan.ts'
 import { launchSteps } from './launch-steps.ts'
 import type { WarmPool } from './pool/manager.ts'
 import { primedKey, type PrimeRequest } from './pool/primed-key.ts'
-import { PRIMED_PREFIX, type PrimedInfo, type PrimedMade, type Primer } from './pool/primed.ts'
+import {
+  mergeCreated,
+  PRIMED_PREFIX,
+  type PrimedInfo,
+  type PrimedMade,
+  type Primer,
+} from './pool/primed.ts'
 import type { ProtectionPlan } from './protect.ts'
 import { deleteWithRetry } from './readiness.ts'
 
@@ -62,7 +68,7 @@ export async function networkConfig(
 export function withMemberCreated(plan: LaunchPlan, made: PrimedMade): LaunchPlan {
   const had = made.protection?.created ?? []
   if (!plan.protection || had.length === 0) return plan
-  const created = [...new Set([...had, ...plan.protection.created])]
+  const created = mergeCreated(had, plan.protection.created)
   return { ...plan, protection: { ...plan.protection, created } }
 }
 

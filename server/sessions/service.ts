@@ -190,14 +190,14 @@ export class SessionService {
     if (!plan || plan.created.length === 0) return
     const hash = workspaceHash(workspace)
     try {
-      // A primed pool member of the workspace has them mounted too.
-      const creating =
-        this.#slots.reserved(hash, undefined, selfSlot ?? undefined) ||
-        this.#d.pool?.holdsWorkspace(workspace, self) === true
+      const creating = this.#slots.reserved(hash, undefined, selfSlot ?? undefined)
       const existing = (await this.#d.reconciler.list()).some(
         (s) => s.id !== self && s.workspace === workspace,
       )
-      if (!creating && !existing) await removeCreatedDirs(workspace, plan.created)
+      if (creating || existing) return
+      // A primed member of the workspace has them mounted: they become its (removed with it).
+      if (this.#d.pool?.adoptCreated(workspace, plan.created, self)) return
+      await removeCreatedDirs(workspace, plan.created)
     } catch (err) {
       this.#d.log.warn({ err, workspace }, 'could not remove the directories made for protection')
     }

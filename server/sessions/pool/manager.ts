@@ -4,9 +4,10 @@
 // of `init`, then the cold steps); the pool refills behind it. Why stopped and not started and
 // frozen: Incus cannot hot-plug a disk under another hot-plugged disk (the protected paths under
 // /workspace: LXC's move_mount fails with ENOENT, seen on Incus 6.0 / kernel 6.18), and on that
-// failure it removes the (empty) mount target, a folder of the user's workspace. Pool containers carry the pool label and never the managed label, so they are
-// never sessions: never listed, counted, in history or in a `session.*` event.
-// Primed members (primed.ts) are the second kind: started and frozen for one recent request.
+// failure it removes the (empty) mount target, a folder of the user's workspace. The second kind,
+// primed members (primed.ts), are made for one recent request with its disks before the start.
+// Pool containers carry the pool label and never the managed label, so they are never sessions:
+// never listed, counted, in history or in a `session.*` event.
 import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { IncusDriver } from '../../incus/driver.ts'
@@ -15,14 +16,8 @@ import { deleteWithRetry } from '../readiness.ts'
 import { LABEL } from '../registry.ts'
 import { mismatchReason, type PoolSpec } from './key.ts'
 import type { PrimedKey, PrimeRequest } from './primed-key.ts'
-import {
-  isPrimedLabel,
-  PrimedMembers,
-  primedInfoOf,
-  type PrimedClaim,
-  type PrimedInfo,
-  type Primer,
-} from './primed.ts'
+import { PrimedPool } from './primed-fill.ts'
+import { isPrimedLabel, primedInfoOf, type PrimedClaim, type Primer } from './primed.ts'
 
 /** The first wait after a failed fill (ms); doubles up to {@link MAX_BACKOFF_MS}. */
 const FIRST_BACKOFF_MS = 5000
@@ -82,64 +77,51 @@ export class WarmPool {
   #backoffMs = 0
   #retry: NodeJS.Timeout | undefined
   #started = false
-  readonly #primed = new PrimedMembers()
-  #primer: Primer | null = null
-  /** Removals of primed members started outside the pump (stale at a claim). */
-  readonly #removing = new Set<Promise<void>>()
+  readonly #primed: PrimedPool
 
   constructor(deps: WarmPoolDeps) {
     this.#d = deps
+    this.#primed = new PrimedPool({
+      ...deps,
+      size: () => deps.primed?.() ?? 0,
+      retire: (name) => {
+        this.#retire(name)
+      },
+    })
   }
 
   /** Whether `name` is a pool container that no create claimed (its events are no session's). */
   isMember(name: string): boolean {
-    return this.#members.has(name) || this.#retired.has(name) || this.#primed.has(name)
+    return this.#members.has(name) || this.#retired.has(name) || this.#primed.members.has(name)
   }
 
   /** The session side that makes and removes primed members (without it none are made). */
   usePrimer(primer: Primer): void {
-    this.#primer = primer
+    this.#primed.usePrimer(primer)
     this.#kick()
   }
 
-  /** Whether a primed member (made or being made, other than `except`) holds `workspace`. */
-  holdsWorkspace(workspace: string, except?: string): boolean {
-    return this.#primed.holds(workspace, except)
+  /** The directories a session made go to a primed member holding the workspace (primed.ts). */
+  adoptCreated(workspace: string, created: readonly string[], except?: string): boolean {
+    return this.#primed.members.adoptCreated(workspace, created, except)
   }
 
   /** A create of `req` succeeded: it is primed next (the `[pool] primed` most recent are kept). */
   remember(req: PrimeRequest): void {
-    this.#primed.remember(req, this.#primedSize())
+    this.#primed.members.remember(req, this.#primed.size())
     this.#kick()
-  }
-
-  /** The requests kept for priming, most recent first. */
-  primedRequests(): readonly PrimeRequest[] {
-    return this.#primed.recent()
   }
 
   /**
    * Takes the primed member of `req` when its key is `key` (synchronous: two creates never get
-   * one). A member of `req` with another key is stale: removed here (in the background, as a
-   * rollback does) and its reason returned. null: `req` has no primed member.
+   * one). A member of `req` with another key is stale: removed in the background and its reason
+   * returned. null: `req` has no primed member.
    */
   claimPrimed(req: PrimeRequest, key: PrimedKey): PrimedClaim {
-    if (this.#primedSize() === 0) return null
     const got = this.#primed.claim(req, key)
     if (got && 'name' in got) this.#handOver(got.name)
-    if (got && 'stale' in got) {
-      this.#d.log.info({ container: got.stale.name, why: got.reason }, 'primed container stale')
-      this.#retire(got.stale.name)
-      const p = this.#removePrimed(got.stale.name, got.stale.info)
-      this.#removing.add(p)
-      void p.finally(() => this.#removing.delete(p))
-    }
     this.#kick()
     return got
-  }
-
-  #primedSize(): number {
-    return this.#d.primed?.() ?? 0
   }
 
   status(): PoolStatus {
@@ -149,13 +131,13 @@ export class WarmPool {
       if (m.state === 'creating') creating++
       else if (m.epoch === this.#epoch) ready++
     }
-    const p = this.#primed.status()
+    const p = this.#primed.members.status()
     return {
       size: this.#d.size(),
       ready,
       creating,
       memory_bytes: p.memory_bytes,
-      primed: { size: this.#primedSize(), ready: p.ready, creating: p.creating },
+      primed: { size: this.#primed.size(), ready: p.ready, creating: p.creating },
     }
   }
 
@@ -213,7 +195,7 @@ export class WarmPool {
   async connected(): Promise<void> {
     this.#started = true
     this.#epoch++
-    this.#primed.invalidate()
+    this.#primed.members.invalidate()
     await this.#sweep()
     this.#kick()
   }
@@ -222,7 +204,7 @@ export class WarmPool {
   invalidate(why: string): void {
     this.#d.log.info({ why }, 'warm pool invalidated')
     this.#epoch++
-    this.#primed.invalidate()
+    this.#primed.members.invalidate()
     this.#wanted = null
     this.#kick()
   }
@@ -230,7 +212,7 @@ export class WarmPool {
   /** The config changed: primed members (made with the old one) are rebuilt. */
   reprime(why: string): void {
     this.#d.log.info({ why }, 'primed containers invalidated')
-    this.#primed.invalidate()
+    this.#primed.members.invalidate()
     this.#kick()
   }
 
@@ -253,7 +235,7 @@ export class WarmPool {
     this.#abort.abort()
     clearTimeout(this.#retry)
     await this.#pumping
-    await Promise.allSettled([...this.#removing])
+    await this.#primed.settled()
     await this.#sweep()
   }
 
@@ -293,7 +275,7 @@ export class WarmPool {
       // A user's create goes first: it kicks again when it ends.
       if (signal.aborted || this.#busy > 0) return
       // Primed members first: a claim of one skips every step but the tool.
-      if (await this.#primedPass(signal)) continue
+      if (await this.#primed.pass(signal)) continue
       const size = this.#d.size()
       const spec = size === 0 ? null : (this.#wanted ?? (await this.#d.defaultSpec(signal)))
       const fits = (m: Member): boolean =>
@@ -314,41 +296,6 @@ export class WarmPool {
       await this.#make(spec, signal)
       this.#backoffMs = 0
     }
-  }
-
-  /** One step of primed work (remove a stale member, or fill one); false when there is none. */
-  async #primedPass(signal: AbortSignal): Promise<boolean> {
-    const primer = this.#primer
-    if (!primer) return false
-    const work = this.#primed.next(this.#primedSize())
-    if (!work) return false
-    if ('remove' in work) {
-      this.#retire(work.remove)
-      await this.#removePrimed(work.remove, work.info)
-      return true
-    }
-    const req = work.fill
-    const name = warmName(this.#d.prefix, randomBytes(5).toString('hex'))
-    this.#primed.begin(name, req)
-    const started = Date.now()
-    try {
-      const made = await primer.make(name, req, signal)
-      if (!this.#primed.ready(name, made)) await this.#removePrimed(name, made)
-      else this.#d.log.info({ container: name, ms: Date.now() - started }, 'primed container ready')
-    } catch (err) {
-      // Never retried in a loop: the request goes until a create of it succeeds again.
-      this.#primed.delete(name)
-      this.#retire(name)
-      this.#primed.drop(req)
-      if (!signal.aborted) this.#d.log.warn({ err, workspace: req.workspace }, 'priming failed')
-    }
-    return true
-  }
-
-  async #removePrimed(name: string, info: PrimedInfo | null): Promise<void> {
-    this.#primed.delete(name)
-    if (this.#primer) await this.#primer.remove(name, info).catch(() => undefined)
-    else await deleteWithRetry(this.#d.driver, name, this.#d.log).catch(() => false)
   }
 
   async #make(spec: PoolSpec, signal: AbortSignal): Promise<void> {
@@ -405,12 +352,12 @@ export class WarmPool {
       if (!isWarmName(prefix, inst.name) || inst.config[LABEL.pool] === undefined) continue
       if (inst.config[LABEL.managed] === 'true' || this.#claimed.has(inst.name)) continue
       if (this.#members.get(inst.name)?.state === 'creating') continue
-      if (this.#primed.creating(inst.name)) continue
+      if (this.#primed.members.creating(inst.name)) continue
       this.#members.delete(inst.name)
       this.#retire(inst.name)
       log.info({ container: inst.name }, 'removing a warm pool container')
       if (isPrimedLabel(inst.config[LABEL.pool]))
-        await this.#removePrimed(inst.name, primedInfoOf(inst))
+        await this.#primed.remove(inst.name, primedInfoOf(inst))
       else await deleteWithRetry(driver, inst.name, log).catch(() => false)
     }
   }

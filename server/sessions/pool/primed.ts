@@ -58,6 +58,8 @@ interface Member {
   epoch: number
   state: 'creating' | 'ready'
   made: PrimedMade | null
+  /** Directories a session of the workspace made, handed over while this member holds them. */
+  adopted: string[]
 }
 
 export type PrimedClaim =
@@ -68,6 +70,19 @@ export type PrimedClaim =
 
 /** The next thing the pool should do for primed members. */
 export type PrimedWork = { remove: string; info: PrimedInfo | null } | { fill: PrimeRequest } | null
+
+/** `made` with `created` added to the directories its protection made (outermost first kept). */
+function adopt(made: PrimedMade, created: readonly string[]): PrimedMade {
+  if (created.length === 0 || !made.protection) return made
+  const all = mergeCreated(made.protection.created, created)
+  return { ...made, protection: { ...made.protection, created: all } }
+}
+
+/** Two lists of created directories as one, outermost first (removal runs it backwards). */
+export function mergeCreated(a: readonly string[], b: readonly string[]): string[] {
+  const depth = (rel: string): number => rel.split('/').length
+  return [...new Set([...a, ...b])].sort((x, y) => depth(x) - depth(y))
+}
 
 const requestId = (r: PrimeRequest): string =>
   canonicalJson([r.workspace, r.tool, r.profile ?? null])
@@ -104,9 +119,20 @@ export class PrimedMembers {
     return this.#members.has(name)
   }
 
-  /** Whether a member (made or being made) other than `except` holds `workspace` mounted. */
-  holds(workspace: string, except?: string): boolean {
-    return [...this.#members].some(([n, m]) => n !== except && m.request.workspace === workspace)
+  /**
+   * A session of `workspace` ended while a member (other than `except`) holds the workspace: the
+   * directories its protection made become the member's (removed with it, or handed on to the
+   * session that claims it). False when no member holds the workspace.
+   */
+  adoptCreated(workspace: string, created: readonly string[], except?: string): boolean {
+    for (const [name, m] of this.#members) {
+      if (name === except || m.request.workspace !== workspace) continue
+      if (m.made && !m.made.protection) continue
+      if (m.made) m.made = adopt(m.made, created)
+      else m.adopted.push(...created)
+      return true
+    }
+    return false
   }
 
   status(): { ready: number; creating: number; memory_bytes: number } {
@@ -154,6 +180,7 @@ export class PrimedMembers {
       epoch: this.#epoch,
       state: 'creating',
       made: null,
+      adopted: [],
     })
   }
 
@@ -162,7 +189,7 @@ export class PrimedMembers {
     const m = this.#members.get(name)
     if (!m) return false
     m.state = 'ready'
-    m.made = made
+    m.made = adopt(made, m.adopted)
     return true
   }
 
