@@ -239,6 +239,15 @@ export class CliIncusDriver implements IncusDriver {
     await this.#run([...this.#p(), 'resume', '--', name], { timeoutMs: 30_000, ...opts })
   }
 
+  async memoryUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    const data = await this.#cli.query(
+      this.#api(`/1.0/instances/${encodeURIComponent(name)}/state`),
+      opts,
+    )
+    const usage = (data as { memory?: { usage?: unknown } } | null)?.memory?.usage
+    return typeof usage === 'number' && Number.isFinite(usage) && usage >= 0 ? usage : null
+  }
+
   async delete(name: string, opts: CallOptions & { force?: boolean } = {}): Promise<void> {
     const argv = [...this.#p(), 'delete']
     if (opts.force) argv.push('--force')

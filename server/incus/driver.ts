@@ -71,6 +71,11 @@ export interface IncusDriver {
   freeze(name: string, opts?: CallOptions): Promise<void>
   /** Thaws a frozen instance (`incus resume`); Incus refuses one that is not frozen. */
   unfreeze(name: string, opts?: CallOptions): Promise<void>
+  /**
+   * The memory the instance's cgroup holds now, in bytes (its state's `memory.usage`); null when
+   * Incus does not say (stopped). Issue 16: what a primed (running, frozen) pool member holds.
+   */
+  memoryUsage(name: string, opts?: CallOptions): Promise<number | null>
   delete(name: string, opts?: CallOptions & { force?: boolean }): Promise<void>
   exec(name: string, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult>
   filePush(

@@ -265,6 +265,15 @@ export class FakeIncusDriver implements IncusDriver {
     this.emit({ action: 'instance-resumed', name })
   }
 
+  /** What the fake's running or frozen instances hold (bytes). */
+  memoryBytes = 6_000_000
+
+  async memoryUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    await this.#enter('getInstance', [name], opts)
+    const status = this.#need(name, 'getInstance').status
+    return isRunning(status) || status === 'Frozen' ? this.memoryBytes : null
+  }
+
   async delete(name: string, opts: CallOptions & { force?: boolean } = {}): Promise<void> {
     await this.#enter('delete', [name, { force: opts.force ?? false }], opts)
     const inst = this.#need(name, 'delete')

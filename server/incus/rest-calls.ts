@@ -378,6 +378,11 @@ export class RestCalls {
     })
   }
 
+  async memoryUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    const usage = (await this.#state(name, 'query', opts)).memory?.usage
+    return usage !== undefined && Number.isFinite(usage) && usage >= 0 ? usage : null
+  }
+
   async containerRoot(name: string, opts?: CallOptions): Promise<string | null> {
     const { pid } = await this.#state(name, 'query', opts)
     if (pid === undefined || !Number.isInteger(pid) || pid <= 0)

@@ -133,6 +133,10 @@ export class RestIncusDriver implements IncusDriver {
     return this.#either((c) => c.containerRoot(name, opts))
   }
 
+  memoryUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    return this.#either((c) => c.memoryUsage(name, opts))
+  }
+
   exec(name: string, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult> {
     return this.cli.exec(name, argv, opts)
   }

@@ -20,6 +20,8 @@ export const IncusInstanceStateSchema = Type.Object({
   status: Type.String(),
   status_code: Type.Optional(Type.Number()),
   pid: Type.Optional(Type.Number()),
+  // Issue 16: what a primed pool member holds (health's pool memory_bytes).
+  memory: Type.Optional(Type.Object({ usage: Type.Optional(Type.Number()) })),
 })
 
 /** The fields of GET /1.0/instances/{name} a PUT sends back (InstancePut) besides config/devices. */

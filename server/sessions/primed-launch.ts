@@ -26,9 +26,6 @@ import {
 import type { ProtectionPlan } from './protect.ts'
 import { deleteWithRetry } from './readiness.ts'
 
-/** The cgroup v2 memory use of the container, read inside it (its cgroup namespace's root). */
-const MEMORY_ARGV = ['cat', '/sys/fs/cgroup/memory.current'] as const
-
 export interface PrimerDeps extends PlanDeps {
   driver: IncusDriver
   log: Logger
@@ -133,8 +130,8 @@ export function createPrimer(d: PrimerDeps): Primer {
         }
         await runSteps(launchSteps(env, plan, t), { signal })
         stepsDone = true
-        const memoryBytes = await memoryOf(d.driver, name, signal)
         await d.driver.freeze(name, { signal })
+        const memoryBytes = await memoryOf(d.driver, name, signal)
         return { key, workspace: plan.workspace, protection: plan.protection, memoryBytes }
       } catch (err) {
         // The steps undid themselves (the container deleted); after them it is ours to delete.
@@ -147,9 +144,8 @@ export function createPrimer(d: PrimerDeps): Primer {
   }
 }
 
-/** The container's memory use in bytes (0 when it cannot be read). */
+/** The container's memory use in bytes, from Incus (0 when it cannot tell). */
 async function memoryOf(driver: IncusDriver, name: string, signal: AbortSignal): Promise<number> {
-  const res = await driver.exec(name, MEMORY_ARGV, { signal, timeoutMs: 10_000 }).catch(() => null)
-  const text = res?.exitCode === 0 ? res.stdout.trim() : ''
-  return /^\d{1,15}$/.test(text) ? Number(text) : 0
+  const usage = await driver.memoryUsage(name, { signal, timeoutMs: 10_000 }).catch(() => null)
+  return usage === null ? 0 : Math.round(usage)
 }

@@ -40,7 +40,7 @@ export const HealthSchema = Type.Object({
       memory_bytes: Type.Integer({
         minimum: 0,
         description:
-          'Memory the pool containers hold: the primed ones (running, frozen; measured before each froze)',
+          'Memory the pool containers hold: the primed ones (running, frozen; measured once frozen)',
       }),
       primed: Type.Optional(
         Type.Object({

@@ -51,7 +51,7 @@ export interface PoolStatus {
   size: number
   ready: number
   creating: number
-  /** The primed members' memory (bytes, measured before each froze); generic ones hold none. */
+  /** The primed members' memory (bytes, measured once frozen); generic ones hold none. */
   memory_bytes: number
   primed: { size: number; ready: number; creating: number }
 }

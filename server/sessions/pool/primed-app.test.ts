@@ -25,10 +25,7 @@ async function primedApp(
     configText: `[pool]\nsize = 0\nprimed = 0\n`,
   })
   t.services.hub.subscribe((e) => events.push(e.event))
-  t.driver.execHandler = (_name, argv) =>
-    argv.join(' ') === 'cat /sys/fs/cgroup/memory.current'
-      ? { stdout: '52428800\n', stderr: '', exitCode: 0 }
-      : undefined
+  t.driver.memoryBytes = 52428800
   await writeFile(
     t.configFile,
     `[pool]\nsize = ${opts.size ?? 0}\nprimed = ${opts.primed ?? 1}\n` +

@@ -20,7 +20,7 @@ export interface PrimedInfo {
   protection: ProtectionPlan | null
 }
 
-/** A made member: its key, what it holds, and its memory (bytes) measured before the freeze. */
+/** A made member: its key, what it holds, and its memory (bytes) measured once frozen. */
 export interface PrimedMade extends PrimedInfo {
   key: PrimedKey
   memoryBytes: number
