@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { poolReady, seriesFigures, type LaunchSample, type LaunchSeries } from './launch.ts'
+import {
+  poolReady,
+  primedReady,
+  seriesFigures,
+  type LaunchSample,
+  type LaunchSeries,
+} from './launch.ts'
 
 function sample(path: 'warm' | 'cold', totalMs: number, coldReason?: string): LaunchSample {
   return {
@@ -84,5 +90,30 @@ describe('seriesFigures', () => {
     expect(seriesFigures(slow, 'clincus', 'ctx')[0]?.met).toBe(false)
     const cold = series('cold', [sample('cold', 3000)], [900])
     expect(seriesFigures(cold, 'clincus', 'ctx')[0]?.goal).toBeUndefined()
+  })
+})
+
+describe('the primed series', () => {
+  it('counts only primed warm launches; a warm launch from a stopped container is off its path', () => {
+    const primedOne = { ...sample('warm', 600), warm: 'primed' }
+    const stopped = { ...sample('warm', 2600), warm: 'stopped' }
+    const s: LaunchSeries = {
+      ...series('warm', [primedOne, stopped, { ...primedOne, totalMs: 700 }], [20, 30]),
+      warmKind: 'primed',
+      offPath: [stopped],
+    }
+    const [p50] = seriesFigures(s, 'clincus-test', 'ctx')
+    expect(p50?.name).toBe(
+      'warm (primed): click → agent accepts keys, p50 (clincus-test, 2 launches)',
+    )
+    expect(p50?.value).toBe(600)
+    expect(p50?.note).toContain('1 of 3 came back not primed')
+    expect(p50?.met).toBe(true)
+  })
+
+  it('reads the ready primed members from the health', () => {
+    expect(primedReady({ pool: { size: 0, ready: 0, primed: { size: 1, ready: 1 } } })).toBe(1)
+    expect(primedReady({ pool: { size: 1, ready: 1 } })).toBeNull()
+    expect(poolReady({ pool: { size: 0, ready: 0, primed: { size: 1, ready: 1 } } })).toBe(0)
   })
 })

@@ -1,8 +1,9 @@
 // 9. Click to accepting keys (issue 16): from `POST /api/sessions` sent until the agent echoes a
-// line typed into /ws/terminal, warm (a container claimed from the pool) and cold (a new one),
-// beside the floors measured in the same run on the same storage pool: `incus resume` of a frozen
-// container (what a warm launch cannot beat) and `incus init` + `incus start` of the same image
-// (what a cold one cannot beat).
+// line typed into /ws/terminal, primed (the container made for this very workspace, frozen), warm
+// (a generic stopped container claimed from the pool) and cold (a new one), beside the floors
+// measured in the same run on the same storage pool: `incus resume` of a frozen container (what a
+// primed or warm launch cannot beat) and `incus init` + `incus start` of the same image (what a
+// cold one cannot beat).
 import { chown, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Value } from 'typebox/value'
@@ -59,9 +60,27 @@ export function poolSupported(): boolean {
   return Object.hasOwn(ConfigSchema.properties, 'pool')
 }
 
-/** The config lines for a pool of `size` (none on a build without the pool: they would be refused). */
-export function poolConfig(size: number): string {
-  return poolSupported() ? `\n[pool]\nsize = ${size}\n` : ''
+/** Whether this build primes containers per recent request: `[pool] primed` (issue 16). */
+export function primedSupported(): boolean {
+  const pool = (ConfigSchema.properties as Record<string, unknown>).pool
+  const props = (pool as { properties?: Record<string, unknown> } | undefined)?.properties
+  return props !== undefined && Object.hasOwn(props, 'primed')
+}
+
+/**
+ * The config lines for a pool of `size` generic containers and `primed` primed ones (none on a
+ * build without the pool: they would be refused; `primed` only where the build has it).
+ */
+export function poolConfig(size: number, primed = 0): string {
+  if (!poolSupported()) return ''
+  return `\n[pool]\nsize = ${size}\n${primedSupported() ? `primed = ${primed}\n` : ''}`
+}
+
+/** Ready primed containers as `GET /api/health` reports them (`pool.primed.ready`), or null. */
+export function primedReady(health: unknown): number | null {
+  const pool = (health as { pool?: { primed?: { ready?: unknown } } } | null)?.pool
+  const ready = pool?.primed?.ready
+  return typeof ready === 'number' ? ready : null
 }
 
 /**
@@ -94,11 +113,19 @@ export async function storageDriver(server: ServerProcess): Promise<string> {
   return typeof incusInfo?.storage_driver === 'string' ? incusInfo.storage_driver : 'unknown'
 }
 
-/** Waits (bounded) until the server's pool has a ready container; false when it did not. */
-async function waitPoolReady(server: ServerProcess, timeoutMs: number): Promise<boolean> {
+/**
+ * Waits (bounded) until the server's pool has a ready container (a primed one with `primed`);
+ * false when it did not.
+ */
+async function waitPoolReady(
+  server: ServerProcess,
+  timeoutMs: number,
+  primed = false,
+): Promise<boolean> {
   const until = Date.now() + timeoutMs
   for (;;) {
-    const ready = poolReady(await health(server).catch(() => null))
+    const h = await health(server).catch(() => null)
+    const ready = primed ? primedReady(h) : poolReady(h)
     if (ready === null) return false
     if (ready > 0) return true
     if (Date.now() > until) return false
@@ -113,6 +140,8 @@ export interface LaunchSample {
   /** Click to the POST's answer, ms. */
   responseMs: number
   path: LaunchPath
+  /** For a warm launch: `primed` or `stopped` (the server's `warm` field). */
+  warm?: string
   coldReason?: string
   timings: Record<string, number>
 }
@@ -154,6 +183,7 @@ async function launchOnce(
     throw new Error(`POST /api/sessions answered ${res.status}: ${JSON.stringify(body)}`)
   created(body.id)
   const reason = (body as { cold_reason?: unknown }).cold_reason
+  const warmKind = (body as { warm?: unknown }).warm
   const ep = new WsEndpoint(
     '/ws/terminal',
     `${server.wsUrl}/ws/terminal/${encodeURIComponent(body.id)}?cols=120&rows=40`,
@@ -172,6 +202,7 @@ async function launchOnce(
       totalMs: t1 - t0,
       responseMs,
       path: body.path,
+      ...(typeof warmKind === 'string' ? { warm: warmKind } : {}),
       ...(typeof reason === 'string' ? { coldReason: reason } : {}),
       timings: body.timings,
     }
@@ -242,6 +273,8 @@ function stepsText(steps: Record<string, number>): string {
 
 export interface LaunchSeries {
   path: LaunchPath
+  /** Only warm launches of this kind count (`primed`); the others are off the series' path. */
+  warmKind?: string
   samples: LaunchSample[]
   floorMs: number[]
   floorName: string
@@ -257,12 +290,15 @@ export interface LaunchSeries {
 
 /** The figures of one series: p50 and p95 beside the floor's, or one n/a row saying why. */
 export function seriesFigures(s: LaunchSeries, image: string, context: string): Figure[] {
-  const on = s.samples.filter((x) => x.path === s.path)
+  const onPath = (x: LaunchSample): boolean =>
+    x.path === s.path && (s.warmKind === undefined || x.warm === s.warmKind)
+  const on = s.samples.filter(onPath)
+  const label = s.warmKind ? `${s.path} (${s.warmKind})` : s.path
   const total = s.samples.length
   const off = s.offPath
   const offText =
     off.length > 0
-      ? `; ${off.length} of ${total} came back ${s.path === 'warm' ? 'cold' : 'warm'}${
+      ? `; ${off.length} of ${total} came back ${s.warmKind ? `not ${s.warmKind}` : s.path === 'warm' ? 'cold' : 'warm'}${
           off.some((x) => x.coldReason)
             ? ` (${[...new Set(off.map((x) => x.coldReason ?? 'no reason given'))].join('; ')})`
             : ''
@@ -276,7 +312,7 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
   const failText =
     s.failed.length > 0 ? `; ${s.failed.length} launches failed (first: ${s.failed[0] ?? ''})` : ''
   const name = (q: string): string =>
-    `${s.path}: click → agent accepts keys, ${q} (${image}, ${on.length} launches)`
+    `${label}: click → agent accepts keys, ${q} (${image}, ${on.length} launches)`
   if (on.length === 0) {
     const why =
       s.unavailable ??
@@ -286,7 +322,7 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
     return [
       {
         section: SECTIONS.launch,
-        name: `${s.path}: click → agent accepts keys (${image})`,
+        name: `${label}: click → agent accepts keys (${image})`,
         value: Number.NaN,
         unit: 'ms',
         ...(s.floorMs.length > 0
@@ -336,14 +372,18 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
   })
 }
 
-/** A second server of the run with a pool of `size` (its own home, prefix and log). */
-async function poolServer(ctx: BenchContext, size: number): Promise<ServerProcess> {
-  const home = join(ctx.home, `pool-${size}`)
+/**
+ * A second server of the run with a pool of `size` generic and `primed` primed containers (its
+ * own home, prefix and log).
+ */
+async function poolServer(ctx: BenchContext, size: number, primed = 0): Promise<ServerProcess> {
+  const tag = `${size}${primed > 0 ? `p${primed}` : ''}`
+  const home = join(ctx.home, `pool-${tag}`)
   const dir = join(home, '.config', 'clincus')
   await mkdir(dir, { recursive: true })
   await writeFile(
     join(dir, 'config.toml'),
-    `[defaults]\nimage = "${ctx.image}"\n\n[dashboard]\nworkspace_roots = ["${ctx.root}"]\n${poolConfig(size)}`,
+    `[defaults]\nimage = "${ctx.image}"\n\n[dashboard]\nworkspace_roots = ["${ctx.root}"]\n${poolConfig(size, primed)}`,
   )
   // The pool fills for the owner of the first workspace root until a create says better: the
   // bench's workspaces are uid 1000's, so its root is too (else every first claim is cold).
@@ -355,9 +395,9 @@ async function poolServer(ctx: BenchContext, size: number): Promise<ServerProces
     home,
     token,
     // Starts with the run id, so the run's cleanup by prefix takes its containers too.
-    prefix: `${ctx.runId}w-`,
+    prefix: `${ctx.runId}w${primed > 0 ? 'p' : ''}-`,
     image: ctx.image,
-    logFile: join(ctx.repoRoot, 'bench', 'server-pool.log'),
+    logFile: join(ctx.repoRoot, 'bench', `server-pool-${tag}.log`),
   })
 }
 
@@ -388,6 +428,14 @@ export async function benchLaunch(
     samples: [],
     floorMs: [],
     floorName: '`incus resume` of a frozen container',
+    offPath: [],
+    failed: [],
+  }
+  const primed: LaunchSeries = {
+    ...warm,
+    warmKind: 'primed',
+    samples: [],
+    floorMs: [],
     offPath: [],
     failed: [],
   }
@@ -488,7 +536,22 @@ export async function benchLaunch(
             `launch: warm ${i + 1}/${n}: ${s.path} ${Math.round(s.totalMs)} ms${ready ? '' : ' (pool was not ready)'} (floor ${Math.round(warm.floorMs.at(-1) ?? 0)} ms)`,
           )
         }
+        await server.stop().catch(() => undefined)
+        servers.splice(servers.indexOf(server), 1)
       }
+    }
+    if (!primedSupported()) {
+      primed.unavailable = 'this build primes no containers (`[pool] primed` is not in the schema)'
+    } else {
+      await primedSeries(ctx, n, primed, {
+        launch,
+        thaw: () => thawFloor(frozen),
+        server: async () => {
+          const server = await poolServer(ctx, 0, 1)
+          servers.push(server)
+          return server
+        },
+      })
     }
   } finally {
     await cleanup()
@@ -496,6 +559,52 @@ export async function benchLaunch(
     if (at >= 0) ctx.cleanups.splice(at, 1)
   }
   for (const f of seriesFigures(warm, ctx.image, await context())) ctx.record(f)
+  for (const f of seriesFigures(primed, ctx.image, await context())) ctx.record(f)
+  if (primed.failed.length > 0)
+    throw new Error(
+      `${primed.failed.length} primed launches failed; first: ${primed.failed[0] ?? ''}`,
+    )
   if (warm.failed.length > 0)
     throw new Error(`${warm.failed.length} warm launches failed; first: ${warm.failed[0] ?? ''}`)
+}
+
+/**
+ * The primed series: a server with `[pool] primed = 1` and no generic pool; one workspace launched
+ * again and again (each session deleted after its echo), waiting before each launch until the
+ * member primed for it is ready. The first launch is cold (it is what primes the request).
+ */
+async function primedSeries(
+  ctx: BenchContext,
+  n: number,
+  series: LaunchSeries,
+  use: {
+    launch: (server: ServerProcess, name: string) => Promise<LaunchSample>
+    thaw: () => Promise<number>
+    server: () => Promise<ServerProcess>
+  },
+): Promise<void> {
+  ctx.progress('launch: starting a server with [pool] primed = 1')
+  const server = await use.server()
+  const name = 'launch-primed'
+  await use.launch(server, name).catch((err: unknown) => {
+    series.failed.push(message(err))
+  })
+  for (let i = 0; i < n; i++) {
+    const ready = await waitPoolReady(server, POOL_REFILL_MS, true)
+    series.floorMs.push(await use.thaw())
+    let s: LaunchSample
+    try {
+      s = await use.launch(server, name)
+    } catch (err) {
+      series.failed.push(message(err))
+      ctx.progress(`launch: primed ${i + 1}/${n}: FAILED: ${message(err)}`)
+      if (series.failed.length >= 3 && series.samples.length === 0) break
+      continue
+    }
+    series.samples.push(s)
+    if (s.path !== 'warm' || s.warm !== 'primed') series.offPath.push(s)
+    ctx.progress(
+      `launch: primed ${i + 1}/${n}: ${s.warm ?? s.path} ${Math.round(s.totalMs)} ms${ready ? '' : ' (member was not ready)'} (floor ${Math.round(series.floorMs.at(-1) ?? 0)} ms)`,
+    )
+  }
 }
