@@ -157,30 +157,31 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
         },
       )
 
+  // A primed member (made for this request up to tmpfs, frozen): woken and checked; its session
+  // labels go on with the ready label, in the tool step's one config call (each call on a running
+  // container costs ~0.15-0.3 s), so until then it is still a pool member (swept if we die).
   const primed = t.warm?.primed
     ? [
-        // Woken before it is labelled a session: no `session.frozen`/`thawed` for a launch.
         step(
           'thaw',
           (signal) => driver.unfreeze(name, { signal }),
           () => undoCreate(true),
         ),
-        step('claim', async (signal) => {
-          // The session's labels on the running member (its limits, id mapping and egress config
-          // were set at its init, and its key says they are this plan's); the pool label goes.
-          const labels = { ...creationLabels(plan, t), [LABEL.slot]: String(t.warm?.slot) }
-          await driver.configSet(
-            name,
-            { ...labels, [LABEL.pool]: '', [LABEL.primedWorkspace]: '' },
-            { signal },
-          )
-        }),
         step('verify', async (signal) => {
           // What the member has mounted is what the plan made at the click checked, or no tool.
           if (plan.protection) await verifyProtection(driver, name, plan.protection, signal)
         }),
       ]
     : null
+  const claimLabels = (): Record<string, string> =>
+    t.warm?.primed
+      ? {
+          ...creationLabels(plan, t),
+          [LABEL.slot]: String(t.warm.slot),
+          [LABEL.pool]: '',
+          [LABEL.primedWorkspace]: '',
+        }
+      : {}
   const steps = [
     first,
     step('workspace', (signal) =>
@@ -249,7 +250,7 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
             { session: name, deadlineS: TOOL_OUTPUT_DEADLINE_S },
             "the tool's pane showed nothing by the deadline; the session answers anyway",
           )
-        const finish: Record<string, string> = { [LABEL.ready]: 'true' }
+        const finish: Record<string, string> = { ...claimLabels(), [LABEL.ready]: 'true' }
         const deadline = plan.maxDurationMs
           ? {
               at: new Date(Date.now() + plan.maxDurationMs),

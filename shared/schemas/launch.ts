@@ -41,16 +41,11 @@ export const WARM_LAUNCH_STEPS: readonly LaunchStep[] = ['claim', ...LAUNCH_STEP
 
 /**
  * The steps of a primed creation (issue 16): the container was made for this very request up to
- * `tmpfs` and frozen; `thaw` wakes it, `claim` makes it the session, `verify` checks the protected
- * paths it has mounted against the plan made at the click, then the tool's config and the tool.
+ * `tmpfs` and frozen; `thaw` wakes it, `verify` checks the protected paths it has mounted against
+ * the plan made at the click, then the tool's config and the tool (whose last config call also
+ * puts the session's labels on: the claim).
  */
-export const PRIMED_LAUNCH_STEPS: readonly LaunchStep[] = [
-  'thaw',
-  'claim',
-  'verify',
-  'tool-config',
-  'tool',
-]
+export const PRIMED_LAUNCH_STEPS: readonly LaunchStep[] = ['thaw', 'verify', 'tool-config', 'tool']
 
 /** Each step in words (lower case: the server also puts it in error messages, "… failed: …"). */
 export const LAUNCH_STEP_LABELS: Record<LaunchStep, string> = {

@@ -1,6 +1,6 @@
 // Primed members through the app with the fake driver (issue 16): a create primes its request (a
 // member started, with the workspace and protection mounted, frozen, no session label), the next
-// create of it claims that member (thaw, claim, verify, tool-config, tool), a changed workspace
+// create of it claims that member (thaw, verify, tool-config, tool), a changed workspace
 // makes it stale (deleted, cold with the reason), two racing creates never share one, nothing is
 // primed while a create runs, a failed fill drops its request, and shutdown leaves nothing.
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises'

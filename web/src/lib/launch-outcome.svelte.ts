@@ -62,15 +62,15 @@ export function launchOutcome(
 }
 
 /**
- * Every step id this page knows, in the order a creation runs them: `init` (cold), or `thaw`
- * (primed), then `claim` (warm), the cold steps, `verify` (primed) before the tool's two steps.
+ * Every step id this page knows, in the order a creation runs them: `init` (cold) or `thaw`
+ * (primed), `claim` (warm), the cold steps, `verify` (primed), then the tool's two steps.
  */
 const STEP_ORDER: readonly string[] = [
   ...new Set([
     ...LAUNCH_STEPS.slice(0, 1),
     ...PRIMED_LAUNCH_STEPS.slice(0, 1),
     ...WARM_LAUNCH_STEPS.slice(0, -2),
-    ...PRIMED_LAUNCH_STEPS.slice(2),
+    ...PRIMED_LAUNCH_STEPS.slice(1),
   ]),
 ]
 

@@ -12,6 +12,10 @@ describe('launch outcome', () => {
     expect(
       launchOutcome({ id: 'a', path: 'cold', timings: {}, cold_reason: 'pool empty' }, 1),
     ).toMatchObject({ coldReason: 'pool empty' })
+    expect(
+      launchOutcome({ id: 'a', path: 'warm', warm: 'primed', timings: { thaw: 3 } }, 1),
+    ).toMatchObject({ path: 'warm', warm: 'primed' })
+    expect(launchOutcome({ id: 'a', path: 'warm', warm: 'hot', timings: {} }, 1)).toBeNull()
     expect(launchOutcome({ id: 'a' }, 1)).toBeNull()
     expect(launchOutcome({ id: 'a', path: 'hot', timings: {} }, 1)).toBeNull()
     expect(launchOutcome({ id: 'a', path: 'cold', timings: { init: -1 } }, 1)).toBeNull()
@@ -19,11 +23,15 @@ describe('launch outcome', () => {
   })
 
   it('orders steps as a creation runs them, unknown ones after, by their id', () => {
-    expect(launchSteps({ thaw: 5, tool: 30, init: 10 })).toEqual([
+    expect(launchSteps({ unfrozen: 5, tool: 30, init: 10 })).toEqual([
       { id: 'init', label: 'Creating the container', ms: 10 },
       { id: 'tool', label: 'Starting the tool in tmux', ms: 30 },
-      { id: 'thaw', label: 'thaw', ms: 5 },
+      { id: 'unfrozen', label: 'unfrozen', ms: 5 },
     ])
+    // A primed launch (issue 16).
+    expect(
+      launchSteps({ tool: 30, 'tool-config': 9, verify: 4, thaw: 5 }).map((s) => s.id),
+    ).toEqual(['thaw', 'verify', 'tool-config', 'tool'])
     expect(launchSteps({ tool: 30, workspace: 8, claim: 2 }).map((s) => s.id)).toEqual([
       'claim',
       'workspace',
