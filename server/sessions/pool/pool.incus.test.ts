@@ -83,7 +83,7 @@ describeIncus('the warm pool on a live Incus daemon', () => {
       configText: [
         `[defaults]\nimage = "${alias}"`,
         `[dashboard]\nworkspace_roots = ["${root}"]`,
-        `[pool]\nsize = 1`,
+        `[pool]\nsize = 1\nprimed = 0`,
         `[limits.memory]\nlimit = "768MiB"`,
         `[limits.runtime]\nmax_processes = 1234`,
       ].join('\n'),

@@ -183,3 +183,41 @@ describe('PrimedMembers', () => {
     expect(m.next(1)).toEqual({ fill: { ...REQ, workspace: '/other' } })
   })
 })
+
+describe('PrimedMembers across a config reload and session ends', () => {
+  it('a member whose fill ran across a reload (invalidate) is rebuilt, never claimed', () => {
+    const m = new PrimedMembers()
+    const key = primedKey(plan(), NET)
+    m.remember(REQ, 1)
+    m.begin('w1', REQ)
+    // The config reloaded while the member was being made.
+    m.invalidate()
+    expect(m.ready('w1', made(key))).toBe(true)
+    expect(m.claim(REQ, key)).toMatchObject({ stale: { name: 'w1' } })
+    m.begin('w2', REQ)
+    m.invalidate()
+    m.ready('w2', made(key))
+    expect(m.next(1)).toMatchObject({ remove: 'w2' })
+  })
+
+  it('takes over the folders of an ended session of its workspace, and hands them on', () => {
+    const m = new PrimedMembers()
+    const key = primedKey(plan(), NET)
+    m.remember(REQ, 1)
+    m.begin('w1', REQ)
+    // While being made, and once made: the folders become the member's (deepest last).
+    expect(m.adoptCreated(REQ.workspace, ['.git/hooks', '.git'])).toBe(true)
+    const p = plan()
+    m.ready('w1', { ...made(key), protection: p.protection })
+    expect(m.adoptCreated(REQ.workspace, ['.vscode'])).toBe(true)
+    // Not for another workspace, nor for the member itself (its own fill failing).
+    expect(m.adoptCreated('/elsewhere', ['x'])).toBe(false)
+    expect(m.adoptCreated(REQ.workspace, ['y'], 'w1')).toBe(false)
+    const got = m.claim(REQ, key)
+    expect(got && 'name' in got ? got.made.protection?.created : null).toEqual([
+      '.git',
+      '.vscode',
+      '.git/hooks',
+    ])
+  })
+})
