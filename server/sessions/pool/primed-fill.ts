@@ -73,8 +73,12 @@ export class PrimedPool {
     const started = Date.now()
     try {
       const made = await primer.make(name, req, signal)
-      if (!this.members.ready(name, made)) await this.remove(name, made)
-      else this.#d.log.info({ container: name, ms: Date.now() - started }, 'primed container ready')
+      if (!this.members.ready(name, made)) {
+        // Dropped while it was made (a reload, a sweep): removed, its late events no session's.
+        this.#d.retire(name)
+        await this.remove(name, made)
+      } else
+        this.#d.log.info({ container: name, ms: Date.now() - started }, 'primed container ready')
     } catch (err) {
       // Never retried in a loop: the request goes until a create of it succeeds again.
       this.members.delete(name)
