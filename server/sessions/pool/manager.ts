@@ -114,7 +114,7 @@ export class WarmPool {
 
   /**
    * Takes the primed member of `req` when its key is `key` (synchronous: two creates never get
-   * one). A member of `req` with another key is stale: removed in the background and its reason
+   * one). A member of `req` with another key is stale: removed once the create ends and its reason
    * returned. null: `req` has no primed member.
    */
   claimPrimed(req: PrimeRequest, key: PrimedKey): PrimedClaim {
@@ -235,7 +235,7 @@ export class WarmPool {
     this.#abort.abort()
     clearTimeout(this.#retry)
     await this.#pumping
-    await this.#primed.settled()
+    await this.#primed.removeStale()
     await this.#sweep()
   }
 

@@ -24,8 +24,8 @@ export class PrimedPool {
   readonly members = new PrimedMembers()
   readonly #d: PrimedPoolDeps
   #primer: Primer | null = null
-  /** Removals started outside the fill loop (stale members at a claim). */
-  readonly #removing = new Set<Promise<void>>()
+  /** Stale members taken out at a claim: removed by the next pass, after the create. */
+  readonly #stale: { name: string; info: PrimedInfo }[] = []
 
   constructor(deps: PrimedPoolDeps) {
     this.#d = deps
@@ -41,7 +41,8 @@ export class PrimedPool {
 
   /**
    * Takes the member of `req` when its key is `key` (synchronous: two creates never get one); a
-   * member of `req` with another key is stale, removed in the background (as a rollback does).
+   * member of `req` with another key is stale: removed (as a rollback does) once the create ends,
+   * so its deletion does not compete with the create for Incus.
    */
   claim(req: PrimeRequest, key: PrimedKey): PrimedClaim {
     if (this.size() === 0) return null
@@ -49,15 +50,18 @@ export class PrimedPool {
     if (got && 'stale' in got) {
       this.#d.log.info({ container: got.stale.name, why: got.reason }, 'primed container stale')
       this.#d.retire(got.stale.name)
-      const p = this.remove(got.stale.name, got.stale.info)
-      this.#removing.add(p)
-      void p.finally(() => this.#removing.delete(p))
+      this.#stale.push(got.stale)
     }
     return got
   }
 
   /** One step of primed work (remove a stale member, or make one); false when there is none. */
   async pass(signal: AbortSignal): Promise<boolean> {
+    const stale = this.#stale.shift()
+    if (stale) {
+      await this.remove(stale.name, stale.info)
+      return true
+    }
     const primer = this.#primer
     if (!primer) return false
     const work = this.members.next(this.size())
@@ -96,8 +100,8 @@ export class PrimedPool {
     else await deleteWithRetry(this.#d.driver, name, this.#d.log).catch(() => false)
   }
 
-  /** Waits for the removals started by claims. */
-  async settled(): Promise<void> {
-    await Promise.allSettled([...this.#removing])
+  /** Removes the stale members no pass removed yet (shutdown). */
+  async removeStale(): Promise<void> {
+    for (let s = this.#stale.shift(); s; s = this.#stale.shift()) await this.remove(s.name, s.info)
   }
 }
