@@ -260,7 +260,7 @@ describeIncus('network egress on a live Incus daemon', () => {
     expect(plain.stdout).toContain('mode = "none"')
     const tunnel = await execAsCode(
       id,
-      `curl -sS --max-time 20 -p http://127.0.0.1:${up}/ 2>&1; true`,
+      `curl -sS --max-time 20 --noproxy '' -x http://127.0.0.1:3128 -p http://127.0.0.1:${up}/ 2>&1; true`,
     )
     expect(tunnel.stdout).toMatch(/403/)
     expect(hits).toBe(from)
