@@ -153,6 +153,32 @@ describe('network API and wiring (fake driver)', { timeout: 30_000 }, () => {
     ])
   })
 
+  it('at startup a running session made before issue 16 gets the one device in the background', async () => {
+    const t = await buildTestApp()
+    const res = await t.app.inject({
+      method: 'POST',
+      url: '/api/sessions',
+      ...json({ workspace: t.project }),
+    })
+    const { id } = res.json<{ id: string }>()
+    const inst = t.driver.instances.get(id)
+    if (!inst) throw new Error('no instance')
+    const device = inst.devices?.[SESSION_DEVICE] ?? {}
+    inst.devices = Object.fromEntries([
+      ...Object.entries(inst.devices ?? {}).filter(([name]) => name !== SESSION_DEVICE),
+      ['clincus-egress', device],
+      ['clincus-agent', { ...device, listen: 'tcp:127.0.0.1:3130' }],
+    ])
+    // What startup does for each session it finds (no fix: it must not hold up the start).
+    await t.services.egress.attach(inst)
+    await t.services.egress.settled(id)
+    const after = (await t.driver.getInstance(id))?.devices ?? {}
+    expect(Object.keys(after).filter((name) => after[name]?.type === 'proxy')).toEqual([
+      SESSION_DEVICE,
+    ])
+    expect(after[SESSION_DEVICE]?.listen).toBe('tcp:127.0.0.1:3128,3130')
+  })
+
   it('404 for an unknown session, 400 for bad paging', async () => {
     const t = await buildTestApp()
     expect(
