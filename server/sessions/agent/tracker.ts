@@ -1,10 +1,10 @@
 // Issue 17: the agent status of every session. It owns the hook channel (channel.ts), whose
-// connections come in through the session's one socket and device (network/egress.ts, issue 16:
-// `accept`), turns each line into a signal
-// (hooks.ts) or a look at the screen (screen-watch.ts: tmux's alerts come through the same
-// channel), debounces per session (machine.ts, one timer each) and hands what is due to the
-// reconciler, which alone writes the session cache and publishes `session.agent`. A session's
-// state is reset when its launch ends (stop, delete) and dropped with the session.
+// connections come in on the session's one socket and Incus `proxy` device (network/egress.ts
+// owns both, issue 16; app.ts routes them to `accept`), turns each line into a signal (hooks.ts)
+// or a look at the screen (screen-watch.ts: tmux's alerts come through the same channel),
+// debounces per session (machine.ts, one timer each) and hands what is due to the reconciler,
+// which alone writes the session cache and publishes `session.agent`. A session's state is reset
+// when its launch ends (stop, delete) and dropped with the session.
 import type net from 'node:net'
 import type { Logger } from 'pino'
 import { isToolName, type ToolName } from '../../../shared/tools.ts'
@@ -105,10 +105,7 @@ export class AgentTracker {
    * read once: its status is not known again until the tool next reports. Its device is the
    * egress service's (EgressService.attach replaces the old hook device).
    */
-  async attach(
-    inst: IncusInstance,
-    opts: { fix?: boolean; signal?: AbortSignal } = {},
-  ): Promise<void> {
+  attach(inst: IncusInstance, opts: { fix?: boolean; signal?: AbortSignal } = {}): Promise<void> {
     if (!opts.fix && inst.status.toLowerCase() === 'running') this.#screen(inst.name)
     return Promise.resolve()
   }
