@@ -22,7 +22,7 @@ export const PROXY_URL = `http://${PROXY_LISTEN}`
  * replaced by SESSION_DEVICE, which then also listens on that port (one device, one process).
  */
 export const LEGACY_DEVICES = ['clincus-egress', 'clincus-agent'] as const
-export const LEGACY_HOOK_DEVICE = 'clincus-agent'
+const LEGACY_HOOK_DEVICE = 'clincus-agent'
 export const LEGACY_HOOK_PORT = 3130
 export const APT_PROXY_FILE = '/etc/apt/apt.conf.d/90clincus-proxy'
 export const PROFILE_FILE = '/etc/profile.d/clincus-proxy.sh'
