@@ -18,7 +18,7 @@ import {
 import { execAsCode } from './incus.ts'
 import { TTYD_NOTE, WettyEndpoint, WettyServer } from './peers.ts'
 import { percentile, round, sleep } from './stats.ts'
-import { MarkerWatch, timeToMarker, WsEndpoint, type Endpoint } from './terminal-clients.ts'
+import { echoBeside, timeToMarker, WsEndpoint, type Endpoint } from './terminal-clients.ts'
 
 /** Letters that no escape sequence tmux writes ends with, so a cursor move is never an echo. */
 const KEYS = 'bcefgijknopsuvwxyz'
@@ -224,9 +224,12 @@ const FLOOD_KEYS = 'АБВГДЕЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭ
 const FLOOD_KEYSTROKES = 32
 
 /**
- * 2b. Keystroke echo while a 64 MiB `cat` streams in another pane of the same tmux window (the
- * tool pane split in two), on each path in turn: the client reads the flood's rendering and the
- * echo from one stream, so this is the latency a user feels while an agent floods its output.
+ * 2b. Keystroke echo while `cat` of the 64 MiB file streams in another pane of the same tmux
+ * window (the tool pane split in two), on each path in turn: the client reads the flood's
+ * rendering and the echo from one stream, so this is the latency a user feels while an agent
+ * floods its output. The file is sent again and again until the last keystroke's echo is back:
+ * every sample is taken during the flood (a path that drains 64 MiB sooner than 32 keystrokes take
+ * would otherwise measure some of them on a quiet pane).
  */
 export async function benchFloodLatency(ctx: BenchContext): Promise<void> {
   const id = ctx.sessions[0]
@@ -272,9 +275,30 @@ export async function benchFloodLatency(ctx: BenchContext): Promise<void> {
           await opened(ep)
           await ep.settle(300)
           run++
+          const base = ep.bytes
+          // The flood goes on until the last keystroke's echo is back (the 64 MiB file, again
+          // and again), so every sample is taken while it streams, however fast the path is.
+          await execAsCode(id, [
+            'tmux',
+            'respawn-pane',
+            '-k',
+            '-t',
+            flood,
+            `clear; while :; do cat ${BIG.path}; done`,
+          ])
+          while (ep.bytes - base < 256 * 1024 && !ep.isEnded) await sleep(5)
+          for (let i = 0; i < FLOOD_KEYSTROKES; i++) {
+            const key = FLOOD_KEYS[i % FLOOD_KEYS.length] ?? 'Ж'
+            const echo = echoBeside(ep, key, 10_000)
+            const t0 = performance.now()
+            ep.write(key)
+            samples[p].push((await echo) - t0)
+            if (ep instanceof WsEndpoint) ep.flushAck()
+            await sleep(PACE_MS)
+          }
+          // Stop the flood; its end marker comes once the path has drained what it held.
           const marker = `FLOOD${run}END`
           const cut = Math.floor(marker.length / 2)
-          const base = ep.bytes
           const ended = timeToMarker(ep, marker, 180_000)
           await execAsCode(id, [
             'tmux',
@@ -282,33 +306,8 @@ export async function benchFloodLatency(ctx: BenchContext): Promise<void> {
             '-k',
             '-t',
             flood,
-            `clear; cat ${BIG.path}; echo '${marker.slice(0, cut)}''${marker.slice(cut)}'; exec sleep 1000000`,
+            `clear; echo '${marker.slice(0, cut)}''${marker.slice(cut)}'; exec sleep 1000000`,
           ])
-          while (ep.bytes - base < 256 * 1024 && !ep.isEnded) await sleep(5)
-          // The end marker's watch owns the sink: keystrokes watch through a wrapper.
-          const endSink = takeSink(ep)
-          for (let i = 0; i < FLOOD_KEYSTROKES; i++) {
-            const key = FLOOD_KEYS[i % FLOOD_KEYS.length] ?? 'Ж'
-            const watch = new MarkerWatch(key)
-            const echo = new Promise<number>((resolve, reject) => {
-              const timer = setTimeout(() => {
-                reject(new Error(`${ep.label}: no echo of ${key} within 10 s during the flood`))
-              }, 10_000)
-              ep.sink = (chunk) => {
-                endSink(chunk)
-                if (watch.push(chunk)) {
-                  clearTimeout(timer)
-                  resolve(performance.now())
-                  ep.sink = endSink
-                }
-              }
-            })
-            const t0 = performance.now()
-            ep.write(key)
-            samples[p].push((await echo) - t0)
-            if (ep instanceof WsEndpoint) ep.flushAck()
-            await sleep(PACE_MS)
-          }
           // Ctrl+U: the tty erases the typed line, so no key of this run stays on the screen.
           ep.write('\x15')
           await ended
@@ -350,10 +349,4 @@ export async function benchFloodLatency(ctx: BenchContext): Promise<void> {
       },
     })
   }
-}
-
-/** The endpoint's current sink as a function (null: a no-op). */
-function takeSink(ep: Endpoint): (chunk: Buffer) => void {
-  const current = ep.currentSink
-  return current ?? (() => undefined)
 }
