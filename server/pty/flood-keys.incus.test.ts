@@ -3,12 +3,14 @@
 // printing a lot does, while a client types into the tool pane, whose tty echoes. Input must never
 // wait behind output: a keystroke reaches the pane while the output direction is saturated, paused
 // (a v1 client that does not acknowledge) or stalled (a raw client that does not read), and its
-// echo comes back while the flood streams, in both protocols.
+// echo comes back while the flood streams, in both protocols. The server's flow-control window is
+// 64 KiB here instead of 1 MiB, so that it fills within a second even when tmux, behind on a
+// flood, only redraws every 100 ms (a few KiB each time); nothing else depends on its size.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { ackFrame, FLOW } from '../../shared/ws/terminal.ts'
+import { ackFrame } from '../../shared/ws/terminal.ts'
 import { tmuxSessionName } from '../sessions/naming.ts'
 import {
   describeIncus,
@@ -25,6 +27,8 @@ let id: string
 let flood: string
 let tool: string
 
+const WINDOW = { high: 64 * 1024, low: 16 * 1024 }
+
 /** Neither the flood (ASCII) nor an escape sequence contains them. */
 const KEYS = 'АБВГДЕЖЗИЙКЛ'
 /** On a loaded 2-core CI machine; a quiet one echoes in ~0.1 s (tmux redraws every 100 ms). */
@@ -37,7 +41,7 @@ async function tmux(...args: string[]): Promise<string> {
 /**
  * A client of the tool's window. `big`: a screen so large that even tmux's slowest mode (it drops
  * frames and redraws the whole screen every 100 ms while the client is behind) sends ~1 MB/s, so
- * the server's flow-control window fills within seconds.
+ * the kernel's socket buffers and the server's window fill within seconds.
  */
 function agent(
   protocol: 'raw' | 'v1',
@@ -97,7 +101,7 @@ function toolScreen(): Promise<string> {
 describeIncus('keystrokes while another pane floods (issue 14)', () => {
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-flood-'))
-    server = await startLiveServer({ home })
+    server = await startLiveServer({ home, realtime: { terminal: { flow: WINDOW } } })
     id = await server.launch('flood')
     const window = `=${tmuxSessionName(id)}:0`
     flood = await tmux('split-window', '-d', '-v', '-P', '-F', '#{pane_id}', '-t', window)
@@ -119,7 +123,7 @@ describeIncus('keystrokes while another pane floods (issue 14)', () => {
         try {
           await t.opened
           await startFlood()
-          await streamed(t, 256 * 1024)
+          await streamed(t, 64 * 1024)
           const times: number[] = []
           for (const key of KEYS) {
             const echo = arrival(t, key)
@@ -128,7 +132,7 @@ describeIncus('keystrokes while another pane floods (issue 14)', () => {
             times.push((await echo) - t0)
           }
           // The flood was still streaming after the last echo: every echo came during it.
-          await streamed(t, 256 * 1024)
+          await streamed(t, 64 * 1024)
           await annotate(`echo during the flood, ms: ${times.map((x) => x.toFixed(0)).join(' ')}`)
           expect(times).toHaveLength(KEYS.length)
         } finally {
@@ -150,8 +154,8 @@ describeIncus('keystrokes while another pane floods (issue 14)', () => {
       try {
         await t.opened
         await startFlood()
-        // The server stops at its window (FLOW.HIGH_WATER unacknowledged bytes).
-        await streamed(t, FLOW.HIGH_WATER)
+        // The server stops at its window (WINDOW.high unacknowledged bytes).
+        await streamed(t, WINDOW.high)
         await waitUntil('the PTY to be paused', () => server.terminals.outputPaused() === 1, {
           timeoutMs: 60_000,
         })
@@ -174,7 +178,7 @@ describeIncus('keystrokes while another pane floods (issue 14)', () => {
           t.ws.send(ackFrame(c.length))
         })
         await echo
-        await streamed(t, 256 * 1024)
+        await streamed(t, 64 * 1024)
       } finally {
         await stopFlood()
         t.send('\x15')
@@ -191,9 +195,9 @@ describeIncus('keystrokes while another pane floods (issue 14)', () => {
       try {
         await t.opened
         await startFlood()
-        await streamed(t, 256 * 1024)
+        await streamed(t, 64 * 1024)
         t.ws.pause()
-        // The kernel's socket buffers fill, then the server's own bound (FLOW.HIGH_WATER).
+        // The kernel's socket buffers fill, then the server's own bound (WINDOW.high).
         await waitUntil('the PTY to be paused', () => server.terminals.outputPaused() === 1, {
           timeoutMs: 120_000,
         })
