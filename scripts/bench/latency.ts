@@ -205,6 +205,7 @@ export async function benchLatency(ctx: BenchContext, keystrokes = 500): Promise
       detail: { n: w.length, samples: w.map((v) => round(v, 2)) },
     })
   }
+  for (const p of ['raw', 'v1'] as const) await pairedLatency(ctx, id, p)
   const ours = Math.max(percentile(samples.raw, 0.99), percentile(samples.v1, 0.99))
   ctx.record({
     section: SECTIONS.latency,
@@ -216,6 +217,70 @@ export async function benchLatency(ctx: BenchContext, keystrokes = 500): Promise
       ours < percentile(w, 0.99) &&
       Math.max(percentile(samples.raw, 0.5), percentile(samples.v1, 0.5)) < percentile(w, 0.5),
     note: TTYD_NOTE,
+  })
+}
+
+const PAIRED_KEYSTROKES = 256
+
+/**
+ * 2c. Where the overhead goes, paired: a direct PTY and a WebSocket client attached to the same
+ * tmux session at once, the keystrokes typed alternately through each. Every echo reaches both
+ * clients from one tmux redraw, so "seen through clincus − seen direct" for the same keystroke is
+ * the output direction's cost with the machine's load on both sides of one subtraction; "typed
+ * through clincus, seen direct" against "typed direct, seen direct", key by key alternating, is
+ * the input direction's.
+ */
+async function pairedLatency(ctx: BenchContext, id: string, protocol: 'raw' | 'v1'): Promise<void> {
+  const direct = directPty(id, 'attach')
+  const ws = wsTerminal(ctx, id, 'attach', protocol)
+  const out: number[] = []
+  const typedWs: number[] = []
+  const typedDirect: number[] = []
+  try {
+    await opened(ws)
+    await Promise.all([direct.settle(300), ws.settle(300)])
+    for (let i = 0; i < PAIRED_KEYSTROKES; i++) {
+      const key = FLOOD_KEYS[i % FLOOD_KEYS.length] ?? 'Ж'
+      const seenDirect = echoBeside(direct, key, 10_000)
+      const seenWs = echoBeside(ws, key, 10_000)
+      const viaWs = i % 2 === 1
+      const t0 = performance.now()
+      ;(viaWs ? ws : direct).write(key)
+      const [d, w] = await Promise.all([seenDirect, seenWs])
+      out.push(w - d)
+      ;(viaWs ? typedWs : typedDirect).push(d - t0)
+      ws.flushAck()
+      if ((i + 1) % FLOOD_KEYS.length === 0) {
+        // Ctrl+U: the tty erases the line, so every key of the next round is new on it.
+        direct.write('\x15')
+        await Promise.all([direct.settle(50), ws.settle(50)])
+      } else await sleep(PACE_MS)
+    }
+    direct.write('\x15')
+  } finally {
+    await Promise.all([ws.close(), direct.close()])
+  }
+  await waitDetached(id)
+  const who = `/ws/terminal ${protocol === 'v1' ? 'clincus.v1' : 'raw'}`
+  const q = (a: number[], x: number): number => round(percentile(a, x), 2)
+  ctx.record({
+    section: SECTIONS.latency,
+    name: `${who}, paired: output direction (same echo, seen through clincus − seen direct) p50 / p99`,
+    value: q(out, 0.5),
+    unit: 'ms',
+    note: `p99 ${q(out, 0.99)} ms; ${out.length} echoes seen by both clients at once`,
+    detail: { p95: q(out, 0.95), p99: q(out, 0.99), samples: out.map((v) => round(v, 2)) },
+  })
+  ctx.record({
+    section: SECTIONS.latency,
+    name: `${who}, paired: input direction (typed through clincus − typed direct, echo seen direct) p50`,
+    value: round(percentile(typedWs, 0.5) - percentile(typedDirect, 0.5), 2),
+    unit: 'ms',
+    note: `p99 ${round(percentile(typedWs, 0.99) - percentile(typedDirect, 0.99), 2)} ms; typed through clincus p50/p99 ${q(typedWs, 0.5)}/${q(typedWs, 0.99)}, typed direct ${q(typedDirect, 0.5)}/${q(typedDirect, 0.99)} ms`,
+    detail: {
+      typedWs: typedWs.map((v) => round(v, 2)),
+      typedDirect: typedDirect.map((v) => round(v, 2)),
+    },
   })
 }
 
