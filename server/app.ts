@@ -73,7 +73,7 @@ export interface AppDeps {
    * under <paths.sessions_dir>/network, the system resolver, no upstream, no registries.
    */
   egress?: Partial<EgressOptions>
-  /** Agent status (issue 17). Default: sockets under <home>/.clincus/run/agent. */
+  /** Agent status (issue 17); its connections come in on the egress sockets (issue 16). */
   agents?: Partial<AgentTrackerOptions>
   /**
    * Run the warm pool (issue 16) sized by `[pool] size`: main.ts does; tests and dev servers
@@ -148,7 +148,11 @@ export async function buildApp(deps: AppDeps): Promise<App> {
       const { code_uid: uid, code_user: user } = deps.config.current.incus
       return { uid, home: `/home/${user}` }
     },
-    options: { runtimeDir: join(deps.home, '.clincus', 'run', 'agent'), ...deps.agents },
+    options: { ...deps.agents },
+  })
+  // One socket and device per session (issue 16): the hook channel's connections come in there.
+  egress.routeHooks((id, socket, head) => {
+    agents.accept(id, socket, head)
   })
   const sessions = new SessionService({
     driver: deps.driver,

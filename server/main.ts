@@ -191,7 +191,6 @@ async function main(): Promise<void> {
       ...(npmRegistry ? { npmRegistry } : {}),
       ...(hostUpstream ? { hostUpstream } : {}),
     },
-    agents: { runtimeDir: join(runtimeBase, 'clincus', 'agent') },
   })
   await app.ready()
   const listener = new Listener(app.server, {

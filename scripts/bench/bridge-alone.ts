@@ -5,12 +5,16 @@
 //
 //   tsx scripts/bench/bridge-alone.ts [raw|v1 ...]
 //   BRIDGE_PTY="incus exec -t C -- sh -c 'cat F; echo BRIDGE''_END'" tsx … : a real PTY instead
+//   tsx scripts/bench/bridge-alone.ts keys : one-byte round trips through a PTY running `cat`,
+//     written by node-pty's own write (the floor's client) and by the server's spawner, alternating
 import { createServer } from 'node:http'
+import * as nodePty from 'node-pty'
 import { pino } from 'pino'
 import { WebSocketServer } from 'ws'
 import { TerminalBridge } from '../../server/pty/bridge.ts'
 import { nodePtySpawner, type PtyExit, type PtyProcess } from '../../server/pty/spawner.ts'
 import { TERMINAL_SUBPROTOCOL } from '../../shared/ws/terminal.ts'
+import { percentile } from './stats.ts'
 import { MarkerWatch, WsEndpoint, type Protocol } from './terminal-clients.ts'
 
 const TOTAL = 64 * 1024 * 1024
@@ -177,7 +181,49 @@ async function serve(): Promise<void> {
   console.log(`port ${typeof addr === 'object' && addr ? addr.port : 0}`)
 }
 
+/**
+ * Keystroke round trips through a PTY whose process echoes (`cat` in raw mode), alternating
+ * between node-pty's own `write` (an `fs.write` through libuv's thread pool) and the server's
+ * spawner (a synchronous write when the queue is idle): what the input side of a PTY costs.
+ */
+async function keys(rounds = 2000): Promise<void> {
+  const script = ['-c', 'stty raw -echo; exec cat']
+  const size = { cols: 80, rows: 24 }
+  const stock = nodePty.spawn('/bin/sh', script, { ...size, encoding: null })
+  const ours = nodePtySpawner.spawn('/bin/sh', script, { ...size, name: 'xterm-256color' })
+  let waiter: (() => void) | null = null
+  const wake = (): void => {
+    const w = waiter
+    waiter = null
+    w?.()
+  }
+  stock.onData(wake)
+  ours.onData(wake)
+  const pause = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+  await pause(500)
+  const times = { 'node-pty write': [] as number[], 'spawner write': [] as number[] }
+  for (let i = 0; i < 2 * rounds; i++) {
+    const got = new Promise<void>((r) => (waiter = r))
+    const t0 = performance.now()
+    if (i % 2 === 0) stock.write('k')
+    else ours.write('k')
+    await got
+    ;(i % 2 === 0 ? times['node-pty write'] : times['spawner write']).push(performance.now() - t0)
+    await pause(2)
+  }
+  for (const [name, t] of Object.entries(times))
+    console.log(
+      `${name}: p50 ${percentile(t, 0.5).toFixed(3)} p95 ${percentile(t, 0.95).toFixed(3)} p99 ${percentile(t, 0.99).toFixed(3)} ms (${t.length} round trips)`,
+    )
+  stock.kill()
+  ours.kill('SIGKILL')
+}
+
 async function main(): Promise<void> {
+  if (process.argv[2] === 'keys') {
+    await keys()
+    return
+  }
   if (process.argv[2] === 'serve') {
     await serve()
     return

@@ -13,8 +13,7 @@ import { chown, mkdir, readFile, rm } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
-import { PROXY_LISTEN } from '../../server/network/container.ts'
-import { AGENT_PORT } from '../../server/sessions/agent/hook-files.ts'
+import { LEGACY_HOOK_PORT, PROXY_PORT } from '../../server/network/container.ts'
 import { SECTIONS, type BenchContext } from './context.ts'
 import { execAsCode, incus } from './incus.ts'
 import { median, MiB, percentile, round } from './stats.ts'
@@ -25,9 +24,10 @@ const DIRECT_DEVICE = 'bench-direct'
 const DIRECT_PORT = 3139
 const RELAY_DEVICE = 'bench-relay'
 const RELAY_PORT = 3138
-// Ports every session container already listens on (the egress proxy, the agent hook channel):
-// the bench's own devices must stay clear of them or Incus refuses to start the device.
-for (const taken of [Number(PROXY_LISTEN.split(':')[1]), AGENT_PORT]) {
+// Ports a session container may already listen on (its one device: the egress proxy and the hook
+// channel; sessions made before issue 16 also on the old hook port): the bench's own devices must
+// stay clear of them or Incus refuses to start the device.
+for (const taken of [PROXY_PORT, LEGACY_HOOK_PORT]) {
   if (taken === DIRECT_PORT || taken === RELAY_PORT)
     throw new Error(`bench port ${taken} is taken by sessions`)
 }

@@ -18,7 +18,7 @@ import {
 import { execAsCode } from './incus.ts'
 import { TTYD_NOTE, WettyEndpoint, WettyServer } from './peers.ts'
 import { percentile, round, sleep } from './stats.ts'
-import { MarkerWatch, timeToMarker, WsEndpoint, type Endpoint } from './terminal-clients.ts'
+import { echoBeside, timeToMarker, WsEndpoint, type Endpoint } from './terminal-clients.ts'
 
 /** Letters that no escape sequence tmux writes ends with, so a cursor move is never an echo. */
 const KEYS = 'bcefgijknopsuvwxyz'
@@ -205,6 +205,7 @@ export async function benchLatency(ctx: BenchContext, keystrokes = 500): Promise
       detail: { n: w.length, samples: w.map((v) => round(v, 2)) },
     })
   }
+  for (const p of ['raw', 'v1'] as const) await pairedLatency(ctx, id, p)
   const ours = Math.max(percentile(samples.raw, 0.99), percentile(samples.v1, 0.99))
   ctx.record({
     section: SECTIONS.latency,
@@ -219,14 +220,81 @@ export async function benchLatency(ctx: BenchContext, keystrokes = 500): Promise
   })
 }
 
+const PAIRED_KEYSTROKES = 256
+
+/**
+ * 2c. Where the overhead goes, paired: a direct PTY and a WebSocket client attached to the same
+ * tmux session at once, the keystrokes typed alternately through each. Every echo reaches both
+ * clients from one tmux redraw, so "seen through clincus − seen direct" for the same keystroke is
+ * the output direction's cost with the machine's load on both sides of one subtraction; "typed
+ * through clincus, seen direct" against "typed direct, seen direct", key by key alternating, is
+ * the input direction's.
+ */
+async function pairedLatency(ctx: BenchContext, id: string, protocol: 'raw' | 'v1'): Promise<void> {
+  const direct = directPty(id, 'attach')
+  const ws = wsTerminal(ctx, id, 'attach', protocol)
+  const out: number[] = []
+  const typedWs: number[] = []
+  const typedDirect: number[] = []
+  try {
+    await opened(ws)
+    await Promise.all([direct.settle(300), ws.settle(300)])
+    for (let i = 0; i < PAIRED_KEYSTROKES; i++) {
+      const key = FLOOD_KEYS[i % FLOOD_KEYS.length] ?? 'Ж'
+      const seenDirect = echoBeside(direct, key, 10_000)
+      const seenWs = echoBeside(ws, key, 10_000)
+      const viaWs = i % 2 === 1
+      const t0 = performance.now()
+      ;(viaWs ? ws : direct).write(key)
+      const [d, w] = await Promise.all([seenDirect, seenWs])
+      out.push(w - d)
+      ;(viaWs ? typedWs : typedDirect).push(d - t0)
+      ws.flushAck()
+      if ((i + 1) % FLOOD_KEYS.length === 0) {
+        // Ctrl+U: the tty erases the line, so every key of the next round is new on it.
+        direct.write('\x15')
+        await Promise.all([direct.settle(50), ws.settle(50)])
+      } else await sleep(PACE_MS)
+    }
+    direct.write('\x15')
+  } finally {
+    await Promise.all([ws.close(), direct.close()])
+  }
+  await waitDetached(id)
+  const who = `/ws/terminal ${protocol === 'v1' ? 'clincus.v1' : 'raw'}`
+  const q = (a: number[], x: number): number => round(percentile(a, x), 2)
+  ctx.record({
+    section: SECTIONS.latency,
+    name: `${who}, paired: output direction (same echo, seen through clincus − seen direct) p50 / p99`,
+    value: q(out, 0.5),
+    unit: 'ms',
+    note: `p99 ${q(out, 0.99)} ms; ${out.length} echoes seen by both clients at once`,
+    detail: { p95: q(out, 0.95), p99: q(out, 0.99), samples: out.map((v) => round(v, 2)) },
+  })
+  ctx.record({
+    section: SECTIONS.latency,
+    name: `${who}, paired: input direction (typed through clincus − typed direct, echo seen direct) p50`,
+    value: round(percentile(typedWs, 0.5) - percentile(typedDirect, 0.5), 2),
+    unit: 'ms',
+    note: `p99 ${round(percentile(typedWs, 0.99) - percentile(typedDirect, 0.99), 2)} ms; typed through clincus p50/p99 ${q(typedWs, 0.5)}/${q(typedWs, 0.99)}, typed direct ${q(typedDirect, 0.5)}/${q(typedDirect, 0.99)} ms`,
+    detail: {
+      typedWs: typedWs.map((v) => round(v, 2)),
+      typedDirect: typedDirect.map((v) => round(v, 2)),
+    },
+  })
+}
+
 /** Keys whose echo cannot be mistaken for the flood (ASCII box lines) or an escape sequence. */
 const FLOOD_KEYS = 'АБВГДЕЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ'
 const FLOOD_KEYSTROKES = 32
 
 /**
- * 2b. Keystroke echo while a 64 MiB `cat` streams in another pane of the same tmux window (the
- * tool pane split in two), on each path in turn: the client reads the flood's rendering and the
- * echo from one stream, so this is the latency a user feels while an agent floods its output.
+ * 2b. Keystroke echo while `cat` of the 64 MiB file streams in another pane of the same tmux
+ * window (the tool pane split in two), on each path in turn: the client reads the flood's
+ * rendering and the echo from one stream, so this is the latency a user feels while an agent
+ * floods its output. The file is sent again and again until the last keystroke's echo is back:
+ * every sample is taken during the flood (a path that drains 64 MiB sooner than 32 keystrokes take
+ * would otherwise measure some of them on a quiet pane).
  */
 export async function benchFloodLatency(ctx: BenchContext): Promise<void> {
   const id = ctx.sessions[0]
@@ -272,9 +340,30 @@ export async function benchFloodLatency(ctx: BenchContext): Promise<void> {
           await opened(ep)
           await ep.settle(300)
           run++
+          const base = ep.bytes
+          // The flood goes on until the last keystroke's echo is back (the 64 MiB file, again
+          // and again), so every sample is taken while it streams, however fast the path is.
+          await execAsCode(id, [
+            'tmux',
+            'respawn-pane',
+            '-k',
+            '-t',
+            flood,
+            `clear; while :; do cat ${BIG.path}; done`,
+          ])
+          while (ep.bytes - base < 256 * 1024 && !ep.isEnded) await sleep(5)
+          for (let i = 0; i < FLOOD_KEYSTROKES; i++) {
+            const key = FLOOD_KEYS[i % FLOOD_KEYS.length] ?? 'Ж'
+            const echo = echoBeside(ep, key, 10_000)
+            const t0 = performance.now()
+            ep.write(key)
+            samples[p].push((await echo) - t0)
+            if (ep instanceof WsEndpoint) ep.flushAck()
+            await sleep(PACE_MS)
+          }
+          // Stop the flood; its end marker comes once the path has drained what it held.
           const marker = `FLOOD${run}END`
           const cut = Math.floor(marker.length / 2)
-          const base = ep.bytes
           const ended = timeToMarker(ep, marker, 180_000)
           await execAsCode(id, [
             'tmux',
@@ -282,33 +371,8 @@ export async function benchFloodLatency(ctx: BenchContext): Promise<void> {
             '-k',
             '-t',
             flood,
-            `clear; cat ${BIG.path}; echo '${marker.slice(0, cut)}''${marker.slice(cut)}'; exec sleep 1000000`,
+            `clear; echo '${marker.slice(0, cut)}''${marker.slice(cut)}'; exec sleep 1000000`,
           ])
-          while (ep.bytes - base < 256 * 1024 && !ep.isEnded) await sleep(5)
-          // The end marker's watch owns the sink: keystrokes watch through a wrapper.
-          const endSink = takeSink(ep)
-          for (let i = 0; i < FLOOD_KEYSTROKES; i++) {
-            const key = FLOOD_KEYS[i % FLOOD_KEYS.length] ?? 'Ж'
-            const watch = new MarkerWatch(key)
-            const echo = new Promise<number>((resolve, reject) => {
-              const timer = setTimeout(() => {
-                reject(new Error(`${ep.label}: no echo of ${key} within 10 s during the flood`))
-              }, 10_000)
-              ep.sink = (chunk) => {
-                endSink(chunk)
-                if (watch.push(chunk)) {
-                  clearTimeout(timer)
-                  resolve(performance.now())
-                  ep.sink = endSink
-                }
-              }
-            })
-            const t0 = performance.now()
-            ep.write(key)
-            samples[p].push((await echo) - t0)
-            if (ep instanceof WsEndpoint) ep.flushAck()
-            await sleep(PACE_MS)
-          }
           // Ctrl+U: the tty erases the typed line, so no key of this run stays on the screen.
           ep.write('\x15')
           await ended
@@ -350,10 +414,4 @@ export async function benchFloodLatency(ctx: BenchContext): Promise<void> {
       },
     })
   }
-}
-
-/** The endpoint's current sink as a function (null: a no-op). */
-function takeSink(ep: Endpoint): (chunk: Buffer) => void {
-  const current = ep.currentSink
-  return current ?? (() => undefined)
 }

@@ -14,6 +14,7 @@ export abstract class Endpoint {
   bytes = 0
   lastDataAt = 0
   #sink: ((chunk: Buffer) => void) | null = null
+  readonly #watchers = new Set<(chunk: Buffer) => void>()
   #ended = false
   protected readonly ended: Promise<void>
   #resolveEnded: () => void = () => undefined
@@ -34,6 +35,12 @@ export abstract class Endpoint {
     return this.#sink
   }
 
+  /** Also hands output to `fn`, beside the sink, until the returned function is called. */
+  watch(fn: (chunk: Buffer) => void): () => void {
+    this.#watchers.add(fn)
+    return () => this.#watchers.delete(fn)
+  }
+
   get isEnded(): boolean {
     return this.#ended
   }
@@ -42,6 +49,7 @@ export abstract class Endpoint {
     this.bytes += chunk.length
     this.lastDataAt = performance.now()
     this.#sink?.(chunk)
+    for (const w of this.#watchers) w(chunk)
   }
 
   protected markEnded(): void {
@@ -256,6 +264,28 @@ export function timeToMarker(ep: Endpoint, marker: string, timeoutMs: number): P
         resolve(at)
       }
     }
+  })
+}
+
+/**
+ * Resolves with the time (performance.now) at which `key` arrived on `ep` (also when split across
+ * chunks). It watches beside the sink, so the watch that owns the sink (e.g. `timeToMarker`, which
+ * clears the sink when its marker comes) cannot take the echo away.
+ */
+export function echoBeside(ep: Endpoint, key: string, timeoutMs: number): Promise<number> {
+  const watch = new MarkerWatch(key)
+  return new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off()
+      reject(new Error(`${ep.label}: no echo of ${key} within ${timeoutMs} ms`))
+    }, timeoutMs)
+    const off = ep.watch((chunk) => {
+      if (!watch.push(chunk)) return
+      const at = performance.now()
+      clearTimeout(timer)
+      off()
+      resolve(at)
+    })
   })
 }
 

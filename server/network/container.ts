@@ -1,13 +1,29 @@
-// What a session's container gets for network egress, as pure builders (no I/O): the Incus
-// `proxy` device that makes 127.0.0.1:3128 inside the container reach the session's unix socket
-// on the host, the proxy environment (instance config keys `environment.*`), and the argv run as
-// container root after every start (`lo` up, apt's proxy file, the login-shell profile). Which
-// agents honour which variable: /work/shared/handbook/machine-facts.md and the README.
+// What a session's container gets for network egress and the agent hook channel, as pure
+// builders (no I/O): the one Incus `proxy` device that makes 127.0.0.1:3128 inside the container
+// reach the session's unix socket on the host (the host side tells the egress proxy's HTTP from
+// the hook channel's JSON lines by the first byte: proxy-connections.ts), the proxy environment
+// (instance config keys `environment.*`), and the argv run as container root after every start
+// (`lo` up, apt's proxy file, the login-shell profile). Which agents honour which variable:
+// /work/shared/handbook/machine-facts.md and the README.
 
-/** The proxy device's name and where it listens inside the container. */
-export const EGRESS_DEVICE = 'clincus-egress'
-export const PROXY_LISTEN = '127.0.0.1:3128'
+/**
+ * The session's one proxy device (issue 16: Incus spends about 1 s starting each proxy device,
+ * at container start and hot-plug alike, so a session has exactly one) and where it listens
+ * inside the container.
+ */
+export const SESSION_DEVICE = 'clincus-host'
+export const PROXY_HOST = '127.0.0.1'
+export const PROXY_PORT = 3128
+export const PROXY_LISTEN = `${PROXY_HOST}:${PROXY_PORT}`
 export const PROXY_URL = `http://${PROXY_LISTEN}`
+/**
+ * The devices of sessions made before issue 16: the egress proxy's and the hook channel's
+ * (issue 17), whose hook files inside the container still send to LEGACY_HOOK_PORT. They are
+ * replaced by SESSION_DEVICE, which then also listens on that port (one device, one process).
+ */
+export const LEGACY_DEVICES = ['clincus-egress', 'clincus-agent'] as const
+const LEGACY_HOOK_DEVICE = 'clincus-agent'
+export const LEGACY_HOOK_PORT = 3130
 export const APT_PROXY_FILE = '/etc/apt/apt.conf.d/90clincus-proxy'
 export const PROFILE_FILE = '/etc/profile.d/clincus-proxy.sh'
 
@@ -45,7 +61,8 @@ export function proxyEnvironment(npmRegistry: string | undefined): Record<string
 
 /**
  * The proxy device connecting the container's `listen` (host:port inside; PROXY_LISTEN unless
- * given) to the session's `socketPath` on the host.
+ * given) to the session's `socketPath` on the host. `listen` may name several ports
+ * (`127.0.0.1:3128,3130`): one device and one forkproxy serve them all.
  */
 export function proxyDevice(socketPath: string, listen = PROXY_LISTEN): Record<string, string> {
   return {
@@ -56,18 +73,44 @@ export function proxyDevice(socketPath: string, listen = PROXY_LISTEN): Record<s
   }
 }
 
+/** SESSION_DEVICE for a session; `legacyHooks`: also on LEGACY_HOOK_PORT (see LEGACY_DEVICES). */
+export function sessionDevice(socketPath: string, legacyHooks: boolean): Record<string, string> {
+  return proxyDevice(socketPath, legacyHooks ? `${PROXY_LISTEN},${LEGACY_HOOK_PORT}` : PROXY_LISTEN)
+}
+
+/** What to change on an instance so that it has exactly the session's one device. */
+export interface DevicePlan {
+  /** Devices to remove first (old ones, or ours when wrong), freeing their ports inside. */
+  remove: string[]
+  /** The device to add as SESSION_DEVICE, or null when it is right already. */
+  add: Record<string, string> | null
+}
+
 /**
- * Whether an instance's device disagrees with the session: present when there should be none
- * (`wanted` false: mode none), missing otherwise, or connecting to another socket (the runtime
- * directory moved, e.g. clincus ran as root before and as a user now).
+ * The device changes an instance with `devices` needs: its SESSION_DEVICE connecting to
+ * `socketPath` and no device of LEGACY_DEVICES. A session whose hook files send to
+ * LEGACY_HOOK_PORT (it has, or had when SESSION_DEVICE was added, the old hook device) keeps a
+ * listener there. A wrong SESSION_DEVICE (another socket: the runtime directory moved; another
+ * listen) is replaced.
  */
-export function deviceWrong(
-  wanted: boolean,
+export function devicePlan(
   socketPath: string,
-  dev: Record<string, string> | undefined,
-): boolean {
-  if (!wanted) return dev !== undefined
-  return dev?.connect !== `unix:${socketPath}`
+  devices: Record<string, Record<string, string>> | undefined,
+): DevicePlan {
+  const current = devices?.[SESSION_DEVICE]
+  const legacyHooks =
+    devices?.[LEGACY_HOOK_DEVICE] !== undefined ||
+    current?.listen === sessionDevice(socketPath, true).listen
+  const want = sessionDevice(socketPath, legacyHooks)
+  const right =
+    current !== undefined &&
+    current.type === 'proxy' &&
+    current.listen === want.listen &&
+    current.connect === want.connect &&
+    current.bind === want.bind
+  const remove: string[] = LEGACY_DEVICES.filter((name) => devices?.[name] !== undefined)
+  if (current !== undefined && !right) remove.push(SESSION_DEVICE)
+  return { remove, add: right ? null : want }
 }
 
 /**

@@ -1,7 +1,7 @@
 // Red-team pass on issue 12, live: a prompt-injected agent in a real session, as the code user,
-// talking to the proxy through the `clincus-egress` device. What leaves the proxy is what the
-// policy checked (the Host header is the checked authority), and a trickled request header cannot
-// hold the proxy's connections.
+// talking to the proxy through the session's one proxy device (`clincus-host`). What leaves the
+// proxy is what the policy checked (the Host header is the checked authority), and a trickled
+// request header cannot hold the proxy's connections.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'

@@ -25,6 +25,8 @@ let server: LiveServer
 let home: string
 let upstream: http.Server
 let up: number
+/** Requests the upstream answered. */
+let hits = 0
 let events: EventsClient
 const resolved: string[] = []
 
@@ -65,8 +67,15 @@ async function network(id: string): Promise<SessionNetwork> {
   return res.body as SessionNetwork
 }
 
-async function devices(id: string): Promise<string> {
-  return (await execa('incus', ['config', 'device', 'show', id], { timeout: 30_000 })).stdout
+/** The instance's proxy devices (expanded: a profile's count too), by name. */
+async function proxyDevices(id: string): Promise<Record<string, Record<string, string>>> {
+  const out = await execa('incus', ['query', `/1.0/instances/${id}`], { timeout: 30_000 })
+  const inst = JSON.parse(out.stdout) as {
+    expanded_devices: Record<string, Record<string, string>>
+  }
+  return Object.fromEntries(
+    Object.entries(inst.expanded_devices).filter(([, d]) => d.type === 'proxy'),
+  )
 }
 
 describeIncus('network egress on a live Incus daemon', () => {
@@ -74,6 +83,7 @@ describeIncus('network egress on a live Incus daemon', () => {
 
   beforeAll(async () => {
     upstream = http.createServer((req, res) => {
+      hits++
       res.end(`upstream answered ${req.method} ${req.url}\n`)
     })
     await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r))
@@ -159,7 +169,9 @@ describeIncus('network egress on a live Incus daemon', () => {
       'printenv HTTPS_PROXY',
     ])
     expect(su.stdout).toBe('http://127.0.0.1:3128')
-    expect(await devices(main)).toContain('clincus-egress')
+    // Exactly one proxy device (issue 16: each costs Incus ~1 s at start), egress and hooks.
+    expect(Object.keys(await proxyDevices(main))).toEqual(['clincus-host'])
+    expect((await proxyDevices(main))['clincus-host']?.listen).toBe('tcp:127.0.0.1:3128')
   })
 
   it('reaches the allowed upstream through $HTTPS_PROXY, plain HTTP and CONNECT', async () => {
@@ -236,13 +248,35 @@ describeIncus('network egress on a live Incus daemon', () => {
     expect(tunnel.stderr).toMatch(/403/)
   })
 
-  it('mode none (a profile): no proxy device and curl fails at once', async () => {
+  it('mode none (a profile): the one device carries only the hook channel; every request is refused (403, never forwarded)', async () => {
     const id = await launch('offline', { profile: 'offline' })
-    expect(await devices(id)).not.toContain('clincus-egress')
-    const res = await execAsCode(id, 'curl -sS --max-time 20 http://upstream.test/')
-    // connection refused on 127.0.0.1:3128 (exit 7), not a timeout (28)
-    expect(res.exitCode, res.stderr).toBe(7)
+    expect(Object.keys(await proxyDevices(id))).toEqual(['clincus-host'])
+    const from = hits
+    const plain = await execAsCode(
+      id,
+      `curl -sS --max-time 20 -w '\\n%{http_code}' http://upstream.test:${up}/`,
+    )
+    expect(plain.stdout.trim().endsWith('403'), plain.stdout).toBe(true)
+    expect(plain.stdout).toContain('mode = "none"')
+    const tunnel = await execAsCode(
+      id,
+      `curl -sS --max-time 20 --noproxy '' -x http://127.0.0.1:3128 -p http://127.0.0.1:${up}/ 2>&1; true`,
+    )
+    expect(tunnel.stdout).toMatch(/403/)
+    expect(hits).toBe(from)
     expect((await network(id)).mode).toBe('none')
+    // The hook channel still speaks for the session.
+    await execAsCode(
+      id,
+      `printf '{"hook_event_name":"Notification","notification_type":"permission_prompt","message":"offline hook"}\\n' >/dev/tcp/127.0.0.1/3128`,
+    )
+    await waitUntil('the hook line', async () => {
+      const res = await requestJson(server.url, 'GET', '/api/sessions')
+      const s = (res.body as Array<{ id: string; agent?: { reason?: string } }>).find(
+        (x) => x.id === id,
+      )
+      return s?.agent?.reason === 'offline hook'
+    })
   })
 
   it('a workspace .clincus.toml with mode = "open" does not widen the policy', async () => {
@@ -279,17 +313,17 @@ describeIncus('network egress on a live Incus daemon', () => {
     )
     expect(after.stdout, after.stderr).toBe('upstream answered GET /late')
 
-    // mode none removes the device live; allowlist brings it back
+    // mode none refuses live (the device stays: it carries the hook channel); allowlist again
     await writeFile(server.configFile, config({ mode: 'none' }))
-    await waitUntil(
-      'the device to go',
-      async () => !(await devices(main)).includes('clincus-egress'),
+    await waitUntil('mode none', async () => (await network(main)).mode === 'none')
+    const refused = await execAsCode(
+      main,
+      `curl -sS --max-time 10 -w '\\n%{http_code}' http://upstream.test:${up}/none`,
     )
-    expect((await network(main)).mode).toBe('none')
+    expect(refused.stdout.trim().endsWith('403'), refused.stdout).toBe(true)
+    expect(Object.keys(await proxyDevices(main))).toEqual(['clincus-host'])
     await writeFile(server.configFile, config())
-    await waitUntil('the device to return', async () =>
-      (await devices(main)).includes('clincus-egress'),
-    )
+    await waitUntil('mode allowlist', async () => (await network(main)).mode === 'allowlist')
     const back = await execAsCode(
       main,
       `curl -sS --fail --max-time 10 http://upstream.test:${up}/back`,
@@ -323,14 +357,16 @@ describeIncus('network egress on a live Incus daemon', () => {
   it('a session made before issue 12 gets lo, the proxy environment and the device on resume', async () => {
     const id = await launch('legacy', { profile: 'legacy' })
     // what such a session looks like: no device, no environment
-    await execa('incus', ['config', 'device', 'remove', id, 'clincus-egress'], { timeout: 30_000 })
+    await execa('incus', ['config', 'device', 'remove', id, 'clincus-host'], { timeout: 30_000 })
     for (const key of ['environment.HTTPS_PROXY', 'environment.http_proxy'])
       await execa('incus', ['config', 'unset', id, key], { timeout: 30_000 })
     expect((await requestJson(server.url, 'DELETE', `/api/sessions/${id}`)).status).toBe(204)
     const res = await requestJson(server.url, 'POST', `/api/sessions/${id}/resume`)
     expect(res.status, JSON.stringify(res.body)).toBe(200)
     expect(Number((await execAsCode(id, 'cat /sys/class/net/lo/flags')).stdout) & 1).toBe(1)
-    expect(await devices(id)).toContain('clincus-egress')
+    expect(await proxyDevices(id)).toEqual({
+      'clincus-host': expect.objectContaining({ listen: 'tcp:127.0.0.1:3128' }) as unknown,
+    })
     expect((await execAsCode(id, 'printenv HTTPS_PROXY')).stdout).toBe('http://127.0.0.1:3128')
     // that image has no curl: bash speaks to the proxy itself
     const viaBash = await execAsCode(

@@ -1,10 +1,13 @@
 // Network egress of sessions (issue 12): a session has no network interface; its one way out is
 // the clincus proxy (proxy.ts), reached through an Incus `proxy` device that listens on
 // 127.0.0.1:3128 inside the container and connects to the session's own unix socket on the host.
-// This module owns the per-session state (its policy, computed in session-policy.ts from the
-// global config + profile, narrowed by the workspace's `[network]` as recorded at creation), the
-// device and environment on the instance (built in container.ts), the hot reload, the audit and
-// the `session.network` events. The session service calls it with a line per step.
+// That socket and device are the session's only ones (issue 16): the agent hook channel's
+// connections arrive there too and are routed to it by their first byte (routeHooks), in every
+// mode, `none` included. This module owns the per-session state (its policy, computed in
+// session-policy.ts from the global config + profile, narrowed by the workspace's `[network]` as
+// recorded at creation), the device and environment on the instance (built in container.ts), the
+// hot reload, the audit and the `session.network` events. The session service calls it with a
+// line per step.
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { SessionNetwork, SessionNetworkSummary } from '../../shared/schemas/network.ts'
@@ -19,10 +22,10 @@ import type { IncusInstance } from '../incus/schemas.ts'
 import { NetworkAudit } from './audit.ts'
 import {
   afterStartArgv,
-  deviceWrong,
-  EGRESS_DEVICE,
-  proxyDevice,
+  devicePlan,
   proxyEnvironment,
+  SESSION_DEVICE,
+  sessionDevice,
 } from './container.ts'
 import { HostAddresses, listenerAddresses } from './host-addresses.ts'
 import {
@@ -32,18 +35,20 @@ import {
   type NetworkMode,
   type Policy,
 } from './policy.ts'
+import type { OtherConnection } from './proxy-connections.ts'
 import { EgressProxy, type ProxyLimits } from './proxy.ts'
 import type { Resolver } from './proxy-lookup.ts'
 import { prepareRuntimeDir } from './runtime-dir.ts'
-import { sessionPolicy } from './session-policy.ts'
+import { recordedNetwork, sessionPolicy } from './session-policy.ts'
 
 export {
   APT_PROXY_FILE,
-  EGRESS_DEVICE,
+  LEGACY_DEVICES,
   LO_UP_PERL,
   PROFILE_FILE,
   PROXY_LISTEN,
   PROXY_URL,
+  SESSION_DEVICE,
 } from './container.ts'
 /** The workspace's `[network]` table as read at creation (JSON): it can only narrow. */
 export const NETWORK_LABEL = 'user.clincus.network'
@@ -81,7 +86,7 @@ interface SessionState {
   seen: Set<string>
   /** Events published in the current one-second window. */
   events: { since: number; count: number }
-  /** Serialises device changes of this session. */
+  /** Serialises background device changes of this session. */
   chain: Promise<void>
 }
 
@@ -168,9 +173,17 @@ export class EgressService {
     return proxyEnvironment(this.#d.options.npmRegistry)
   }
 
-  /** The proxy device for a session. */
+  /** The session's one proxy device (for a new session: no listener on the old hook port). */
   device(id: string): Record<string, string> {
-    return proxyDevice(this.#socketPath(id))
+    return sessionDevice(this.#socketPath(id), false)
+  }
+
+  /**
+   * Where the session's connections that start with `{` go (the agent hook channel): called
+   * with the session, the socket (paused) and its first chunk. Without it they are closed.
+   */
+  routeHooks(route: OtherConnection): void {
+    this.#proxy.routeHooks(route)
   }
 
   /**
@@ -194,16 +207,19 @@ export class EgressService {
     }
   }
 
-  /** Adds the proxy device unless the session's mode is none. */
+  /**
+   * Adds the session's one proxy device, in every mode: in `none` it carries the hook channel
+   * only, and the proxy refuses every request (403).
+   */
   async addDevice(id: string, signal?: AbortSignal): Promise<void> {
-    const s = this.#sessions.get(id)
-    if (!s || s.mode === 'none') return
-    await this.#d.driver.deviceAdd(id, EGRESS_DEVICE, this.device(id), signal ? { signal } : {})
+    await this.#d.driver.deviceAdd(id, SESSION_DEVICE, this.device(id), signal ? { signal } : {})
   }
 
   /**
    * An existing session (startup, resume): its state from the instance's labels, its socket, and
-   * for sessions made before issue 12 the environment and device they lack.
+   * for sessions made before issues 12 and 16 the environment they lack and the one device in
+   * place of their old ones (container.ts devicePlan). With `fix` (resume) the changes are made
+   * before it returns; without (startup) in the background.
    */
   async attach(
     inst: IncusInstance,
@@ -212,35 +228,30 @@ export class EgressService {
     const id = inst.name
     const toolLabel = inst.config[TOOL_LABEL] ?? 'claude'
     const tool: ToolName = isToolName(toolLabel) ? toolLabel : 'claude'
-    let wsNetwork: unknown = null
-    const label = inst.config[NETWORK_LABEL]
-    if (label) {
-      try {
-        wsNetwork = JSON.parse(label) as unknown
-      } catch {
-        wsNetwork = { mode: 'none' }
-      }
-    }
-    const state = this.#install(id, { tool, profile: inst.config[PROFILE_LABEL], wsNetwork })
+    const wsNetwork = recordedNetwork(inst.config[NETWORK_LABEL])
+    this.#install(id, { tool, profile: inst.config[PROFILE_LABEL], wsNetwork })
     await this.#open(id)
     if (!opts.fix) {
-      if (this.#deviceWrong(state, inst.devices?.[EGRESS_DEVICE])) this.#syncDevice(id)
+      const plan = devicePlan(this.#socketPath(id), inst.devices)
+      if (plan.add !== null || plan.remove.length > 0) this.#syncDevice(id)
       return
     }
     const signal = opts.signal ? { signal: opts.signal } : {}
     const env = this.environment()
     if (Object.entries(env).some(([k, v]) => inst.config[k] !== v))
       await this.#d.driver.configSet(id, env, signal)
-    const dev = inst.devices?.[EGRESS_DEVICE]
-    if (dev !== undefined && this.#deviceWrong(state, dev))
-      await this.#d.driver.deviceRemove(id, EGRESS_DEVICE, signal)
-    if (state.mode !== 'none' && (dev === undefined || this.#deviceWrong(state, dev)))
-      await this.addDevice(id, opts.signal)
+    await this.#fixDevices(id, inst.devices, signal)
   }
 
-  /** Whether the instance's device disagrees with the session (see container.ts). */
-  #deviceWrong(state: SessionState, dev: Record<string, string> | undefined): boolean {
-    return deviceWrong(state.mode !== 'none', this.#socketPath(state.id), dev)
+  /** Makes the instance's devices what devicePlan says (removals first: they free the ports). */
+  async #fixDevices(
+    id: string,
+    devices: IncusInstance['devices'],
+    opts: { signal?: AbortSignal; timeoutMs?: number },
+  ): Promise<void> {
+    const plan = devicePlan(this.#socketPath(id), devices)
+    for (const name of plan.remove) await this.#d.driver.deviceRemove(id, name, opts)
+    if (plan.add) await this.#d.driver.deviceAdd(id, SESSION_DEVICE, plan.add, opts)
   }
 
   /**
@@ -351,7 +362,7 @@ export class EgressService {
     s.upstream = computed.upstream
   }
 
-  /** Hot reload: every session's policy recomputed; the device follows a change to/from none. */
+  /** Hot reload: every session's policy recomputed; a change to none closes its connections. */
   #reapply(): void {
     for (const [id, s] of this.#sessions) {
       const before = s.mode
@@ -360,30 +371,23 @@ export class EgressService {
       this.#proxy.recheck(id)
       if (before === s.mode) continue
       this.#d.log.info({ session: id, from: before, to: s.mode }, 'network mode changed')
+      // The device stays: it carries the hook channel too, and the policy now refuses.
       if (s.mode === 'none') this.#proxy.closeConnections(id)
-      if (before === 'none' || s.mode === 'none') this.#syncDevice(id)
     }
   }
 
-  /** Adds or removes the device so that it matches the mode (serialised per session). */
+  /** Startup: the instance's devices made right in the background (serialised per session). */
   #syncDevice(id: string): void {
     const s = this.#sessions.get(id)
     if (!s) return
     s.chain = s.chain
       .then(async () => {
-        const now = this.#sessions.get(id)
-        if (!now) return
-        const want = now.mode !== 'none'
+        if (!this.#sessions.has(id)) return
         const inst = await this.#d.driver.getInstance(id, { timeoutMs: 10_000 })
-        if (!inst) return
-        const dev = inst.devices?.[EGRESS_DEVICE]
-        if (dev !== undefined && this.#deviceWrong(now, dev))
-          await this.#d.driver.deviceRemove(id, EGRESS_DEVICE, { timeoutMs: 30_000 })
-        if (want && (dev === undefined || this.#deviceWrong(now, dev)))
-          await this.#d.driver.deviceAdd(id, EGRESS_DEVICE, this.device(id), { timeoutMs: 30_000 })
+        if (inst) await this.#fixDevices(id, inst.devices, { timeoutMs: 30_000 })
       })
       .catch((err: unknown) => {
-        this.#d.log.warn({ err, session: id }, 'could not update the egress device')
+        this.#d.log.warn({ err, session: id }, 'could not update the session device')
       })
   }
 

@@ -5,6 +5,13 @@
 // handed to proxy-chain's HTTP server. Plain-HTTP exchanges are known here from the moment their
 // request arrives, before proxy-chain decides anything (see Exchange).
 //
+// The socket is the session's only one (issue 16: one Incus proxy device per session), so it
+// also carries the agent hook channel: a connection is routed by its first byte (channelOf). Until
+// that byte arrives it is pending: at most maxConnectionsPerSession pending per session (a new one
+// past that closes the oldest pending, so connections that send nothing cannot keep out ones
+// that do) and firstByteTimeoutMs each. Then each channel has its own cap: the egress proxy's
+// here, the hook channel's in its handler; a flood on one never counts against the other.
+//
 // Times are ms. Errors: `open` rejects with the listen/chmod error (nothing is left behind);
 // a connection's socket errors are swallowed (the connection just closes).
 import { chmod } from 'node:fs/promises'
@@ -28,9 +35,29 @@ export interface LiveConnection {
   close(): void
 }
 
+/**
+ * The handler of a session's connections that are not HTTP (the agent hook channel): given the
+ * session, the socket (paused; the handler resumes it) and the first chunk read from it.
+ */
+export type OtherConnection = (session: string, socket: net.Socket, head: Buffer) => void
+
+/** The first byte of a line of the hook channel: a JSON object. */
+export const HOOK_FIRST_BYTE = 0x7b
+
+/**
+ * Which channel a connection opens, from its first byte: `{` is the hook channel's JSON line;
+ * anything else goes to the HTTP proxy (a request line starts with a method, a token, which
+ * cannot contain `{`: RFC 9110 §5.6.2), which answers garbage with 400.
+ */
+export function channelOf(firstByte: number): 'hook' | 'http' {
+  return firstByte === HOOK_FIRST_BYTE ? 'hook' : 'http'
+}
+
 export interface SessionListener {
   server: net.Server
   path: string
+  /** Connections that have sent nothing yet (oldest first). */
+  pending: Set<net.Socket>
   /** Client connections and relayed tunnels (the per-session cap counts both). */
   sockets: Set<Holder>
   /** Allowed tunnels and plain-HTTP exchanges still open, re-checked when the policy changes. */
@@ -50,7 +77,7 @@ export interface Exchange {
 
 export type ConnectionLimits = Pick<
   ProxyLimits,
-  'maxConnectionsPerSession' | 'idleTimeoutMs' | 'headersTimeoutMs'
+  'maxConnectionsPerSession' | 'idleTimeoutMs' | 'headersTimeoutMs' | 'firstByteTimeoutMs'
 >
 
 export class SessionListeners {
@@ -63,6 +90,7 @@ export class SessionListeners {
   /** Per client connection: the pending header deadline, and requests still being answered. */
   readonly #deadlines = new WeakMap<net.Socket, NodeJS.Timeout>()
   readonly #inFlight = new WeakMap<net.Socket, number>()
+  #hooks: OtherConnection | null = null
 
   /** `http`: proxy-chain's server, which is handed each accepted connection. */
   constructor(opts: { log: Logger; limits: ConnectionLimits; http: http.Server }) {
@@ -93,6 +121,11 @@ export class SessionListeners {
     server.on('connect', (req: http.IncomingMessage) => {
       this.#disarm(req.socket)
     })
+  }
+
+  /** Where connections starting with `{` go; without it they are closed. */
+  routeHooks(route: OtherConnection): void {
+    this.#hooks = route
   }
 
   /** Whether the session has a listener. */
@@ -127,11 +160,16 @@ export class SessionListeners {
   async open(session: string, path: string): Promise<void> {
     if (this.#listeners.has(session)) return
     await removeStale(path)
-    const sockets = new Set<Holder>()
     const server = net.createServer((socket) => {
-      this.#accept(session, socket, sockets)
+      this.#sniff(session, socket, entry)
     })
-    const entry: SessionListener = { server, path, sockets, live: new Set() }
+    const entry: SessionListener = {
+      server,
+      path,
+      pending: new Set(),
+      sockets: new Set(),
+      live: new Set(),
+    }
     this.#listeners.set(session, entry)
     try {
       await new Promise<void>((resolve, reject) => {
@@ -162,6 +200,7 @@ export class SessionListeners {
     const entry = this.#listeners.get(session)
     if (!entry) return
     this.#listeners.delete(session)
+    for (const s of entry.pending) s.destroy()
     for (const s of entry.sockets) s.destroy()
     await new Promise<void>((resolve) =>
       entry.server.close(() => {
@@ -171,8 +210,44 @@ export class SessionListeners {
     await removeStale(entry.path).catch(() => undefined)
   }
 
-  #accept(session: string, socket: net.Socket, sockets: Set<Holder>): void {
+  /**
+   * Holds a new connection until its first chunk (bounded: see the header), then routes it. The
+   * chunk is at most one read (64 KiB); it goes back in front of the stream for the HTTP server,
+   * and to the hook channel as its first data.
+   */
+  #sniff(session: string, socket: net.Socket, entry: SessionListener): void {
     socket.on('error', () => undefined)
+    const pending = entry.pending
+    if (pending.size >= this.#limits.maxConnectionsPerSession) {
+      const oldest = pending.values().next().value
+      oldest?.destroy()
+      if (oldest) pending.delete(oldest)
+    }
+    pending.add(socket)
+    const timer = setTimeout(() => socket.destroy(), this.#limits.firstByteTimeoutMs)
+    timer.unref()
+    const done = (): void => {
+      clearTimeout(timer)
+      pending.delete(socket)
+    }
+    socket.once('close', done)
+    socket.once('data', (head: Buffer) => {
+      socket.pause()
+      done()
+      socket.off('close', done)
+      if (socket.destroyed) return
+      if (channelOf(head[0] ?? 0) === 'hook') {
+        if (this.#hooks) this.#hooks(session, socket, head)
+        else socket.destroy()
+        return
+      }
+      socket.unshift(head)
+      this.#accept(session, socket, entry.sockets)
+      socket.resume()
+    })
+  }
+
+  #accept(session: string, socket: net.Socket, sockets: Set<Holder>): void {
     if (sockets.size >= this.#limits.maxConnectionsPerSession) {
       this.#log.warn({ session }, 'egress: too many connections from one session; closing one')
       socket.destroy()

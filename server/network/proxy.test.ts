@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import { pino } from 'pino'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import type { NetworkConnection } from '../../shared/schemas/network.ts'
+import { waitUntil } from '../test/ws-client.ts'
 import { parseEntries, type Policy } from './policy.ts'
 import { EgressProxy } from './proxy.ts'
 
@@ -293,16 +294,20 @@ describe('egress proxy', () => {
     })
     await capped.open('s3', join(dir, 's3.sock'))
     try {
-      const open = (): Promise<net.Socket> =>
-        new Promise((resolve, reject) => {
-          const c = net.connect(join(dir, 's3.sock'), () => {
-            resolve(c)
-          })
-          c.on('error', reject)
-        })
+      // Each sends the first byte of a request header: it is then the proxy's (not pending).
+      const open = async (): Promise<net.Socket> => {
+        const before = capped.connections('s3').open
+        const c = net.connect(join(dir, 's3.sock'))
+        c.on('error', () => undefined)
+        c.write('C')
+        await waitUntil('routed', () => capped.connections('s3').open > before || c.destroyed)
+        return c
+      }
       const a = await open()
       const b = await open()
-      const c = await open()
+      const c = net.connect(join(dir, 's3.sock'))
+      c.on('error', () => undefined)
+      c.write('C')
       const closed = (s: net.Socket): Promise<void> =>
         new Promise((r) =>
           s.once('close', () => {

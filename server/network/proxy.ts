@@ -27,7 +27,7 @@ import { RequestError, type PrepareRequestFunctionResult } from 'proxy-chain'
 import type { NetworkConnection } from '../../shared/schemas/network.ts'
 import { checkAddresses, decide, fmt, type Policy } from './policy.ts'
 import { Recorder } from './proxy-accounting.ts'
-import { SessionListeners } from './proxy-connections.ts'
+import { SessionListeners, type OtherConnection } from './proxy-connections.ts'
 import { CachingResolver, defaultResolver, fixedLookup, type Resolver } from './proxy-lookup.ts'
 import { pinTarget, TunnelServer } from './proxy-server.ts'
 import { DirectTunnels, type Approved } from './proxy-tunnel.ts'
@@ -52,6 +52,11 @@ export interface ProxyLimits {
    * server that listens itself; this one is handed its connections).
    */
   headersTimeoutMs: number
+  /**
+   * Time for a new connection to send its first byte, which says where it goes (the HTTP proxy,
+   * or the hook channel: proxy-connections.ts). Default 10 s (the hook channel's idle timeout).
+   */
+  firstByteTimeoutMs: number
   /** Time for a name to resolve. Default 10 s. */
   resolveTimeoutMs: number
   /**
@@ -66,6 +71,7 @@ const DEFAULT_LIMITS: ProxyLimits = {
   maxConnectionsPerSession: 256,
   idleTimeoutMs: 10 * 60_000,
   headersTimeoutMs: 20_000,
+  firstByteTimeoutMs: 10_000,
   resolveTimeoutMs: 10_000,
   relayAfterBytes: 256 * 1024,
 }
@@ -132,9 +138,23 @@ export class EgressProxy extends EventEmitter {
     })
   }
 
+  /**
+   * Where a session's connections that start with `{` go (the agent hook channel, which shares
+   * the session's socket and device); without a route they are closed.
+   */
+  routeHooks(route: OtherConnection): void {
+    this.#listeners.routeHooks(route)
+  }
+
   /** Whether the session has a listener. */
   has(session: string): boolean {
     return this.#listeners.has(session)
+  }
+
+  /** A session's connections: not yet routed (nothing sent), and the proxy's own (tests). */
+  connections(session: string): { pending: number; open: number } {
+    const entry = this.#listeners.get(session)
+    return { pending: entry?.pending.size ?? 0, open: entry?.sockets.size ?? 0 }
   }
 
   /** The socket path of a session's listener, if open. */

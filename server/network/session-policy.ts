@@ -88,3 +88,16 @@ export function sessionPolicy(
     invalid,
   }
 }
+
+/**
+ * The workspace's `[network]` table as recorded at creation (NETWORK_LABEL, JSON), or null when
+ * there is none. A label that does not parse (hand-edited) is read as `{mode: "none"}`.
+ */
+export function recordedNetwork(label: string | undefined): unknown {
+  if (!label) return null
+  try {
+    return JSON.parse(label) as unknown
+  } catch {
+    return { mode: 'none' }
+  }
+}

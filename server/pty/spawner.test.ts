@@ -47,6 +47,24 @@ describe('node-pty input accounting', () => {
     expect(pty.pendingInput).toBe(0)
   })
 
+  it('hands a keystroke to the kernel within write(), not through a thread-pool round trip', async () => {
+    const { pty } = spawn('stty raw -echo; exec cat')
+    const echoed = new Promise<Buffer>((resolve) => {
+      pty.onData(resolve)
+    })
+    pty.write('k')
+    // Taken by the kernel before write() returned: nothing of it is left queued.
+    expect(pty.pendingInput).toBe(0)
+    expect((await echoed).toString()).toContain('k')
+    // A paste larger than the kernel takes at once: the rest queues and goes in order.
+    const big = Buffer.alloc(MiB, 0x64)
+    pty.write(big)
+    expect(pty.pendingInput).toBeGreaterThan(0)
+    await new Promise<void>((resolve) => {
+      pty.onInputBelow(0, resolve)
+    })
+  })
+
   it('retries a write the kernel refuses at a paced rate, not in a busy loop', async () => {
     const { pty } = spawn('stty raw -echo; exec sleep 60')
     pty.write(Buffer.alloc(2 * MiB, 0x63))

@@ -1,4 +1,4 @@
-import { readSync, write as writeFd } from 'node:fs'
+import { readFileSync, readSync, write as writeFd, writeSync } from 'node:fs'
 import { Readable } from 'node:stream'
 import * as nodePty from 'node-pty'
 
@@ -64,6 +64,8 @@ interface WriteStream {
   readonly stream: object
   readonly queue: unknown[]
   readonly fd: number
+  /** Whether the descriptor is non-blocking (a synchronous write can never stall the loop). */
+  readonly nonBlocking: boolean
   /** Whether node-pty's read side of the PTY is destroyed: its descriptor is closed then. */
   readonly closed: () => boolean
 }
@@ -78,7 +80,13 @@ function writeStreamOf(pty: nodePty.IPty): WriteStream {
   const destroyed: unknown = Reflect.get(socket, 'destroyed')
   if (!Array.isArray(queue) || typeof fd !== 'number' || typeof destroyed !== 'boolean')
     throw new Error('node-pty changed its write stream: input backpressure needs updating')
-  return { stream, queue, fd, closed: () => Reflect.get(socket, 'destroyed') === true }
+  return {
+    stream,
+    queue,
+    fd,
+    nonBlocking: isNonBlocking(fd),
+    closed: () => Reflect.get(socket, 'destroyed') === true,
+  }
 }
 
 /** Refused writes retried at once (a reader that is draining frees room within microseconds). */
@@ -87,12 +95,33 @@ const RETRY_MIN_MS = 1
 const RETRY_MAX_MS = 20
 
 /**
+ * Whether `fd` is in non-blocking mode (Linux: the `flags` line of /proc/self/fdinfo, octal;
+ * O_NONBLOCK is 04000). node-pty's PTY descriptor is; a synchronous write to a blocking one could
+ * stop the event loop, so it is checked rather than assumed.
+ */
+function isNonBlocking(fd: number): boolean {
+  try {
+    const m = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))
+    return m !== null && (parseInt(m[1] ?? '0', 8) & 0o4000) !== 0
+  } catch {
+    return false
+  }
+}
+
+/**
  * node-pty retries a write the kernel refused (EAGAIN: the process does not read) with
  * `setImmediate`: a busy loop of fs.write calls for as long as the process does not read (a core
  * at ~85 % here; microsoft/node-pty#956, not released). This replaces the stream's queue runner
  * with the same loop, except that after 32 refusals in a row (the reader is not draining) the
  * retries are paced, 1 ms backing off to 20 ms, and that nothing is written once node-pty has
  * closed the PTY's descriptor (its number could belong to another file by then).
+ *
+ * And input never waits for a thread: node-pty writes with the async `fs.write`, a round trip
+ * through libuv's thread pool (4 threads, shared with every file operation of the server) for
+ * each keystroke, which on a loaded 2-core machine added 0.05 ms at the median and 1-4 ms at the
+ * 99th percentile of a PTY round trip (docs/performance.md, issue 14). A write that starts on an
+ * idle queue is offered to the (non-blocking) descriptor synchronously first; what the kernel
+ * does not take goes on through the queue as before.
  */
 function paceWriteRetries(w: WriteStream): void {
   let timer: NodeJS.Timeout | undefined
@@ -138,7 +167,28 @@ function paceWriteRetries(w: WriteStream): void {
       run()
     })
   }
-  Reflect.set(w.stream, '_processWriteQueue', run)
+  // node-pty calls this when its queue goes from empty to one task (nothing in flight, no retry
+  // pending): a keystroke, or the start of a paste. It is offered to the kernel at once.
+  const start = (): void => {
+    if (!disposed && !w.closed() && w.nonBlocking) writeNow()
+    run()
+  }
+  const writeNow = (): void => {
+    const task: unknown = w.queue[0]
+    if (typeof task !== 'object' || task === null) return
+    const buffer: unknown = Reflect.get(task, 'buffer')
+    if (!(buffer instanceof Uint8Array)) return
+    const offset = offsetOf(task)
+    let written: number
+    try {
+      written = writeSync(w.fd, buffer, offset)
+    } catch {
+      return // EAGAIN (the kernel's buffer is full) or an error: run() sees it again, async
+    }
+    if (offset + written >= buffer.byteLength) w.queue.shift()
+    else Reflect.set(task, 'offset', offset + written)
+  }
+  Reflect.set(w.stream, '_processWriteQueue', start)
   Reflect.set(w.stream, 'dispose', () => {
     disposed = true
     clearTimeout(timer)

@@ -90,6 +90,13 @@ export class TerminalManager {
     return n
   }
 
+  /** Terminals whose PTY is paused for flow control (the client is behind on output). */
+  outputPaused(): number {
+    let n = 0
+    for (const b of this.#bridges.keys()) if (b.paused) n++
+    return n
+  }
+
   /** PIDs of the live PTY processes (tests check none survives close). */
   pids(): number[] {
     const out: number[] = []

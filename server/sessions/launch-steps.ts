@@ -204,7 +204,6 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     ),
     step('start', async (signal) => {
       await env.egress?.addDevice(name, signal)
-      await env.agents?.addDevice(name, signal)
       try {
         await driver.start(name, { signal })
       } catch (err) {

@@ -136,6 +136,8 @@ export async function startLiveServer(
     images?: ImageManager
     /** Run the warm pool (issue 16) as `[pool] size` in configText says; none by default. */
     warmPool?: boolean
+    /** Terminal and socket options (e.g. a smaller flow-control window); the defaults otherwise. */
+    realtime?: AppDeps['realtime']
   } = { home: '' },
 ): Promise<LiveServer> {
   const home = opts.home
@@ -169,6 +171,7 @@ export async function startLiveServer(
     ...(opts.egress ? { egress: opts.egress } : {}),
     ...(opts.images ? { images: opts.images } : {}),
     ...(opts.warmPool ? { warmPool: true } : {}),
+    ...(opts.realtime ? { realtime: opts.realtime } : {}),
   })
   await built.app.ready()
   const listener = new Listener(built.app.server)

@@ -1,18 +1,18 @@
-// Issue 17: the hook channel's host side. One unix socket per session (mode 0600, in a private
-// runtime directory: network/runtime-dir.ts), reached from inside the container through an Incus
-// `proxy` device (device.ts). The session is the socket a line arrived on, never anything in it.
-// Lines are newline-delimited; everything the container sends is hostile:
+// Issue 17: the hook channel's host side. Its connections arrive on the session's one unix socket
+// (mode 0600, in a private runtime directory), shared with the egress proxy behind the session's
+// one Incus `proxy` device (issue 16): network/proxy-connections.ts hands over each connection
+// whose first byte is `{`, tagged with the session whose socket it came in on (never anything in
+// it). Lines are newline-delimited; everything the container sends is hostile:
 //   - a line longer than `maxLineBytes` closes its connection (the bytes are never buffered);
 //     an unfinished line is held in one buffer of at most that size per connection;
 //   - lines over the session's rate (a token bucket) are dropped, and the connection closed;
 //   - at most `maxConnections` open connections per session; more are closed at once;
 //   - a connection idle for `idleMs` is closed.
 // None of it reaches another session or the server: each session has its own socket, bucket and
-// counters. Times are ms. `open` rejects with the listen/chmod error (nothing left behind).
-import { chmod } from 'node:fs/promises'
-import net from 'node:net'
+// counters. Times are ms. The idle timeout counts from the handover; the time before the first
+// byte is bounded there (ProxyLimits.firstByteTimeoutMs).
+import type net from 'node:net'
 import type { Logger } from 'pino'
-import { prepareRuntimeDir, removeStale } from '../../network/runtime-dir.ts'
 
 export interface ChannelLimits {
   /** Bytes of one line (without its newline). Default 64 KiB (the hook script's own cap). */
@@ -37,6 +37,8 @@ export const DEFAULT_CHANNEL_LIMITS: ChannelLimits = {
 
 /** What the channel counts per session (tests, logs). */
 export interface ChannelCounters {
+  /** Connections open now. */
+  open: number
   lines: number
   tooLong: number
   dropped: number
@@ -44,16 +46,13 @@ export interface ChannelCounters {
 }
 
 interface Listener {
-  server: net.Server
-  path: string
   sockets: Set<net.Socket>
   tokens: number
   refilledAt: number
-  counters: ChannelCounters
+  counters: Omit<ChannelCounters, 'open'>
 }
 
 export class HookChannel {
-  readonly #dir: string
   readonly #log: Logger
   readonly #limits: ChannelLimits
   readonly #onLine: (session: string, line: string) => void
@@ -61,88 +60,47 @@ export class HookChannel {
   readonly #listeners = new Map<string, Listener>()
 
   constructor(opts: {
-    /** The private directory of the sockets (`<id>.sock`). */
-    dir: string
     log: Logger
     limits?: Partial<ChannelLimits>
     /** One complete line of a session, without its newline. */
     onLine: (session: string, line: string) => void
     now?: () => number
   }) {
-    this.#dir = opts.dir
     this.#log = opts.log
     this.#limits = { ...DEFAULT_CHANNEL_LIMITS, ...opts.limits }
     this.#onLine = opts.onLine
     this.#now = opts.now ?? Date.now
   }
 
-  /** The socket path of a session. */
-  path(session: string): string {
-    return `${this.#dir}/${session}.sock`
-  }
-
-  has(session: string): boolean {
-    return this.#listeners.has(session)
-  }
-
   counters(session: string): ChannelCounters | undefined {
     const l = this.#listeners.get(session)
-    return l ? { ...l.counters } : undefined
+    return l ? { ...l.counters, open: l.sockets.size } : undefined
   }
 
-  /** Opens the session's socket (what a crash left at its path removed first). Idempotent. */
-  async open(session: string): Promise<void> {
-    if (this.#listeners.has(session)) return
-    await prepareRuntimeDir(this.#dir, {
-      what: 'the agent status socket directory',
-      fix: 'set XDG_RUNTIME_DIR to a directory of yours (mode 0700)',
-    })
-    const path = this.path(session)
-    await removeStale(path)
-    const l: Listener = {
-      server: net.createServer((socket) => {
-        this.#accept(session, l, socket)
-      }),
-      path,
-      sockets: new Set(),
-      tokens: this.#limits.burst,
-      refilledAt: this.#now(),
-      counters: { lines: 0, tooLong: 0, dropped: 0, refused: 0 },
+  /**
+   * A connection of `session` (its socket paused, `head` the first chunk read from it): served
+   * under the session's limits, its bucket and counters made at its first connection.
+   */
+  accept(session: string, socket: net.Socket, head: Buffer): void {
+    let l = this.#listeners.get(session)
+    if (!l) {
+      l = {
+        sockets: new Set(),
+        tokens: this.#limits.burst,
+        refilledAt: this.#now(),
+        counters: { lines: 0, tooLong: 0, dropped: 0, refused: 0 },
+      }
+      this.#listeners.set(session, l)
     }
-    // Before the listen: a concurrent open sees it and returns.
-    this.#listeners.set(session, l)
-    try {
-      await new Promise<void>((resolve, reject) => {
-        l.server.once('error', reject)
-        l.server.listen(path, () => {
-          l.server.off('error', reject)
-          resolve()
-        })
-      })
-      await chmod(path, 0o600)
-    } catch (err) {
-      this.#listeners.delete(session)
-      l.server.close()
-      await removeStale(path).catch(() => undefined)
-      throw err
-    }
-    l.server.on('error', (err) => {
-      this.#log.warn({ err, session }, 'agent channel listener error')
-    })
+    this.#accept(session, l, socket, head)
   }
 
-  /** Closes the session's socket and connections and removes its file. */
-  async close(session: string): Promise<void> {
+  /** Closes the session's connections and drops its bucket and counters. */
+  close(session: string): Promise<void> {
     const l = this.#listeners.get(session)
-    if (!l) return
     this.#listeners.delete(session)
-    for (const s of l.sockets) s.destroy()
-    await new Promise<void>((resolve) => {
-      l.server.close(() => {
-        resolve()
-      })
-    })
-    await removeStale(l.path).catch(() => undefined)
+    for (const s of l?.sockets ?? []) s.destroy()
+    return Promise.resolve()
   }
 
   async dispose(): Promise<void> {
@@ -160,7 +118,7 @@ export class HookChannel {
     return true
   }
 
-  #accept(session: string, l: Listener, socket: net.Socket): void {
+  #accept(session: string, l: Listener, socket: net.Socket, head: Buffer): void {
     socket.on('error', () => undefined)
     if (l.sockets.size >= this.#limits.maxConnections) {
       l.counters.refused++
@@ -174,13 +132,13 @@ export class HookChannel {
     // writes) must cost a byte, not a Buffer object of its own (~900 bytes each).
     let pending: Buffer | null = null
     let size = 0
-    const close = (why: keyof ChannelCounters): void => {
+    const close = (why: 'tooLong' | 'dropped'): void => {
       l.counters[why]++
       pending = null
       socket.destroy()
       this.#log.debug({ session: session, why }, 'agent channel connection closed')
     }
-    socket.on('data', (chunk: Buffer) => {
+    const data = (chunk: Buffer): void => {
       let at = 0
       while (!socket.destroyed) {
         const nl = chunk.indexOf(0x0a, at)
@@ -217,6 +175,9 @@ export class HookChannel {
           this.#log.warn({ err, session }, 'agent channel line handler failed')
         }
       }
-    })
+    }
+    data(head)
+    socket.on('data', data)
+    socket.resume()
   }
 }

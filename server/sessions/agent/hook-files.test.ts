@@ -158,6 +158,27 @@ describe('the hook script', () => {
     expect(parseHookLine(lines[0] ?? '')).toEqual({ status: 'waiting', reason: 'Which?' })
   })
 
+  it('every line starts with `{` (the one socket routes by it): leading blanks go, anything else is the event name', async () => {
+    const { lines, path } = await listener()
+    for (const input of [
+      '\n\t  {"hook_event_name":"Stop","x":1}\n',
+      'GET / HTTP/1.1\r\n\r\n',
+      '',
+    ]) {
+      const child = execFile('bash', [path, 'Stop'])
+      child.stdin?.end(input)
+      await new Promise((r) => child.once('exit', r))
+    }
+    await waitUntil('lines', () => lines.length === 3)
+    expect([...lines].sort()).toEqual(
+      [
+        '{"hook_event_name":"Stop","x":1} ',
+        '{"hook_event_name":"Stop"}',
+        '{"hook_event_name":"Stop"}',
+      ].sort(),
+    )
+  })
+
   it('a payload over the cap is replaced by the event name alone', async () => {
     const { lines, path } = await listener()
     const child = execFile('bash', [path, 'PostToolUse'], { maxBuffer: 1 })

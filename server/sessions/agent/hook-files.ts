@@ -4,11 +4,15 @@
 // (`.github/hooks/*.json` in the workspace, docs.github.com .../cli-hooks-reference), which
 // clincus never writes into: its status comes from the screen fallback.
 import type { ToolName } from '../../../shared/tools.ts'
+import { PROXY_HOST, PROXY_PORT } from '../../network/container.ts'
 
-/** The Incus device and where it listens inside the container (plain bash `/dev/tcp` reaches it). */
-export const AGENT_DEVICE = 'clincus-agent'
-export const AGENT_HOST = '127.0.0.1'
-export const AGENT_PORT = 3130
+/**
+ * Where the channel listens inside the container (plain bash `/dev/tcp` reaches it): the
+ * session's one proxy device, shared with the egress proxy (issue 16), which routes a connection
+ * here when its first byte is `{` (so every line sent starts with one).
+ */
+export const AGENT_HOST = PROXY_HOST
+export const AGENT_PORT = PROXY_PORT
 export const AGENT_LISTEN = `${AGENT_HOST}:${AGENT_PORT}`
 /** The hook script, relative to the code user's home. */
 export const HOOK_SCRIPT = '.clincus/agent-hook'
@@ -17,18 +21,21 @@ export const HOOK_PAYLOAD_MAX = 65_536
 
 /**
  * The hook script (bash): reads the hook's stdin JSON (at most 2 s, HOOK_PAYLOAD_MAX bytes),
- * forwards it as one line, and returns at once: the send runs in the background, bounded by 2 s.
+ * forwards it as one line starting with `{` (leading blanks removed; anything else is replaced by
+ * the event name alone), and returns at once: the send runs in the background, bounded by 2 s.
  * `$1` is the event name, used alone when the payload is too big or empty. `port`: tests only.
  */
 export function hookScript(port: number = AGENT_PORT): string {
   return `#!/bin/bash
 # clincus agent status hook (issue 17): forwards the JSON a tool gives its hooks on stdin, as one
-# line, to clincus through ${AGENT_LISTEN} (an Incus proxy device to this session's channel).
+# line, to clincus through ${AGENT_LISTEN} (the Incus proxy device to this session's socket, where
+# a connection starting with "{" goes to the hook channel, anything else to the egress proxy).
 # Never blocks the tool: stdin is read for at most 2 s, the line is sent in the background.
 export LC_ALL=C
 event=\${1//[^A-Za-z]/}
-payload=$(timeout 2 head -c ${HOOK_PAYLOAD_MAX + 1} 2>/dev/null | tr '\\r\\n' '  ')
-if [ \${#payload} -gt ${HOOK_PAYLOAD_MAX} ] || [ -z "\${payload// /}" ]; then
+payload=$(timeout 2 head -c ${HOOK_PAYLOAD_MAX + 1} 2>/dev/null | tr '\\r\\n\\t' '   ')
+payload=\${payload#"\${payload%%[! ]*}"}
+if [ \${#payload} -gt ${HOOK_PAYLOAD_MAX} ] || [ "\${payload:0:1}" != "{" ]; then
   payload="{\\"hook_event_name\\":\\"$event\\"}"
 fi
 timeout 2 bash -c 'printf "%s\\n" "$1" >/dev/tcp/${AGENT_HOST}/${port}' clincus-hook "$payload" \\

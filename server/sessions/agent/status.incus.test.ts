@@ -2,10 +2,13 @@
 // clincus installs (the same channel the real tool uses), and `session.agent` follows within 1 s
 // of each change (for `waiting`, of the end of its grace); 30 s of continuous output is one event.
 // A hostile container writing garbage, a 1 MiB line and a flood into its channel changes only its
-// own session's status: the server keeps answering and the other session hears nothing.
+// own session's status: the server keeps answering and the other session hears nothing. The
+// channel shares the session's one socket and device with the egress proxy (issue 16): a line
+// starting with `{` is the hook channel's, and a flood at the proxy does not keep it out.
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { AgentStatus } from '../../../shared/schemas/sessions.ts'
 import {
@@ -66,6 +69,17 @@ async function agentOf(id: string): Promise<AgentStatus | undefined> {
   const r = await requestJson(server.url, 'GET', '/api/sessions')
   expect(r.status).toBe(200)
   return (r.body as Array<{ id: string; agent?: AgentStatus }>).find((s) => s.id === id)?.agent
+}
+
+/** The instance's proxy devices (expanded: a profile's count too), by name. */
+async function proxyDevices(id: string): Promise<Record<string, Record<string, string>>> {
+  const out = await execa('incus', ['query', `/1.0/instances/${id}`], { timeout: 30_000 })
+  const inst = JSON.parse(out.stdout) as {
+    expanded_devices: Record<string, Record<string, string>>
+  }
+  return Object.fromEntries(
+    Object.entries(inst.expanded_devices).filter(([, d]) => d.type === 'proxy'),
+  )
 }
 
 async function remove(id: string): Promise<void> {
@@ -171,6 +185,61 @@ describeIncus('agent status (live, fake tool)', () => {
     await remove(id)
   }, 240_000)
 
+  it('a session made before issue 16 (two devices, hooks sending to 3130) gets one device on resume and its hooks still report', async () => {
+    const id = await server.launch('agent-legacy')
+    await waitUntil('idle after the start', async () => (await agentOf(id))?.status === 'idle', {
+      timeoutMs: 30_000,
+    })
+    // What an older clincus left: hook files sending to 3130, and two proxy devices.
+    const moved = await execAsCode(
+      id,
+      "sed -i 's#/dev/tcp/127.0.0.1/3128#/dev/tcp/127.0.0.1/3130#' ~/.clincus/agent-hook && grep -c '127.0.0.1/3130' ~/.clincus/agent-hook",
+    )
+    expect(moved.stdout, moved.stderr).toBe('1')
+    const socket = (await proxyDevices(id))['clincus-host']?.connect ?? ''
+    expect(socket).toMatch(/^unix:\//)
+    expect((await requestJson(server.url, 'DELETE', `/api/sessions/${id}`)).status).toBe(204)
+    const incus = (...args: string[]) => execa('incus', args, { timeout: 30_000 })
+    await incus('config', 'device', 'remove', id, 'clincus-host')
+    const proxy = (listen: string, connect: string) => [
+      'proxy',
+      `listen=tcp:${listen}`,
+      `connect=${connect}`,
+      'bind=instance',
+    ]
+    await incus('config', 'device', 'add', id, 'clincus-egress', ...proxy('127.0.0.1:3128', socket))
+    const agentSocket = socket.replace(/\/egress\/([^/]+)$/, '/agent/$1')
+    await incus(
+      'config',
+      'device',
+      'add',
+      id,
+      'clincus-agent',
+      ...proxy('127.0.0.1:3130', agentSocket),
+    )
+    expect(Object.keys(await proxyDevices(id)).sort()).toEqual(['clincus-agent', 'clincus-egress'])
+
+    const from = events.events.length
+    const res = await requestJson(server.url, 'POST', `/api/sessions/${id}/resume`)
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    expect(await proxyDevices(id)).toEqual({
+      'clincus-host': {
+        type: 'proxy',
+        listen: 'tcp:127.0.0.1:3128,3130',
+        connect: socket,
+        bind: 'instance',
+      },
+    })
+    // The resumed tool's SessionStart came through the old script, on 3130.
+    await nextAgent(id, (a) => a.status === 'idle', from, 60_000)
+    await execAsCode(
+      id,
+      `printf '{"hook_event_name":"Notification","notification_type":"permission_prompt","message":"old port"}\\n' >/dev/tcp/127.0.0.1/3130`,
+    )
+    await waitUntil('the line on 3130', async () => (await agentOf(id))?.reason === 'old port')
+    await remove(id)
+  }, 240_000)
+
   it('a hostile container’s garbage, 1 MiB line and flood change only its own status', async () => {
     const [hostile, other] = await Promise.all([
       server.launch('agent-hostile'),
@@ -182,14 +251,15 @@ describeIncus('agent status (live, fake tool)', () => {
       })
     const otherBefore = await agentOf(other)
     const from = events.events.length
+    // Lines start with `{`: the session's one socket routes those to the hook channel (issue 16).
     const attack = [
       // Garbage, NULs, invalid UTF-8, broken JSON, wrong types.
-      `printf 'garbage\\n\\000\\377\\376\\n{"hook_event_name":\\n{"hook_event_name":42}\\n[]\\n' >/dev/tcp/127.0.0.1/3130`,
+      `printf '{garbage\\n\\000\\377\\376\\n{"hook_event_name":\\n{"hook_event_name":42}\\n[]\\n' >/dev/tcp/127.0.0.1/3128`,
       // A 1 MiB line (no newline).
-      `head -c 1048576 /dev/zero | tr '\\000' a >/dev/tcp/127.0.0.1/3130 2>/dev/null`,
+      `{ printf '{'; head -c 1048576 /dev/zero | tr '\\000' a; } >/dev/tcp/127.0.0.1/3128 2>/dev/null`,
       // A flood of valid lines, and of connections.
-      `yes '{"hook_event_name":"PreToolUse"}' | head -n 200000 >/dev/tcp/127.0.0.1/3130 2>/dev/null`,
-      `for i in $(seq 1 200); do (printf '{"hook_event_name":"Stop"}\\n' >/dev/tcp/127.0.0.1/3130) 2>/dev/null & done; wait`,
+      `yes '{"hook_event_name":"PreToolUse"}' | head -n 200000 >/dev/tcp/127.0.0.1/3128 2>/dev/null`,
+      `for i in $(seq 1 200); do (printf '{"hook_event_name":"Stop"}\\n' >/dev/tcp/127.0.0.1/3128) 2>/dev/null & done; wait`,
     ]
     for (const script of attack) await execAsCode(hostile, `${script}; true`)
     // The server answers, and counted what it cut.
@@ -207,11 +277,22 @@ describeIncus('agent status (live, fake tool)', () => {
       async () => {
         await execAsCode(
           hostile,
-          `printf '{"hook_event_name":"SessionEnd"}\\n' >/dev/tcp/127.0.0.1/3130; true`,
+          `printf '{"hook_event_name":"SessionEnd"}\\n' >/dev/tcp/127.0.0.1/3128; true`,
         )
         return (await agentOf(hostile))?.status === 'exited'
       },
       { timeoutMs: 30_000, intervalMs: 1000 },
+    )
+    // 300 connections held at the egress proxy on the same port (past its cap of 256, each with
+    // half a request header) do not keep a hook line out: each channel has its own cap.
+    await execAsCode(
+      hostile,
+      `for i in $(seq 1 300); do (printf 'CONNECT refused.example:443 HTTP/1.1\\r\\n'; sleep 5) >/dev/tcp/127.0.0.1/3128 2>/dev/null & done; sleep 1; ` +
+        `printf '{"hook_event_name":"Notification","notification_type":"permission_prompt","message":"during the flood"}\\n' >/dev/tcp/127.0.0.1/3128; wait; true`,
+    )
+    await waitUntil(
+      'the hook line during the flood',
+      async () => (await agentOf(hostile))?.reason === 'during the flood',
     )
     expect(agentEvents(other, from)).toEqual([])
     await Promise.all([hostile, other].map(remove))

@@ -1,4 +1,4 @@
-// The tracker and the reconciler together (fake Incus): the device, lines through the socket
+// The tracker and the reconciler together (fake Incus): lines through the session's socket
 // turned into `session.agent` events by the reconciler (the one writer), no agent on a session
 // that does not run, a fresh start after a stop, and one session's garbage never reaching another.
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -11,10 +11,10 @@ import type { ServerEvent } from '../../../shared/schemas/events.ts'
 import { EventHub } from '../../events/hub.ts'
 import { HistoryStore } from '../../history/store.ts'
 import { FakeIncusDriver } from '../../incus/fake-driver.ts'
+import { testSessionSockets } from '../../network/session-sockets.test-support.ts'
 import { waitUntil } from '../../test/ws-client.ts'
 import { SessionReconciler } from '../reconciler.ts'
 import { LABEL } from '../registry.ts'
-import { AGENT_DEVICE } from './hook-files.ts'
 import { AgentTracker } from './tracker.ts'
 
 const A = 'clincus-0123abcd-1'
@@ -49,12 +49,18 @@ async function setup() {
     log,
     codeUser: () => ({ uid: 1000, home: '/home/code' }),
     options: {
-      runtimeDir: join(dir, 'agent'),
       machine: { graceMs: 50, minGapMs: 0 },
       screenIntervalMs: 0,
     },
   })
+  const sockets = await testSessionSockets({
+    log,
+    hooks: (id, socket, head) => {
+      tracker.accept(id, socket, head)
+    },
+  })
   cleanup.push(async () => {
+    await sockets.dispose()
     await tracker.dispose()
     await rm(dir, { recursive: true, force: true })
   })
@@ -62,7 +68,12 @@ async function setup() {
   hub.subscribe(({ event }) => events.push(event))
   const agents = (id: string) =>
     events.flatMap((e) => (e.type === 'session.agent' && e.id === id ? [e.agent] : []))
-  return { driver, r, tracker, events, agents }
+  /** Opens the session's socket (the egress service does, in the app); returns its path. */
+  const open = async (id: string): Promise<string> => {
+    await sockets.open(id)
+    return sockets.path(id)
+  }
+  return { driver, r, tracker, events, agents, open }
 }
 
 async function send(path: string, text: string): Promise<void> {
@@ -77,31 +88,13 @@ async function send(path: string, text: string): Promise<void> {
 }
 
 describe('AgentTracker', () => {
-  it('adds the proxy device to the session’s own socket, listening on 127.0.0.1:3130 inside', async () => {
-    const t = await setup()
-    await t.tracker.addDevice(A)
-    const [call] = t.driver.callsOf('deviceAdd')
-    expect(call?.args).toEqual([
-      A,
-      AGENT_DEVICE,
-      {
-        type: 'proxy',
-        listen: 'tcp:127.0.0.1:3130',
-        connect: `unix:${t.tracker.device(A).connect?.slice('unix:'.length) ?? ''}`,
-        bind: 'instance',
-      },
-    ])
-    expect(t.tracker.device(A).connect).toMatch(new RegExp(`/${A}\\.sock$`))
-  })
-
   it('hook lines become session.agent events and the session’s agent; garbage changes nothing', async () => {
     const t = await setup()
-    await t.tracker.addDevice(A)
-    await t.tracker.addDevice(B)
-    const path = t.tracker.device(A).connect?.slice('unix:'.length) ?? ''
+    const path = await t.open(A)
+    await t.open(B)
     await send(
       path,
-      'garbage\n{"hook_event_name":"UserPromptSubmit"}\n{"hook_event_name":"PreToolUse"}\n',
+      '{garbage\n{"hook_event_name":"UserPromptSubmit"}\n{"hook_event_name":"PreToolUse"}\n',
     )
     await waitUntil('working', () => t.agents(A).length === 1)
     expect(t.agents(A)[0]).toMatchObject({ status: 'working' })
@@ -118,8 +111,7 @@ describe('AgentTracker', () => {
 
   it('a stopped session has no agent; its next launch starts from nothing', async () => {
     const t = await setup()
-    await t.tracker.addDevice(A)
-    const path = t.tracker.device(A).connect?.slice('unix:'.length) ?? ''
+    const path = await t.open(A)
     await send(path, '{"hook_event_name":"Stop"}\n')
     await waitUntil('idle', () => t.r.cached(A)?.agent?.status === 'idle')
     await t.r.stopped(A)
@@ -137,21 +129,9 @@ describe('AgentTracker', () => {
     expect(t.agents(A).map((a) => a.status)).toEqual(['idle', 'idle'])
   })
 
-  it('attach with fix adds a missing device, and leaves a right one alone', async () => {
-    const t = await setup()
-    const inst = t.driver.instances.get(A)
-    if (!inst) throw new Error('no instance')
-    await t.tracker.attach(inst, { fix: true })
-    expect(t.driver.callsOf('deviceAdd')).toHaveLength(1)
-    await t.tracker.attach(inst, { fix: true })
-    expect(t.driver.callsOf('deviceAdd')).toHaveLength(1)
-    expect(t.driver.callsOf('deviceRemove')).toHaveLength(0)
-  })
-
   it('a screen trigger reads the pane once: back at the shell is exited; a flood of triggers is coalesced', async () => {
     const t = await setup()
-    await t.tracker.addDevice(A)
-    const path = t.tracker.device(A).connect?.slice('unix:'.length) ?? ''
+    const path = await t.open(A)
     let reads = 0
     let running = '1'
     t.driver.execHandler = (_name, argv) => {
@@ -201,10 +181,15 @@ describe('AgentTracker', () => {
     expect(limit).toBeLessThanOrEqual(1024 * 1024)
   })
 
-  it('forget closes the socket', async () => {
+  it("forget closes the session's hook connections and drops its counters", async () => {
     const t = await setup()
-    await t.tracker.addDevice(A)
+    const held = net.connect(await t.open(A))
+    held.on('error', () => undefined)
+    const closed = new Promise((resolve) => held.once('close', resolve))
+    held.write('{')
+    await waitUntil('connected', () => t.tracker.counters(A)?.open === 1)
     await t.tracker.forget(A)
+    await closed
     expect(t.tracker.counters(A)).toBeUndefined()
   })
 })

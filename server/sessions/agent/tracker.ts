@@ -1,22 +1,18 @@
-// Issue 17: the agent status of every session. It owns the hook channel (channel.ts) and the
-// Incus `proxy` device that exposes it in each container, turns each line into a signal
-// (hooks.ts) or a look at the screen (screen-watch.ts: tmux's alerts come through the same
-// channel), debounces per session (machine.ts, one timer each) and hands what is due to the
-// reconciler, which alone writes the session cache and publishes `session.agent`. A session's
-// state is reset when its launch ends (stop, delete) and dropped with the session.
+// Issue 17: the agent status of every session. It owns the hook channel (channel.ts), whose
+// connections come in on the session's one socket and Incus `proxy` device (network/egress.ts
+// owns both, issue 16; app.ts routes them to `accept`), turns each line into a signal (hooks.ts)
+// or a look at the screen (screen-watch.ts: tmux's alerts come through the same channel),
+// debounces per session (machine.ts, one timer each) and hands what is due to the reconciler,
+// which alone writes the session cache and publishes `session.agent`. A session's state is reset
+// when its launch ends (stop, delete) and dropped with the session.
+import type net from 'node:net'
 import type { Logger } from 'pino'
 import { isToolName, type ToolName } from '../../../shared/tools.ts'
 import type { IncusDriver } from '../../incus/driver.ts'
 import type { IncusInstance } from '../../incus/schemas.ts'
-import { deviceWrong, proxyDevice } from '../../network/container.ts'
 import type { SessionReconciler } from '../reconciler.ts'
 import { HookChannel, type ChannelCounters, type ChannelLimits } from './channel.ts'
-import {
-  AGENT_DEVICE,
-  AGENT_LISTEN,
-  agentHookInstall,
-  type AgentHookInstall,
-} from './hook-files.ts'
+import { agentHookInstall, type AgentHookInstall } from './hook-files.ts'
 import { eventOf, parseHookPayload, signalOf, type AgentSignal } from './hooks.ts'
 import {
   DEFAULT_MACHINE,
@@ -38,8 +34,6 @@ import {
 } from './screen-watch.ts'
 
 export interface AgentTrackerOptions {
-  /** Directory of the per-session sockets (main.ts: <runtime dir>/clincus/agent). */
-  runtimeDir: string
   limits?: Partial<ChannelLimits>
   machine?: Partial<MachineOptions>
   /** One look at a session's screen at most this often (ms). Default 2000. */
@@ -78,7 +72,6 @@ export class AgentTracker {
     this.#d = deps
     this.#machine = { ...DEFAULT_MACHINE, ...deps.options.machine }
     this.#channel = new HookChannel({
-      dir: deps.options.runtimeDir,
       log: deps.log,
       limits: deps.options.limits,
       onLine: (id, line) => {
@@ -99,37 +92,22 @@ export class AgentTracker {
     return { ...base, files: [...base.files, conf] }
   }
 
-  /** The proxy device of a session. */
-  device(id: string): Record<string, string> {
-    return proxyDevice(this.#channel.path(id), AGENT_LISTEN)
-  }
-
-  /** Opens the session's socket and adds its device (before the container's first start). */
-  async addDevice(id: string, signal?: AbortSignal): Promise<void> {
-    await this.#channel.open(id)
-    await this.#d.driver.deviceAdd(id, AGENT_DEVICE, this.device(id), signal ? { signal } : {})
+  /**
+   * A hook channel connection of session `id` (from its socket: the session is where it came
+   * in, never what it says), paused, with the first chunk read from it.
+   */
+  accept(id: string, socket: net.Socket, head: Buffer): void {
+    this.#channel.accept(id, socket, head)
   }
 
   /**
-   * An existing session (startup, resume): its socket opened; with `fix`, the device added when
-   * missing or pointing elsewhere (sessions made before issue 17, a moved runtime directory).
-   * Without `fix` (startup) a running session's screen is read once: its status is not known
-   * again until the tool next reports.
+   * An existing session (startup, resume). At startup (no `fix`) a running session's screen is
+   * read once: its status is not known again until the tool next reports. Its device is the
+   * egress service's (EgressService.attach replaces the old hook device).
    */
-  async attach(
-    inst: IncusInstance,
-    opts: { fix?: boolean; signal?: AbortSignal } = {},
-  ): Promise<void> {
-    await this.#channel.open(inst.name)
-    if (!opts.fix) {
-      if (inst.status.toLowerCase() === 'running') this.#screen(inst.name)
-      return
-    }
-    const dev = inst.devices?.[AGENT_DEVICE]
-    if (!deviceWrong(true, this.#channel.path(inst.name), dev)) return
-    const signal = opts.signal ? { signal: opts.signal } : {}
-    if (dev !== undefined) await this.#d.driver.deviceRemove(inst.name, AGENT_DEVICE, signal)
-    await this.#d.driver.deviceAdd(inst.name, AGENT_DEVICE, this.device(inst.name), signal)
+  attach(inst: IncusInstance, opts: { fix?: boolean; signal?: AbortSignal } = {}): Promise<void> {
+    if (!opts.fix && inst.status.toLowerCase() === 'running') this.#screen(inst.name)
+    return Promise.resolve()
   }
 
   /** A signal for a session (the channel's lines; the screen fallback). */

@@ -142,6 +142,12 @@ describeIncus('the warm pool on a live Incus daemon', () => {
     expect(await incus('config', 'get', s.id, 'limits.memory')).toBe('768MiB')
     expect(await incus('config', 'get', s.id, 'limits.processes')).toBe('1234')
     expect(await incus('config', 'get', s.id, 'user.clincus.pool')).toBe('')
+    // Exactly one proxy device (issue 16: each costs Incus ~1 s at start): egress and hooks.
+    const inst = JSON.parse(await incus('query', `/1.0/instances/${s.id}`)) as {
+      expanded_devices: Record<string, { type: string }>
+    }
+    const proxies = Object.entries(inst.expanded_devices).filter(([, d]) => d.type === 'proxy')
+    expect(proxies.map(([name]) => name)).toEqual(['clincus-host'])
     const listed = (await requestJson(server.url, 'GET', '/api/sessions')).body as Array<{
       id: string
     }>

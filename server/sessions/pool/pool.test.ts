@@ -281,7 +281,7 @@ describe('warm creates through the app', () => {
     // The same devices (the egress socket is named after the container).
     const devices = (name: string): string =>
       JSON.stringify(t.driver.instances.get(name)?.devices).replaceAll(name, 'NAME')
-    expect(w?.devices?.['clincus-egress']).toBeDefined()
+    expect(w?.devices?.['clincus-host']).toBeDefined()
     expect(devices(warm.id)).toBe(devices(cold.id))
     expect(w?.status).toBe('Running')
     // Same tmpfs, sudoers, tool config and tool start commands (by the container's name).
