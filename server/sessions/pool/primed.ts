@@ -4,7 +4,7 @@
 // agents read the workspace when they start (CLAUDE.md, git status into the system prompt), so a
 // tool started minutes before the click would work from a stale view; it starts at the claim.
 // This module keeps the requests and members (synchronous state, so two creates never claim one
-// member); WarmPool (manager.ts) runs the fills, and a Primer (prime.ts) makes and removes them.
+// member); WarmPool (manager.ts) runs the fills, and a Primer (../primed-launch.ts) makes and removes them.
 import type { IncusInstance } from '../../incus/schemas.ts'
 import { parseProtectLabel, type ProtectionPlan } from '../protect.ts'
 import { LABEL } from '../registry.ts'
@@ -26,7 +26,7 @@ export interface PrimedMade extends PrimedInfo {
   memoryBytes: number
 }
 
-/** Makes and removes primed members; the session side implements it (prime.ts). */
+/** Makes and removes primed members; the session side implements it (../primed-launch.ts createPrimer). */
 export interface Primer {
   /**
    * Makes member `name` for `req`: plans it fresh, runs the cold steps to `tmpfs`, freezes it.
