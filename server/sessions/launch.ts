@@ -24,6 +24,17 @@ export class CreationCancelledError extends AppError {
   }
 }
 
+/**
+ * Removes the empty directories a protection plan made in `workspace`, unless another session of
+ * it (not `self`, slot `selfSlot`) exists or is being created (service.ts). Never throws.
+ */
+export type RemoveCreated = (
+  workspace: string,
+  plan: ProtectionPlan | null,
+  self: string,
+  selfSlot: number | null,
+) => Promise<void>
+
 /** What every launch of one session service shares. */
 export interface LaunchContext {
   driver: IncusDriver
@@ -42,12 +53,7 @@ export interface LaunchContext {
   /** Warm pool containers being turned into sessions (restore leaves them alone). */
   claiming: Set<string>
   /** Removes the directories the protection made, unless the workspace is in use elsewhere. */
-  removeCreated(
-    workspace: string,
-    plan: ProtectionPlan | null,
-    self: string,
-    selfSlot: number | null,
-  ): Promise<void>
+  removeCreated: RemoveCreated
 }
 
 /** One launch: the plan, the container and how it was chosen. */

@@ -12,6 +12,7 @@ import { NETWORK_LABEL, type EgressService } from '../network/egress.ts'
 import type { AgentTracker } from './agent/tracker.ts'
 import type { DeadlineScheduler } from './deadlines.ts'
 import type { LaunchTarget } from './launch-config.ts'
+import type { RemoveCreated } from './launch.ts'
 import { planLaunch, type LaunchPlan, type PlanDeps } from './launch-plan.ts'
 import { launchSteps } from './launch-steps.ts'
 import type { WarmPool } from './pool/manager.ts'
@@ -23,7 +24,6 @@ import {
   type PrimedMade,
   type Primer,
 } from './pool/primed.ts'
-import type { ProtectionPlan } from './protect.ts'
 import { deleteWithRetry } from './readiness.ts'
 
 export interface PrimerDeps extends PlanDeps {
@@ -35,12 +35,7 @@ export interface PrimerDeps extends PlanDeps {
   agents?: AgentTracker
   deadlines: DeadlineScheduler
   /** Removes the directories a protection made unless the workspace is in use (service.ts). */
-  removeCreated(
-    workspace: string,
-    plan: ProtectionPlan | null,
-    self: string,
-    selfSlot: number | null,
-  ): Promise<void>
+  removeCreated: RemoveCreated
 }
 
 /**
