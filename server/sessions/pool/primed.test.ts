@@ -20,6 +20,7 @@ function plan(over: Partial<LaunchPlan> = {}): LaunchPlan {
     image: 'clincus',
     profile: undefined,
     owner,
+    workspaceId: { dev: 42, ino: 7 },
     mounts: [{ device: 'mount-1', source: '/home/u/.gitconfig', path: '/home/code/.gitconfig' }],
     mapping: chooseIdMapping(owner, 1000),
     rootDisk: {},
@@ -91,6 +92,13 @@ describe('primedKey', () => {
       expect(key.key, what).not.toBe(base.key)
       expect(primedMismatch(base, key), what).toMatch(words)
     }
+  })
+
+  it('red team: changes when the workspace folder is replaced at its path, without protection too', () => {
+    const unprotected = primedKey(plan({ protection: null }), NET)
+    const replaced = primedKey(plan({ protection: null, workspaceId: { dev: 42, ino: 70 } }), NET)
+    expect(replaced.key).not.toBe(unprotected.key)
+    expect(primedMismatch(unprotected, replaced)).toMatch(/workspace folder was replaced/)
   })
 
   it('ignores the pool and dashboard sections and profiles other than the request one', () => {

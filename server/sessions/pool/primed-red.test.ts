@@ -1,0 +1,58 @@
+// Red team (session 7) against primed pool members: each test is an attack that broke (or held)
+// before its fix. Fake driver, through the app, as primed-app.test.ts.
+import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { describe, expect, it, vi } from 'vitest'
+import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
+import { buildTestApp, json, type TestApp } from '../../test/helpers.ts'
+import { ownByUser } from '../../test/owner.ts'
+import { LABEL } from '../registry.ts'
+
+const WAIT = { timeout: 20_000, interval: 20 }
+
+async function primedApp(extra = ''): Promise<TestApp> {
+  const t = await buildTestApp({
+    deps: { warmPool: true, monitor: true },
+    configText: `[pool]\nsize = 0\nprimed = 0\n`,
+  })
+  await writeFile(
+    t.configFile,
+    `[pool]\nsize = 0\nprimed = 1\n[dashboard]\nworkspace_roots = ["${t.root}"]\n${extra}`,
+  )
+  await t.services.config.reload()
+  return t
+}
+
+async function create(t: TestApp, workspace = t.project): Promise<CreatedSession> {
+  const res = await t.app.inject({ method: 'POST', url: '/api/sessions', ...json({ workspace }) })
+  expect(res.statusCode, res.body).toBe(200)
+  return res.json<CreatedSession>()
+}
+
+function primedReady(t: TestApp, n: number): Promise<void> {
+  return vi.waitFor(() => {
+    expect(t.services.poolStatus?.().primed?.ready).toBe(n)
+  }, WAIT)
+}
+
+const members = (t: TestApp): string[] =>
+  [...t.driver.instances.values()]
+    .filter((i) => i.config[LABEL.pool]?.startsWith('primed:') === true)
+    .map((i) => i.name)
+
+describe('red team: primed members', () => {
+  it('a workspace replaced at its path (protection disabled) is never served by the old member', async () => {
+    const t = await primedApp(`[security]\ndisable_protection = true\n`)
+    await create(t)
+    await primedReady(t, 1)
+    const [stale] = members(t)
+    // The user (or anything that may rename in the parent) replaces the workspace: the member
+    // still has the old directory mounted (Incus resolved the source when it started).
+    await rename(t.project, `${t.project}-old`)
+    await mkdir(t.project)
+    await ownByUser(t.project)
+    const s = await create(t)
+    expect(s.id).not.toBe(stale)
+    expect(s.path).toBe('cold')
+    expect(s.cold_reason).toMatch(/primed container stale/)
+  })
+})
