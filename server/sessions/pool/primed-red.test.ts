@@ -1,10 +1,11 @@
 // Red team (session 7) against primed pool members: each test is an attack that broke (or held)
 // before its fix. Fake driver, through the app, as primed-app.test.ts.
-import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { chown, mkdir, rename, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
 import { buildTestApp, json, type TestApp } from '../../test/helpers.ts'
-import { ownByUser } from '../../test/owner.ts'
+import { ownByUser, WORKSPACE_OWNER } from '../../test/owner.ts'
 import { LABEL } from '../registry.ts'
 
 const WAIT = { timeout: 20_000, interval: 20 }
@@ -55,4 +56,23 @@ describe('red team: primed members', () => {
     expect(s.path).toBe('cold')
     expect(s.cold_reason).toMatch(/primed container stale/)
   })
+
+  it.each([
+    ['tighter limits', '[limits.cpu]\ncount = "1"\n'],
+    ['a narrower network', '[network]\nmode = "none"\n'],
+  ])(
+    'a .clincus.toml changed between the prime and the claim (%s) is never served by the member',
+    async (_what, toml) => {
+      const t = await primedApp()
+      await create(t)
+      await primedReady(t, 1)
+      const [stale] = members(t)
+      await writeFile(join(t.project, '.clincus.toml'), toml)
+      await chown(join(t.project, '.clincus.toml'), WORKSPACE_OWNER.uid, WORKSPACE_OWNER.gid)
+      const s = await create(t)
+      expect(s.id).not.toBe(stale)
+      expect(s.path).toBe('cold')
+      expect(s.cold_reason).toMatch(/primed container stale: the (config|network settings) changed/)
+    },
+  )
 })
