@@ -104,7 +104,7 @@ const PART_WORDS: Record<KeyPart, string> = {
   image: 'the image or root disk settings changed',
   request: 'another workspace, tool or profile',
   config: 'the config changed',
-  mounts: 'the config mounts changed',
+  mounts: 'the config mounts changed (or a mounted file or folder was replaced)',
   protection: "the workspace's protected paths changed (e.g. .git replaced)",
   idmap: "the workspace's owner changed",
   network: 'the network settings changed',

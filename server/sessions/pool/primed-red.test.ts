@@ -75,4 +75,30 @@ describe('red team: primed members', () => {
       expect(s.cold_reason).toMatch(/primed container stale: the (config|network settings) changed/)
     },
   )
+
+  it('a mounted file replaced between the prime and the claim (a secret taken out of it) is never served by the member', async () => {
+    const t = await primedApp()
+    const npmrc = join(t.home, '.npmrc')
+    await writeFile(npmrc, '//registry.example/:_authToken=SECRET\n')
+    await chown(npmrc, WORKSPACE_OWNER.uid, WORKSPACE_OWNER.gid)
+    await writeFile(
+      t.configFile,
+      `[pool]\nsize = 0\nprimed = 1\n[dashboard]\nworkspace_roots = ["${t.root}"]\n` +
+        `[[mounts.default]]\nhost = "~/.npmrc"\ncontainer = "/home/code/.npmrc"\n`,
+    )
+    await t.services.config.reload()
+    await create(t)
+    await primedReady(t, 1)
+    const [stale] = members(t)
+    // The user takes the token out: written as editors and `npm config` do, a new file renamed
+    // over the old one. The member's bind mount still holds the old file (and the token).
+    const next = `${npmrc}.tmp`
+    await writeFile(next, '# no token for agents\n')
+    await chown(next, WORKSPACE_OWNER.uid, WORKSPACE_OWNER.gid)
+    await rename(next, npmrc)
+    const s = await create(t)
+    expect(s.id).not.toBe(stale)
+    expect(s.path).toBe('cold')
+    expect(s.cold_reason).toMatch(/primed container stale: the config mounts changed/)
+  })
 })

@@ -21,7 +21,14 @@ function plan(over: Partial<LaunchPlan> = {}): LaunchPlan {
     profile: undefined,
     owner,
     workspaceId: { dev: 42, ino: 7 },
-    mounts: [{ device: 'mount-1', source: '/home/u/.gitconfig', path: '/home/code/.gitconfig' }],
+    mounts: [
+      {
+        device: 'mount-1',
+        source: '/home/u/.gitconfig',
+        path: '/home/code/.gitconfig',
+        id: { dev: 42, ino: 3 },
+      },
+    ],
     mapping: chooseIdMapping(owner, 1000),
     rootDisk: {},
     maxDurationMs: null,
@@ -73,6 +80,23 @@ describe('primedKey', () => {
       ['profile', primedKey(plan({ profile: 'p' }), NET), /workspace, tool/],
       ['config', primedKey(plan({ config: tighter as LaunchPlan['config'] }), NET), /config/],
       ['mounts', primedKey(plan({ mounts: [] }), NET), /mounts/],
+      [
+        'a mounted file replaced',
+        primedKey(
+          plan({
+            mounts: [
+              {
+                device: 'mount-1',
+                source: '/home/u/.gitconfig',
+                path: '/home/code/.gitconfig',
+                id: { dev: 42, ino: 4 },
+              },
+            ],
+          }),
+          NET,
+        ),
+        /mounts/,
+      ],
       ['protected identity', primedKey(gitSwapped, NET), /\.git replaced/],
       ['workspace identity', primedKey(rootSwapped, NET), /protected paths/],
       ['no protection', primedKey(plan({ protection: null }), NET), /protected paths/],
