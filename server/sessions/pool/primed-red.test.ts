@@ -101,4 +101,29 @@ describe('red team: primed members', () => {
     expect(s.path).toBe('cold')
     expect(s.cold_reason).toMatch(/primed container stale: the config mounts changed/)
   })
+
+  it('a create of another workspace never gets the member of this one', async () => {
+    const t = await primedApp()
+    await create(t)
+    await primedReady(t, 1)
+    const [member] = members(t)
+    const other = `${t.root}/other`
+    await mkdir(other)
+    await ownByUser(other)
+    const s = await create(t, other)
+    expect(s.id).not.toBe(member)
+    expect(s.path).toBe('cold')
+    expect(t.driver.instances.get(member ?? '')?.config[LABEL.primedWorkspace]).not.toBe(other)
+  })
+
+  it('a workspace given to another owner since the prime is never served by the member', async () => {
+    const t = await primedApp()
+    await create(t)
+    await primedReady(t, 1)
+    const [member] = members(t)
+    await chown(t.project, 1001, 1001)
+    const s = await create(t)
+    expect(s.id).not.toBe(member)
+    expect(s.cold_reason).toMatch(/primed container stale: the workspace's owner changed/)
+  })
 })
