@@ -126,4 +126,23 @@ describe('red team: primed members', () => {
     expect(s.id).not.toBe(member)
     expect(s.cold_reason).toMatch(/primed container stale: the workspace's owner changed/)
   })
+
+  it('a member primed with agent_sudo (sudoers pushed) never serves a create once sudo is off', async () => {
+    const t = await primedApp(`[security]\nagent_sudo = true\n`)
+    await create(t)
+    await primedReady(t, 1)
+    const [member] = members(t)
+    const pushed = t.driver
+      .callsOf('filePush')
+      .some((c) => c.args[0] === member && String(c.args[1]).includes('sudoers'))
+    expect(pushed).toBe(true)
+    await writeFile(
+      t.configFile,
+      `[pool]\nsize = 0\nprimed = 1\n[dashboard]\nworkspace_roots = ["${t.root}"]\n`,
+    )
+    await t.services.config.reload()
+    const s = await create(t)
+    expect(s.id).not.toBe(member)
+    expect(s.warm).not.toBe('primed')
+  })
 })
