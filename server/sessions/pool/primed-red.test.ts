@@ -145,4 +145,33 @@ describe('red team: primed members', () => {
     expect(s.id).not.toBe(member)
     expect(s.warm).not.toBe('primed')
   })
+
+  it('creates of many distinct workspaces never keep more members than [pool] primed', async () => {
+    const t = await primedApp()
+    await writeFile(
+      t.configFile,
+      `[pool]\nsize = 0\nprimed = 2\n[dashboard]\nworkspace_roots = ["${t.root}"]\n`,
+    )
+    await t.services.config.reload()
+    let most = 0
+    const count = (): void => {
+      most = Math.max(most, members(t).length)
+    }
+    t.driver.gate = () => {
+      count()
+      return Promise.resolve()
+    }
+    for (let i = 0; i < 5; i++) {
+      const ws = `${t.root}/ws${i}`
+      await mkdir(ws)
+      await ownByUser(ws)
+      await create(t, ws)
+      await primedReady(t, Math.min(i + 1, 2))
+    }
+    count()
+    expect(most).toBeLessThanOrEqual(2)
+    expect(members(t).map((n) => t.driver.instances.get(n)?.config[LABEL.primedWorkspace])).toEqual(
+      expect.arrayContaining([`${t.root}/ws3`, `${t.root}/ws4`]),
+    )
+  })
 })
