@@ -31,6 +31,12 @@ export interface LaunchPlan {
   image: string
   profile: string | undefined
   owner: { uid: number; gid: number }
+  /**
+   * The workspace directory's identity (device, inode) when it was planned: a primed member
+   * (pool/primed-key.ts) mounted the directory then at the path, so a directory replaced at the
+   * path since (renamed, deleted and made again) gives another key, protection or not.
+   */
+  workspaceId: { dev: number; ino: number }
   mounts: MountDevice[]
   mapping: IdMappingPlan
   rootDisk: Record<string, string>
@@ -131,6 +137,7 @@ export async function planLaunch(
     image,
     profile: body.profile,
     owner,
+    workspaceId: { dev: wsStat.dev, ino: wsStat.ino },
     mounts,
     mapping: chooseIdMapping(owner, config.incus.code_uid),
     rootDisk: rootDisk.device,

@@ -9,6 +9,12 @@ export interface MountDevice {
   device: string
   source: string
   path: string
+  /**
+   * The source's identity (device, inode) when planned: a primed member (pool/primed-key.ts)
+   * holds the file or folder that was at `source` then, so one replaced since (a file rewritten
+   * by rename, as editors and `git config` do) gives another key.
+   */
+  id: { dev: number; ino: number }
 }
 
 function nested(a: string, b: string): boolean {
@@ -55,7 +61,7 @@ export async function planMounts(
     // Its files would be host root's for the code user? No: unmapped, but container root with
     // agent_sudo could still plant files there as an unprivileged id. Same rule as the workspace.
     refuseRootOwner(`mounts.default[${i}].host`, source, { uid: st.uid, gid: st.gid })
-    out.push({ device: `mount-${i}`, source, path })
+    out.push({ device: `mount-${i}`, source, path, id: { dev: st.dev, ino: st.ino } })
   }
   return out
 }

@@ -350,14 +350,18 @@ async function removeCreated(root: PinnedDir, created: readonly string[]): Promi
   }
 }
 
-/** Removes the directories a session's protection created, where they are still empty. */
+/** Removes the directories a protection created, where still empty; none when the directory at
+ * `workspace` is not `made` (the plan's root) any more: a replaced workspace's folders are not ours. */
 export async function removeCreatedDirs(
   workspace: string,
   created: readonly string[],
+  made?: Pick<Found, 'dev' | 'ino'>,
 ): Promise<void> {
   if (created.length === 0) return
   const root = await PinnedDir.open(workspace)
   try {
+    const now = made ? await root.stat() : null
+    if (now && made && (now.dev !== made.dev || now.ino !== made.ino)) return
     await removeCreated(root, created)
   } finally {
     await root.close()

@@ -197,7 +197,7 @@ export class SessionService {
       if (creating || existing) return
       // A primed member of the workspace has them mounted: they become its (removed with it).
       if (this.#d.pool?.adoptCreated(workspace, plan.created, self)) return
-      await removeCreatedDirs(workspace, plan.created)
+      await removeCreatedDirs(workspace, plan.created, plan.root)
     } catch (err) {
       this.#d.log.warn({ err, workspace }, 'could not remove the directories made for protection')
     }

@@ -25,6 +25,7 @@ export const KEY_PARTS = [
   'protection',
   'idmap',
   'network',
+  'workspace',
 ] as const
 export type KeyPart = (typeof KEY_PARTS)[number]
 
@@ -73,6 +74,7 @@ export function withoutSections(
  * service gives the session (proxy environment and the workspace's `[network]` table, as set at
  * creation). The protection part holds every device with the identity (device, inode) checked at
  * planning, and the workspace root's: a `.git` replaced between the prime and the claim changes it.
+ * The workspace part is the workspace directory's own identity, with or without protection.
  */
 export function primedKey(plan: LaunchPlan, network: Record<string, string>): PrimedKey {
   const protection = plan.protection
@@ -86,6 +88,8 @@ export function primedKey(plan: LaunchPlan, network: Record<string, string>): Pr
     protection: digest(protection),
     idmap: digest([plan.owner, plan.mapping.method, plan.mapping.config]),
     network: digest(network),
+    // The directory the member mounted: without protection nothing else in the key names it.
+    workspace: digest([plan.workspaceId.dev, plan.workspaceId.ino]),
   }
   return {
     key: digest(
@@ -100,10 +104,11 @@ const PART_WORDS: Record<KeyPart, string> = {
   image: 'the image or root disk settings changed',
   request: 'another workspace, tool or profile',
   config: 'the config changed',
-  mounts: 'the config mounts changed',
+  mounts: 'the config mounts changed (or a mounted file or folder was replaced)',
   protection: "the workspace's protected paths changed (e.g. .git replaced)",
   idmap: "the workspace's owner changed",
   network: 'the network settings changed',
+  workspace: 'the workspace folder was replaced (another folder at its path)',
 }
 
 /** Why a member primed with `have` cannot serve a create whose plan gives `want` (for the user). */

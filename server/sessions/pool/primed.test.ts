@@ -20,7 +20,15 @@ function plan(over: Partial<LaunchPlan> = {}): LaunchPlan {
     image: 'clincus',
     profile: undefined,
     owner,
-    mounts: [{ device: 'mount-1', source: '/home/u/.gitconfig', path: '/home/code/.gitconfig' }],
+    workspaceId: { dev: 42, ino: 7 },
+    mounts: [
+      {
+        device: 'mount-1',
+        source: '/home/u/.gitconfig',
+        path: '/home/code/.gitconfig',
+        id: { dev: 42, ino: 3 },
+      },
+    ],
     mapping: chooseIdMapping(owner, 1000),
     rootDisk: {},
     maxDurationMs: null,
@@ -72,6 +80,23 @@ describe('primedKey', () => {
       ['profile', primedKey(plan({ profile: 'p' }), NET), /workspace, tool/],
       ['config', primedKey(plan({ config: tighter as LaunchPlan['config'] }), NET), /config/],
       ['mounts', primedKey(plan({ mounts: [] }), NET), /mounts/],
+      [
+        'a mounted file replaced',
+        primedKey(
+          plan({
+            mounts: [
+              {
+                device: 'mount-1',
+                source: '/home/u/.gitconfig',
+                path: '/home/code/.gitconfig',
+                id: { dev: 42, ino: 4 },
+              },
+            ],
+          }),
+          NET,
+        ),
+        /mounts/,
+      ],
       ['protected identity', primedKey(gitSwapped, NET), /\.git replaced/],
       ['workspace identity', primedKey(rootSwapped, NET), /protected paths/],
       ['no protection', primedKey(plan({ protection: null }), NET), /protected paths/],
@@ -91,6 +116,13 @@ describe('primedKey', () => {
       expect(key.key, what).not.toBe(base.key)
       expect(primedMismatch(base, key), what).toMatch(words)
     }
+  })
+
+  it('red team: changes when the workspace folder is replaced at its path, without protection too', () => {
+    const unprotected = primedKey(plan({ protection: null }), NET)
+    const replaced = primedKey(plan({ protection: null, workspaceId: { dev: 42, ino: 70 } }), NET)
+    expect(replaced.key).not.toBe(unprotected.key)
+    expect(primedMismatch(unprotected, replaced)).toMatch(/workspace folder was replaced/)
   })
 
   it('ignores the pool and dashboard sections and profiles other than the request one', () => {
