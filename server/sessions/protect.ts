@@ -350,8 +350,10 @@ async function removeCreated(root: PinnedDir, created: readonly string[]): Promi
   }
 }
 
-/** Removes the directories a protection created, where still empty; none when the directory at
- * `workspace` is not `made` (the plan's root) any more: a replaced workspace's folders are not ours. */
+/**
+ * Removes the directories a protection created, where still empty; none when the directory at
+ * `workspace` is not `made` (the plan's root) any more: a replaced workspace's folders are not ours.
+ */
 export async function removeCreatedDirs(
   workspace: string,
   created: readonly string[],
