@@ -12,8 +12,6 @@ import { join } from 'node:path'
 import type { Logger } from 'pino'
 import type { SessionNetwork, SessionNetworkSummary } from '../../shared/schemas/network.ts'
 import { isToolName, type ToolName } from '../../shared/tools.ts'
-import { readWorkspaceLayer } from '../config/load.ts'
-import { isPlainObject, own } from '../config/merge.ts'
 import type { ConfigStore } from '../config/store.ts'
 import { BadRequestError } from '../errors.ts'
 import type { EventHub } from '../events/hub.ts'
@@ -39,7 +37,7 @@ import type { OtherConnection } from './proxy-connections.ts'
 import { EgressProxy, type ProxyLimits } from './proxy.ts'
 import type { Resolver } from './proxy-lookup.ts'
 import { prepareRuntimeDir } from './runtime-dir.ts'
-import { recordedNetwork, sessionPolicy } from './session-policy.ts'
+import { readWorkspaceNetwork, recordedNetwork, sessionPolicy } from './session-policy.ts'
 
 export {
   APT_PROXY_FILE,
@@ -197,10 +195,14 @@ export class EgressService {
     profile: string | undefined,
     tool: ToolName,
   ): Promise<Record<string, string>> {
-    const layer = await readWorkspaceLayer(join(workspace, '.clincus.toml')).catch(() => null)
-    const wsNetwork = isPlainObject(layer) ? (own(layer, 'network') ?? null) : null
+    const wsNetwork = await readWorkspaceNetwork(workspace)
     this.#install(id, { tool, profile, wsNetwork })
     await this.#open(id)
+    return this.networkConfig(wsNetwork)
+  }
+
+  /** The instance config of a session whose workspace's `[network]` table is `wsNetwork`. */
+  networkConfig(wsNetwork: unknown): Record<string, string> {
     return {
       ...this.environment(),
       ...(wsNetwork !== null ? { [NETWORK_LABEL]: JSON.stringify(wsNetwork) } : {}),

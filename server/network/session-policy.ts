@@ -3,11 +3,13 @@
 // applies that rule), plus the tool's built-in domains (builtins.ts) and the host's registries.
 // Pure but for reading the loaded config; an unreadable recorded table means mode none (logged),
 // never an error. Invalid allow entries are returned for the caller to log (once each).
+import { join } from 'node:path'
 import type { Logger } from 'pino'
 import { Value } from 'typebox/value'
 import { NetworkSchema, type Config } from '../../shared/schemas/config.ts'
 import type { ToolName } from '../../shared/tools.ts'
-import { configForWorkspace } from '../config/load.ts'
+import { configForWorkspace, readWorkspaceLayer } from '../config/load.ts'
+import { isPlainObject, own } from '../config/merge.ts'
 import type { ConfigStore } from '../config/store.ts'
 import { TOOL_DOMAINS } from './builtins.ts'
 import { parseEntries, type NetworkMode, type Policy, type PolicyEntryError } from './policy.ts'
@@ -100,4 +102,13 @@ export function recordedNetwork(label: string | undefined): unknown {
   } catch {
     return { mode: 'none' }
   }
+}
+
+/**
+ * The workspace's `[network]` table as its `.clincus.toml` says now (what a session created now
+ * records), or null when it has none or the file cannot be read.
+ */
+export async function readWorkspaceNetwork(workspace: string): Promise<unknown> {
+  const layer = await readWorkspaceLayer(join(workspace, '.clincus.toml')).catch(() => null)
+  return isPlainObject(layer) ? (own(layer, 'network') ?? null) : null
 }

@@ -2,17 +2,12 @@
 // cold create of a recent request up to `tmpfs`, then frozen) and to remove one (as a rollback
 // does), and the claim a create tries first (its fresh plan must hash to the member's key).
 import { randomUUID } from 'node:crypto'
-import { join } from 'node:path'
-import type { Logger } from 'pino'
 import { runSteps } from '../../shared/steps.ts'
-import { readWorkspaceLayer } from '../config/load.ts'
-import { isPlainObject, own } from '../config/merge.ts'
 import type { IncusDriver } from '../incus/driver.ts'
-import { NETWORK_LABEL, type EgressService } from '../network/egress.ts'
-import type { AgentTracker } from './agent/tracker.ts'
-import type { DeadlineScheduler } from './deadlines.ts'
+import type { EgressService } from '../network/egress.ts'
+import { readWorkspaceNetwork } from '../network/session-policy.ts'
 import type { LaunchTarget } from './launch-config.ts'
-import type { RemoveCreated } from './launch.ts'
+import type { LaunchContext } from './launch.ts'
 import { planLaunch, type LaunchPlan, type PlanDeps } from './launch-plan.ts'
 import { launchSteps } from './launch-steps.ts'
 import type { WarmPool } from './pool/manager.ts'
@@ -26,17 +21,19 @@ import {
 } from './pool/primed.ts'
 import { deleteWithRetry } from './readiness.ts'
 
-export interface PrimerDeps extends PlanDeps {
-  driver: IncusDriver
-  log: Logger
-  home: string
-  readyTimeoutMs?: number
-  egress?: EgressService
-  agents?: AgentTracker
-  deadlines: DeadlineScheduler
-  /** Removes the directories a protection made unless the workspace is in use (service.ts). */
-  removeCreated: RemoveCreated
-}
+/** What making a member needs: a plan's inputs and the launch context's (service.ts gives both). */
+export type PrimerDeps = PlanDeps &
+  Pick<
+    LaunchContext,
+    | 'driver'
+    | 'log'
+    | 'home'
+    | 'readyTimeoutMs'
+    | 'egress'
+    | 'agents'
+    | 'deadlines'
+    | 'removeCreated'
+  >
 
 /**
  * The egress config a session of `workspace` gets at creation (egress.prepareCreate: the proxy
@@ -47,13 +44,7 @@ export async function networkConfig(
   egress: EgressService | undefined,
   workspace: string,
 ): Promise<Record<string, string>> {
-  if (!egress) return {}
-  const layer = await readWorkspaceLayer(join(workspace, '.clincus.toml')).catch(() => null)
-  const wsNetwork = isPlainObject(layer) ? (own(layer, 'network') ?? null) : null
-  return {
-    ...egress.environment(),
-    ...(wsNetwork !== null ? { [NETWORK_LABEL]: JSON.stringify(wsNetwork) } : {}),
-  }
+  return egress ? egress.networkConfig(await readWorkspaceNetwork(workspace)) : {}
 }
 
 /** The plan with the directories the member's protection made (removed when the session goes). */
