@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import {
   poolReady,
+  onSeriesPath,
   primedReady,
   seriesFigures,
   type LaunchSample,
@@ -109,6 +110,32 @@ describe('the primed series', () => {
     expect(p50?.value).toBe(600)
     expect(p50?.note).toContain('1 of 3 came back not primed')
     expect(p50?.met).toBe(true)
+  })
+
+  it('with an agent start: counts only launches whose agent was handed over so, saying why the others were not', () => {
+    const handed = { ...sample('warm', 400), warm: 'primed', agentStart: 'prestarted' }
+    const restarted = {
+      ...sample('warm', 3000),
+      warm: 'primed',
+      agentStart: 'restarted',
+      agentStartReason: 'CLAUDE.md changed',
+    }
+    const s: LaunchSeries = {
+      ...series('warm', [handed, restarted], [20, 30]),
+      warmKind: 'primed',
+      agentStart: 'prestarted',
+    }
+    s.offPath = [restarted]
+    expect(onSeriesPath(s, handed)).toBe(true)
+    expect(onSeriesPath(s, restarted)).toBe(false)
+    const [p50] = seriesFigures(s, 'clincus-test', 'ctx')
+    expect(p50?.name).toBe(
+      'warm (primed, agent prestarted): click → agent accepts keys, p50 (clincus-test, 1 launches)',
+    )
+    expect(p50?.value).toBe(400)
+    expect(p50?.note).toContain(
+      '1 of 2 came back not primed with the agent prestarted (CLAUDE.md changed)',
+    )
   })
 
   it('reads the ready primed members from the health', () => {

@@ -67,13 +67,24 @@ export function primedSupported(): boolean {
   return props !== undefined && Object.hasOwn(props, 'primed')
 }
 
+/** Whether this build can start the agent in primed containers: `[pool] prestart` (issue 16). */
+export function prestartSupported(): boolean {
+  const pool = (ConfigSchema.properties as Record<string, unknown>).pool
+  const props = (pool as { properties?: Record<string, unknown> } | undefined)?.properties
+  return props !== undefined && Object.hasOwn(props, 'prestart')
+}
+
 /**
- * The config lines for a pool of `size` generic containers and `primed` primed ones (none on a
- * build without the pool: they would be refused; `primed` only where the build has it).
+ * The config lines for a pool of `size` generic containers and `primed` primed ones, their agent
+ * started ahead with `prestart` (none on a build without the pool: they would be refused;
+ * `primed` and `prestart` only where the build has them).
  */
-export function poolConfig(size: number, primed = 0): string {
+export function poolConfig(size: number, primed = 0, prestart = false): string {
   if (!poolSupported()) return ''
-  return `\n[pool]\nsize = ${size}\n${primedSupported() ? `primed = ${primed}\n` : ''}`
+  const more =
+    (primedSupported() ? `primed = ${primed}\n` : '') +
+    (prestart && prestartSupported() ? 'prestart = true\n' : '')
+  return `\n[pool]\nsize = ${size}\n${more}`
 }
 
 /** Ready primed containers as `GET /api/health` reports them (`pool.primed.ready`), or null. */
@@ -142,6 +153,10 @@ export interface LaunchSample {
   path: LaunchPath
   /** For a warm launch: `primed` or `stopped` (the server's `warm` field). */
   warm?: string
+  /** `[pool] prestart`: `prestarted` or `restarted` (the server's `agent_start` field). */
+  agentStart?: string
+  /** Why the agent started ahead was started again (`agent_start_reason`). */
+  agentStartReason?: string
   coldReason?: string
   timings: Record<string, number>
 }
@@ -184,6 +199,8 @@ async function launchOnce(
   created(body.id)
   const reason = (body as { cold_reason?: unknown }).cold_reason
   const warmKind = (body as { warm?: unknown }).warm
+  const agentStart = (body as { agent_start?: unknown }).agent_start
+  const agentReason = (body as { agent_start_reason?: unknown }).agent_start_reason
   const ep = new WsEndpoint(
     '/ws/terminal',
     `${server.wsUrl}/ws/terminal/${encodeURIComponent(body.id)}?cols=120&rows=40`,
@@ -203,6 +220,8 @@ async function launchOnce(
       responseMs,
       path: body.path,
       ...(typeof warmKind === 'string' ? { warm: warmKind } : {}),
+      ...(typeof agentStart === 'string' ? { agentStart } : {}),
+      ...(typeof agentReason === 'string' ? { agentStartReason: agentReason } : {}),
       ...(typeof reason === 'string' ? { coldReason: reason } : {}),
       timings: body.timings,
     }
@@ -275,6 +294,8 @@ export interface LaunchSeries {
   path: LaunchPath
   /** Only warm launches of this kind count (`primed`); the others are off the series' path. */
   warmKind?: string
+  /** And only those whose agent was handed over so (`prestarted`: started ahead). */
+  agentStart?: string
   samples: LaunchSample[]
   floorMs: number[]
   floorName: string
@@ -288,19 +309,28 @@ export interface LaunchSeries {
   alsoFloor?: { name: string; ms: number[] }
 }
 
+/** Whether a launch took the series' path (its kind of warm container and agent start). */
+export function onSeriesPath(s: LaunchSeries, x: LaunchSample): boolean {
+  return (
+    x.path === s.path &&
+    (s.warmKind === undefined || x.warm === s.warmKind) &&
+    (s.agentStart === undefined || x.agentStart === s.agentStart)
+  )
+}
+
 /** The figures of one series: p50 and p95 beside the floor's, or one n/a row saying why. */
 export function seriesFigures(s: LaunchSeries, image: string, context: string): Figure[] {
-  const onPath = (x: LaunchSample): boolean =>
-    x.path === s.path && (s.warmKind === undefined || x.warm === s.warmKind)
-  const on = s.samples.filter(onPath)
-  const label = s.warmKind ? `${s.path} (${s.warmKind})` : s.path
+  const on = s.samples.filter((x) => onSeriesPath(s, x))
+  const label = s.warmKind
+    ? `${s.path} (${s.warmKind}${s.agentStart ? `, agent ${s.agentStart}` : ''})`
+    : s.path
   const total = s.samples.length
   const off = s.offPath
   const offText =
     off.length > 0
-      ? `; ${off.length} of ${total} came back ${s.warmKind ? `not ${s.warmKind}` : s.path === 'warm' ? 'cold' : 'warm'}${
-          off.some((x) => x.coldReason)
-            ? ` (${[...new Set(off.map((x) => x.coldReason ?? 'no reason given'))].join('; ')})`
+      ? `; ${off.length} of ${total} came back ${s.warmKind ? `not ${s.warmKind}${s.agentStart ? ` with the agent ${s.agentStart}` : ''}` : s.path === 'warm' ? 'cold' : 'warm'}${
+          off.some((x) => x.coldReason ?? x.agentStartReason)
+            ? ` (${[...new Set(off.map((x) => x.coldReason ?? x.agentStartReason ?? 'no reason given'))].join('; ')})`
             : ''
         } and are left out`
       : ''
@@ -376,14 +406,19 @@ export function seriesFigures(s: LaunchSeries, image: string, context: string): 
  * A second server of the run with a pool of `size` generic and `primed` primed containers (its
  * own home, prefix and log).
  */
-async function poolServer(ctx: BenchContext, size: number, primed = 0): Promise<ServerProcess> {
-  const tag = `${size}${primed > 0 ? `p${primed}` : ''}`
+async function poolServer(
+  ctx: BenchContext,
+  size: number,
+  primed = 0,
+  prestart = false,
+): Promise<ServerProcess> {
+  const tag = `${size}${primed > 0 ? `p${primed}` : ''}${prestart ? 's' : ''}`
   const home = join(ctx.home, `pool-${tag}`)
   const dir = join(home, '.config', 'clincus')
   await mkdir(dir, { recursive: true })
   await writeFile(
     join(dir, 'config.toml'),
-    `[defaults]\nimage = "${ctx.image}"\n\n[dashboard]\nworkspace_roots = ["${ctx.root}"]\n${poolConfig(size, primed)}`,
+    `[defaults]\nimage = "${ctx.image}"\n\n[dashboard]\nworkspace_roots = ["${ctx.root}"]\n${poolConfig(size, primed, prestart)}`,
   )
   // The pool fills for the owner of the first workspace root until a create says better: the
   // bench's workspaces are uid 1000's, so its root is too (else every first claim is cold).
@@ -395,7 +430,7 @@ async function poolServer(ctx: BenchContext, size: number, primed = 0): Promise<
     home,
     token,
     // Starts with the run id, so the run's cleanup by prefix takes its containers too.
-    prefix: `${ctx.runId}w${primed > 0 ? 'p' : ''}-`,
+    prefix: `${ctx.runId}w${primed > 0 ? 'p' : ''}${prestart ? 's' : ''}-`,
     image: ctx.image,
     logFile: join(ctx.repoRoot, 'bench', `server-pool-${tag}.log`),
   })
@@ -434,6 +469,15 @@ export async function benchLaunch(
   const primed: LaunchSeries = {
     ...warm,
     warmKind: 'primed',
+    samples: [],
+    floorMs: [],
+    offPath: [],
+    failed: [],
+  }
+  // `[pool] prestart`: the primed member's agent started ahead and handed over at the click.
+  const prestarted: LaunchSeries = {
+    ...primed,
+    agentStart: 'prestarted',
     samples: [],
     floorMs: [],
     offPath: [],
@@ -553,6 +597,20 @@ export async function benchLaunch(
         },
       })
     }
+    if (!prestartSupported()) {
+      prestarted.unavailable =
+        'this build starts no agent ahead (`[pool] prestart` is not in the schema)'
+    } else {
+      await primedSeries(ctx, n, prestarted, {
+        launch,
+        thaw: () => thawFloor(frozen),
+        server: async () => {
+          const server = await poolServer(ctx, 0, 1, true)
+          servers.push(server)
+          return server
+        },
+      })
+    }
   } finally {
     await cleanup()
     const at = ctx.cleanups.indexOf(cleanup)
@@ -560,6 +618,11 @@ export async function benchLaunch(
   }
   for (const f of seriesFigures(warm, ctx.image, await context())) ctx.record(f)
   for (const f of seriesFigures(primed, ctx.image, await context())) ctx.record(f)
+  for (const f of seriesFigures(prestarted, ctx.image, await context())) ctx.record(f)
+  if (prestarted.failed.length > 0)
+    throw new Error(
+      `${prestarted.failed.length} prestarted launches failed; first: ${prestarted.failed[0] ?? ''}`,
+    )
   if (primed.failed.length > 0)
     throw new Error(
       `${primed.failed.length} primed launches failed; first: ${primed.failed[0] ?? ''}`,
@@ -583,9 +646,10 @@ async function primedSeries(
     server: () => Promise<ServerProcess>
   },
 ): Promise<void> {
-  ctx.progress('launch: starting a server with [pool] primed = 1')
+  const kind = series.agentStart ? `primed, agent ${series.agentStart}` : 'primed'
+  ctx.progress(`launch: starting a server with [pool] primed = 1 (${kind})`)
   const server = await use.server()
-  const name = 'launch-primed'
+  const name = series.agentStart ? 'launch-prestart' : 'launch-primed'
   await use.launch(server, name).catch((err: unknown) => {
     series.failed.push(message(err))
   })
@@ -597,14 +661,14 @@ async function primedSeries(
       s = await use.launch(server, name)
     } catch (err) {
       series.failed.push(message(err))
-      ctx.progress(`launch: primed ${i + 1}/${n}: FAILED: ${message(err)}`)
+      ctx.progress(`launch: ${kind} ${i + 1}/${n}: FAILED: ${message(err)}`)
       if (series.failed.length >= 3 && series.samples.length === 0) break
       continue
     }
     series.samples.push(s)
-    if (s.path !== 'warm' || s.warm !== 'primed') series.offPath.push(s)
+    if (!onSeriesPath(series, s)) series.offPath.push(s)
     ctx.progress(
-      `launch: primed ${i + 1}/${n}: ${s.warm ?? s.path} ${Math.round(s.totalMs)} ms${ready ? '' : ' (member was not ready)'} (floor ${Math.round(series.floorMs.at(-1) ?? 0)} ms)`,
+      `launch: ${kind} ${i + 1}/${n}: ${s.warm ?? s.path}${s.agentStart ? ` ${s.agentStart}` : ''} ${Math.round(s.totalMs)} ms${ready ? '' : ' (member was not ready)'} (floor ${Math.round(series.floorMs.at(-1) ?? 0)} ms)`,
     )
   }
 }

@@ -5,7 +5,7 @@ import type { Config } from '../../shared/schemas/config.ts'
 import type { ExecOptions } from '../incus/driver.ts'
 import { tmuxSessionName } from './naming.ts'
 import { TRUECOLOR_ENV, tmuxStartArgv } from './tmux.ts'
-import { toolWrapperArgv } from './tools.ts'
+import { TOOL_EXIT_OPTION, toolWrapperArgv } from './tools.ts'
 
 /** Where the workspace is mounted in every session. */
 export const CONTAINER_WORKSPACE = '/workspace'
@@ -118,6 +118,34 @@ export function toolRunningCommand(name: string, config: Config): ContainerComma
   const uid = config.incus.code_uid
   return {
     argv: ['tmux', 'has-session', '-t', `=${tmuxSessionName(name)}`],
+    opts: { user: uid, group: uid, env: { HOME: codeHome(config) } },
+  }
+}
+
+/**
+ * Prints the tool's exit code when it has ended (the wrapper's pane option), nothing while it
+ * runs; fails when its tmux session is gone.
+ */
+export function toolExitCommand(name: string, config: Config): ContainerCommand {
+  const uid = config.incus.code_uid
+  return {
+    argv: [
+      'tmux',
+      'display-message',
+      '-p',
+      '-t',
+      `=${tmuxSessionName(name)}:`,
+      `#{${TOOL_EXIT_OPTION}}`,
+    ],
+    opts: { user: uid, group: uid, env: { HOME: codeHome(config) } },
+  }
+}
+
+/** Ends the tool's tmux session (and the tool); exits non-zero when there was none. */
+export function stopToolCommand(name: string, config: Config): ContainerCommand {
+  const uid = config.incus.code_uid
+  return {
+    argv: ['tmux', 'kill-session', '-t', `=${tmuxSessionName(name)}`],
     opts: { user: uid, group: uid, env: { HOME: codeHome(config) } },
   }
 }

@@ -1,5 +1,6 @@
 // The instance config of a session (labels, limits, id mapping, environment), one list for the
 // cold path (set at init) and the warm pool (set on a claimed member before its first start).
+import type { AgentStart } from '../../shared/schemas/sessions.ts'
 import { LABEL } from './registry.ts'
 import type { LaunchPlan } from './launch-plan.ts'
 import { instanceLimitConfig } from './limits.ts'
@@ -15,12 +16,23 @@ export interface LaunchTarget {
    * Warm (issue 16): `name` is a pool container (made from the image, stopped) claimed for this
    * creation; its name carries no slot, which goes in a label.
    */
-  warm?: { slot: number; primed?: boolean }
+  warm?: { slot: number; primed?: boolean; agent?: AgentHandover }
   /**
    * Priming (issue 16): `name` is made as a primed pool member, no session: `key` its pool label's
-   * value (pool/primed.ts), `network` the egress config prepared for it before the steps.
+   * value (pool/primed.ts), `network` the egress config prepared for it before the steps; `agent`:
+   * the tool is started too (`[pool] prestart`), with this target's session id.
    */
-  prime?: { label: string; network: Record<string, string> }
+  prime?: { label: string; network: Record<string, string>; agent?: boolean }
+}
+
+/**
+ * `[pool] prestart`: the claimed primed member's agent was started ahead (with this target's
+ * session id). `restart`: why it is started again at the claim (its view of the workspace
+ * changed), or null to hand it over as it runs. The steps fill in `result`: what the claim did.
+ */
+export interface AgentHandover {
+  restart: string | null
+  result?: { start: AgentStart; reason?: string }
 }
 
 /**

@@ -1,5 +1,6 @@
 // A session's creation as data: the steps of LaunchStepSchema, each with its undo, run by the one
 // step loop (shared/steps.ts) that publishes progress and rolls back in reverse order.
+import { randomUUID } from 'node:crypto'
 import type { Logger } from 'pino'
 import { LAUNCH_STEP_LABELS, type LaunchStep } from '../../shared/schemas/launch.ts'
 import type { Step } from '../../shared/steps.ts'
@@ -25,7 +26,7 @@ import {
 } from './launch-config.ts'
 import { withIdmapHint } from './launch-error.ts'
 import type { LaunchPlan } from './launch-plan.ts'
-import { mountTmpfs, startTool, verifyProtection } from './launch-tool.ts'
+import { mountTmpfs, startTool, stopTool, toolAlive, verifyProtection } from './launch-tool.ts'
 import { deleteWithRetry, waitReady } from './readiness.ts'
 import { LABEL } from './registry.ts'
 import { copyToolConfig } from './tool-config.ts'
@@ -65,6 +66,7 @@ const WEIGHT: Record<LaunchStep, number> = {
   tmpfs: 1,
   'tool-config': 1,
   tool: 2,
+  agent: 1,
 }
 
 /**
@@ -112,6 +114,52 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
       ? Promise.resolve(t.prime.network)
       : (env.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool) ??
         Promise.resolve({}))
+
+  const copyConfig = async (signal: AbortSignal): Promise<void> => {
+    const copied = await copyToolConfig(TOOL_SPECS[plan.tool], {
+      driver,
+      name,
+      hostHome: env.home,
+      containerHome: codeHome(config),
+      uid: config.incus.code_uid,
+      effortLevel: config.tool.claude.effort_level,
+      ...(env.agents ? { hooks: env.agents.hookInstall(plan.tool, codeHome(config)) } : {}),
+      signal,
+    })
+    env.log.debug({ session: name, copied }, 'tool config copied')
+  }
+  // Starts the tool in its tmux session (under t.sessionId) and waits until its pane shows output.
+  const startOnly = async (signal: AbortSignal): Promise<void> => {
+    const argv = toolArgv(TOOL_SPECS[plan.tool].start(t.sessionId), config.tool.binary)
+    const started = await startTool(driver, name, config, argv, plan.profile, signal)
+    if (!started.shown)
+      env.log.warn(
+        { session: name, deadlineS: TOOL_OUTPUT_DEADLINE_S },
+        "the tool's pane showed nothing by the deadline; the session answers anyway",
+      )
+  }
+  // The claim and the end of a creation: the session's labels and the ready label in one config
+  // call, the runtime deadline, then the instance read for the reconciler.
+  const finish = async (signal: AbortSignal): Promise<void> => {
+    const finishing: Record<string, string> = { ...claimLabels(), [LABEL.ready]: 'true' }
+    const deadline = plan.maxDurationMs
+      ? {
+          at: new Date(Date.now() + plan.maxDurationMs),
+          action: deadlineAction(config.limits.runtime),
+        }
+      : null
+    if (deadline) {
+      finishing[LABEL.deadline] = deadline.at.toISOString()
+      finishing[LABEL.deadlineAction] = deadline.action
+    }
+    await driver.configSet(name, finishing, { signal })
+    if (deadline) env.deadlines.schedule(name, deadline.at, deadline.action)
+    const inst = await driver.getInstance(name, { signal })
+    // The last point of no return: a client gone by now gets its session rolled back too.
+    signal.throwIfAborted()
+    if (!inst) throw new Error('the container disappeared')
+    await env.created(inst)
+  }
 
   const first = t.warm
     ? step(
@@ -226,58 +274,57 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
           signal,
         })
     }),
-    step('tool-config', async (signal) => {
-      const copied = await copyToolConfig(TOOL_SPECS[plan.tool], {
-        driver,
-        name,
-        hostHome: env.home,
-        containerHome: codeHome(config),
-        uid: config.incus.code_uid,
-        effortLevel: config.tool.claude.effort_level,
-        ...(env.agents ? { hooks: env.agents.hookInstall(plan.tool, codeHome(config)) } : {}),
-        signal,
-      })
-      env.log.debug({ session: name, copied }, 'tool config copied')
-    }),
+    step('tool-config', copyConfig),
     step(
       'tool',
       async (signal) => {
-        const argv = toolArgv(TOOL_SPECS[plan.tool].start(t.sessionId), config.tool.binary)
-        const started = await startTool(driver, name, config, argv, plan.profile, signal)
-        if (!started.shown)
-          env.log.warn(
-            { session: name, deadlineS: TOOL_OUTPUT_DEADLINE_S },
-            "the tool's pane showed nothing by the deadline; the session answers anyway",
-          )
-        const finish: Record<string, string> = { ...claimLabels(), [LABEL.ready]: 'true' }
-        const deadline = plan.maxDurationMs
-          ? {
-              at: new Date(Date.now() + plan.maxDurationMs),
-              action: deadlineAction(config.limits.runtime),
-            }
-          : null
-        if (deadline) {
-          finish[LABEL.deadline] = deadline.at.toISOString()
-          finish[LABEL.deadlineAction] = deadline.action
-        }
-        await driver.configSet(name, finish, { signal })
-        if (deadline) env.deadlines.schedule(name, deadline.at, deadline.action)
-        const inst = await driver.getInstance(name, { signal })
-        // The last point of no return: a client gone by now gets its session rolled back too.
-        signal.throwIfAborted()
-        if (!inst) throw new Error('the container disappeared')
-        await env.created(inst)
+        // A primed member whose agent was started ahead, restarted at the claim: the old one goes.
+        if (t.warm?.agent) await stopTool(driver, name, config, signal)
+        await startOnly(signal)
+        if (!t.prime) await finish(signal)
       },
       async () => {
         env.deadlines.cancel(name)
       },
     ),
   ]
+  // `[pool] prestart` priming: the cold steps, then the tool's config and the tool (no labels).
+  if (t.prime?.agent) return steps
   if (t.prime)
     return steps.slice(
       0,
       steps.findIndex((s) => s.id === 'tool-config'),
     )
-  if (primed) return [...primed, ...steps.filter((s) => s.id === 'tool-config' || s.id === 'tool')]
+  if (primed && t.warm?.agent?.restart === null)
+    return [
+      ...primed,
+      step(
+        'agent',
+        async (signal) => {
+          const handover = t.warm?.agent
+          if (!handover) throw new Error('no agent to hand over')
+          if (await toolAlive(driver, name, config, signal))
+            handover.result = { start: 'prestarted' }
+          else {
+            // It ended while primed (a tool that could not reach its API, say): started again,
+            // under a new session id (the old one may be taken by the tool's own records).
+            handover.result = { start: 'restarted', reason: 'the agent started ahead had ended' }
+            t.sessionId = randomUUID()
+            await stopTool(driver, name, config, signal)
+            await copyConfig(signal)
+            await startOnly(signal)
+          }
+          await finish(signal)
+        },
+        async () => {
+          env.deadlines.cancel(name)
+        },
+      ),
+    ]
+  if (primed) {
+    if (t.warm?.agent?.restart)
+      t.warm.agent.result = { start: 'restarted', reason: t.warm.agent.restart }
+    return [...primed, ...steps.filter((s) => s.id === 'tool-config' || s.id === 'tool')]
+  }
   return steps
 }

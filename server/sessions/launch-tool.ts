@@ -5,6 +5,8 @@ import type { IncusDriver } from '../incus/driver.ts'
 import {
   CONTAINER_WORKSPACE,
   startToolCommand,
+  stopToolCommand,
+  toolExitCommand,
   TOOL_GONE_EXIT,
   TOOL_OUTPUT_DEADLINE_S,
   TOOL_SILENT_EXIT,
@@ -36,6 +38,34 @@ export async function mountTmpfs(
   const cmd = tmpfsCommand(tmpfsSize(size))
   const res = await driver.exec(name, cmd.argv, { ...cmd.opts, signal })
   if (res.exitCode !== 0) throw new Error(`mount tmpfs failed: ${res.stderr.trim()}`)
+}
+
+/**
+ * Whether the tool still runs in its tmux session (issue 16, `[pool] prestart`: the agent started
+ * ahead in a primed member): false when the session is gone or the tool's wrapper recorded its
+ * exit. One `incus exec`.
+ */
+export async function toolAlive(
+  driver: IncusDriver,
+  name: string,
+  config: LaunchPlan['config'],
+  signal: AbortSignal,
+): Promise<boolean> {
+  const cmd = toolExitCommand(name, config)
+  const res = await driver.exec(name, cmd.argv, { ...cmd.opts, signal, timeoutMs: 10_000 })
+  return res.exitCode === 0 && res.stdout.trim() === ''
+}
+
+/** Ends the tool's tmux session when there is one (before the tool is started again). */
+export async function stopTool(
+  driver: IncusDriver,
+  name: string,
+  config: LaunchPlan['config'],
+  signal: AbortSignal,
+): Promise<void> {
+  const cmd = stopToolCommand(name, config)
+  // Non-zero when there was no session: nothing to stop.
+  await driver.exec(name, cmd.argv, { ...cmd.opts, signal, timeoutMs: 10_000 })
 }
 
 /** How startTool ended: `shown` false when the pane was still blank at the deadline. */

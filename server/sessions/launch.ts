@@ -10,7 +10,7 @@ import type { IncusDriver } from '../incus/driver.ts'
 import type { EgressService } from '../network/egress.ts'
 import type { AgentTracker } from './agent/tracker.ts'
 import type { DeadlineScheduler } from './deadlines.ts'
-import type { LaunchTarget } from './launch-config.ts'
+import type { AgentHandover, LaunchTarget } from './launch-config.ts'
 import { launchError } from './launch-error.ts'
 import type { LaunchPlan } from './launch-plan.ts'
 import { launchSteps } from './launch-steps.ts'
@@ -68,8 +68,11 @@ export interface LaunchRun {
   signal: AbortSignal
   /** A claimed pool container: the `claim` step in place of `init`. */
   warm: boolean
-  /** The claimed container was primed for this request (PRIMED_LAUNCH_STEPS). */
-  primed?: boolean
+  /**
+   * The claimed container was primed for this request (PRIMED_LAUNCH_STEPS). `agent`: its agent
+   * was started ahead under `sessionId` (`[pool] prestart`), handed over or started again.
+   */
+  primed?: { agent: AgentHandover | undefined; sessionId: string | undefined }
   /** Why a launch is cold (the pool was empty, disabled, …): in the answer and the done event. */
   coldReason?: string
 }
@@ -81,14 +84,16 @@ export interface LaunchRun {
  * the reconciler and throws the API error (CreationCancelledError when the client went away).
  */
 export async function runLaunch(ctx: LaunchContext, run: LaunchRun): Promise<CreatedSession> {
-  const { plan, slot, name, clientSignal, signal, warm, coldReason, primed = false } = run
+  const { plan, slot, name, clientSignal, signal, warm, coldReason, primed } = run
   const r = ctx.reconciler
   const server = ctx.serverSignal
+  const agent = primed?.agent
   const t: LaunchTarget = {
     name,
-    sessionId: randomUUID(),
+    // An agent handed over keeps the session id it was started with (a restart takes a new one).
+    sessionId: (agent?.restart === null ? primed?.sessionId : undefined) ?? randomUUID(),
     created: new Date(),
-    ...(warm ? { warm: { slot, primed } } : {}),
+    ...(warm ? { warm: { slot, primed: primed !== undefined, ...(agent ? { agent } : {}) } } : {}),
   }
   const log = ctx.log.child({ session: name })
   const steps = launchSteps(
@@ -116,12 +121,18 @@ export async function runLaunch(ctx: LaunchContext, run: LaunchRun): Promise<Cre
       around: timeSteps(timings),
     })
     const path = warm ? ('warm' as const) : ('cold' as const)
-    log.info({ workspace: plan.workspace, tool: plan.tool, slot, path, timings }, 'session created')
+    const started = agent?.result
+    log.info(
+      { workspace: plan.workspace, tool: plan.tool, slot, path, timings, agent: started },
+      'session created',
+    )
     const launch = {
       path,
       ...(warm ? { warm: primed ? ('primed' as const) : ('stopped' as const) } : {}),
       timings,
       ...(coldReason ? { cold_reason: coldReason } : {}),
+      ...(started ? { agent_start: started.start } : {}),
+      ...(started?.reason ? { agent_start_reason: started.reason } : {}),
     }
     r.launching(name, 'done', 1, undefined, launch)
     const { workspace, tool, persistent } = plan

@@ -6,10 +6,11 @@ import { runSteps } from '../../shared/steps.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { EgressService } from '../network/egress.ts'
 import { readWorkspaceNetwork } from '../network/session-policy.ts'
-import type { LaunchTarget } from './launch-config.ts'
+import type { AgentHandover, LaunchTarget } from './launch-config.ts'
 import type { LaunchContext } from './launch.ts'
 import { planLaunch, type LaunchPlan, type PlanDeps } from './launch-plan.ts'
 import { launchSteps } from './launch-steps.ts'
+import { agentView } from './pool/agent-view.ts'
 import type { WarmPool } from './pool/manager.ts'
 import { primedKey, type PrimeRequest } from './pool/primed-key.ts'
 import {
@@ -57,22 +58,46 @@ export function withMemberCreated(plan: LaunchPlan, made: PrimedMade): LaunchPla
 
 /**
  * A create's claim of the member primed for its request: its key from the fresh plan, then the
- * pool's synchronous pick. `{name, made}` to launch; `{reason}` when the request's member could not
- * serve it (stale: the pool removes it); null when the request has none.
+ * pool's synchronous pick. `{name, made, agent}` to launch (`agent`: how to hand over an agent
+ * started ahead, see {@link agentHandover}); `{reason}` when the request's member could not serve
+ * it (stale: the pool removes it); null when the request has none.
  */
 export async function claimPrimed(
   pool: WarmPool,
   egress: EgressService | undefined,
   plan: LaunchPlan,
-): Promise<{ name: string; made: PrimedMade } | { reason: string } | null> {
+  home: string,
+): Promise<
+  { name: string; made: PrimedMade; agent: AgentHandover | undefined } | { reason: string } | null
+> {
   const key = primedKey(plan, await networkConfig(egress, plan.workspace))
   const got = pool.claimPrimed(
     { workspace: plan.workspace, tool: plan.tool, profile: plan.profile },
     key,
   )
   if (!got) return null
-  if ('name' in got) return got
+  if ('name' in got) return { ...got, agent: await agentHandover(got.made, plan, home) }
   return { reason: got.reason }
+}
+
+/**
+ * How a claim treats the member's agent started ahead (`[pool] prestart`): handed over while the
+ * workspace and the tool's config look as they did when it started (agent-view.ts), else started
+ * again, with the reason. Undefined when the member has no agent.
+ */
+export async function agentHandover(
+  made: PrimedMade,
+  plan: LaunchPlan,
+  home: string,
+): Promise<AgentHandover | undefined> {
+  if (!made.agent) return undefined
+  const now = await agentView(plan.workspace, home, plan.tool)
+  return {
+    restart:
+      now === made.agent.view
+        ? null
+        : "the workspace's instructions, git state or the tool's config changed since the agent started",
+  }
 }
 
 /** The Primer the pool runs (pool/primed.ts). */
@@ -96,11 +121,15 @@ export function createPrimer(d: PrimerDeps): Primer {
         const network =
           (await d.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool)) ?? {}
         const key = primedKey(plan, network)
+        // `[pool] prestart` (the global file's: a workspace cannot turn it on): the agent starts
+        // too. Its view is taken before it starts, so a change while it starts counts as one.
+        const agent = d.config.current.pool.prestart
+        const view = agent ? await agentView(plan.workspace, d.home, plan.tool) : null
         const t: LaunchTarget = {
           name,
           sessionId: randomUUID(),
           created: new Date(),
-          prime: { label: `${PRIMED_PREFIX}${key.key}`, network },
+          prime: { label: `${PRIMED_PREFIX}${key.key}`, network, agent },
         }
         const log = d.log.child({ container: name })
         const env = {
@@ -118,7 +147,13 @@ export function createPrimer(d: PrimerDeps): Primer {
         stepsDone = true
         await d.driver.freeze(name, { signal })
         const memoryBytes = await memoryOf(d.driver, name, signal)
-        return { key, workspace: plan.workspace, protection: plan.protection, memoryBytes }
+        return {
+          key,
+          workspace: plan.workspace,
+          protection: plan.protection,
+          memoryBytes,
+          agent: view === null ? null : { sessionId: t.sessionId, view },
+        }
       } catch (err) {
         // The steps undid themselves (the container deleted); after them it is ours to delete.
         if (stepsDone) await deleteWithRetry(d.driver, name, d.log).catch(() => false)

@@ -4,6 +4,7 @@
 // full resyncs (monitor (re)connect, or a list while the monitor is down).
 import type { Logger } from 'pino'
 import type {
+  AgentStart,
   AgentStatus,
   LaunchPath,
   LaunchTimings,
@@ -198,7 +199,14 @@ export class SessionReconciler implements SessionReader {
     step: string,
     progress: number,
     error?: string,
-    launch?: { path: LaunchPath; warm?: WarmKind; timings: LaunchTimings },
+    launch?: {
+      path: LaunchPath
+      warm?: WarmKind
+      timings: LaunchTimings
+      cold_reason?: string
+      agent_start?: AgentStart
+      agent_start_reason?: string
+    },
   ): void {
     this.#d.hub.publish({
       type: 'session.launching',

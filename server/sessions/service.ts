@@ -17,6 +17,7 @@ import { planLaunch, PoolDriverCache } from './launch-plan.ts'
 import { containerName, isSessionName, workspaceHash } from './naming.ts'
 import { specForPlan } from './pool/key.ts'
 import type { WarmPool } from './pool/manager.ts'
+import type { AgentHandover } from './launch-config.ts'
 import { claimPrimed, createPrimer, withMemberCreated } from './primed-launch.ts'
 import { parseProtectLabel, removeCreatedDirs, type ProtectionPlan } from './protect.ts'
 import type { SessionReconciler } from './reconciler.ts'
@@ -126,7 +127,12 @@ export class SessionService {
       }
       const ctx = this.#launchContext()
       let run = plan
-      const launch = async (name: string, warm: boolean, reason?: string, primed = false) => {
+      const launch = async (
+        name: string,
+        warm: boolean,
+        reason?: string,
+        primed?: { agent: AgentHandover | undefined; sessionId: string | undefined },
+      ) => {
         const r = { plan: run, slot, name, clientSignal, signal, warm, coldReason: reason, primed }
         const created = await runLaunch(ctx, r)
         // The next launch of this request is primed (pool/primed.ts).
@@ -136,12 +142,16 @@ export class SessionService {
       try {
         // A container primed for this very request first (its key is this plan's), else a
         // generic stopped one, else cold.
-        const primed = d.pool ? await claimPrimed(d.pool, d.egress, plan) : null
+        const primed = d.pool ? await claimPrimed(d.pool, d.egress, plan, d.home) : null
         let primedReason = primed && 'reason' in primed ? primed.reason : undefined
         if (primed && 'name' in primed) {
           run = withMemberCreated(plan, primed.made)
           try {
-            return await launch(primed.name, true, undefined, true)
+            const { agent } = primed
+            return await launch(primed.name, true, undefined, {
+              agent,
+              sessionId: primed.made.agent?.sessionId,
+            })
           } catch (err) {
             if (signal.aborted || err instanceof CreationCancelledError) {
               await this.#removeCreated(run.workspace, run.protection, primed.name, slot)

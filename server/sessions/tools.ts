@@ -185,13 +185,19 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
+/** The pane option the tool's wrapper sets to the tool's exit code when it ends. */
+export const TOOL_EXIT_OPTION = '@clincus_exit'
+
 /**
- * The tmux command: the tool runs under a shell wrapper that reports its exit code and then
- * leaves an interactive shell, so the pane (and the session) outlive the tool. argv is passed as
- * positional parameters, never spliced into the script.
+ * The tmux command: the tool runs under a shell wrapper that reports its exit code (on screen,
+ * and in the pane option {@link TOOL_EXIT_OPTION}) and then leaves an interactive shell, so the
+ * pane (and the session) outlive the tool. argv is passed as positional parameters, never
+ * spliced into the script.
  */
 export function toolWrapperArgv(toolArgv: readonly string[]): string[] {
   const script =
-    'trap : INT; "$@"; code=$?; printf "\\r\\n[%s exited with code %d]\\r\\n" "$1" "$code"; exec bash --login'
+    'trap : INT; "$@"; code=$?; ' +
+    `tmux set-option -p ${TOOL_EXIT_OPTION} "$code" 2>/dev/null; ` +
+    'printf "\\r\\n[%s exited with code %d]\\r\\n" "$1" "$code"; exec bash --login'
   return ['bash', '-c', script, 'clincus-tool', ...toolArgv]
 }

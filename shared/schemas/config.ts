@@ -276,6 +276,14 @@ export const ConfigSchema = Type.Object(
           description:
             'Recent launch requests kept primed: a started, frozen container per request (0 disables)',
         }),
+        // Primed members start the agent too (its pane drawn, then frozen): a click hands over an
+        // agent that already runs. Off by default: the agent read the workspace when it started
+        // (server/sessions/pool/agent-view.ts says what a claim checks before handing it over).
+        prestart: Type.Boolean({
+          default: false,
+          description:
+            'Start the agent in primed containers ahead of the click (restarted at the claim when its view of the workspace changed)',
+        }),
       },
       { additionalProperties: false, default: {} },
     ),

@@ -1,5 +1,7 @@
 import { Type, type Static } from 'typebox'
 import {
+  AgentReasonSchema,
+  AgentStartSchema,
   AgentStatusSchema,
   LaunchPathSchema,
   WarmKindSchema,
@@ -62,6 +64,8 @@ export const SessionLaunchingEventSchema = Type.Object({
   warm: Type.Optional(WarmKindSchema),
   timings: Type.Optional(LaunchTimingsSchema),
   cold_reason: Type.Optional(ColdReasonSchema),
+  agent_start: Type.Optional(AgentStartSchema),
+  agent_start_reason: Type.Optional(AgentReasonSchema),
 })
 export const ConfigReloadedEventSchema = Type.Object({
   type: Type.Literal('config.reloaded'),

@@ -17,6 +17,7 @@ export const LaunchStepSchema = Type.Union([
   Type.Literal('tmpfs'),
   Type.Literal('tool-config'),
   Type.Literal('tool'),
+  Type.Literal('agent'),
 ])
 export type LaunchStep = Static<typeof LaunchStepSchema>
 
@@ -47,6 +48,14 @@ export const WARM_LAUNCH_STEPS: readonly LaunchStep[] = ['claim', ...LAUNCH_STEP
  */
 export const PRIMED_LAUNCH_STEPS: readonly LaunchStep[] = ['thaw', 'verify', 'tool-config', 'tool']
 
+/**
+ * The steps of a primed creation whose agent was started ahead (`[pool] prestart`): `agent` checks
+ * that it still runs (else starts it again) and puts the session's labels on. A member whose view
+ * of the workspace changed since its agent started takes {@link PRIMED_LAUNCH_STEPS} instead (the
+ * agent restarted).
+ */
+export const PRESTARTED_LAUNCH_STEPS: readonly LaunchStep[] = ['thaw', 'verify', 'agent']
+
 /** Each step in words (lower case: the server also puts it in error messages, "… failed: …"). */
 export const LAUNCH_STEP_LABELS: Record<LaunchStep, string> = {
   init: 'creating the container',
@@ -61,6 +70,7 @@ export const LAUNCH_STEP_LABELS: Record<LaunchStep, string> = {
   tmpfs: 'mounting tmpfs on /tmp',
   'tool-config': 'copying tool configuration',
   tool: 'starting the tool in tmux',
+  agent: 'handing over the agent started ahead',
 }
 
 /** How a `session.launching` event ends a launch (after the last step, or on an error). */

@@ -103,6 +103,25 @@ export const ColdReasonSchema = Type.String({
   description: 'Why the create took the cold path instead of claiming a warm container',
 })
 
+/**
+ * Issue 16, `[pool] prestart`: for a create served by a primed container whose agent was started
+ * ahead, `prestarted` when that agent was handed over as it ran, `restarted` when it was started
+ * again at the claim (`agent_start_reason` says why: its view of the workspace changed, or it had ended).
+ */
+export const AgentStartSchema = Type.Union(
+  [Type.Literal('prestarted'), Type.Literal('restarted')],
+  {
+    description: 'For a primed create with [pool] prestart: the agent started ahead, or restarted',
+  },
+)
+export type AgentStart = Static<typeof AgentStartSchema>
+
+/** Why an agent started ahead was started again at the claim. */
+export const AgentReasonSchema = Type.String({
+  maxLength: 200,
+  description: 'Why the agent started ahead was restarted at the claim',
+})
+
 /** Milliseconds each launch step took, by step id (shared/schemas/launch.ts). */
 export const LaunchTimingsSchema = Type.Record(Type.String(), Type.Integer({ minimum: 0 }), {
   description: 'Milliseconds per launch step, by step id',
@@ -117,6 +136,8 @@ export const CreatedSessionSchema = Type.Object(
     warm: Type.Optional(WarmKindSchema),
     timings: LaunchTimingsSchema,
     cold_reason: Type.Optional(ColdReasonSchema),
+    agent_start: Type.Optional(AgentStartSchema),
+    agent_start_reason: Type.Optional(AgentReasonSchema),
   },
   { description: 'The new session, with the launch path and per-step timings (ms)' },
 )

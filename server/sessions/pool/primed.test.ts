@@ -130,7 +130,7 @@ describe('primedKey', () => {
     const a = primedKey(plan(), NET)
     const other = {
       ...config,
-      pool: { size: 0, primed: 3 },
+      pool: { size: 0, primed: 3, prestart: true },
       dashboard: { ...config.dashboard, port: 4000 },
     }
     expect(primedKey(plan({ config: other }), NET).key).toBe(a.key)
@@ -138,7 +138,7 @@ describe('primedKey', () => {
 })
 
 function made(key: ReturnType<typeof primedKey>): PrimedMade {
-  return { key, workspace: '/home/u/proj', protection: null, memoryBytes: 1000 }
+  return { key, workspace: '/home/u/proj', protection: null, memoryBytes: 1000, agent: null }
 }
 
 const REQ: PrimeRequest = { workspace: '/home/u/proj', tool: 'claude', profile: undefined }

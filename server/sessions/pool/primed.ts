@@ -1,8 +1,9 @@
 // Primed pool members (issue 16): per recent launch request `(workspace, tool, profile)`, one
 // container made like a cold create of it up to `ready`/`tmpfs` (workspace, mounts and protection
-// attached before the first start, proxy devices, sudoers), then frozen. The tool is not started:
-// agents read the workspace when they start (CLAUDE.md, git status into the system prompt), so a
-// tool started minutes before the click would work from a stale view; it starts at the claim.
+// attached before the first start, proxy devices, sudoers), then frozen. The tool is started only
+// with `[pool] prestart`: agents read the workspace when they start (CLAUDE.md, git status into
+// the system prompt), so a claim hands over an agent started ahead only while its view of the
+// workspace is unchanged (agent-view.ts), and starts it again otherwise.
 // This module keeps the requests and members (synchronous state, so two creates never claim one
 // member); WarmPool (manager.ts) runs the fills, and a Primer (../primed-launch.ts) makes and removes them.
 import type { IncusInstance } from '../../incus/schemas.ts'
@@ -24,6 +25,11 @@ export interface PrimedInfo {
 export interface PrimedMade extends PrimedInfo {
   key: PrimedKey
   memoryBytes: number
+  /**
+   * `[pool] prestart`: its agent runs (started under `sessionId`), and `view` is the workspace as
+   * the agent saw it when it started (agent-view.ts); null when only the container was primed.
+   */
+  agent: { sessionId: string; view: string } | null
 }
 
 /** Makes and removes primed members; the session side implements it (../primed-launch.ts createPrimer). */

@@ -6,10 +6,13 @@ import { Type } from 'typebox'
 import { Value } from 'typebox/value'
 import {
   LAUNCH_STEPS,
+  PRESTARTED_LAUNCH_STEPS,
   PRIMED_LAUNCH_STEPS,
   WARM_LAUNCH_STEPS,
 } from '../../../shared/schemas/launch.ts'
 import {
+  AgentReasonSchema,
+  AgentStartSchema,
   ColdReasonSchema,
   LaunchPathSchema,
   LaunchTimingsSchema,
@@ -24,6 +27,8 @@ const LaunchFieldsSchema = Type.Object({
   warm: Type.Optional(WarmKindSchema),
   timings: LaunchTimingsSchema,
   cold_reason: Type.Optional(ColdReasonSchema),
+  agent_start: Type.Optional(AgentStartSchema),
+  agent_start_reason: Type.Optional(AgentReasonSchema),
 })
 
 export interface LaunchOutcome {
@@ -32,6 +37,9 @@ export interface LaunchOutcome {
   /** For a warm launch: a container primed for this request, or a generic stopped one. */
   warm?: 'primed' | 'stopped'
   coldReason?: string
+  /** `[pool] prestart`: the agent started ahead was handed over, or started again (why). */
+  agentStart?: 'prestarted' | 'restarted'
+  agentStartReason?: string
   /** Click to the server's answer, in the browser, ms. */
   totalMs: number
   /** Per server step, ms, by step id. */
@@ -56,6 +64,8 @@ export function launchOutcome(
     path: created.path,
     ...(created.warm ? { warm: created.warm } : {}),
     ...(created.cold_reason ? { coldReason: created.cold_reason } : {}),
+    ...(created.agent_start ? { agentStart: created.agent_start } : {}),
+    ...(created.agent_start_reason ? { agentStartReason: created.agent_start_reason } : {}),
     totalMs,
     timings: created.timings,
   }
@@ -63,7 +73,8 @@ export function launchOutcome(
 
 /**
  * Every step id this page knows, in the order a creation runs them: `init` (cold) or `thaw`
- * (primed), `claim` (warm), the cold steps, `verify` (primed), then the tool's two steps.
+ * (primed), `claim` (warm), the cold steps, `verify` (primed), the tool's two steps, then `agent`
+ * (an agent started ahead, handed over).
  */
 const STEP_ORDER: readonly string[] = [
   ...new Set([
@@ -71,6 +82,7 @@ const STEP_ORDER: readonly string[] = [
     ...PRIMED_LAUNCH_STEPS.slice(0, 1),
     ...WARM_LAUNCH_STEPS.slice(0, -2),
     ...PRIMED_LAUNCH_STEPS.slice(1),
+    ...PRESTARTED_LAUNCH_STEPS.slice(2),
   ]),
 ]
 

@@ -15,6 +15,29 @@ describe('launch outcome', () => {
     expect(
       launchOutcome({ id: 'a', path: 'warm', warm: 'primed', timings: { thaw: 3 } }, 1),
     ).toMatchObject({ path: 'warm', warm: 'primed' })
+    // `[pool] prestart`: the agent started ahead, handed over or started again (why).
+    expect(
+      launchOutcome(
+        { id: 'a', path: 'warm', warm: 'primed', agent_start: 'prestarted', timings: {} },
+        1,
+      ),
+    ).toMatchObject({ agentStart: 'prestarted' })
+    expect(
+      launchOutcome(
+        {
+          id: 'a',
+          path: 'warm',
+          warm: 'primed',
+          agent_start: 'restarted',
+          agent_start_reason: 'CLAUDE.md changed',
+          timings: {},
+        },
+        1,
+      ),
+    ).toMatchObject({ agentStart: 'restarted', agentStartReason: 'CLAUDE.md changed' })
+    expect(
+      launchOutcome({ id: 'a', path: 'warm', agent_start: 'later', timings: {} }, 1),
+    ).toBeNull()
     expect(launchOutcome({ id: 'a', path: 'warm', warm: 'hot', timings: {} }, 1)).toBeNull()
     expect(launchOutcome({ id: 'a' }, 1)).toBeNull()
     expect(launchOutcome({ id: 'a', path: 'hot', timings: {} }, 1)).toBeNull()
@@ -32,6 +55,11 @@ describe('launch outcome', () => {
     expect(
       launchSteps({ tool: 30, 'tool-config': 9, verify: 4, thaw: 5 }).map((s) => s.id),
     ).toEqual(['thaw', 'verify', 'tool-config', 'tool'])
+    expect(launchSteps({ agent: 90, verify: 4, thaw: 5 }).map((s) => s.id)).toEqual([
+      'thaw',
+      'verify',
+      'agent',
+    ])
     expect(launchSteps({ tool: 30, workspace: 8, claim: 2 }).map((s) => s.id)).toEqual([
       'claim',
       'workspace',

@@ -1,0 +1,130 @@
+// The view an agent started ahead had of the workspace (issue 16, `[pool] prestart`): what changes
+// it, what does not, and that the agent's own tree cannot make the walk follow a link, hang on a
+// FIFO or run without bound.
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { agentView, VIEW_MAX_ENTRIES } from './agent-view.ts'
+
+let base: string
+let ws: string
+let home: string
+let outside: string
+
+beforeEach(async () => {
+  base = await mkdtemp(join(tmpdir(), 'clincus-view-'))
+  ws = join(base, 'ws')
+  home = join(base, 'home')
+  outside = join(base, 'outside')
+  await mkdir(join(ws, '.git', 'refs', 'heads'), { recursive: true })
+  await mkdir(join(ws, '.claude', 'commands'), { recursive: true })
+  await mkdir(join(ws, 'src'))
+  await mkdir(join(home, '.claude'), { recursive: true })
+  await mkdir(outside)
+  await writeFile(join(ws, 'CLAUDE.md'), 'be nice\n')
+  await writeFile(join(ws, '.git', 'HEAD'), 'ref: refs/heads/main\n')
+  await writeFile(join(ws, '.git', 'refs', 'heads', 'main'), 'a'.repeat(40) + '\n')
+  await writeFile(join(ws, 'src', 'x.ts'), 'export {}\n')
+  await writeFile(join(home, '.claude', '.credentials.json'), '{"token":"one"}')
+  await writeFile(join(home, '.claude.json'), JSON.stringify({ theme: 'dark', numStartups: 1 }))
+  await writeFile(join(outside, 'secret.md'), 'outside\n')
+})
+
+afterEach(async () => {
+  await rm(base, { recursive: true, force: true })
+})
+
+const view = (): Promise<string> => agentView(ws, home, 'claude')
+
+describe('agentView', () => {
+  it('is the same for an unchanged workspace and home', async () => {
+    const a = await view()
+    expect(a).toMatch(/^[0-9a-f]{64}$/)
+    expect(await view()).toBe(a)
+  })
+
+  it.each([
+    ['an instruction file edited', () => writeFile(join(ws, 'CLAUDE.md'), 'be very nice\n')],
+    ['an instruction file added', () => writeFile(join(ws, 'AGENTS.md'), 'hi\n')],
+    [
+      'a command added under .claude',
+      () => writeFile(join(ws, '.claude', 'commands', 'go.md'), 'go\n'),
+    ],
+    [
+      'another branch checked out',
+      () => writeFile(join(ws, '.git', 'HEAD'), 'ref: refs/heads/b\n'),
+    ],
+    [
+      'a commit on the branch',
+      () => writeFile(join(ws, '.git', 'refs', 'heads', 'main'), 'b'.repeat(40) + '\n'),
+    ],
+    ['a staged change (the index)', () => writeFile(join(ws, '.git', 'index'), 'DIRC')],
+    ['a file added at the top', () => writeFile(join(ws, 'NEW.txt'), 'x')],
+    [
+      'the host login renewed',
+      () => writeFile(join(home, '.claude', '.credentials.json'), '{"token":"two"}'),
+    ],
+    [
+      'a copied host setting changed',
+      () =>
+        writeFile(join(home, '.claude.json'), JSON.stringify({ theme: 'light', numStartups: 1 })),
+    ],
+  ])('changes when %s', async (_what, change) => {
+    const before = await view()
+    await change()
+    expect(await view()).not.toBe(before)
+  })
+
+  it("does not change for the host tool's own counters (keys the copy leaves out)", async () => {
+    const before = await view()
+    await writeFile(join(home, '.claude.json'), JSON.stringify({ theme: 'dark', numStartups: 9 }))
+    expect(await view()).toBe(before)
+  })
+
+  it('does not see an edit deep in the working tree (documented: README "Pre-started agents")', async () => {
+    const before = await view()
+    await writeFile(join(ws, 'src', 'x.ts'), 'export const changed = 1\n')
+    expect(await view()).toBe(before)
+  })
+
+  it('never follows a link the agent planted, as a file or as a directory', async () => {
+    await rm(join(ws, 'CLAUDE.md'))
+    await symlink(join(outside, 'secret.md'), join(ws, 'CLAUDE.md'))
+    await rm(join(ws, '.claude'), { recursive: true })
+    await symlink(outside, join(ws, '.claude'))
+    await symlink(outside, join(ws, '.github'))
+    const before = await view()
+    // What the links point at changes: the view, which records the links only, does not.
+    await writeFile(join(outside, 'secret.md'), 'changed outside the workspace\n')
+    await writeFile(join(outside, 'copilot-instructions.md'), 'new\n')
+    await writeFile(join(outside, 'more.md'), 'new\n')
+    expect(await view()).toBe(before)
+  })
+
+  it('takes no time over a FIFO in place of an instruction file (metadata only)', async () => {
+    await rm(join(ws, 'CLAUDE.md'))
+    execFileSync('mkfifo', [join(ws, 'CLAUDE.md')])
+    const a = await view()
+    expect(await view()).toBe(a)
+  })
+
+  it('walks a huge settings directory within its bound, the same way each time', async () => {
+    const many = join(ws, '.claude', 'many')
+    await mkdir(many)
+    await Promise.all(
+      Array.from({ length: VIEW_MAX_ENTRIES + 50 }, (_, i) => writeFile(join(many, `f${i}`), '')),
+    )
+    const a = await view()
+    expect(await view()).toBe(a)
+  })
+
+  it('is a view equal to no other when the workspace cannot be walked', async () => {
+    const gone = join(base, 'missing')
+    const a = await agentView(gone, home, 'claude')
+    const b = await agentView(gone, home, 'claude')
+    expect(a).toMatch(/^[0-9a-f]{64}$/)
+    expect(a).not.toBe(b)
+  })
+})

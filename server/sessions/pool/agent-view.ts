@@ -1,0 +1,195 @@
+// What an agent has read when it starts (issue 16, `[pool] prestart`): a primed member may start
+// its agent before the click, and the agent then works from what it read at its start: its
+// instruction files (CLAUDE.md, AGENTS.md, .github/copilot-instructions.md, …), its settings, MCP
+// servers, commands and agents under .claude/.opencode, the git state Claude Code puts into its
+// system prompt (branch, HEAD, the index), and the tool's config copied from the host home
+// (credentials included). The view is a digest of those paths' identities (lstat: type, size,
+// inode, mtime, ctime), taken when the agent starts and again at the claim; a claim whose view
+// differs starts the agent again (launch-steps.ts), so a pre-started agent never works from an
+// instruction file, a branch or a login older than the click.
+//
+// Not seen (README "Pre-started agents"): a change to an ordinary file of the working tree that
+// touches none of these paths, which Claude Code's git status snapshot would have listed.
+//
+// The workspace is the agent's: every component is looked up without following links
+// (PinnedDir), a link is recorded as a link, never followed, and the walk of a directory is
+// bounded. Nothing is read but metadata, so a FIFO or a huge file costs nothing.
+import { createHash, randomBytes } from 'node:crypto'
+import type { Stats } from 'node:fs'
+import type { ToolName } from '../../../shared/tools.ts'
+import { PinnedDir } from '../pinned.ts'
+import { planToolConfig } from '../tool-config.ts'
+import { TOOL_SPECS } from '../tools.ts'
+
+/** Files of the workspace an agent reads at its start, relative to it (any tool: one list). */
+export const VIEW_FILES: readonly string[] = [
+  'CLAUDE.md',
+  'CLAUDE.local.md',
+  'AGENTS.md',
+  'AGENT.md',
+  '.mcp.json',
+  'opencode.json',
+  'opencode.jsonc',
+  '.github/copilot-instructions.md',
+  '.git',
+  '.git/HEAD',
+  '.git/index',
+  '.git/packed-refs',
+  '.git/config',
+]
+
+/** Directories of the workspace walked whole (bounded): settings, commands, agents, branches. */
+export const VIEW_DIRS: readonly string[] = [
+  '.claude',
+  '.opencode',
+  '.github/instructions',
+  '.github/prompts',
+  '.git/refs/heads',
+]
+
+/** At most this many entries are recorded per view; the rest of a walk is cut (recorded so). */
+export const VIEW_MAX_ENTRIES = 1000
+/** Directories deeper than this under a walked one are recorded, not entered. */
+export const VIEW_MAX_DEPTH = 6
+
+interface Walk {
+  lines: string[]
+  budget: number
+}
+
+function describe(rel: string, st: Stats | null): string {
+  if (!st) return `${rel}\t-`
+  const kind = st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o'
+  return `${rel}\t${kind}\t${st.size}\t${st.ino}\t${st.mode}\t${st.mtimeMs}\t${st.ctimeMs}`
+}
+
+/**
+ * Opens `rel` (a relative path) under `root` component by component, never through a link: the
+ * directory that holds its last component and that component's name, or null (with a line saying
+ * why) when a component on the way is missing, a link or not a directory.
+ */
+async function parentOf(
+  root: PinnedDir,
+  rel: string,
+  w: Walk,
+): Promise<{ dir: PinnedDir; name: string; owned: PinnedDir[] } | null> {
+  const parts = rel.split('/')
+  const name = parts.pop() ?? ''
+  const owned: PinnedDir[] = []
+  let dir = root
+  for (const [i, part] of parts.entries()) {
+    const st = await dir.lstat(part)
+    if (!st?.isDirectory()) {
+      w.lines.push(describe(`${parts.slice(0, i + 1).join('/')}/`, st))
+      for (const d of owned) await d.close()
+      return null
+    }
+    const next = await dir.openDir(part)
+    if (!next) {
+      for (const d of owned) await d.close()
+      return null
+    }
+    owned.push(next)
+    dir = next
+  }
+  return { dir, name, owned }
+}
+
+/** Records every entry under `dir` (names sorted), depth-first, within the walk's budget. */
+async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Promise<void> {
+  const names = (await dir.list()).sort()
+  for (const name of names) {
+    if (w.budget <= 0) {
+      w.lines.push(`${rel}/…\tcut`)
+      return
+    }
+    w.budget--
+    const st = await dir.lstat(name)
+    const child = `${rel}/${name}`
+    w.lines.push(describe(child, st))
+    if (!st?.isDirectory() || depth >= VIEW_MAX_DEPTH) continue
+    const sub = await dir.openDir(name)
+    if (!sub) continue
+    try {
+      await walkDir(sub, child, depth + 1, w)
+    } finally {
+      await sub.close()
+    }
+  }
+}
+
+/** Records `files` and walks `dirs` under the directory at `base` (already resolved). */
+async function view(
+  base: string,
+  files: readonly string[],
+  dirs: readonly string[],
+  w: Walk,
+): Promise<void> {
+  const root = await PinnedDir.open(base)
+  try {
+    w.lines.push(describe('.', await root.stat()))
+    for (const rel of files) {
+      const at = await parentOf(root, rel, w)
+      if (!at) continue
+      try {
+        w.lines.push(describe(rel, await at.dir.lstat(at.name)))
+      } finally {
+        for (const d of at.owned.reverse()) await d.close()
+      }
+    }
+    for (const rel of dirs) {
+      const at = await parentOf(root, rel, w)
+      if (!at) continue
+      try {
+        const st = await at.dir.lstat(at.name)
+        w.lines.push(describe(rel, st))
+        if (!st?.isDirectory()) continue
+        const dir = await at.dir.openDir(at.name)
+        if (!dir) continue
+        try {
+          await walkDir(dir, rel, 1, w)
+        } finally {
+          await dir.close()
+        }
+      } finally {
+        for (const d of at.owned.reverse()) await d.close()
+      }
+    }
+  } finally {
+    await root.close()
+  }
+}
+
+/**
+ * The view an agent of `tool` gets of `workspace` (its real path) and of its config copied from
+ * `home`: a sha256 hex digest of the identities of {@link VIEW_FILES} and everything under
+ * {@link VIEW_DIRS} in the workspace, of the content the tool-config copy would take from the
+ * home (planToolConfig: selected keys, credentials) and of the copied directories' identities. Equal digests: nothing the agent read at its start changed (as far as metadata
+ * shows). Never throws: a view that cannot be taken (a component swapped during the walk, an
+ * unreadable directory) is a random digest, equal to no other, so the agent is started again.
+ */
+export async function agentView(workspace: string, home: string, tool: ToolName): Promise<string> {
+  const w: Walk = { lines: [], budget: VIEW_MAX_ENTRIES }
+  try {
+    w.lines.push('workspace')
+    await view(workspace, VIEW_FILES, VIEW_DIRS, w)
+    // The host home is the user's own: its files are read (what the copy would put in the
+    // container, selected keys only, so the host tool's own counters do not count), and the
+    // copied directories walked by metadata.
+    const spec = TOOL_SPECS[tool]
+    const files = await planToolConfig(
+      { ...spec, copy: { files: spec.copy.files, dirs: [] } },
+      { hostHome: home, containerHome: home, effortLevel: '' },
+    )
+    w.lines.push('home')
+    for (const f of files) w.lines.push(`${f.path}\t${sha256(f.content)}`)
+    await view(home, [], spec.copy.dirs, w)
+  } catch {
+    return randomBytes(32).toString('hex')
+  }
+  return sha256(w.lines.join('\n'))
+}
+
+function sha256(data: string | Buffer): string {
+  return createHash('sha256').update(data).digest('hex')
+}

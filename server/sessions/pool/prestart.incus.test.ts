@@ -1,0 +1,128 @@
+// Issue 16, `[pool] prestart` on the live daemon: a primed member starts the agent before it is
+// frozen; the next create of its request hands that agent over (`agent_start: "prestarted"`, no
+// tool step at the click) and it answers `hello` → `hello-BACK` through /ws/terminal; an
+// instruction file written between the prime and the claim starts it again (`restarted`, with
+// the reason) and the new agent answers too. The tool's wrapper records its exit in the pane
+// option the claim reads (real tmux in the image).
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { PRESTARTED_LAUNCH_STEPS, PRIMED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
+import type { Health } from '../../../shared/schemas/health.ts'
+import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
+import {
+  describeIncus,
+  execAsCode,
+  requestJson,
+  startLiveServer,
+  TEST_IMAGE,
+  type LiveServer,
+} from '../../test/incus-harness.ts'
+import { ownByUser } from '../../test/owner.ts'
+import { TerminalClient, waitUntil } from '../../test/ws-client.ts'
+import { tmuxSessionName } from '../naming.ts'
+import { TOOL_EXIT_OPTION } from '../tools.ts'
+
+const LONG = { timeoutMs: 180_000, intervalMs: 200 }
+
+describeIncus('[pool] prestart on a live Incus daemon', () => {
+  let server: LiveServer
+  let home: string
+
+  const primedReady = (): Promise<unknown> =>
+    waitUntil(
+      'a primed member ready',
+      async () => {
+        const body = (await requestJson(server.url, 'GET', '/api/health')).body as Health
+        return body.pool?.primed?.ready === 1
+      },
+      LONG,
+    )
+  const create = async (workspace: string): Promise<CreatedSession> => {
+    const res = await requestJson(server.url, 'POST', '/api/sessions', { workspace })
+    expect(res.status, JSON.stringify(res.body)).toBe(200)
+    return res.body as CreatedSession
+  }
+  const remove = async (id: string): Promise<void> => {
+    const res = await requestJson(server.url, 'DELETE', `/api/sessions/${id}?force=true`)
+    expect(res.status).toBe(204)
+  }
+  const helloBack = async (id: string): Promise<void> => {
+    const term = new TerminalClient(`${server.wsUrl}/ws/terminal/${id}?cols=100&rows=30`)
+    await term.opened
+    await term.waitFor('ready', LONG.timeoutMs)
+    term.send('hello\r')
+    await term.waitFor('hello-BACK', LONG.timeoutMs)
+    await term.close()
+  }
+
+  beforeAll(async () => {
+    home = await mkdtemp(join(tmpdir(), 'clincus-prestart-'))
+    const root = join(home, 'projects')
+    await mkdir(root, { recursive: true })
+    server = await startLiveServer({
+      home,
+      warmPool: true,
+      configText: [
+        `[defaults]\nimage = "${TEST_IMAGE}"`,
+        `[dashboard]\nworkspace_roots = ["${root}"]`,
+        `[pool]\nsize = 0\nprimed = 1\nprestart = true`,
+      ].join('\n'),
+    })
+  }, 240_000)
+
+  afterAll(async () => {
+    await server.close()
+    await rm(home, { recursive: true, force: true })
+  })
+
+  it('hands over the agent started ahead; it answers, and its exit is recorded for the next claim', async ({
+    annotate,
+  }) => {
+    const ws = await server.project('prestart')
+    await ownByUser(ws)
+    const first = await create(ws)
+    await remove(first.id)
+    await primedReady()
+
+    const t0 = performance.now()
+    const s = await create(ws)
+    const ms = performance.now() - t0
+    expect(s).toMatchObject({ path: 'warm', warm: 'primed', agent_start: 'prestarted' })
+    expect(Object.keys(s.timings)).toEqual([...PRESTARTED_LAUNCH_STEPS])
+    await annotate(
+      `prestarted POST /api/sessions ${ms.toFixed(0)} ms: ${JSON.stringify(s.timings)}`,
+    )
+    await helloBack(s.id)
+
+    // What the claim reads to tell a running agent from one that ended: empty while it runs, its
+    // exit code once the wrapper saw it end.
+    const option = `tmux display-message -p -t '=${tmuxSessionName(s.id)}:' '#{${TOOL_EXIT_OPTION}}'`
+    expect((await execAsCode(s.id, option)).stdout.trim()).toBe('')
+    const term = new TerminalClient(`${server.wsUrl}/ws/terminal/${s.id}?cols=100&rows=30`)
+    await term.opened
+    term.send('exit\r')
+    await term.waitFor('exited with code 0', LONG.timeoutMs)
+    await term.close()
+    expect((await execAsCode(s.id, option)).stdout.trim()).toBe('0')
+    await remove(s.id)
+  })
+
+  it('an instruction file written after the agent started: the claim starts it again', async () => {
+    const ws = await server.project('prestart-edit')
+    await ownByUser(ws)
+    const first = await create(ws)
+    await remove(first.id)
+    await primedReady()
+    await writeFile(join(ws, 'CLAUDE.md'), 'Always answer in French.\n')
+    await ownByUser(ws)
+
+    const s = await create(ws)
+    expect(s).toMatchObject({ path: 'warm', warm: 'primed', agent_start: 'restarted' })
+    expect(s.agent_start_reason).toMatch(/instructions/)
+    expect(Object.keys(s.timings)).toEqual([...PRIMED_LAUNCH_STEPS])
+    await helloBack(s.id)
+    await remove(s.id)
+  })
+})
