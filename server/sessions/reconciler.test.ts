@@ -112,6 +112,37 @@ describe('the action table', () => {
     expect((await t.r.list())[0]?.status).toBe('running')
   })
 
+  it("drops the agent status of what never became a session (a primed member's agent started ahead)", async () => {
+    const { r, driver } = await setup()
+    const member = 'clincus-w-0123456789'
+    const since = new Date().toISOString()
+    r.agent(member, { status: 'idle', since })
+    r.agent(ID, { status: 'working', since })
+    r.forgetAgent(member)
+    // A session keeps its own (only the end of its launch drops it).
+    r.forgetAgent(ID)
+    expect((await r.list()).find((s) => s.id === ID)?.agent).toEqual({ status: 'working', since })
+    // The name made a session later starts with no status from the member.
+    const inst = driver.addInstance(member, {
+      status: 'Running',
+      config: {
+        [LABEL.managed]: 'true',
+        [LABEL.workspace]: '/w',
+        [LABEL.tool]: 'claude',
+        [LABEL.persistent]: 'false',
+      },
+    })
+    const created = await r.created(inst, {
+      sessionId: 's',
+      id: member,
+      workspace: '/w',
+      tool: 'claude',
+      persistent: false,
+      time: new Date(),
+    })
+    expect(created?.agent).toBeUndefined()
+  })
+
   it('ignores instances that are not ours by name', async () => {
     const t = await setup()
     t.r.onLifecycle({ action: 'instance-paused', name: 'web-1', project: 'default', timestamp: '' })

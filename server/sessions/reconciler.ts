@@ -264,6 +264,14 @@ export class SessionReconciler implements SessionReader {
     this.#d.hub.publish({ type: 'session.agent', id, agent })
   }
 
+  /**
+   * Drops the agent status kept for `id` when it is no session (a primed member whose agent was
+   * started ahead, removed unclaimed): nothing else would, as no launch of it ends.
+   */
+  forgetAgent(id: string): void {
+    if (!this.#cache.get(id)) this.#agents.delete(id)
+  }
+
   /** `s` with its agent status when it runs, without one otherwise. */
   #withAgent(s: SessionInfo): SessionInfo {
     const agent = this.#agents.get(s.id)

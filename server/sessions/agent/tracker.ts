@@ -121,9 +121,10 @@ export class AgentTracker {
     return this.#channel.counters(id)
   }
 
-  /** A deleted session: its socket closed, its state dropped. */
+  /** A deleted session (or a removed primed member): its socket closed, its state dropped. */
   async forget(id: string): Promise<void> {
     this.#reset(id)
+    this.#d.reconciler.forgetAgent(id)
     await this.#channel.close(id)
   }
 
