@@ -10,7 +10,7 @@ import type { AgentHandover, LaunchTarget } from './launch-config.ts'
 import type { LaunchContext } from './launch.ts'
 import { planLaunch, type LaunchPlan, type PlanDeps } from './launch-plan.ts'
 import { launchSteps } from './launch-steps.ts'
-import { agentView } from './pool/agent-view.ts'
+import { agentView, viewChange } from './pool/agent-view.ts'
 import type { WarmPool } from './pool/manager.ts'
 import { primedKey, type PrimeRequest } from './pool/primed-key.ts'
 import {
@@ -91,13 +91,8 @@ export async function agentHandover(
   home: string,
 ): Promise<AgentHandover | undefined> {
   if (!made.agent) return undefined
-  const now = await agentView(plan.workspace, home, plan.tool)
-  return {
-    restart:
-      now === made.agent.view
-        ? null
-        : "the workspace's instructions, git state or the tool's config changed since the agent started",
-  }
+  const changed = viewChange(made.agent.view, await agentView(plan.workspace, home, plan.tool))
+  return { restart: changed === null ? null : `${changed} changed since the agent started` }
 }
 
 /** The Primer the pool runs (pool/primed.ts). */

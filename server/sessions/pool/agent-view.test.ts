@@ -6,7 +6,7 @@ import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { agentView, VIEW_MAX_ENTRIES } from './agent-view.ts'
+import { agentView, VIEW_MAX_ENTRIES, viewChange, type AgentView } from './agent-view.ts'
 
 let base: string
 let ws: string
@@ -36,13 +36,13 @@ afterEach(async () => {
   await rm(base, { recursive: true, force: true })
 })
 
-const view = (): Promise<string> => agentView(ws, home, 'claude')
+const view = (): Promise<AgentView> => agentView(ws, home, 'claude')
 
 describe('agentView', () => {
   it('is the same for an unchanged workspace and home', async () => {
     const a = await view()
-    expect(a).toMatch(/^[0-9a-f]{64}$/)
-    expect(await view()).toBe(a)
+    expect(a.broken).toBe(false)
+    expect(viewChange(a, await view())).toBeNull()
   })
 
   it.each([
@@ -80,13 +80,13 @@ describe('agentView', () => {
   it("does not change for the host tool's own counters (keys the copy leaves out)", async () => {
     const before = await view()
     await writeFile(join(home, '.claude.json'), JSON.stringify({ theme: 'dark', numStartups: 9 }))
-    expect(await view()).toBe(before)
+    expect(viewChange(before, await view())).toBeNull()
   })
 
   it('does not see an edit deep in the working tree (documented: README "Pre-started agents")', async () => {
     const before = await view()
     await writeFile(join(ws, 'src', 'x.ts'), 'export const changed = 1\n')
-    expect(await view()).toBe(before)
+    expect(viewChange(before, await view())).toBeNull()
   })
 
   it('never follows a link the agent planted, as a file or as a directory', async () => {
@@ -100,14 +100,16 @@ describe('agentView', () => {
     await writeFile(join(outside, 'secret.md'), 'changed outside the workspace\n')
     await writeFile(join(outside, 'copilot-instructions.md'), 'new\n')
     await writeFile(join(outside, 'more.md'), 'new\n')
-    expect(await view()).toBe(before)
+    expect(viewChange(before, await view())).toBeNull()
+    expect(before.lines.some((l) => /^workspace:CLAUDE\.md\tl\t/.test(l))).toBe(true)
   })
 
   it('takes no time over a FIFO in place of an instruction file (metadata only)', async () => {
     await rm(join(ws, 'CLAUDE.md'))
     execFileSync('mkfifo', [join(ws, 'CLAUDE.md')])
     const a = await view()
-    expect(await view()).toBe(a)
+    expect(a.broken).toBe(false)
+    expect(viewChange(a, await view())).toBeNull()
   })
 
   it('walks a huge settings directory within its bound, the same way each time', async () => {
@@ -117,14 +119,16 @@ describe('agentView', () => {
       Array.from({ length: VIEW_MAX_ENTRIES + 50 }, (_, i) => writeFile(join(many, `f${i}`), '')),
     )
     const a = await view()
-    expect(await view()).toBe(a)
+    expect(a.lines.length).toBeLessThanOrEqual(VIEW_MAX_ENTRIES + 40)
+    expect(a.lines).toContain('workspace:.claude/many/…\tcut')
+    expect(viewChange(a, await view())).toBeNull()
   })
 
   it('is a view equal to no other when the workspace cannot be walked', async () => {
     const gone = join(base, 'missing')
     const a = await agentView(gone, home, 'claude')
     const b = await agentView(gone, home, 'claude')
-    expect(a).toMatch(/^[0-9a-f]{64}$/)
-    expect(a).not.toBe(b)
+    expect(a.broken).toBe(true)
+    expect(viewChange(a, b)).toBe('the workspace could not be walked')
   })
 })

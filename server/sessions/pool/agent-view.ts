@@ -14,7 +14,7 @@
 // The workspace is the agent's: every component is looked up without following links
 // (PinnedDir), a link is recorded as a link, never followed, and the walk of a directory is
 // bounded. Nothing is read but metadata, so a FIFO or a huge file costs nothing.
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import type { Stats } from 'node:fs'
 import type { ToolName } from '../../../shared/tools.ts'
 import { PinnedDir } from '../pinned.ts'
@@ -55,12 +55,14 @@ export const VIEW_MAX_DEPTH = 6
 interface Walk {
   lines: string[]
   budget: number
+  /** Which tree the lines are of (their prefix). */
+  where: 'workspace' | 'home'
 }
 
-function describe(rel: string, st: Stats | null): string {
-  if (!st) return `${rel}\t-`
+function describe(w: Walk, rel: string, st: Stats | null): string {
+  if (!st) return `${w.where}:${rel}\t-`
   const kind = st.isSymbolicLink() ? 'l' : st.isDirectory() ? 'd' : st.isFile() ? 'f' : 'o'
-  return `${rel}\t${kind}\t${st.size}\t${st.ino}\t${st.mode}\t${st.mtimeMs}\t${st.ctimeMs}`
+  return `${w.where}:${rel}\t${kind}\t${st.size}\t${st.ino}\t${st.mode}\t${st.mtimeMs}\t${st.ctimeMs}`
 }
 
 /**
@@ -80,7 +82,7 @@ async function parentOf(
   for (const [i, part] of parts.entries()) {
     const st = await dir.lstat(part)
     if (!st?.isDirectory()) {
-      w.lines.push(describe(`${parts.slice(0, i + 1).join('/')}/`, st))
+      w.lines.push(describe(w, `${parts.slice(0, i + 1).join('/')}/`, st))
       for (const d of owned) await d.close()
       return null
     }
@@ -100,13 +102,13 @@ async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Pro
   const names = (await dir.list()).sort()
   for (const name of names) {
     if (w.budget <= 0) {
-      w.lines.push(`${rel}/…\tcut`)
+      w.lines.push(`${w.where}:${rel}/…\tcut`)
       return
     }
     w.budget--
     const st = await dir.lstat(name)
     const child = `${rel}/${name}`
-    w.lines.push(describe(child, st))
+    w.lines.push(describe(w, child, st))
     if (!st?.isDirectory() || depth >= VIEW_MAX_DEPTH) continue
     const sub = await dir.openDir(name)
     if (!sub) continue
@@ -127,12 +129,12 @@ async function view(
 ): Promise<void> {
   const root = await PinnedDir.open(base)
   try {
-    w.lines.push(describe('.', await root.stat()))
+    w.lines.push(describe(w, '.', await root.stat()))
     for (const rel of files) {
       const at = await parentOf(root, rel, w)
       if (!at) continue
       try {
-        w.lines.push(describe(rel, await at.dir.lstat(at.name)))
+        w.lines.push(describe(w, rel, await at.dir.lstat(at.name)))
       } finally {
         for (const d of at.owned.reverse()) await d.close()
       }
@@ -142,7 +144,7 @@ async function view(
       if (!at) continue
       try {
         const st = await at.dir.lstat(at.name)
-        w.lines.push(describe(rel, st))
+        w.lines.push(describe(w, rel, st))
         if (!st?.isDirectory()) continue
         const dir = await at.dir.openDir(at.name)
         if (!dir) continue
@@ -161,17 +163,29 @@ async function view(
 }
 
 /**
- * The view an agent of `tool` gets of `workspace` (its real path) and of its config copied from
- * `home`: a sha256 hex digest of the identities of {@link VIEW_FILES} and everything under
- * {@link VIEW_DIRS} in the workspace, of the content the tool-config copy would take from the
- * home (planToolConfig: selected keys, credentials) and of the copied directories' identities. Equal digests: nothing the agent read at its start changed (as far as metadata
- * shows). Never throws: a view that cannot be taken (a component swapped during the walk, an
- * unreadable directory) is a random digest, equal to no other, so the agent is started again.
+ * What an agent saw: one line per path (`<where>:<path>\t<identity>`), in walk order. `broken`:
+ * the view could not be taken (then it equals no other view).
  */
-export async function agentView(workspace: string, home: string, tool: ToolName): Promise<string> {
-  const w: Walk = { lines: [], budget: VIEW_MAX_ENTRIES }
+export interface AgentView {
+  lines: readonly string[]
+  broken: boolean
+}
+
+/**
+ * The view an agent of `tool` gets of `workspace` (its real path) and of its config copied from
+ * `home`: the identities of {@link VIEW_FILES} and everything under {@link VIEW_DIRS} in the
+ * workspace, the content the tool-config copy would take from the home (planToolConfig: selected
+ * keys, credentials; recorded as a digest) and the copied directories' identities. Never throws: a
+ * view that cannot be taken (a component swapped during the walk, an unreadable directory) is
+ * `broken`, so the agent is started again.
+ */
+export async function agentView(
+  workspace: string,
+  home: string,
+  tool: ToolName,
+): Promise<AgentView> {
+  const w: Walk = { lines: [], budget: VIEW_MAX_ENTRIES, where: 'workspace' }
   try {
-    w.lines.push('workspace')
     await view(workspace, VIEW_FILES, VIEW_DIRS, w)
     // The host home is the user's own: its files are read (what the copy would put in the
     // container, selected keys only, so the host tool's own counters do not count), and the
@@ -181,13 +195,43 @@ export async function agentView(workspace: string, home: string, tool: ToolName)
       { ...spec, copy: { files: spec.copy.files, dirs: [] } },
       { hostHome: home, containerHome: home, effortLevel: '' },
     )
-    w.lines.push('home')
-    for (const f of files) w.lines.push(`${f.path}\t${sha256(f.content)}`)
+    w.where = 'home'
+    for (const f of files) w.lines.push(`home:${f.path}\t${sha256(f.content)}`)
     await view(home, [], spec.copy.dirs, w)
   } catch {
-    return randomBytes(32).toString('hex')
+    return { lines: w.lines, broken: true }
   }
-  return sha256(w.lines.join('\n'))
+  return { lines: w.lines, broken: false }
+}
+
+/**
+ * Null when `now` is the view `then` was; else the first path that differs, for the user
+ * (`CLAUDE.md`, `~/.claude/.credentials.json`), or why the view could not be compared.
+ */
+export function viewChange(then: AgentView, now: AgentView): string | null {
+  if (then.broken || now.broken) return 'the workspace could not be walked'
+  const a = new Map(then.lines.map(splitLine))
+  const b = new Map(now.lines.map(splitLine))
+  const differ = [
+    ...[...b].filter(([path, id]) => a.get(path) !== id).map(([path]) => path),
+    ...[...a.keys()].filter((path) => !b.has(path)),
+  ]
+  // The folder itself changes with every entry added at its top: named only when nothing more
+  // telling did.
+  const path = differ.find((p) => p !== ROOT_LINE) ?? differ[0]
+  return path === undefined ? null : shown(path)
+}
+
+const ROOT_LINE = 'workspace:.'
+
+function splitLine(line: string): [string, string] {
+  const tab = line.indexOf('\t')
+  return [line.slice(0, tab), line.slice(tab + 1)]
+}
+
+function shown(path: string): string {
+  if (path === ROOT_LINE) return 'the list of files at the top of the workspace'
+  return path.startsWith('home:') ? `~/${path.slice(5)}` : path.slice('workspace:'.length)
 }
 
 function sha256(data: string | Buffer): string {

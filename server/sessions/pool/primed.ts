@@ -7,6 +7,7 @@
 // This module keeps the requests and members (synchronous state, so two creates never claim one
 // member); WarmPool (manager.ts) runs the fills, and a Primer (../primed-launch.ts) makes and removes them.
 import type { IncusInstance } from '../../incus/schemas.ts'
+import type { AgentView } from './agent-view.ts'
 import { parseProtectLabel, type ProtectionPlan } from '../protect.ts'
 import { LABEL } from '../registry.ts'
 import { PROTECTION } from '../session-config.ts'
@@ -29,7 +30,7 @@ export interface PrimedMade extends PrimedInfo {
    * `[pool] prestart`: its agent runs (started under `sessionId`), and `view` is the workspace as
    * the agent saw it when it started (agent-view.ts); null when only the container was primed.
    */
-  agent: { sessionId: string; view: string } | null
+  agent: { sessionId: string; view: AgentView } | null
 }
 
 /** Makes and removes primed members; the session side implements it (../primed-launch.ts createPrimer). */
