@@ -2,7 +2,7 @@
 // it, what does not, and that the agent's own tree cannot make the walk follow a link, hang on a
 // FIFO or run without bound.
 import { execFileSync } from 'node:child_process'
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { chown, mkdir, mkdtemp, rm, symlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -75,6 +75,13 @@ describe('agentView', () => {
     const before = await view()
     await change()
     expect(await view()).not.toBe(before)
+  })
+
+  it('does not change when the folder is only chowned or touched (nothing added or removed)', async () => {
+    const before = await view()
+    await chown(ws, 1000, 1000)
+    await utimes(ws, new Date(), new Date())
+    expect(viewChange(before, await view())).toBeNull()
   })
 
   it("does not change for the host tool's own counters (keys the copy leaves out)", async () => {

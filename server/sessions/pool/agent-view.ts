@@ -120,16 +120,21 @@ async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Pro
   }
 }
 
-/** Records `files` and walks `dirs` under the directory at `base` (already resolved). */
+/**
+ * Records `files` and walks `dirs` under the directory at `base` (already resolved); with
+ * `listing`, also the names at its top (an entry added, removed or renamed there; not its
+ * times, which a chown or a touch of the folder changes too).
+ */
 async function view(
   base: string,
   files: readonly string[],
   dirs: readonly string[],
   w: Walk,
+  listing: boolean,
 ): Promise<void> {
   const root = await PinnedDir.open(base)
   try {
-    w.lines.push(describe(w, '.', await root.stat()))
+    if (listing) w.lines.push(`${w.where}:.\t${sha256((await root.list()).sort().join('\0'))}`)
     for (const rel of files) {
       const at = await parentOf(root, rel, w)
       if (!at) continue
@@ -186,7 +191,7 @@ export async function agentView(
 ): Promise<AgentView> {
   const w: Walk = { lines: [], budget: VIEW_MAX_ENTRIES, where: 'workspace' }
   try {
-    await view(workspace, VIEW_FILES, VIEW_DIRS, w)
+    await view(workspace, VIEW_FILES, VIEW_DIRS, w, true)
     // The host home is the user's own: its files are read (what the copy would put in the
     // container, selected keys only, so the host tool's own counters do not count), and the
     // copied directories walked by metadata.
@@ -197,7 +202,7 @@ export async function agentView(
     )
     w.where = 'home'
     for (const f of files) w.lines.push(`home:${f.path}\t${sha256(f.content)}`)
-    await view(home, [], spec.copy.dirs, w)
+    await view(home, [], spec.copy.dirs, w, false)
   } catch {
     return { lines: w.lines, broken: true }
   }
