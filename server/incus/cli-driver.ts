@@ -248,6 +248,15 @@ export class CliIncusDriver implements IncusDriver {
     return typeof usage === 'number' && Number.isFinite(usage) && usage >= 0 ? usage : null
   }
 
+  async cpuUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    const data = await this.#cli.query(
+      this.#api(`/1.0/instances/${encodeURIComponent(name)}/state`),
+      opts,
+    )
+    const usage = (data as { cpu?: { usage?: unknown } } | null)?.cpu?.usage
+    return typeof usage === 'number' && Number.isFinite(usage) && usage >= 0 ? usage : null
+  }
+
   async delete(name: string, opts: CallOptions & { force?: boolean } = {}): Promise<void> {
     const argv = [...this.#p(), 'delete']
     if (opts.force) argv.push('--force')

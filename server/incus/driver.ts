@@ -76,6 +76,11 @@ export interface IncusDriver {
    * Incus does not say (stopped). Issue 16: what a primed (running, frozen) pool member holds.
    */
   memoryUsage(name: string, opts?: CallOptions): Promise<number | null>
+  /**
+   * The CPU time the instance's cgroup has used so far, in nanoseconds (its state's `cpu.usage`);
+   * null when Incus does not say. Issue 16: when an agent started ahead has settled.
+   */
+  cpuUsage(name: string, opts?: CallOptions): Promise<number | null>
   delete(name: string, opts?: CallOptions & { force?: boolean }): Promise<void>
   exec(name: string, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult>
   filePush(

@@ -274,6 +274,17 @@ export class FakeIncusDriver implements IncusDriver {
     return isRunning(status) || status === 'Frozen' ? this.memoryBytes : null
   }
 
+  /** CPU time (ns) the fake reports for an instance; each read adds `cpuStepNs` (busy, or not). */
+  cpuNs = 0
+  cpuStepNs = 0
+
+  async cpuUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    await this.#enter('getInstance', [name], opts)
+    this.#need(name, 'getInstance')
+    this.cpuNs += this.cpuStepNs
+    return this.cpuNs
+  }
+
   async delete(name: string, opts: CallOptions & { force?: boolean } = {}): Promise<void> {
     await this.#enter('delete', [name, { force: opts.force ?? false }], opts)
     const inst = this.#need(name, 'delete')

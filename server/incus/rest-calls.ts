@@ -383,6 +383,11 @@ export class RestCalls {
     return usage !== undefined && Number.isFinite(usage) && usage >= 0 ? usage : null
   }
 
+  async cpuUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    const usage = (await this.#state(name, 'query', opts)).cpu?.usage
+    return usage !== undefined && Number.isFinite(usage) && usage >= 0 ? usage : null
+  }
+
   async containerRoot(name: string, opts?: CallOptions): Promise<string | null> {
     const { pid } = await this.#state(name, 'query', opts)
     if (pid === undefined || !Number.isInteger(pid) || pid <= 0)

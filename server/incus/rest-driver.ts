@@ -137,6 +137,10 @@ export class RestIncusDriver implements IncusDriver {
     return this.#either((c) => c.memoryUsage(name, opts))
   }
 
+  cpuUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    return this.#either((c) => c.cpuUsage(name, opts))
+  }
+
   exec(name: string, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult> {
     return this.cli.exec(name, argv, opts)
   }

@@ -22,6 +22,8 @@ export const IncusInstanceStateSchema = Type.Object({
   pid: Type.Optional(Type.Number()),
   // Issue 16: what a primed pool member holds (health's pool memory_bytes).
   memory: Type.Optional(Type.Object({ usage: Type.Optional(Type.Number()) })),
+  // `[pool] prestart`: whether an agent started ahead is done starting (CPU time, ns).
+  cpu: Type.Optional(Type.Object({ usage: Type.Optional(Type.Number()) })),
 })
 
 /** The fields of GET /1.0/instances/{name} a PUT sends back (InstancePut) besides config/devices. */

@@ -2,6 +2,7 @@
 // cold create of a recent request up to `tmpfs`, then frozen) and to remove one (as a rollback
 // does), and the claim a create tries first (its fresh plan must hash to the member's key).
 import { randomUUID } from 'node:crypto'
+import { setTimeout as delay } from 'node:timers/promises'
 import { runSteps } from '../../shared/steps.ts'
 import type { IncusDriver } from '../incus/driver.ts'
 import type { EgressService } from '../network/egress.ts'
@@ -11,6 +12,7 @@ import type { LaunchContext } from './launch.ts'
 import { planLaunch, type LaunchPlan, type PlanDeps } from './launch-plan.ts'
 import { launchSteps } from './launch-steps.ts'
 import { agentView, viewChange } from './pool/agent-view.ts'
+import { waitSettled } from './pool/settle.ts'
 import type { WarmPool } from './pool/manager.ts'
 import { primedKey, type PrimeRequest } from './pool/primed-key.ts'
 import {
@@ -140,6 +142,18 @@ export function createPrimer(d: PrimerDeps): Primer {
         }
         await runSteps(launchSteps(env, plan, t), { signal })
         stepsDone = true
+        // An agent started ahead is frozen once it is done starting, not at its first output.
+        if (agent) {
+          const settled = await waitSettled(
+            {
+              cpuNs: () => d.driver.cpuUsage(name, { signal, timeoutMs: 10_000 }),
+              now: () => performance.now(),
+              wait: (ms, s) => delay(ms, undefined, { signal: s }),
+            },
+            signal,
+          )
+          log.info({ ...settled, ms: Math.round(settled.ms) }, 'agent started ahead')
+        }
         await d.driver.freeze(name, { signal })
         const memoryBytes = await memoryOf(d.driver, name, signal)
         return {
