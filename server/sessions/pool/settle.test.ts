@@ -56,7 +56,7 @@ describe('waitSettled', () => {
   it('stops when the primer is aborted (shutdown)', async () => {
     const ac = new AbortController()
     const w = world(() => 1)
-    const wait = w.wait
+    const { wait } = world(() => 1)
     w.wait = (ms, signal) => {
       if (w.reads === 3) ac.abort()
       return wait(ms, signal)
