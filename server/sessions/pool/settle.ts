@@ -23,10 +23,10 @@ export const SETTLE: SettleOptions = {
 /** What waitSettled needs of the world: the CPU reading, the clock and a timer. */
 export interface SettleDeps {
   /** CPU time used so far, ns; null when unknown (then the wait ends: nothing to wait on). */
-  cpuNs(): Promise<number | null>
-  now(): number
+  cpuNs: () => Promise<number | null>
+  now: () => number
   /** Resolves after `ms` (rejects when `signal` aborts). */
-  wait(ms: number, signal: AbortSignal): Promise<void>
+  wait: (ms: number, signal: AbortSignal) => Promise<void>
 }
 
 /**
