@@ -3,7 +3,9 @@
 // reads keys ~2.5 s after that): a member frozen at the first output would make the click wait for
 // the rest of the start. So the primer waits, off the click's path, until the container's CPU use
 // falls quiet: at most `maxShare` of one core over the last `windowMs`, read every `intervalMs`
-// from Incus (the instance state's `cpu.usage`), or `deadlineMs` at most.
+// from Incus (the instance state's `cpu.usage`), or `deadlineMs` at most: an agent that never
+// quiets (Copilot CLI without a network kept 1.3 cores busy for the whole minute measured) is
+// frozen at the deadline, long after it took keys (~6 s here, 14–23 s under heavy load).
 
 /** How the primer decides that an agent started ahead has settled (ms; share of one core). */
 export interface SettleOptions {
@@ -17,7 +19,7 @@ export const SETTLE: SettleOptions = {
   intervalMs: 250,
   windowMs: 1000,
   maxShare: 0.1,
-  deadlineMs: 60_000,
+  deadlineMs: 20_000,
 }
 
 /** What waitSettled needs of the world: the CPU reading, the clock and a timer. */
