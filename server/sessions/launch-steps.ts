@@ -139,8 +139,12 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
       )
   }
   // The claim and the end of a creation: the session's labels and the ready label in one config
-  // call, the runtime deadline, then the instance read for the reconciler.
+  // call with the runtime deadline (label), then the instance read for the reconciler (complete).
   const finish = async (signal: AbortSignal): Promise<void> => {
+    await label(signal)
+    await complete(signal)
+  }
+  const label = async (signal: AbortSignal): Promise<void> => {
     const finishing: Record<string, string> = { ...claimLabels(), [LABEL.ready]: 'true' }
     const deadline = plan.maxDurationMs
       ? {
@@ -154,6 +158,8 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     }
     await driver.configSet(name, finishing, { signal })
     if (deadline) env.deadlines.schedule(name, deadline.at, deadline.action)
+  }
+  const complete = async (signal: AbortSignal): Promise<void> => {
     const inst = await driver.getInstance(name, { signal })
     // The last point of no return: a client gone by now gets its session rolled back too.
     signal.throwIfAborted()
@@ -303,8 +309,12 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
         async (signal) => {
           const handover = t.warm?.agent
           if (!handover) throw new Error('no agent to hand over')
-          if (await toolAlive(driver, name, config, signal))
-            handover.result = { start: 'prestarted' }
+          // The look at the agent and the labels at once (each is a round trip to Incus).
+          const [alive] = await Promise.all([
+            toolAlive(driver, name, config, signal),
+            label(signal),
+          ])
+          if (alive) handover.result = { start: 'prestarted' }
           else {
             // It ended while primed (a tool that could not reach its API, say): started again,
             // under a new session id (the old one may be taken by the tool's own records).
@@ -313,8 +323,9 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
             await stopTool(driver, name, config, signal)
             await copyConfig(signal)
             await startOnly(signal)
+            await driver.configSet(name, { [LABEL.sessionId]: t.sessionId }, { signal })
           }
-          await finish(signal)
+          await complete(signal)
         },
         async () => {
           env.deadlines.cancel(name)
