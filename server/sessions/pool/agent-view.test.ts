@@ -36,7 +36,7 @@ afterEach(async () => {
   await rm(base, { recursive: true, force: true })
 })
 
-const view = (): Promise<string> => agentView(ws, home, 'claude')
+const view = (): Promise<string | null> => agentView(ws, home, 'claude')
 
 describe('agentView', () => {
   it('is the same for an unchanged workspace and home', async () => {
@@ -110,21 +110,17 @@ describe('agentView', () => {
     expect(await view()).toBe(a)
   })
 
-  it('walks a huge settings directory within its bound, the same way each time', async () => {
+  it('walks a huge settings directory within its bound, and gives no view past it', async () => {
     const many = join(ws, '.claude', 'many')
     await mkdir(many)
     await Promise.all(
       Array.from({ length: VIEW_MAX_ENTRIES + 50 }, (_, i) => writeFile(join(many, `f${i}`), '')),
     )
-    const a = await view()
-    expect(await view()).toBe(a)
+    // Past the bound a change could hide (red team: agent-view-red.test.ts): no view at all.
+    expect(await view()).toBeNull()
   })
 
-  it('is a view equal to no other when the workspace cannot be walked', async () => {
-    const gone = join(base, 'missing')
-    const a = await agentView(gone, home, 'claude')
-    const b = await agentView(gone, home, 'claude')
-    expect(a).toMatch(/^[0-9a-f]{64}$/)
-    expect(a).not.toBe(b)
+  it('gives no view (null, equal to none) when the workspace cannot be walked', async () => {
+    expect(await agentView(join(base, 'missing'), home, 'claude')).toBeNull()
   })
 })

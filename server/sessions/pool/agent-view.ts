@@ -12,11 +12,16 @@
 // touches none of these paths, which Claude Code's git status snapshot would have listed.
 //
 // The workspace is the agent's: every component is looked up without following links
-// (PinnedDir), a link is recorded as a link, never followed, and the walk of a directory is
-// bounded. Nothing is read but metadata, so a FIFO or a huge file costs nothing.
-import { createHash, randomBytes } from 'node:crypto'
+// (PinnedDir), a link is recorded as a link, never followed, and the walk is bounded (entries,
+// depth, and no directory is read past the bound). Nothing is read but metadata (and a gitfile's
+// first 4 KiB, as protect.ts reads it), so a FIFO or a huge file costs nothing. A workspace walk
+// cut by a bound is no view at all (null): what lies past the cut could change unseen, so an agent
+// that planted entries to reach the bound gets no agent handed over, rather than a stale one. The
+// home (the user's own) has a bound of its own, so the workspace cannot push it past its cut.
+import { createHash } from 'node:crypto'
 import type { Stats } from 'node:fs'
 import type { ToolName } from '../../../shared/tools.ts'
+import { hasDotDot, insideWorkspace, parseGitfile } from '../git-metadata.ts'
 import { PinnedDir } from '../pinned.ts'
 import { planToolConfig } from '../tool-config.ts'
 import { TOOL_SPECS } from '../tools.ts'
@@ -47,14 +52,22 @@ export const VIEW_DIRS: readonly string[] = [
   '.git/refs/heads',
 ]
 
-/** At most this many entries are recorded per view; the rest of a walk is cut (recorded so). */
+/** The git files of a gitfile's git directory (relative to it) and the directory walked. */
+const GITDIR_FILES: readonly string[] = ['HEAD', 'index', 'packed-refs', 'config']
+const GITDIR_DIRS: readonly string[] = ['refs/heads']
+
+/** At most this many workspace entries are walked; a workspace past it has no view (null). */
 export const VIEW_MAX_ENTRIES = 1000
-/** Directories deeper than this under a walked one are recorded, not entered. */
+/** Directories deeper than this under a walked one: the workspace has no view (null). */
 export const VIEW_MAX_DEPTH = 6
+/** At most this many entries of the home's copied directories are recorded (the rest: cut). */
+export const HOME_MAX_ENTRIES = 2000
 
 interface Walk {
   lines: string[]
   budget: number
+  /** Cut by a bound: the workspace's view is then void; the home's keeps a `cut` line. */
+  cut: boolean
 }
 
 function describe(rel: string, st: Stats | null): string {
@@ -97,9 +110,12 @@ async function parentOf(
 
 /** Records every entry under `dir` (names sorted), depth-first, within the walk's budget. */
 async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Promise<void> {
-  const names = (await dir.list()).sort()
+  // Never more names than the budget left (+1 to tell a cut): a directory of millions of entries
+  // is not read whole.
+  const names = (await dir.listAtMost(Math.max(w.budget, 0))).sort()
   for (const name of names) {
     if (w.budget <= 0) {
+      w.cut = true
       w.lines.push(`${rel}/…\tcut`)
       return
     }
@@ -107,7 +123,11 @@ async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Pro
     const st = await dir.lstat(name)
     const child = `${rel}/${name}`
     w.lines.push(describe(child, st))
-    if (!st?.isDirectory() || depth >= VIEW_MAX_DEPTH) continue
+    if (!st?.isDirectory()) continue
+    if (depth >= VIEW_MAX_DEPTH) {
+      w.cut = true
+      continue
+    }
     const sub = await dir.openDir(name)
     if (!sub) continue
     try {
@@ -128,7 +148,7 @@ async function view(
   const root = await PinnedDir.open(base)
   try {
     w.lines.push(describe('.', await root.stat()))
-    for (const rel of files) {
+    for (const rel of [...files, ...(await gitdirOf(base, root, files, GITDIR_FILES))]) {
       const at = await parentOf(root, rel, w)
       if (!at) continue
       try {
@@ -137,7 +157,7 @@ async function view(
         for (const d of at.owned.reverse()) await d.close()
       }
     }
-    for (const rel of dirs) {
+    for (const rel of [...dirs, ...(await gitdirOf(base, root, files, GITDIR_DIRS))]) {
       const at = await parentOf(root, rel, w)
       if (!at) continue
       try {
@@ -161,18 +181,44 @@ async function view(
 }
 
 /**
+ * `names` under the git directory a `.git` gitfile of the workspace names (inside it, as
+ * protect.ts accepts it), when `files` has `.git` and it is a gitfile; none otherwise. Host git
+ * uses that directory's HEAD, index and refs, which the `.git/…` paths then do not reach.
+ */
+async function gitdirOf(
+  base: string,
+  root: PinnedDir,
+  files: readonly string[],
+  names: readonly string[],
+): Promise<string[]> {
+  if (!files.includes('.git')) return []
+  const text = await root.readSmall('.git', 4096)
+  const target = text === null ? null : parseGitfile(text)
+  if (target === null || hasDotDot(target)) return []
+  const rel = insideWorkspace(base, base, target)
+  return rel === null ? [] : names.map((n) => `${rel}/${n}`)
+}
+
+/**
  * The view an agent of `tool` gets of `workspace` (its real path) and of its config copied from
  * `home`: a sha256 hex digest of the identities of {@link VIEW_FILES} and everything under
  * {@link VIEW_DIRS} in the workspace, of the content the tool-config copy would take from the
- * home (planToolConfig: selected keys, credentials) and of the copied directories' identities. Equal digests: nothing the agent read at its start changed (as far as metadata
- * shows). Never throws: a view that cannot be taken (a component swapped during the walk, an
- * unreadable directory) is a random digest, equal to no other, so the agent is started again.
+ * home (planToolConfig: selected keys, credentials) and of the copied directories' identities. Equal
+ * digests: nothing the agent read at its start changed (as far as metadata shows). Never throws;
+ * null when no view can be taken (a workspace walk cut by {@link VIEW_MAX_ENTRIES} or
+ * {@link VIEW_MAX_DEPTH}, a component swapped during the walk, an unreadable directory): a null
+ * view equals none, not even another null, so no agent started ahead is handed over on it.
  */
-export async function agentView(workspace: string, home: string, tool: ToolName): Promise<string> {
-  const w: Walk = { lines: [], budget: VIEW_MAX_ENTRIES }
+export async function agentView(
+  workspace: string,
+  home: string,
+  tool: ToolName,
+): Promise<string | null> {
+  const w: Walk = { lines: [], budget: VIEW_MAX_ENTRIES, cut: false }
   try {
     w.lines.push('workspace')
     await view(workspace, VIEW_FILES, VIEW_DIRS, w)
+    if (w.cut) return null
     // The host home is the user's own: its files are read (what the copy would put in the
     // container, selected keys only, so the host tool's own counters do not count), and the
     // copied directories walked by metadata.
@@ -181,11 +227,12 @@ export async function agentView(workspace: string, home: string, tool: ToolName)
       { ...spec, copy: { files: spec.copy.files, dirs: [] } },
       { hostHome: home, containerHome: home, effortLevel: '' },
     )
-    w.lines.push('home')
-    for (const f of files) w.lines.push(`${f.path}\t${sha256(f.content)}`)
-    await view(home, [], spec.copy.dirs, w)
+    const h: Walk = { lines: ['home'], budget: HOME_MAX_ENTRIES, cut: false }
+    for (const f of files) h.lines.push(`${f.path}\t${sha256(f.content)}`)
+    await view(home, [], spec.copy.dirs, h)
+    w.lines.push(...h.lines)
   } catch {
-    return randomBytes(32).toString('hex')
+    return null
   }
   return sha256(w.lines.join('\n'))
 }

@@ -113,12 +113,13 @@ export class WarmPool {
   }
 
   /**
-   * Takes the primed member of `req` when its key is `key` (synchronous: two creates never get
-   * one). A member of `req` with another key is stale: removed once the create ends and its reason
+   * Takes the primed member of `req` when its key is `key` and, for an agent started ahead, its
+   * view `view` (synchronous: two creates never get one). A member of `req` with another key or
+   * view is stale: removed once the create ends and its reason
    * returned. null: `req` has no primed member.
    */
-  claimPrimed(req: PrimeRequest, key: PrimedKey): PrimedClaim {
-    const got = this.#primed.claim(req, key)
+  claimPrimed(req: PrimeRequest, key: PrimedKey, view: string | null = null): PrimedClaim {
+    const got = this.#primed.claim(req, key, view)
     if (got && 'name' in got) this.#handOver(got.name)
     this.#kick()
     return got

@@ -12,6 +12,10 @@ import { LABEL } from '../registry.ts'
 import { PROTECTION } from '../session-config.ts'
 import { canonicalJson, primedMismatch, type PrimedKey, type PrimeRequest } from './primed-key.ts'
 
+/** Why a member whose agent started from another view of the workspace is not claimed. */
+export const AGENT_VIEW_STALE =
+  "primed container stale: its agent started before the workspace's instructions, git state or the tool's config changed"
+
 /** The pool label's value on a primed member: `primed:<key>` (generic members carry their spec key). */
 export const PRIMED_PREFIX = 'primed:'
 
@@ -155,10 +159,14 @@ export class PrimedMembers {
 
   /**
    * Takes the ready member of `req` when its key is `key` (synchronous: never two creates one
-   * member). A member of `req` with another key is taken out too, as `stale` (the caller removes
-   * it); null when `req` has no member at all.
+   * member) and, when its agent was started ahead (`[pool] prestart`), when `view` (the agent's
+   * view of the workspace now, agent-view.ts; null: none could be taken) is the one the agent
+   * started with. A member of `req` with another key or view is taken out too, as `stale` (the
+   * caller removes it): an agent that started from an older view ran in it (its start-up hooks
+   * and plugins included), so no restart in it gives the session a fresh start. Null when `req`
+   * has no member at all.
    */
-  claim(req: PrimeRequest, key: PrimedKey): PrimedClaim {
+  claim(req: PrimeRequest, key: PrimedKey, view: string | null = null): PrimedClaim {
     const id = requestId(req)
     let creating = false
     for (const [name, m] of this.#members) {
@@ -168,9 +176,13 @@ export class PrimedMembers {
         continue
       }
       this.#members.delete(name)
-      if (m.epoch === this.#epoch && m.made.key.key === key.key) return { name, made: m.made }
-      const reason =
-        m.epoch === this.#epoch
+      const current = m.epoch === this.#epoch && m.made.key.key === key.key
+      const agent = m.made.agent
+      if (current && (!agent || (view !== null && view === agent.view)))
+        return { name, made: m.made }
+      const reason = current
+        ? AGENT_VIEW_STALE
+        : m.epoch === this.#epoch
           ? primedMismatch(m.made.key, key)
           : 'primed container stale: the image or config changed since it was primed'
       return { stale: { name, info: m.made }, reason }
