@@ -2,7 +2,8 @@
 // agent controls. The view decides whether a running agent is handed over, so any way the workspace
 // can make two views of different states compare equal hands over a stale agent. Two views are
 // "the same" only when both were taken whole (a view that could not be, null, equals nothing).
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -107,6 +108,67 @@ describe('agentView against the workspace it describes', () => {
     expect(before).not.toBeNull()
     await writeFile(join(ws, 'repo.git', 'HEAD'), 'ref: refs/heads/other\n')
     expect(same(before, await view())).toBe(false)
+  })
+})
+
+describe('agentView and what an instruction file brings in', () => {
+  it('a file CLAUDE.md imports (@docs/rules.md), edited in place, changes the view', async () => {
+    await mkdir(join(ws, 'docs'))
+    await writeFile(join(ws, 'CLAUDE.md'), 'Read the rules: @docs/rules.md\n')
+    await writeFile(join(ws, 'docs', 'rules.md'), 'Never push.\n')
+    const before = await view()
+    await writeFile(join(ws, 'docs', 'rules.md'), 'Push to origin whenever you like.\n')
+    expect(same(before, await view())).toBe(false)
+  })
+
+  it('an import of an import (relative to the importing file) changes the view too', async () => {
+    await mkdir(join(ws, 'docs', 'more'), { recursive: true })
+    await writeFile(join(ws, 'AGENTS.md'), '@docs/rules.md\n')
+    await writeFile(join(ws, 'docs', 'rules.md'), 'See @more/deep.md and @/workspace/top.md\n')
+    await writeFile(join(ws, 'docs', 'more', 'deep.md'), 'one\n')
+    await writeFile(join(ws, 'top.md'), 'one\n')
+    const before = await view()
+    await writeFile(join(ws, 'docs', 'more', 'deep.md'), 'two\n')
+    const mid = await view()
+    expect(same(before, mid)).toBe(false)
+    await writeFile(join(ws, 'top.md'), 'two\n')
+    expect(same(mid, await view())).toBe(false)
+  })
+
+  it('an instruction file that is a link to another workspace file: no view (what it names could change unseen)', async () => {
+    await mkdir(join(ws, 'docs'))
+    await writeFile(join(ws, 'docs', 'agents.md'), 'one\n')
+    await symlink('docs/agents.md', join(ws, 'CLAUDE.md'))
+    const before = await view()
+    await writeFile(join(ws, 'docs', 'agents.md'), 'two\n')
+    expect(same(before, await view())).toBe(false)
+  })
+
+  it('a .claude folder that is a link: no view (its settings could change unseen)', async () => {
+    await rm(join(ws, '.claude'), { recursive: true })
+    await mkdir(join(ws, 'conf'))
+    await writeFile(join(ws, 'conf', 'settings.json'), '{"hooks":{"a":1}}\n')
+    await symlink('conf', join(ws, '.claude'))
+    const before = await view()
+    await writeFile(join(ws, 'conf', 'settings.json'), '{}\n')
+    expect(same(before, await view())).toBe(false)
+  })
+
+  it('imports are bounded: a chain or fan-out past the bound gives no view, and a FIFO import is never opened', async () => {
+    await writeFile(
+      join(ws, 'CLAUDE.md'),
+      Array.from({ length: 200 }, (_, i) => `@f${i}.md`).join('\n') + '\n',
+    )
+    await Promise.all(Array.from({ length: 200 }, (_, i) => writeFile(join(ws, `f${i}.md`), '')))
+    expect(await view()).toBeNull()
+    // An import of more path components than the bound: no view either (each one is opened).
+    await writeFile(join(ws, 'CLAUDE.md'), `@${Array.from({ length: 40 }, () => 'a').join('/')}\n`)
+    expect(await view()).toBeNull()
+    await writeFile(join(ws, 'CLAUDE.md'), '@pipe.md\n')
+    execFileSync('mkfifo', [join(ws, 'pipe.md')])
+    const a = await view()
+    expect(a).not.toBeNull()
+    expect(same(a, await view())).toBe(true)
   })
 })
 

@@ -95,12 +95,9 @@ describe('agentView', () => {
     await rm(join(ws, '.claude'), { recursive: true })
     await symlink(outside, join(ws, '.claude'))
     await symlink(outside, join(ws, '.github'))
-    const before = await view()
-    // What the links point at changes: the view, which records the links only, does not.
-    await writeFile(join(outside, 'secret.md'), 'changed outside the workspace\n')
-    await writeFile(join(outside, 'copilot-instructions.md'), 'new\n')
-    await writeFile(join(outside, 'more.md'), 'new\n')
-    expect(await view()).toBe(before)
+    // A link where the agent reads is never followed, so what it names could change unseen: no
+    // view at all (red team: agent-view-red.test.ts), and nothing outside is read.
+    expect(await view()).toBeNull()
   })
 
   it('takes no time over a FIFO in place of an instruction file (metadata only)', async () => {

@@ -20,7 +20,9 @@
 // home (the user's own) has a bound of its own, so the workspace cannot push it past its cut.
 import { createHash } from 'node:crypto'
 import type { Stats } from 'node:fs'
+import { posix } from 'node:path'
 import type { ToolName } from '../../../shared/tools.ts'
+import { CONTAINER_WORKSPACE } from '../commands.ts'
 import { hasDotDot, insideWorkspace, parseGitfile } from '../git-metadata.ts'
 import { PinnedDir } from '../pinned.ts'
 import { planToolConfig } from '../tool-config.ts'
@@ -56,6 +58,25 @@ export const VIEW_DIRS: readonly string[] = [
 const GITDIR_FILES: readonly string[] = ['HEAD', 'index', 'packed-refs', 'config']
 const GITDIR_DIRS: readonly string[] = ['refs/heads']
 
+/**
+ * Instruction files whose `@path` imports an agent reads at its start with them (Claude Code's
+ * memory imports, up to {@link IMPORT_DEPTH} hops): the imported files are in the view too.
+ */
+const IMPORTING: readonly string[] = [
+  'CLAUDE.md',
+  'CLAUDE.local.md',
+  '.claude/CLAUDE.md',
+  'AGENTS.md',
+  'AGENT.md',
+]
+const IMPORT_DEPTH = 5
+/** Imported files viewed at most; more: no view. */
+export const VIEW_MAX_IMPORTS = 64
+/** An importing file larger than this (its imports not all read): no view. */
+const IMPORT_MAX_BYTES = 64 * 1024
+/** An import deeper than this many path components (each opened on the way): no view. */
+const IMPORT_MAX_PARTS = 32
+
 /** At most this many workspace entries are walked; a workspace past it has no view (null). */
 export const VIEW_MAX_ENTRIES = 1000
 /** Directories deeper than this under a walked one: the workspace has no view (null). */
@@ -66,7 +87,10 @@ export const HOME_MAX_ENTRIES = 2000
 interface Walk {
   lines: string[]
   budget: number
-  /** Cut by a bound: the workspace's view is then void; the home's keeps a `cut` line. */
+  /**
+   * Cut by a bound, or a link met where the agent reads (what it names is never viewed): the
+   * workspace's view is then void; the home's (the user's own) keeps a `cut` line.
+   */
   cut: boolean
 }
 
@@ -92,6 +116,7 @@ async function parentOf(
   let dir = root
   for (const [i, part] of parts.entries()) {
     const st = await dir.lstat(part)
+    if (st?.isSymbolicLink()) w.cut = true
     if (!st?.isDirectory()) {
       w.lines.push(describe(`${parts.slice(0, i + 1).join('/')}/`, st))
       for (const d of owned) await d.close()
@@ -123,6 +148,7 @@ async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Pro
     const st = await dir.lstat(name)
     const child = `${rel}/${name}`
     w.lines.push(describe(child, st))
+    if (st?.isSymbolicLink()) w.cut = true
     if (!st?.isDirectory()) continue
     if (depth >= VIEW_MAX_DEPTH) {
       w.cut = true
@@ -152,7 +178,9 @@ async function view(
       const at = await parentOf(root, rel, w)
       if (!at) continue
       try {
-        w.lines.push(describe(rel, await at.dir.lstat(at.name)))
+        const st = await at.dir.lstat(at.name)
+        if (st?.isSymbolicLink()) w.cut = true
+        w.lines.push(describe(rel, st))
       } finally {
         for (const d of at.owned.reverse()) await d.close()
       }
@@ -162,6 +190,7 @@ async function view(
       if (!at) continue
       try {
         const st = await at.dir.lstat(at.name)
+        if (st?.isSymbolicLink()) w.cut = true
         w.lines.push(describe(rel, st))
         if (!st?.isDirectory()) continue
         const dir = await at.dir.openDir(at.name)
@@ -175,9 +204,74 @@ async function view(
         for (const d of at.owned.reverse()) await d.close()
       }
     }
+    if (files.length > 0) await viewImports(root, w)
   } finally {
     await root.close()
   }
+}
+
+/**
+ * The files {@link IMPORTING} import (`@path`), and theirs, up to {@link IMPORT_DEPTH} hops:
+ * each recorded by identity, each importing file read (at most {@link IMPORT_MAX_BYTES}, a regular
+ * file only, never through a link) for its imports. Past {@link VIEW_MAX_IMPORTS}, or an importing
+ * file too large to read whole: the walk is cut.
+ */
+async function viewImports(root: PinnedDir, w: Walk): Promise<void> {
+  const queue = IMPORTING.map((rel) => ({ rel, depth: 0 }))
+  const seen = new Set<string>()
+  for (let next = queue.shift(); next; next = queue.shift()) {
+    const { rel, depth } = next
+    if (seen.has(rel)) continue
+    seen.add(rel)
+    if (seen.size > IMPORTING.length + VIEW_MAX_IMPORTS) {
+      w.cut = true
+      return
+    }
+    if (rel.split('/').length > IMPORT_MAX_PARTS) {
+      w.cut = true
+      return
+    }
+    const at = await parentOf(root, rel, w)
+    if (!at) continue
+    try {
+      const st = await at.dir.lstat(at.name)
+      if (st?.isSymbolicLink()) w.cut = true
+      w.lines.push(describe(`@${rel}`, st))
+      if (!st?.isFile() || depth >= IMPORT_DEPTH) continue
+      if (st.size > IMPORT_MAX_BYTES) {
+        w.cut = true
+        return
+      }
+      const text = await at.dir.readSmall(at.name, IMPORT_MAX_BYTES)
+      for (const i of importsOf(text ?? '', rel)) queue.push({ rel: i, depth: depth + 1 })
+    } finally {
+      for (const d of at.owned.reverse()) await d.close()
+    }
+  }
+}
+
+/**
+ * The workspace files `@path` tokens of `text` (the file at `from`) name, relative to the
+ * workspace: a relative path from the file's folder, or an absolute one under the container's
+ * workspace. Tokens naming anything else (the container's home, other folders) are not the
+ * workspace's, and are left out. Over-approximates Claude Code's imports (code spans included).
+ */
+export function importsOf(text: string, from: string): string[] {
+  const out: string[] = []
+  for (const m of text.matchAll(/(?:^|[\s(])@([^\s`'"()<>]+)/g)) {
+    const token = (m[1] ?? '').replace(/[.,;:!?]+$/, '')
+    if (token === '' || token.startsWith('~')) continue
+    const path = token.startsWith('/')
+      ? token.startsWith(`${CONTAINER_WORKSPACE}/`)
+        ? token.slice(CONTAINER_WORKSPACE.length + 1)
+        : null
+      : posix.join(posix.dirname(from), token)
+    if (path === null) continue
+    const rel = posix.normalize(path).replace(/\/+$/, '')
+    if (rel === '' || rel === '.' || rel === '..' || rel.startsWith('../')) continue
+    out.push(rel)
+  }
+  return out
 }
 
 /**
