@@ -7,6 +7,7 @@ import { describe, expect, it, vi } from 'vitest'
 import type { ServerEvent } from '../../../shared/schemas/events.ts'
 import { PRESTARTED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
 import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
+import type { ExecOptions } from '../../incus/driver.ts'
 import { buildTestApp, json, type TestApp } from '../../test/helpers.ts'
 import { ownByUser } from '../../test/owner.ts'
 import { LABEL } from '../registry.ts'
@@ -125,6 +126,14 @@ describe('[pool] prestart red team', () => {
     const t = await prestartApp()
     await create(t)
     const { name, agentId } = await primedWithAgent(t)
+    const bounds: (number | undefined)[] = []
+    t.driver.gate = (method, args, opts) => {
+      const argv = args[1] as string[]
+      const o: ExecOptions = opts ?? {}
+      if (method === 'exec' && (argv.includes('display-message') || argv.includes('kill-session')))
+        bounds.push(o.maxOutputBytes ?? Infinity)
+      return Promise.resolve()
+    }
     // The agent set the option to a "code" of its own, with a newline and a huge tail.
     t.driver.execHandler = (_n, argv) =>
       argv.includes('display-message')
@@ -136,5 +145,8 @@ describe('[pool] prestart red team', () => {
     // Started again under a new id, after the old tmux session was ended.
     expect(t.driver.instances.get(name)?.config[LABEL.sessionId]).not.toBe(agentId)
     expect(s.agent_start_reason).toBe('the agent started ahead had ended')
+    // What the agent writes there is read within a small bound (not the driver's 64 MiB default).
+    expect(bounds.length).toBeGreaterThan(0)
+    for (const b of bounds) expect(b).toBeLessThanOrEqual(4096)
   })
 })
