@@ -35,11 +35,11 @@ async function setConfig(t: TestApp, prestart: boolean): Promise<void> {
   await t.services.config.reload()
 }
 
-async function create(t: TestApp): Promise<CreatedSession> {
+async function create(t: TestApp, tool?: 'claude' | 'copilot'): Promise<CreatedSession> {
   const res = await t.app.inject({
     method: 'POST',
     url: '/api/sessions',
-    ...json({ workspace: t.project }),
+    ...json({ workspace: t.project, ...(tool ? { tool } : {}) }),
   })
   expect(res.statusCode, res.body).toBe(200)
   return res.json<CreatedSession>()
@@ -81,6 +81,18 @@ describe('[pool] prestart red team', () => {
     await vi.waitFor(() => {
       expect(t.driver.instances.has(name)).toBe(false)
     }, WAIT)
+  })
+
+  it("a create for another tool never gets the member, nor its agent's session id", async () => {
+    const t = await prestartApp()
+    await create(t)
+    const { name, agentId } = await primedWithAgent(t)
+    const s = await create(t, 'copilot')
+    expect(s.id).not.toBe(name)
+    expect(s.agent_start).toBeUndefined()
+    expect(t.driver.instances.get(s.id)?.config[LABEL.sessionId]).not.toBe(agentId)
+    // The member never became a session (with primed = 1 it makes way for the new request).
+    expect(t.driver.instances.get(name)?.config[LABEL.managed]).toBeUndefined()
   })
 
   it('a changed view: the member whose agent read the old one is removed, never restarted in place', async () => {
