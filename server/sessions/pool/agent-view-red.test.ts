@@ -3,7 +3,7 @@
 // can make two views of different states compare equal hands over a stale agent. Two views are
 // "the same" only when both were taken whole (a view that could not be, null, equals nothing).
 import { execFileSync } from 'node:child_process'
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, rename, rm, stat, symlink, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -107,6 +107,27 @@ describe('agentView against the workspace it describes', () => {
     const before = await view()
     expect(before).not.toBeNull()
     await writeFile(join(ws, 'repo.git', 'HEAD'), 'ref: refs/heads/other\n')
+    expect(same(before, await view())).toBe(false)
+  })
+})
+
+describe('agentView against restored metadata', () => {
+  it('an instruction file edited and its mtime put back (same size) still changes the view: ctime', async () => {
+    await writeFile(join(ws, 'CLAUDE.md'), 'Be careful.\n')
+    const was = await stat(join(ws, 'CLAUDE.md'))
+    const before = await view()
+    await writeFile(join(ws, 'CLAUDE.md'), 'Be reckless\n')
+    await utimes(join(ws, 'CLAUDE.md'), was.atime, was.mtime)
+    expect(same(before, await view())).toBe(false)
+  })
+
+  it('an instruction file swapped by rename for a twin (same size, same mtime) changes the view', async () => {
+    await writeFile(join(ws, 'CLAUDE.md'), 'aaaa\n')
+    await writeFile(join(ws, 'twin'), 'bbbb\n')
+    const was = await stat(join(ws, 'CLAUDE.md'))
+    await utimes(join(ws, 'twin'), was.atime, was.mtime)
+    const before = await view()
+    await rename(join(ws, 'twin'), join(ws, 'CLAUDE.md'))
     expect(same(before, await view())).toBe(false)
   })
 })
