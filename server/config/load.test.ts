@@ -66,7 +66,7 @@ describe('loadConfig', () => {
       ws_max_message_bytes: 1048576,
       max_terminals_per_session: 16,
     })
-    expect(config.pool).toEqual({ size: 2, primed: 1 })
+    expect(config.pool).toEqual({ size: 2, primed: 1, prestart: false })
     expect(config.paths.sessions_dir).toBe(join(home, '.clincus', 'sessions'))
     expect(Object.keys(config).sort()).toEqual([
       'dashboard',

@@ -27,11 +27,11 @@ export interface LaunchTarget {
 
 /**
  * `[pool] prestart`: the claimed primed member's agent was started ahead (with this target's
- * session id). `restart`: why it is started again at the claim (its view of the workspace
- * changed), or null to hand it over as it runs. The steps fill in `result`: what the claim did.
+ * session id) from the workspace as it is now (a member whose agent's view changed is never
+ * claimed: pool/primed.ts). The steps fill in `result`: handed over, or started again because it
+ * had ended.
  */
 export interface AgentHandover {
-  restart: string | null
   result?: { start: AgentStart; reason?: string }
 }
 

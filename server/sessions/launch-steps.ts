@@ -284,8 +284,6 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
     step(
       'tool',
       async (signal) => {
-        // A primed member whose agent was started ahead, restarted at the claim: the old one goes.
-        if (t.warm?.agent) await stopTool(driver, name, config, signal)
         await startOnly(signal)
         if (!t.prime) await finish(signal)
       },
@@ -301,7 +299,7 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
       0,
       steps.findIndex((s) => s.id === 'tool-config'),
     )
-  if (primed && t.warm?.agent?.restart === null)
+  if (primed && t.warm?.agent)
     return [
       ...primed,
       step(
@@ -332,10 +330,6 @@ export function launchSteps(env: LaunchEnv, plan: LaunchPlan, t: LaunchTarget): 
         },
       ),
     ]
-  if (primed) {
-    if (t.warm?.agent?.restart)
-      t.warm.agent.result = { start: 'restarted', reason: t.warm.agent.restart }
-    return [...primed, ...steps.filter((s) => s.id === 'tool-config' || s.id === 'tool')]
-  }
+  if (primed) return [...primed, ...steps.filter((s) => s.id === 'tool-config' || s.id === 'tool')]
   return steps
 }

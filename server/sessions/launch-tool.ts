@@ -40,6 +40,9 @@ export async function mountTmpfs(
   if (res.exitCode !== 0) throw new Error(`mount tmpfs failed: ${res.stderr.trim()}`)
 }
 
+/** Output kept of the tmux calls that look at or end an agent started ahead (more: they throw). */
+const TOOL_OUTPUT_MAX_BYTES = 4096
+
 /**
  * Whether the tool still runs in its tmux session (issue 16, `[pool] prestart`: the agent started
  * ahead in a primed member): false when the session is gone or the tool's wrapper recorded its
@@ -52,7 +55,13 @@ export async function toolAlive(
   signal: AbortSignal,
 ): Promise<boolean> {
   const cmd = toolExitCommand(name, config)
-  const res = await driver.exec(name, cmd.argv, { ...cmd.opts, signal, timeoutMs: 10_000 })
+  // The option is the agent's to set (same user as its tmux): an exit code, or nothing, is short.
+  const res = await driver.exec(name, cmd.argv, {
+    ...cmd.opts,
+    signal,
+    timeoutMs: 10_000,
+    maxOutputBytes: TOOL_OUTPUT_MAX_BYTES,
+  })
   return res.exitCode === 0 && res.stdout.trim() === ''
 }
 
@@ -65,7 +74,12 @@ export async function stopTool(
 ): Promise<void> {
   const cmd = stopToolCommand(name, config)
   // Non-zero when there was no session: nothing to stop.
-  await driver.exec(name, cmd.argv, { ...cmd.opts, signal, timeoutMs: 10_000 })
+  await driver.exec(name, cmd.argv, {
+    ...cmd.opts,
+    signal,
+    timeoutMs: 10_000,
+    maxOutputBytes: TOOL_OUTPUT_MAX_BYTES,
+  })
 }
 
 /** How startTool ended: `shown` false when the pane was still blank at the deadline. */

@@ -91,7 +91,7 @@ export async function runLaunch(ctx: LaunchContext, run: LaunchRun): Promise<Cre
   const t: LaunchTarget = {
     name,
     // An agent handed over keeps the session id it was started with (a restart takes a new one).
-    sessionId: (agent?.restart === null ? primed?.sessionId : undefined) ?? randomUUID(),
+    sessionId: (agent ? primed.sessionId : undefined) ?? randomUUID(),
     created: new Date(),
     ...(warm ? { warm: { slot, primed: primed !== undefined, ...(agent ? { agent } : {}) } } : {}),
   }

@@ -3,7 +3,7 @@
 // directory the descriptor pins. A component that is a symlink is never followed, wherever it
 // points; a rename of a parent meanwhile cannot send the walk elsewhere.
 import { constants, type Stats } from 'node:fs'
-import { lstat, mkdir, open, readdir, rmdir, type FileHandle } from 'node:fs/promises'
+import { lstat, mkdir, open, opendir, readdir, rmdir, type FileHandle } from 'node:fs/promises'
 import { BadRequestError, ConflictError } from '../errors.ts'
 
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW
@@ -128,6 +128,22 @@ export class PinnedDir {
 
   async list(): Promise<string[]> {
     return readdir(`/proc/self/fd/${this.#fh.fd}`)
+  }
+
+  /**
+   * At most `max + 1` names of the directory's entries (in the order the filesystem gives them):
+   * more than `max` says there are more, without reading a directory of millions of entries whole.
+   */
+  async listAtMost(max: number): Promise<string[]> {
+    const names: string[] = []
+    const dir = await opendir(`/proc/self/fd/${this.#fh.fd}`, { bufferSize: 128 })
+    try {
+      for (let e = await dir.read(); e !== null && names.length <= max; e = await dir.read())
+        names.push(e.name)
+    } finally {
+      await dir.close()
+    }
+    return names
   }
 
   /** Reads a regular child file, at most `max` bytes; null when absent or not a regular file. */

@@ -11,7 +11,7 @@ import type { AgentHandover, LaunchTarget } from './launch-config.ts'
 import type { LaunchContext } from './launch.ts'
 import { planLaunch, type LaunchPlan, type PlanDeps } from './launch-plan.ts'
 import { launchSteps } from './launch-steps.ts'
-import { agentView, viewChange } from './pool/agent-view.ts'
+import { agentView } from './pool/agent-view.ts'
 import { waitSettled } from './pool/settle.ts'
 import type { WarmPool } from './pool/manager.ts'
 import { primedKey, type PrimeRequest } from './pool/primed-key.ts'
@@ -59,10 +59,12 @@ export function withMemberCreated(plan: LaunchPlan, made: PrimedMade): LaunchPla
 }
 
 /**
- * A create's claim of the member primed for its request: its key from the fresh plan, then the
- * pool's synchronous pick. `{name, made, agent}` to launch (`agent`: how to hand over an agent
- * started ahead, see {@link agentHandover}); `{reason}` when the request's member could not serve
- * it (stale: the pool removes it); null when the request has none.
+ * A create's claim of the member primed for its request: its key from the fresh plan and, with
+ * `[pool] prestart`, the agent's view of the workspace now (agent-view.ts), then the pool's
+ * synchronous pick (a member whose agent started from another view is stale, never restarted in
+ * place: primed.ts). `{name, made, agent}` to launch (`agent`: the member's agent started ahead,
+ * to hand over); `{reason}` when the request's member could not serve it (stale: the pool removes
+ * it); null when the request has none.
  */
 export async function claimPrimed(
   pool: WarmPool,
@@ -73,28 +75,17 @@ export async function claimPrimed(
   { name: string; made: PrimedMade; agent: AgentHandover | undefined } | { reason: string } | null
 > {
   const key = primedKey(plan, await networkConfig(egress, plan.workspace))
+  // Taken before the pick (which is synchronous); without prestart, none (a member whose agent
+  // was started ahead is then not claimed).
+  const view = plan.config.pool.prestart ? await agentView(plan.workspace, home, plan.tool) : null
   const got = pool.claimPrimed(
     { workspace: plan.workspace, tool: plan.tool, profile: plan.profile },
     key,
+    view,
   )
   if (!got) return null
-  if ('name' in got) return { ...got, agent: await agentHandover(got.made, plan, home) }
+  if ('name' in got) return { ...got, agent: got.made.agent ? {} : undefined }
   return { reason: got.reason }
-}
-
-/**
- * How a claim treats the member's agent started ahead (`[pool] prestart`): handed over while the
- * workspace and the tool's config look as they did when it started (agent-view.ts), else started
- * again, with the reason. Undefined when the member has no agent.
- */
-export async function agentHandover(
-  made: PrimedMade,
-  plan: LaunchPlan,
-  home: string,
-): Promise<AgentHandover | undefined> {
-  if (!made.agent) return undefined
-  const changed = viewChange(made.agent.view, await agentView(plan.workspace, home, plan.tool))
-  return { restart: changed === null ? null : `${changed} changed since the agent started` }
 }
 
 /** The Primer the pool runs (pool/primed.ts). */
@@ -119,9 +110,17 @@ export function createPrimer(d: PrimerDeps): Primer {
           (await d.egress?.prepareCreate(name, plan.workspace, plan.profile, plan.tool)) ?? {}
         const key = primedKey(plan, network)
         // `[pool] prestart` (the global file's: a workspace cannot turn it on): the agent starts
-        // too. Its view is taken before it starts, so a change while it starts counts as one.
-        const agent = d.config.current.pool.prestart
-        const view = agent ? await agentView(plan.workspace, d.home, plan.tool) : null
+        // too. Its view is taken before it starts, so a change while it starts counts as one. A
+        // workspace with no view (past the walk's bounds) gets no agent started ahead: no claim
+        // could tell it is still current.
+        const prestart = d.config.current.pool.prestart
+        const view = prestart ? await agentView(plan.workspace, d.home, plan.tool) : null
+        if (prestart && view === null)
+          d.log.info(
+            { container: name },
+            'no view of the workspace: the agent is not started ahead',
+          )
+        const agent = view !== null
         const t: LaunchTarget = {
           name,
           sessionId: randomUUID(),

@@ -282,7 +282,7 @@ export const ConfigSchema = Type.Object(
         prestart: Type.Boolean({
           default: false,
           description:
-            'Start the agent in primed containers ahead of the click (restarted at the claim when its view of the workspace changed)',
+            'Start the agent in primed containers ahead of the click (a member whose agent saw another workspace than the claim sees is not used)',
         }),
       },
       { additionalProperties: false, default: {} },

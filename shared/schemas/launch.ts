@@ -51,8 +51,7 @@ export const PRIMED_LAUNCH_STEPS: readonly LaunchStep[] = ['thaw', 'verify', 'to
 /**
  * The steps of a primed creation whose agent was started ahead (`[pool] prestart`): `agent` checks
  * that it still runs (else starts it again) and puts the session's labels on. A member whose view
- * of the workspace changed since its agent started takes {@link PRIMED_LAUNCH_STEPS} instead (the
- * agent restarted).
+ * of the workspace changed since its agent started is not claimed (it is stale, removed).
  */
 export const PRESTARTED_LAUNCH_STEPS: readonly LaunchStep[] = ['thaw', 'verify', 'agent']
 

@@ -106,7 +106,8 @@ export const ColdReasonSchema = Type.String({
 /**
  * Issue 16, `[pool] prestart`: for a create served by a primed container whose agent was started
  * ahead, `prestarted` when that agent was handed over as it ran, `restarted` when it was started
- * again at the claim (`agent_start_reason` says why: its view of the workspace changed, or it had ended).
+ * again at the claim (`agent_start_reason` says why: it had ended). A member whose agent's view of
+ * the workspace changed is not used at all (server/sessions/pool/primed.ts).
  */
 export const AgentStartSchema = Type.Union(
   [Type.Literal('prestarted'), Type.Literal('restarted')],

@@ -36,13 +36,14 @@ afterEach(async () => {
   await rm(base, { recursive: true, force: true })
 })
 
-const view = (): Promise<AgentView> => agentView(ws, home, 'claude')
+const view = async (): Promise<string | null> =>
+  (await agentView(ws, home, 'claude'))?.digest ?? null
 
 describe('agentView', () => {
   it('is the same for an unchanged workspace and home', async () => {
     const a = await view()
-    expect(a.broken).toBe(false)
-    expect(viewChange(a, await view())).toBeNull()
+    expect(a).toMatch(/^[0-9a-f]{64}$/)
+    expect(await view()).toBe(a)
   })
 
   it.each([
@@ -77,23 +78,42 @@ describe('agentView', () => {
     expect(await view()).not.toBe(before)
   })
 
+  it('names what changed, the most telling path first', async () => {
+    const full = async (): Promise<AgentView> => {
+      const v = await agentView(ws, home, 'claude')
+      if (!v) throw new Error('no view')
+      return v
+    }
+    const a = await full()
+    expect(viewChange(a, await full())).toBeNull()
+    // A new instruction file also changes the names at the top: the file is named.
+    await writeFile(join(ws, 'AGENTS.md'), 'hi\n')
+    const b = await full()
+    expect(viewChange(a, b)).toBe('AGENTS.md')
+    await writeFile(join(ws, 'NOTES.txt'), 'x')
+    expect(viewChange(b, await full())).toBe('the list of files at the top of the workspace')
+    const c = await full()
+    await writeFile(join(home, '.claude', '.credentials.json'), '{"token":"two"}')
+    expect(viewChange(c, await full())).toBe('~/.claude/.credentials.json')
+  })
+
   it('does not change when the folder is only chowned or touched (nothing added or removed)', async () => {
     const before = await view()
     await chown(ws, 1000, 1000)
     await utimes(ws, new Date(), new Date())
-    expect(viewChange(before, await view())).toBeNull()
+    expect(await view()).toBe(before)
   })
 
   it("does not change for the host tool's own counters (keys the copy leaves out)", async () => {
     const before = await view()
     await writeFile(join(home, '.claude.json'), JSON.stringify({ theme: 'dark', numStartups: 9 }))
-    expect(viewChange(before, await view())).toBeNull()
+    expect(await view()).toBe(before)
   })
 
   it('does not see an edit deep in the working tree (documented: README "Pre-started agents")', async () => {
     const before = await view()
     await writeFile(join(ws, 'src', 'x.ts'), 'export const changed = 1\n')
-    expect(viewChange(before, await view())).toBeNull()
+    expect(await view()).toBe(before)
   })
 
   it('never follows a link the agent planted, as a file or as a directory', async () => {
@@ -102,40 +122,29 @@ describe('agentView', () => {
     await rm(join(ws, '.claude'), { recursive: true })
     await symlink(outside, join(ws, '.claude'))
     await symlink(outside, join(ws, '.github'))
-    const before = await view()
-    // What the links point at changes: the view, which records the links only, does not.
-    await writeFile(join(outside, 'secret.md'), 'changed outside the workspace\n')
-    await writeFile(join(outside, 'copilot-instructions.md'), 'new\n')
-    await writeFile(join(outside, 'more.md'), 'new\n')
-    expect(viewChange(before, await view())).toBeNull()
-    expect(before.lines.some((l) => /^workspace:CLAUDE\.md\tl\t/.test(l))).toBe(true)
+    // A link where the agent reads is never followed, so what it names could change unseen: no
+    // view at all (red team: agent-view-red.test.ts), and nothing outside is read.
+    expect(await view()).toBeNull()
   })
 
   it('takes no time over a FIFO in place of an instruction file (metadata only)', async () => {
     await rm(join(ws, 'CLAUDE.md'))
     execFileSync('mkfifo', [join(ws, 'CLAUDE.md')])
     const a = await view()
-    expect(a.broken).toBe(false)
-    expect(viewChange(a, await view())).toBeNull()
+    expect(await view()).toBe(a)
   })
 
-  it('walks a huge settings directory within its bound, the same way each time', async () => {
+  it('walks a huge settings directory within its bound, and gives no view past it', async () => {
     const many = join(ws, '.claude', 'many')
     await mkdir(many)
     await Promise.all(
       Array.from({ length: VIEW_MAX_ENTRIES + 50 }, (_, i) => writeFile(join(many, `f${i}`), '')),
     )
-    const a = await view()
-    expect(a.lines.length).toBeLessThanOrEqual(VIEW_MAX_ENTRIES + 40)
-    expect(a.lines).toContain('workspace:.claude/many/…\tcut')
-    expect(viewChange(a, await view())).toBeNull()
+    // Past the bound a change could hide (red team: agent-view-red.test.ts): no view at all.
+    expect(await view()).toBeNull()
   })
 
-  it('is a view equal to no other when the workspace cannot be walked', async () => {
-    const gone = join(base, 'missing')
-    const a = await agentView(gone, home, 'claude')
-    const b = await agentView(gone, home, 'claude')
-    expect(a.broken).toBe(true)
-    expect(viewChange(a, b)).toBe('the workspace could not be walked')
+  it('gives no view (null, equal to none) when the workspace cannot be walked', async () => {
+    expect(await agentView(join(base, 'missing'), home, 'claude')).toBeNull()
   })
 })

@@ -3,20 +3,28 @@
 // instruction files (CLAUDE.md, AGENTS.md, .github/copilot-instructions.md, …), its settings, MCP
 // servers, commands and agents under .claude/.opencode, the git state Claude Code puts into its
 // system prompt (branch, HEAD, the index), and the tool's config copied from the host home
-// (credentials included). The view is a digest of those paths' identities (lstat: type, size,
-// inode, mtime, ctime), taken when the agent starts and again at the claim; a claim whose view
-// differs starts the agent again (launch-steps.ts), so a pre-started agent never works from an
-// instruction file, a branch or a login older than the click.
+// (credentials included). The view records those paths' identities (lstat: type, size, inode,
+// mtime, ctime) and the names at the workspace's top, taken when the agent starts and again at
+// the claim; a member whose view differs is stale (pool/primed.ts: removed, never claimed), so a
+// pre-started agent never works from an instruction file, a branch or a login older than the
+// click.
 //
 // Not seen (README "Pre-started agents"): a change to an ordinary file of the working tree that
 // touches none of these paths, which Claude Code's git status snapshot would have listed.
 //
 // The workspace is the agent's: every component is looked up without following links
-// (PinnedDir), a link is recorded as a link, never followed, and the walk of a directory is
-// bounded. Nothing is read but metadata, so a FIFO or a huge file costs nothing.
+// (PinnedDir), a link is recorded as a link, never followed, and the walk is bounded (entries,
+// depth, and no directory is read past the bound). Nothing is read but metadata (and a gitfile's
+// first 4 KiB, as protect.ts reads it), so a FIFO or a huge file costs nothing. A workspace walk
+// cut by a bound is no view at all (null): what lies past the cut could change unseen, so an agent
+// that planted entries to reach the bound gets no agent handed over, rather than a stale one. The
+// home (the user's own) has a bound of its own, so the workspace cannot push it past its cut.
 import { createHash } from 'node:crypto'
 import type { Stats } from 'node:fs'
+import { posix } from 'node:path'
 import type { ToolName } from '../../../shared/tools.ts'
+import { CONTAINER_WORKSPACE } from '../commands.ts'
+import { hasDotDot, insideWorkspace, parseGitfile } from '../git-metadata.ts'
 import { PinnedDir } from '../pinned.ts'
 import { planToolConfig } from '../tool-config.ts'
 import { TOOL_SPECS } from '../tools.ts'
@@ -47,16 +55,46 @@ export const VIEW_DIRS: readonly string[] = [
   '.git/refs/heads',
 ]
 
-/** At most this many entries are recorded per view; the rest of a walk is cut (recorded so). */
+/** The git files of a gitfile's git directory (relative to it) and the directory walked. */
+const GITDIR_FILES: readonly string[] = ['HEAD', 'index', 'packed-refs', 'config']
+const GITDIR_DIRS: readonly string[] = ['refs/heads']
+
+/**
+ * Instruction files whose `@path` imports an agent reads at its start with them (Claude Code's
+ * memory imports, up to {@link IMPORT_DEPTH} hops): the imported files are in the view too.
+ */
+const IMPORTING: readonly string[] = [
+  'CLAUDE.md',
+  'CLAUDE.local.md',
+  '.claude/CLAUDE.md',
+  'AGENTS.md',
+  'AGENT.md',
+]
+const IMPORT_DEPTH = 5
+/** Imported files viewed at most; more: no view. */
+export const VIEW_MAX_IMPORTS = 64
+/** An importing file larger than this (its imports not all read): no view. */
+const IMPORT_MAX_BYTES = 64 * 1024
+/** An import deeper than this many path components (each opened on the way): no view. */
+const IMPORT_MAX_PARTS = 32
+
+/** At most this many workspace entries are walked; a workspace past it has no view (null). */
 export const VIEW_MAX_ENTRIES = 1000
-/** Directories deeper than this under a walked one are recorded, not entered. */
+/** Directories deeper than this under a walked one: the workspace has no view (null). */
 export const VIEW_MAX_DEPTH = 6
+/** At most this many entries of the home's copied directories are recorded (the rest: cut). */
+export const HOME_MAX_ENTRIES = 2000
 
 interface Walk {
   lines: string[]
   budget: number
   /** Which tree the lines are of (their prefix). */
   where: 'workspace' | 'home'
+  /**
+   * Cut by a bound, or a link met where the agent reads (what it names is never viewed): the
+   * workspace's view is then void; the home's (the user's own) keeps a `cut` line.
+   */
+  cut: boolean
 }
 
 function describe(w: Walk, rel: string, st: Stats | null): string {
@@ -81,6 +119,7 @@ async function parentOf(
   let dir = root
   for (const [i, part] of parts.entries()) {
     const st = await dir.lstat(part)
+    if (st?.isSymbolicLink()) w.cut = true
     if (!st?.isDirectory()) {
       w.lines.push(describe(w, `${parts.slice(0, i + 1).join('/')}/`, st))
       for (const d of owned) await d.close()
@@ -99,9 +138,12 @@ async function parentOf(
 
 /** Records every entry under `dir` (names sorted), depth-first, within the walk's budget. */
 async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Promise<void> {
-  const names = (await dir.list()).sort()
+  // Never more names than the budget left (+1 to tell a cut): a directory of millions of entries
+  // is not read whole.
+  const names = (await dir.listAtMost(Math.max(w.budget, 0))).sort()
   for (const name of names) {
     if (w.budget <= 0) {
+      w.cut = true
       w.lines.push(`${w.where}:${rel}/…\tcut`)
       return
     }
@@ -109,7 +151,12 @@ async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Pro
     const st = await dir.lstat(name)
     const child = `${rel}/${name}`
     w.lines.push(describe(w, child, st))
-    if (!st?.isDirectory() || depth >= VIEW_MAX_DEPTH) continue
+    if (st?.isSymbolicLink()) w.cut = true
+    if (!st?.isDirectory()) continue
+    if (depth >= VIEW_MAX_DEPTH) {
+      w.cut = true
+      continue
+    }
     const sub = await dir.openDir(name)
     if (!sub) continue
     try {
@@ -122,8 +169,9 @@ async function walkDir(dir: PinnedDir, rel: string, depth: number, w: Walk): Pro
 
 /**
  * Records `files` and walks `dirs` under the directory at `base` (already resolved); with
- * `listing`, also the names at its top (an entry added, removed or renamed there; not its
- * times, which a chown or a touch of the folder changes too).
+ * `listing`, also the names at its top (an entry added, removed or renamed there; not the
+ * folder's times, which a chown or a touch of it changes too: the bench chowns its workspace
+ * before each launch), at most {@link VIEW_MAX_ENTRIES} of them (more: cut).
  */
 async function view(
   base: string,
@@ -134,21 +182,28 @@ async function view(
 ): Promise<void> {
   const root = await PinnedDir.open(base)
   try {
-    if (listing) w.lines.push(`${w.where}:.\t${sha256((await root.list()).sort().join('\0'))}`)
-    for (const rel of files) {
-      const at = await parentOf(root, rel, w)
-      if (!at) continue
-      try {
-        w.lines.push(describe(w, rel, await at.dir.lstat(at.name)))
-      } finally {
-        for (const d of at.owned.reverse()) await d.close()
-      }
+    if (listing) {
+      const names = await root.listAtMost(VIEW_MAX_ENTRIES)
+      if (names.length > VIEW_MAX_ENTRIES) w.cut = true
+      w.lines.push(`${w.where}:.\t${sha256(names.sort().join('\0'))}`)
     }
-    for (const rel of dirs) {
+    for (const rel of [...files, ...(await gitdirOf(base, root, files, GITDIR_FILES))]) {
       const at = await parentOf(root, rel, w)
       if (!at) continue
       try {
         const st = await at.dir.lstat(at.name)
+        if (st?.isSymbolicLink()) w.cut = true
+        w.lines.push(describe(w, rel, st))
+      } finally {
+        for (const d of at.owned.reverse()) await d.close()
+      }
+    }
+    for (const rel of [...dirs, ...(await gitdirOf(base, root, files, GITDIR_DIRS))]) {
+      const at = await parentOf(root, rel, w)
+      if (!at) continue
+      try {
+        const st = await at.dir.lstat(at.name)
+        if (st?.isSymbolicLink()) w.cut = true
         w.lines.push(describe(w, rel, st))
         if (!st?.isDirectory()) continue
         const dir = await at.dir.openDir(at.name)
@@ -162,36 +217,124 @@ async function view(
         for (const d of at.owned.reverse()) await d.close()
       }
     }
+    if (files.length > 0) await viewImports(root, w)
   } finally {
     await root.close()
   }
 }
 
 /**
- * What an agent saw: one line per path (`<where>:<path>\t<identity>`), in walk order. `broken`:
- * the view could not be taken (then it equals no other view).
+ * The files {@link IMPORTING} import (`@path`), and theirs, up to {@link IMPORT_DEPTH} hops:
+ * each recorded by identity, each importing file read (at most {@link IMPORT_MAX_BYTES}, a regular
+ * file only, never through a link) for its imports. Past {@link VIEW_MAX_IMPORTS}, or an importing
+ * file too large to read whole: the walk is cut.
+ */
+async function viewImports(root: PinnedDir, w: Walk): Promise<void> {
+  const queue = IMPORTING.map((rel) => ({ rel, depth: 0 }))
+  const seen = new Set<string>()
+  for (let next = queue.shift(); next; next = queue.shift()) {
+    const { rel, depth } = next
+    if (seen.has(rel)) continue
+    seen.add(rel)
+    if (seen.size > IMPORTING.length + VIEW_MAX_IMPORTS) {
+      w.cut = true
+      return
+    }
+    if (rel.split('/').length > IMPORT_MAX_PARTS) {
+      w.cut = true
+      return
+    }
+    const at = await parentOf(root, rel, w)
+    if (!at) continue
+    try {
+      const st = await at.dir.lstat(at.name)
+      if (st?.isSymbolicLink()) w.cut = true
+      w.lines.push(describe(w, `@${rel}`, st))
+      if (!st?.isFile() || depth >= IMPORT_DEPTH) continue
+      if (st.size > IMPORT_MAX_BYTES) {
+        w.cut = true
+        return
+      }
+      const text = await at.dir.readSmall(at.name, IMPORT_MAX_BYTES)
+      for (const i of importsOf(text ?? '', rel)) queue.push({ rel: i, depth: depth + 1 })
+    } finally {
+      for (const d of at.owned.reverse()) await d.close()
+    }
+  }
+}
+
+/**
+ * The workspace files `@path` tokens of `text` (the file at `from`) name, relative to the
+ * workspace: a relative path from the file's folder, or an absolute one under the container's
+ * workspace. Tokens naming anything else (the container's home, other folders) are not the
+ * workspace's, and are left out. Over-approximates Claude Code's imports (code spans included).
+ */
+export function importsOf(text: string, from: string): string[] {
+  const out: string[] = []
+  for (const m of text.matchAll(/(?:^|[\s(])@([^\s`'"()<>]+)/g)) {
+    const token = (m[1] ?? '').replace(/[.,;:!?]+$/, '')
+    if (token === '' || token.startsWith('~')) continue
+    const path = token.startsWith('/')
+      ? token.startsWith(`${CONTAINER_WORKSPACE}/`)
+        ? token.slice(CONTAINER_WORKSPACE.length + 1)
+        : null
+      : posix.join(posix.dirname(from), token)
+    if (path === null) continue
+    const rel = posix.normalize(path).replace(/\/+$/, '')
+    if (rel === '' || rel === '.' || rel === '..' || rel.startsWith('../')) continue
+    out.push(rel)
+  }
+  return out
+}
+
+/**
+ * `names` under the git directory a `.git` gitfile of the workspace names (inside it, as
+ * protect.ts accepts it), when `files` has `.git` and it is a gitfile; none otherwise. Host git
+ * uses that directory's HEAD, index and refs, which the `.git/…` paths then do not reach.
+ */
+async function gitdirOf(
+  base: string,
+  root: PinnedDir,
+  files: readonly string[],
+  names: readonly string[],
+): Promise<string[]> {
+  if (!files.includes('.git')) return []
+  const text = await root.readSmall('.git', 4096)
+  const target = text === null ? null : parseGitfile(text)
+  if (target === null || hasDotDot(target)) return []
+  const rel = insideWorkspace(base, base, target)
+  return rel === null ? [] : names.map((n) => `${rel}/${n}`)
+}
+
+/**
+ * What an agent saw: one line per path (`<tree>:<path>\t<identity>`) in walk order, and their
+ * digest (what claims compare).
  */
 export interface AgentView {
+  digest: string
   lines: readonly string[]
-  broken: boolean
 }
 
 /**
  * The view an agent of `tool` gets of `workspace` (its real path) and of its config copied from
- * `home`: the identities of {@link VIEW_FILES} and everything under {@link VIEW_DIRS} in the
- * workspace, the content the tool-config copy would take from the home (planToolConfig: selected
- * keys, credentials; recorded as a digest) and the copied directories' identities. Never throws: a
- * view that cannot be taken (a component swapped during the walk, an unreadable directory) is
- * `broken`, so the agent is started again.
+ * `home`: the identities of {@link VIEW_FILES}, everything under {@link VIEW_DIRS}, the files the
+ * instruction files import and the names at the top of the workspace; the content the tool-config
+ * copy would take from the home (planToolConfig: selected keys, credentials) and the copied
+ * directories' identities. Equal digests: nothing the agent read at its start changed (as far as
+ * metadata shows). Never throws; null when no view can be taken (a workspace walk cut by
+ * {@link VIEW_MAX_ENTRIES} or {@link VIEW_MAX_DEPTH}, a link where the agent reads, a component
+ * swapped during the walk, an unreadable directory): no agent is started ahead on it, and a null
+ * view at a claim matches none.
  */
 export async function agentView(
   workspace: string,
   home: string,
   tool: ToolName,
-): Promise<AgentView> {
-  const w: Walk = { lines: [], budget: VIEW_MAX_ENTRIES, where: 'workspace' }
+): Promise<AgentView | null> {
+  const w: Walk = { lines: [], budget: VIEW_MAX_ENTRIES, cut: false, where: 'workspace' }
   try {
     await view(workspace, VIEW_FILES, VIEW_DIRS, w, true)
+    if (w.cut) return null
     // The host home is the user's own: its files are read (what the copy would put in the
     // container, selected keys only, so the host tool's own counters do not count), and the
     // copied directories walked by metadata.
@@ -200,29 +343,28 @@ export async function agentView(
       { ...spec, copy: { files: spec.copy.files, dirs: [] } },
       { hostHome: home, containerHome: home, effortLevel: '' },
     )
-    w.where = 'home'
-    for (const f of files) w.lines.push(`home:${f.path}\t${sha256(f.content)}`)
-    await view(home, [], spec.copy.dirs, w, false)
+    const h: Walk = { lines: [], budget: HOME_MAX_ENTRIES, cut: false, where: 'home' }
+    for (const f of files) h.lines.push(`home:${f.path}\t${sha256(f.content)}`)
+    await view(home, [], spec.copy.dirs, h, false)
+    w.lines.push(...h.lines)
   } catch {
-    return { lines: w.lines, broken: true }
+    return null
   }
-  return { lines: w.lines, broken: false }
+  return { digest: sha256(w.lines.join('\n')), lines: w.lines }
 }
 
 /**
- * Null when `now` is the view `then` was; else the first path that differs, for the user
- * (`CLAUDE.md`, `~/.claude/.credentials.json`), or why the view could not be compared.
+ * The first path whose identity differs between two views, for the user (`CLAUDE.md`,
+ * `~/.claude/.credentials.json`); the workspace folder's own line only when nothing more telling
+ * differs. Null when none does.
  */
 export function viewChange(then: AgentView, now: AgentView): string | null {
-  if (then.broken || now.broken) return 'the workspace could not be walked'
   const a = new Map(then.lines.map(splitLine))
   const b = new Map(now.lines.map(splitLine))
   const differ = [
     ...[...b].filter(([path, id]) => a.get(path) !== id).map(([path]) => path),
     ...[...a.keys()].filter((path) => !b.has(path)),
   ]
-  // The folder itself changes with every entry added at its top: named only when nothing more
-  // telling did.
   const path = differ.find((p) => p !== ROOT_LINE) ?? differ[0]
   return path === undefined ? null : shown(path)
 }
@@ -236,7 +378,8 @@ function splitLine(line: string): [string, string] {
 
 function shown(path: string): string {
   if (path === ROOT_LINE) return 'the list of files at the top of the workspace'
-  return path.startsWith('home:') ? `~/${path.slice(5)}` : path.slice('workspace:'.length)
+  const rel = path.startsWith('home:') ? `~/${path.slice(5)}` : path.slice('workspace:'.length)
+  return rel.startsWith('@') ? rel.slice(1) : rel
 }
 
 function sha256(data: string | Buffer): string {

@@ -15,6 +15,7 @@ import { isWarmName, warmName } from '../naming.ts'
 import { deleteWithRetry } from '../readiness.ts'
 import { LABEL } from '../registry.ts'
 import { mismatchReason, type PoolSpec } from './key.ts'
+import type { AgentView } from './agent-view.ts'
 import type { PrimedKey, PrimeRequest } from './primed-key.ts'
 import { PrimedPool } from './primed-fill.ts'
 import { isPrimedLabel, primedInfoOf, type PrimedClaim, type Primer } from './primed.ts'
@@ -113,12 +114,13 @@ export class WarmPool {
   }
 
   /**
-   * Takes the primed member of `req` when its key is `key` (synchronous: two creates never get
-   * one). A member of `req` with another key is stale: removed once the create ends and its reason
+   * Takes the primed member of `req` when its key is `key` and, for an agent started ahead, its
+   * view `view` (synchronous: two creates never get one). A member of `req` with another key or
+   * view is stale: removed once the create ends and its reason
    * returned. null: `req` has no primed member.
    */
-  claimPrimed(req: PrimeRequest, key: PrimedKey): PrimedClaim {
-    const got = this.#primed.claim(req, key)
+  claimPrimed(req: PrimeRequest, key: PrimedKey, view: AgentView | null = null): PrimedClaim {
+    const got = this.#primed.claim(req, key, view)
     if (got && 'name' in got) this.#handOver(got.name)
     this.#kick()
     return got

@@ -1,14 +1,14 @@
 // Issue 16, `[pool] prestart` on the live daemon: a primed member starts the agent before it is
 // frozen; the next create of its request hands that agent over (`agent_start: "prestarted"`, no
 // tool step at the click) and it answers `hello` → `hello-BACK` through /ws/terminal; an
-// instruction file written between the prime and the claim starts it again (`restarted`, with
-// the reason) and the new agent answers too. The tool's wrapper records its exit in the pane
+// instruction file written between the prime and the claim makes the member stale (the create
+// goes on cold, saying why) and that session's agent answers too. The tool's wrapper records its exit in the pane
 // option the claim reads (real tmux in the image).
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { PRESTARTED_LAUNCH_STEPS, PRIMED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
+import { PRESTARTED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
 import type { Health } from '../../../shared/schemas/health.ts'
 import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
 import {
@@ -109,7 +109,7 @@ describeIncus('[pool] prestart on a live Incus daemon', () => {
     await remove(s.id)
   })
 
-  it('an instruction file written after the agent started: the claim starts it again', async () => {
+  it('an instruction file written after the agent started: the member is not claimed', async () => {
     const ws = await server.project('prestart-edit')
     await ownByUser(ws)
     const first = await create(ws)
@@ -118,10 +118,13 @@ describeIncus('[pool] prestart on a live Incus daemon', () => {
     await writeFile(join(ws, 'CLAUDE.md'), 'Always answer in French.\n')
     await ownByUser(ws)
 
+    // The agent ran from the old view: the member is stale (removed), the create goes on cold.
     const s = await create(ws)
-    expect(s).toMatchObject({ path: 'warm', warm: 'primed', agent_start: 'restarted' })
-    expect(s.agent_start_reason).toBe('CLAUDE.md changed since the agent started')
-    expect(Object.keys(s.timings)).toEqual([...PRIMED_LAUNCH_STEPS])
+    expect(s).toMatchObject({
+      path: 'cold',
+      cold_reason: 'primed container stale: CLAUDE.md changed since its agent started',
+    })
+    expect(s.agent_start).toBeUndefined()
     await helloBack(s.id)
     await remove(s.id)
   })

@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 import type { IncusDriver } from '../../incus/driver.ts'
 import { warmName } from '../naming.ts'
 import { deleteWithRetry } from '../readiness.ts'
+import type { AgentView } from './agent-view.ts'
 import type { PrimedKey, PrimeRequest } from './primed-key.ts'
 import { PrimedMembers, type PrimedClaim, type PrimedInfo, type Primer } from './primed.ts'
 
@@ -40,13 +41,13 @@ export class PrimedPool {
   }
 
   /**
-   * Takes the member of `req` when its key is `key` (synchronous: two creates never get one); a
-   * member of `req` with another key is stale: removed (as a rollback does) once the create ends,
+   * Takes the member of `req` when its key is `key` and its agent's view `view` (PrimedMembers.claim;
+   * synchronous: two creates never get one); a member of `req` with another key or view is stale: removed (as a rollback does) once the create ends,
    * so its deletion does not compete with the create for Incus.
    */
-  claim(req: PrimeRequest, key: PrimedKey): PrimedClaim {
+  claim(req: PrimeRequest, key: PrimedKey, view: AgentView | null): PrimedClaim {
     if (this.size() === 0) return null
-    const got = this.members.claim(req, key)
+    const got = this.members.claim(req, key, view)
     if (got && 'stale' in got) {
       this.#d.log.info({ container: got.stale.name, why: got.reason }, 'primed container stale')
       this.#d.retire(got.stale.name)

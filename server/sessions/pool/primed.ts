@@ -3,15 +3,23 @@
 // attached before the first start, proxy devices, sudoers), then frozen. The tool is started only
 // with `[pool] prestart`: agents read the workspace when they start (CLAUDE.md, git status into
 // the system prompt), so a claim hands over an agent started ahead only while its view of the
-// workspace is unchanged (agent-view.ts), and starts it again otherwise.
+// workspace is unchanged (agent-view.ts); a member whose view changed is stale.
 // This module keeps the requests and members (synchronous state, so two creates never claim one
 // member); WarmPool (manager.ts) runs the fills, and a Primer (../primed-launch.ts) makes and removes them.
 import type { IncusInstance } from '../../incus/schemas.ts'
-import type { AgentView } from './agent-view.ts'
+import { viewChange, type AgentView } from './agent-view.ts'
 import { parseProtectLabel, type ProtectionPlan } from '../protect.ts'
 import { LABEL } from '../registry.ts'
 import { PROTECTION } from '../session-config.ts'
 import { canonicalJson, primedMismatch, type PrimedKey, type PrimeRequest } from './primed-key.ts'
+
+/** Why a member whose agent started from another view of the workspace is not claimed. */
+export function agentViewStale(then: AgentView, now: AgentView | null): string {
+  const what = now ? viewChange(then, now) : null
+  return now === null
+    ? "primed container stale: the workspace's view could not be taken (a link, or too many entries, where the agent reads)"
+    : `primed container stale: ${what ?? 'what the agent read'} changed since its agent started`
+}
 
 /** The pool label's value on a primed member: `primed:<key>` (generic members carry their spec key). */
 export const PRIMED_PREFIX = 'primed:'
@@ -156,10 +164,14 @@ export class PrimedMembers {
 
   /**
    * Takes the ready member of `req` when its key is `key` (synchronous: never two creates one
-   * member). A member of `req` with another key is taken out too, as `stale` (the caller removes
-   * it); null when `req` has no member at all.
+   * member) and, when its agent was started ahead (`[pool] prestart`), when `view` (the agent's
+   * view of the workspace now, agent-view.ts; null: none could be taken) is the one the agent
+   * started with. A member of `req` with another key or view is taken out too, as `stale` (the
+   * caller removes it): an agent that started from an older view ran in it (its start-up hooks
+   * and plugins included), so no restart in it gives the session a fresh start. Null when `req`
+   * has no member at all.
    */
-  claim(req: PrimeRequest, key: PrimedKey): PrimedClaim {
+  claim(req: PrimeRequest, key: PrimedKey, view: AgentView | null = null): PrimedClaim {
     const id = requestId(req)
     let creating = false
     for (const [name, m] of this.#members) {
@@ -169,11 +181,16 @@ export class PrimedMembers {
         continue
       }
       this.#members.delete(name)
-      if (m.epoch === this.#epoch && m.made.key.key === key.key) return { name, made: m.made }
+      const current = m.epoch === this.#epoch && m.made.key.key === key.key
+      const agent = m.made.agent
+      if (current && (!agent || (view !== null && view.digest === agent.view.digest)))
+        return { name, made: m.made }
       const reason =
-        m.epoch === this.#epoch
-          ? primedMismatch(m.made.key, key)
-          : 'primed container stale: the image or config changed since it was primed'
+        current && agent
+          ? agentViewStale(agent.view, view)
+          : m.epoch === this.#epoch
+            ? primedMismatch(m.made.key, key)
+            : 'primed container stale: the image or config changed since it was primed'
       return { stale: { name, info: m.made }, reason }
     }
     return creating ? { reason: 'the primed container is still being made' } : null

@@ -20,9 +20,13 @@ function specInputs(c: Config): string {
   return JSON.stringify([c.defaults.image, c.limits.disk, c.incus.storage_pool])
 }
 
-/** The config a primed member depends on: all but `[pool]` and `[dashboard]` (see primed-key.ts). */
+/**
+ * The config a primed member depends on: all but `[pool]` and `[dashboard]` (see primed-key.ts),
+ * and `[pool] prestart` (whether an agent runs in it: turned off, no agent started ahead is left
+ * to be handed over; turned on, members are made again with one).
+ */
 function primedInputs(c: Config): string {
-  return canonicalJson(withoutSections(c, ['pool', 'dashboard']))
+  return canonicalJson([withoutSections(c, ['pool', 'dashboard']), c.pool.prestart])
 }
 
 /** Builds the pool and follows config reloads; `dispose` stops following and empties the pool. */
