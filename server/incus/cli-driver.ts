@@ -240,20 +240,21 @@ export class CliIncusDriver implements IncusDriver {
   }
 
   async memoryUsage(name: string, opts?: CallOptions): Promise<number | null> {
-    const data = await this.#cli.query(
-      this.#api(`/1.0/instances/${encodeURIComponent(name)}/state`),
-      opts,
-    )
-    const usage = (data as { memory?: { usage?: unknown } } | null)?.memory?.usage
-    return typeof usage === 'number' && Number.isFinite(usage) && usage >= 0 ? usage : null
+    return this.#usage(name, 'memory', opts)
   }
 
   async cpuUsage(name: string, opts?: CallOptions): Promise<number | null> {
+    return this.#usage(name, 'cpu', opts)
+  }
+
+  /** `<what>.usage` of the instance's state: a finite number ≥ 0, else null. */
+  async #usage(name: string, what: 'memory' | 'cpu', opts?: CallOptions): Promise<number | null> {
     const data = await this.#cli.query(
       this.#api(`/1.0/instances/${encodeURIComponent(name)}/state`),
       opts,
     )
-    const usage = (data as { cpu?: { usage?: unknown } } | null)?.cpu?.usage
+    const part = (data as Record<string, { usage?: unknown } | undefined> | null)?.[what]
+    const usage = part?.usage
     return typeof usage === 'number' && Number.isFinite(usage) && usage >= 0 ? usage : null
   }
 

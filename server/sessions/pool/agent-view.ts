@@ -187,26 +187,21 @@ async function view(
       if (names.length > VIEW_MAX_ENTRIES) w.cut = true
       w.lines.push(`${w.where}:.\t${sha256(names.sort().join('\0'))}`)
     }
-    for (const rel of [...files, ...(await gitdirOf(base, root, files, GITDIR_FILES))]) {
+    const gitFiles = await gitdirOf(base, root, files, GITDIR_FILES)
+    const gitDirs = await gitdirOf(base, root, files, GITDIR_DIRS)
+    const wanted = [
+      ...[...files, ...gitFiles].map((rel) => ({ rel, walk: false })),
+      ...[...dirs, ...gitDirs].map((rel) => ({ rel, walk: true })),
+    ]
+    for (const { rel, walk } of wanted) {
       const at = await parentOf(root, rel, w)
       if (!at) continue
       try {
         const st = await at.dir.lstat(at.name)
         if (st?.isSymbolicLink()) w.cut = true
         w.lines.push(describe(w, rel, st))
-      } finally {
-        for (const d of at.owned.reverse()) await d.close()
-      }
-    }
-    for (const rel of [...dirs, ...(await gitdirOf(base, root, files, GITDIR_DIRS))]) {
-      const at = await parentOf(root, rel, w)
-      if (!at) continue
-      try {
-        const st = await at.dir.lstat(at.name)
-        if (st?.isSymbolicLink()) w.cut = true
-        w.lines.push(describe(w, rel, st))
-        if (!st?.isDirectory()) continue
-        const dir = await at.dir.openDir(at.name)
+        // A directory to walk: everything under it too.
+        const dir = walk && st?.isDirectory() ? await at.dir.openDir(at.name) : null
         if (!dir) continue
         try {
           await walkDir(dir, rel, 1, w)

@@ -11,19 +11,18 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import type { Health } from '../../../shared/schemas/health.ts'
 import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
 import {
   describeIncus,
   execAsCode,
   removeInstances,
-  requestJson,
   startLiveServer,
   TEST_IMAGE,
   type LiveServer,
 } from '../../test/incus-harness.ts'
 import { prepareHome, spawnServer, type ServerProcess } from '../../test/process-harness.ts'
 import { ownByUser } from '../../test/owner.ts'
+import { liveSessions } from '../../test/live-sessions.ts'
 import { TerminalClient, waitUntil } from '../../test/ws-client.ts'
 
 const LONG = { timeoutMs: 180_000, intervalMs: 200 }
@@ -41,24 +40,7 @@ describeIncus('[pool] prestart red team on a live Incus daemon', () => {
   let server: LiveServer
   let home: string
 
-  const primedReady = (): Promise<unknown> =>
-    waitUntil(
-      'a primed member ready',
-      async () => {
-        const body = (await requestJson(server.url, 'GET', '/api/health')).body as Health
-        return body.pool?.primed?.ready === 1
-      },
-      LONG,
-    )
-  const create = async (workspace: string): Promise<CreatedSession> => {
-    const res = await requestJson(server.url, 'POST', '/api/sessions', { workspace })
-    expect(res.status, JSON.stringify(res.body)).toBe(200)
-    return res.body as CreatedSession
-  }
-  const remove = async (id: string): Promise<void> => {
-    const res = await requestJson(server.url, 'DELETE', `/api/sessions/${id}?force=true`)
-    expect(res.status).toBe(204)
-  }
+  const { create, remove, primedReady } = liveSessions(() => server)
 
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-prestart-red-'))

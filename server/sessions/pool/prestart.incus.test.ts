@@ -9,18 +9,16 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { PRESTARTED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
-import type { Health } from '../../../shared/schemas/health.ts'
-import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
 import {
   describeIncus,
   execAsCode,
-  requestJson,
   startLiveServer,
   TEST_IMAGE,
   type LiveServer,
 } from '../../test/incus-harness.ts'
 import { ownByUser } from '../../test/owner.ts'
-import { TerminalClient, waitUntil } from '../../test/ws-client.ts'
+import { liveSessions } from '../../test/live-sessions.ts'
+import { TerminalClient } from '../../test/ws-client.ts'
 import { tmuxSessionName } from '../naming.ts'
 import { TOOL_EXIT_OPTION } from '../tools.ts'
 
@@ -30,32 +28,7 @@ describeIncus('[pool] prestart on a live Incus daemon', () => {
   let server: LiveServer
   let home: string
 
-  const primedReady = (): Promise<unknown> =>
-    waitUntil(
-      'a primed member ready',
-      async () => {
-        const body = (await requestJson(server.url, 'GET', '/api/health')).body as Health
-        return body.pool?.primed?.ready === 1
-      },
-      LONG,
-    )
-  const create = async (workspace: string): Promise<CreatedSession> => {
-    const res = await requestJson(server.url, 'POST', '/api/sessions', { workspace })
-    expect(res.status, JSON.stringify(res.body)).toBe(200)
-    return res.body as CreatedSession
-  }
-  const remove = async (id: string): Promise<void> => {
-    const res = await requestJson(server.url, 'DELETE', `/api/sessions/${id}?force=true`)
-    expect(res.status).toBe(204)
-  }
-  const helloBack = async (id: string): Promise<void> => {
-    const term = new TerminalClient(`${server.wsUrl}/ws/terminal/${id}?cols=100&rows=30`)
-    await term.opened
-    await term.waitFor('ready', LONG.timeoutMs)
-    term.send('hello\r')
-    await term.waitFor('hello-BACK', LONG.timeoutMs)
-    await term.close()
-  }
+  const { create, remove, primedReady, helloBack } = liveSessions(() => server)
 
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-prestart-'))

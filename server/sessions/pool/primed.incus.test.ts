@@ -23,6 +23,7 @@ import {
 } from '../../test/incus-harness.ts'
 import { ownByUser } from '../../test/owner.ts'
 import { spawnServer, type ServerProcess } from '../../test/process-harness.ts'
+import { liveSessions } from '../../test/live-sessions.ts'
 import { TerminalClient, waitUntil } from '../../test/ws-client.ts'
 
 const LONG = { timeoutMs: 180_000, intervalMs: 200 }
@@ -58,17 +59,7 @@ describeIncus('primed members on a live Incus daemon', () => {
     if (!body.pool) throw new Error('no pool in /api/health')
     return body.pool
   }
-  const primedReady = (): Promise<unknown> =>
-    waitUntil('a primed member ready', async () => (await pool()).primed?.ready === 1, LONG)
-  const create = async (workspace: string): Promise<CreatedSession> => {
-    const res = await requestJson(server.url, 'POST', '/api/sessions', { workspace })
-    expect(res.status, JSON.stringify(res.body)).toBe(200)
-    return res.body as CreatedSession
-  }
-  const remove = async (id: string): Promise<void> => {
-    const res = await requestJson(server.url, 'DELETE', `/api/sessions/${id}?force=true`)
-    expect(res.status).toBe(204)
-  }
+  const { create, remove, primedReady } = liveSessions(() => server)
 
   beforeAll(async () => {
     home = await mkdtemp(join(tmpdir(), 'clincus-primed-'))
