@@ -20,6 +20,9 @@ export const DEFAULT_TIMEOUT_MS = 30_000
  */
 export const CLINCUS_POOL = 'clincus'
 
+/** How long the drivers reuse the answer "does the clincus pool exist" (ms). */
+export const POOL_LOOKUP_TTL_MS = 30_000
+
 /** Bytes of stdout (and of stderr) a call keeps by default (IncusCallOptions.maxBuffer). */
 const DEFAULT_MAX_BUFFER = 64 * 1024 * 1024
 

@@ -5,7 +5,13 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { execa } from 'execa'
 import { Value } from 'typebox/value'
-import { CLINCUS_POOL, IncusCli, IncusCommandError, withProject } from '../../incus/cli.ts'
+import {
+  CLINCUS_POOL,
+  IncusCli,
+  IncusCommandError,
+  POOL_LOOKUP_TTL_MS,
+  withProject,
+} from '../../incus/cli.ts'
 import type {
   CallOptions,
   ExecOptions,
@@ -36,9 +42,6 @@ export interface CliDriverOptions {
    */
   storagePool?: () => string
 }
-
-/** How long the answer "does the clincus pool exist" is reused (ms). */
-const POOL_LOOKUP_TTL_MS = 30_000
 
 function kv(values: Record<string, string>): string[] {
   return Object.entries(values).map(([k, v]) => `${k}=${v}`)

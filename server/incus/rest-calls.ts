@@ -1,4 +1,4 @@
-import { CLINCUS_POOL, IncusCommandError } from '../../incus/cli.ts'
+import { CLINCUS_POOL, IncusCommandError, POOL_LOOKUP_TTL_MS } from '../../incus/cli.ts'
 import { projectPath, type IncusRest, type RestCallOptions } from '../../incus/rest.ts'
 import type { CallOptions, InitOptions } from './driver.ts'
 import {
@@ -16,8 +16,6 @@ import {
   type IncusInstance,
 } from './schemas.ts'
 
-/** How long the answer "does the clincus pool exist" is reused (ms), as in the CLI driver. */
-const POOL_LOOKUP_TTL_MS = 30_000
 /** Incus' status codes (shared/api/status_code.go). */
 const STOPPED = 102
 const FROZEN = 110
