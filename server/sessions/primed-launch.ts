@@ -60,7 +60,7 @@ export function withMemberCreated(plan: LaunchPlan, made: PrimedMade): LaunchPla
 
 /**
  * A create's claim of the member primed for its request: its key from the fresh plan and, with
- * `[pool] prestart`, the agent's view of the workspace now (agent-view.ts), then the pool's
+ * `prestart` (`[pool] prestart` of the global config), the agent's view of the workspace now (agent-view.ts), then the pool's
  * synchronous pick (a member whose agent started from another view is stale, never restarted in
  * place: primed.ts). `{name, made, agent}` to launch (`agent`: the member's agent started ahead,
  * to hand over); `{reason}` when the request's member could not serve it (stale: the pool removes
@@ -71,13 +71,14 @@ export async function claimPrimed(
   egress: EgressService | undefined,
   plan: LaunchPlan,
   home: string,
+  prestart: boolean,
 ): Promise<
   { name: string; made: PrimedMade; agent: AgentHandover | undefined } | { reason: string } | null
 > {
   const key = primedKey(plan, await networkConfig(egress, plan.workspace))
-  // Taken before the pick (which is synchronous); without prestart, none (a member whose agent
-  // was started ahead is then not claimed).
-  const view = plan.config.pool.prestart ? await agentView(plan.workspace, home, plan.tool) : null
+  // Taken before the pick (which is synchronous); without prestart (the global files' setting),
+  // none (a member whose agent was started ahead is then not claimed).
+  const view = prestart ? await agentView(plan.workspace, home, plan.tool) : null
   const got = pool.claimPrimed(
     { workspace: plan.workspace, tool: plan.tool, profile: plan.profile },
     key,

@@ -142,7 +142,9 @@ export class SessionService {
       try {
         // A container primed for this very request first (its key is this plan's), else a
         // generic stopped one, else cold.
-        const primed = d.pool ? await claimPrimed(d.pool, d.egress, plan, d.home) : null
+        const primed = d.pool
+          ? await claimPrimed(d.pool, d.egress, plan, d.home, d.config.current.pool.prestart)
+          : null
         let primedReason = primed && 'reason' in primed ? primed.reason : undefined
         if (primed && 'name' in primed) {
           run = withMemberCreated(plan, primed.made)
