@@ -200,8 +200,11 @@ static void relay(char *pre_up, size_t pre_up_len, char *pre_down, size_t pre_do
 
   /*
    * A deeper send buffer on the session's socket (a unix socket to Incus's forkproxy, which reads
-   * 32 KiB at a time): more bytes queued per wake-up of either side. Best effort; the kernel caps
-   * it at net.core.wmem_max. The target's TCP buffers tune themselves.
+   * 32 KiB at a time): more bytes wait for forkproxy each time it runs. It took the egress bench
+   * from ~0.85x to ~1.2x of the direct path on a busy 2-core machine (docs/performance.md). Best
+   * effort; the kernel caps it at net.core.wmem_max. A client that stops reading holds at most
+   * this much more kernel memory (the per-session connection cap bounds the tunnels). The
+   * target's TCP buffers tune themselves.
    */
   int sndbuf = 4 * 1024 * 1024;
   (void)setsockopt(CLIENT_FD, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);

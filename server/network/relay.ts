@@ -142,6 +142,7 @@ export class RelayHost {
     })
     // A program that could not be started has no pid (the error event follows).
     if (child.pid === undefined) {
+      if (child.connected) child.disconnect()
       this.#die()
       return null
     }
