@@ -423,6 +423,63 @@ describe('the relay host', { timeout: PROCESS_TEST_TIMEOUT }, () => {
   })
 })
 
+describe(
+  'the relay speaks what Node asks on the channel',
+  { timeout: PROCESS_TEST_TIMEOUT },
+  () => {
+    it('a listener whose accepted socket went to the relay closes while the relay runs', async () => {
+      // Node's net.Server asks the process it sent a socket to whether its connections closed
+      // (NODE_SOCKET_NOTIFY_CLOSE) and waits for the answer before 'close'; unanswered, closing a
+      // session's listener would hang until the relay process ended.
+      const host = new RelayHost({
+        binary: relayBin,
+        onDeath: () => undefined,
+        onFailed: () => undefined,
+      })
+      const dir = await mkdtemp(join(tmpdir(), 'clincus-relay-close-'))
+      const front = net.createServer({ pauseOnConnect: true, allowHalfOpen: true })
+      const back = net.createServer({ allowHalfOpen: true }, echo)
+      await Promise.all([
+        new Promise<void>((r) => front.listen(join(dir, 'f.sock'), r)),
+        new Promise<void>((r) => back.listen(0, '127.0.0.1', r)),
+      ])
+      try {
+        const a = net.connect({ path: join(dir, 'f.sock'), allowHalfOpen: true })
+        const [b] = (await once(front, 'connection')) as [net.Socket]
+        const t = net.connect({
+          port: (back.address() as net.AddressInfo).port,
+          allowHalfOpen: true,
+        })
+        await once(t, 'connect')
+        const relay = host.handOff({
+          client: b,
+          target: t,
+          preUp: Buffer.alloc(0),
+          preDown: Buffer.alloc(0),
+          idleMs: 0,
+        })
+        expect(relay).not.toBeNull()
+        const back1 = once(a, 'data')
+        a.write('ping')
+        expect(String(((await back1) as [Buffer])[0])).toBe('ping')
+        await new Promise<void>((r) =>
+          front.close(() => {
+            r()
+          }),
+        )
+        expect(host.pid).toBeDefined()
+        expect(host.size).toBe(1)
+        a.destroy()
+        expect((await relay?.done)?.end).not.toBe('crash')
+      } finally {
+        await host.dispose()
+        back.close()
+        await rm(dir, { recursive: true, force: true })
+      }
+    })
+  },
+)
+
 describe('no relay outlives a crashed server', { timeout: PROCESS_TEST_TIMEOUT }, () => {
   it('the relay process and its tunnels end when the server is killed with SIGKILL', async () => {
     // A stand-in server: a node process that starts the relay with an IPC channel, hands it a
