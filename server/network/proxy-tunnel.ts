@@ -2,8 +2,8 @@
 // stay with proxy-chain): connect to the address the policy checked, answer the client, and hand
 // both sockets to a RelayTunnel (relay-tunnel.ts), which moves a bulk transfer's bytes with the
 // splice relay (relay.ts). This module owns the relay side: finding the relay program, the relay
-// host process, the relays running now, and falling back to the Node pipe for good (logged once)
-// when the relay fails.
+// process, the tunnels it runs now, and falling back to the Node pipe for good (logged once) when
+// the relay fails (it could not start, or it died).
 //
 // Answers: `200 Connection Established` once the target accepted; `502` with a text/plain reason
 // (the errno code) when the connect failed and the client is still there.
@@ -37,7 +37,7 @@ export class DirectTunnels {
   readonly #refuse: (client: net.Socket, status: number, body: string) => void
   /** The splice relay program, once looked up; null: tunnels stay in Node. */
   #relay: string | null = null
-  /** Runs the relays (forked at the first handoff); kept for dispose after a failure. */
+  /** The relay process (started at the first handoff); kept for dispose after a failure. */
   #host: RelayHost | null = null
   readonly #relayReady: Promise<void>
   readonly #relays = new Set<SpliceRelay>()
@@ -65,10 +65,10 @@ export class DirectTunnels {
           this.#host = new RelayHost({
             binary: found,
             onDeath: () => {
-              this.#relayFailed('the relay host exited')
+              this.#relayFailed('the relay process exited or did not start')
             },
             onFailed: () => {
-              this.#relayFailed('the relay program did not start')
+              this.#relayFailed('the relay could not fork a tunnel')
             },
           })
           this.#log.info({ relay: found }, 'egress tunnels: splice relay')
@@ -95,6 +95,11 @@ export class DirectTunnels {
   /** Relay processes running now (their pids), for tests. */
   relayPids(): number[] {
     return [...this.#relays].flatMap((r) => (r.pid === undefined ? [] : [r.pid]))
+  }
+
+  /** The relay process's id while it runs (the tunnels' parent), for tests. */
+  relayHostPid(): number | undefined {
+    return this.#host?.pid
   }
 
   /**
@@ -186,7 +191,7 @@ export class DirectTunnels {
     if (this.#relay === null) return
     this.#log.warn(
       { relay: this.#relay, why },
-      'egress tunnels: the splice relay did not start; tunnels stay in the node pipe',
+      'egress tunnels: the splice relay failed; tunnels stay in the node pipe',
     )
     this.#relay = null
   }

@@ -1,8 +1,8 @@
 // One approved CONNECT tunnel without an upstream proxy: the client socket (the session's side)
-// and the target socket (connected to the checked address). Node pipes the bytes at first; once
-// the tunnel has moved `handOffAfter` bytes it is handed to the splice relay (relay.ts), so short
-// connections (most API calls) never pay for a process start (about 3 ms of the event loop each,
-// measured on a 100 MB server process), and bulk transfers run at the kernel's speed.
+// and the target socket (connected to the checked address). Node pipes the bytes until the
+// tunnel has moved `handOffAfter` bytes (0 by default: at once), then hands it to the splice relay
+// (relay.ts), so bulk transfers run at the kernel's speed. When the relay cannot take it (gone,
+// or never started) the tunnel stays in Node's pipe.
 //
 // Both sockets are half-open capable: an end of stream from one side shuts down writing on the
 // other once what came before it is written (the relay does the same), so a client that finished
@@ -43,7 +43,8 @@ function flushed(s: net.Socket): Promise<void> {
   })
 }
 
-type HandleInternals = { reading?: boolean; readStop?: () => number } | null | undefined
+type HandleInternals =
+  { reading?: boolean; readStop?: () => number; readStart?: () => number } | null | undefined
 
 /**
  * Stops the event loop reading the socket: what child_process does to a socket it gives to a
@@ -59,10 +60,20 @@ function stopReading(s: net.Socket): boolean {
   return true
 }
 
-/** Undoes stopReading: the stream starts reading again when it next wants data. */
+/**
+ * Undoes stopReading: reads again at once, as net.Socket's own tryReadStart does. The stream
+ * would not ask by itself: a read() during the drain left it waiting for data that the stopped
+ * handle never delivers.
+ */
 function resumeReading(s: net.Socket): void {
   const h = (s as unknown as { _handle?: HandleInternals })._handle
-  if (h) h.reading = false
+  if (!h || s.destroyed) return
+  if (typeof h.readStart !== 'function') {
+    h.reading = false
+    return
+  }
+  h.reading = true
+  if (h.readStart() !== 0) s.destroy()
 }
 
 /** Takes every byte the stream has buffered (it is paused and no longer piped). */

@@ -39,8 +39,8 @@ async function parentOf(pid: number): Promise<{ comm: string; ppid: number } | n
 }
 
 /**
- * Relay processes of the server under test (it runs in this process): children of its relay
- * host, which is a child of this process.
+ * Tunnel relays of the server under test (it runs in this process): the children its relay
+ * process forks per tunnel; the relay process is a child of this process.
  */
 async function relayChildren(): Promise<number[]> {
   const out: number[] = []

@@ -2,7 +2,9 @@
 // handed from Node to native/splice-relay.c. What must hold whichever carries it: every byte
 // arrives exactly once and in order both ways, a half-close lets the other direction finish, the
 // audit gets the bytes, and everything that closes a tunnel (policy recheck, idle timeout, the
-// per-session cap, dispose, a crashed server) also closes a relayed one.
+// per-session cap, dispose, a crashed server) also closes a relayed one. The relay is one process
+// the proxy starts once; it receives each tunnel's sockets over Node's IPC channel and forks a
+// child per tunnel.
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
@@ -18,12 +20,12 @@ import type { NetworkConnection } from '../../shared/schemas/network.ts'
 import { waitUntil } from '../test/ws-client.ts'
 import { parseEntries, type Policy } from './policy.ts'
 import { EgressProxy, type ProxyLimits } from './proxy.ts'
-import { RELAY_HOST_SCRIPT, RelayHost } from './relay.ts'
+import { RelayHost } from './relay.ts'
 
 const MiB = 1024 * 1024
 /**
- * Every test here starts processes: the first handoff forks the relay host (a Node process) and
- * each relayed tunnel spawns a relay program; some also move 5-11 MiB. At load 12 on two cores a
+ * Every test here starts processes: the first handoff starts the relay program and each relayed
+ * tunnel forks a child of it; some also move 5-11 MiB. At load 12 on two cores a
  * Node start alone takes seconds, so vitest's default 5 s is a race with the scheduler, not a
  * limit on the product (speed is measured in `npm run bench`, not here).
  */
@@ -73,7 +75,7 @@ const rigs: Rig[] = []
  */
 async function rig(
   serve: (s: net.Socket, rig: Rig) => void,
-  opts: { relay?: string | null; limits?: Partial<ProxyLimits> } = {},
+  opts: { relay?: string | null; limits?: Partial<ProxyLimits>; logLines?: string[] } = {},
 ): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'clincus-relay-'))
   const origin = net.createServer({ allowHalfOpen: true })
@@ -86,7 +88,9 @@ async function rig(
   }
   const records: NetworkConnection[] = []
   const proxy = new EgressProxy({
-    log: pino({ level: 'silent' }),
+    log: opts.logLines
+      ? pino({ level: 'warn' }, { write: (l: string) => void opts.logLines?.push(l) })
+      : pino({ level: 'silent' }),
     hooks: {
       policy: () => policy,
       upstream: () => null,
@@ -245,29 +249,31 @@ describe('the splice relay carries a CONNECT tunnel', { timeout: PROCESS_TEST_TI
     const { writeFile } = await import('node:fs/promises')
     const broken = join(binDir, 'broken-relay')
     await writeFile(broken, '#!/nonexistent/interpreter\n', { mode: 0o755 })
+    const lines: string[] = []
     const r = await rig(digestThenSend(2 * MiB, sent), {
       relay: broken,
       limits: { relayAfterBytes: 0 },
+      logLines: lines,
     })
     expect(await r.proxy.relayProgram()).toBe(broken)
     const up = randomBytes(2 * MiB)
     await roundTrip(r, up, sent)
     expect(r.received[0]?.equals(up)).toBe(true)
-    // The relay host got the tunnel and carried it itself when the program did not start.
-    expect(r.proxy.relayedTunnels).toBe(1)
+    // The tunnel stayed in Node, and so does every later one.
+    expect(r.proxy.relayedTunnels).toBe(0)
     expect(await r.proxy.relayProgram()).toBeNull()
     const rec = await waitUntil('the tunnel recorded', () => r.records[0])
     expect(rec.bytes_up).toBe(up.length)
     expect(rec.bytes_down).toBe(ESTABLISHED.length + 64 + 2 * MiB)
-    // The next tunnel stays in the server.
     sent.length = 0
     await roundTrip(r, randomBytes(1 * MiB), sent)
-    expect(r.proxy.relayedTunnels).toBe(1)
+    expect(r.proxy.relayedTunnels).toBe(0)
+    expect(lines.filter((l) => l.includes('splice relay failed'))).toHaveLength(1)
   })
 
   it('leaves a tunnel that stays below the threshold in Node', async () => {
     const sent: Buffer[] = []
-    const r = await rig(digestThenSend(1000, sent))
+    const r = await rig(digestThenSend(1000, sent), { limits: { relayAfterBytes: 256 * 1024 } })
     await roundTrip(r, randomBytes(1000), sent)
     expect(r.proxy.relayedTunnels).toBe(0)
   })
@@ -417,14 +423,71 @@ describe('the relay host', { timeout: PROCESS_TEST_TIMEOUT }, () => {
   })
 })
 
+describe(
+  'the relay speaks what Node asks on the channel',
+  { timeout: PROCESS_TEST_TIMEOUT },
+  () => {
+    it('a listener whose accepted socket went to the relay closes while the relay runs', async () => {
+      // Node's net.Server asks the process it sent a socket to whether its connections closed
+      // (NODE_SOCKET_NOTIFY_CLOSE) and waits for the answer before 'close'; unanswered, closing a
+      // session's listener would hang until the relay process ended.
+      const host = new RelayHost({
+        binary: relayBin,
+        onDeath: () => undefined,
+        onFailed: () => undefined,
+      })
+      const dir = await mkdtemp(join(tmpdir(), 'clincus-relay-close-'))
+      const front = net.createServer({ pauseOnConnect: true, allowHalfOpen: true })
+      const back = net.createServer({ allowHalfOpen: true }, echo)
+      await Promise.all([
+        new Promise<void>((r) => front.listen(join(dir, 'f.sock'), r)),
+        new Promise<void>((r) => back.listen(0, '127.0.0.1', r)),
+      ])
+      try {
+        const a = net.connect({ path: join(dir, 'f.sock'), allowHalfOpen: true })
+        const [b] = (await once(front, 'connection')) as [net.Socket]
+        const t = net.connect({
+          port: (back.address() as net.AddressInfo).port,
+          allowHalfOpen: true,
+        })
+        await once(t, 'connect')
+        const relay = host.handOff({
+          client: b,
+          target: t,
+          preUp: Buffer.alloc(0),
+          preDown: Buffer.alloc(0),
+          idleMs: 0,
+        })
+        expect(relay).not.toBeNull()
+        const back1 = once(a, 'data')
+        a.write('ping')
+        expect(String(((await back1) as [Buffer])[0])).toBe('ping')
+        await new Promise<void>((r) =>
+          front.close(() => {
+            r()
+          }),
+        )
+        expect(host.pid).toBeDefined()
+        expect(host.size).toBe(1)
+        a.destroy()
+        expect((await relay?.done)?.end).not.toBe('crash')
+      } finally {
+        await host.dispose()
+        back.close()
+        await rm(dir, { recursive: true, force: true })
+      }
+    })
+  },
+)
+
 describe('no relay outlives a crashed server', { timeout: PROCESS_TEST_TIMEOUT }, () => {
-  it('the relay host and its relays end when the server is killed with SIGKILL', async () => {
-    // A stand-in server: a node process that forks the relay host, hands it a tunnel (two
-    // loopback sockets) the way relay.ts does, reports the pids, and is then killed.
+  it('the relay process and its tunnels end when the server is killed with SIGKILL', async () => {
+    // A stand-in server: a node process that starts the relay with an IPC channel, hands it a
+    // tunnel (two loopback sockets) the way relay.ts does, reports the pids, and is then killed.
     const code = `
-      const net = require('node:net'); const { fork } = require('node:child_process');
-      const host = fork(${JSON.stringify(RELAY_HOST_SCRIPT)}, [${JSON.stringify(relayBin)}],
-        { execArgv: [], stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
+      const net = require('node:net'); const { spawn } = require('node:child_process');
+      const host = spawn(${JSON.stringify(relayBin)}, [],
+        { env: {}, stdio: ['ignore', 'ignore', 'inherit', 'ipc'], serialization: 'json' });
       host.on('message', (m) => {
         if (m.type === 'started') process.stdout.write(host.pid + ' ' + m.pid + '\\n');
       });
@@ -447,33 +510,109 @@ describe('no relay outlives a crashed server', { timeout: PROCESS_TEST_TIMEOUT }
     expect(existsSync(`/proc/${String(relayPid)}`)).toBe(true)
     parent.kill('SIGKILL')
     await once(parent, 'exit')
-    await waitUntil('the relay host and the relay exited', () =>
+    await waitUntil('the relay process and its tunnel exited', () =>
       [hostPid, relayPid].every((pid) => !existsSync(`/proc/${String(pid)}`)),
     )
   })
 
-  it('a relay dies with its parent even if that parent never got to stop it', async () => {
-    // The relay's own guard (PR_SET_PDEATHSIG, end of its control pipe), whoever its parent is.
-    const code = `
-      const net = require('node:net'); const { spawn } = require('node:child_process');
-      const srv = net.createServer(() => {}).listen(0, '127.0.0.1', () => {
-        const a = net.connect(srv.address().port, '127.0.0.1');
-        const b = net.connect(srv.address().port, '127.0.0.1');
-        let n = 0; const go = () => { if (++n < 2) return;
-          const r = spawn(${JSON.stringify(relayBin)}, [], { stdio: ['pipe', 'pipe', 'ignore', a, b] });
-          r.stdin.write('0 0\\n'); a.destroy(); b.destroy();
-          process.stdout.write(String(r.pid) + '\\n'); };
-        a.on('connect', go); b.on('connect', go);
-      });`
-    const parent = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'pipe', 'inherit'] })
-    onTestFinished(() => {
-      if (parent.exitCode === null && parent.signalCode === null) parent.kill('SIGKILL')
-    })
-    const [line] = (await once(parent.stdout, 'data')) as [Buffer]
-    const pid = Number(String(line).trim())
-    expect(existsSync(`/proc/${String(pid)}`)).toBe(true)
-    parent.kill('SIGKILL')
-    await once(parent, 'exit')
-    await waitUntil('the orphaned relay exited', () => !existsSync(`/proc/${String(pid)}`))
+  it('a killed relay process ends its tunnels; later ones stay in Node, logged once', async () => {
+    const lines: string[] = []
+    const r = await rig(echo, { limits: { relayAfterBytes: 0 }, logLines: lines })
+    const { c, pid } = await relayedTunnel(r)
+    const host = r.proxy.relayHostPid()
+    expect(host).toBeDefined()
+    process.kill(host ?? 0, 'SIGKILL')
+    c.resume()
+    await once(c, 'close')
+    await waitUntil('the tunnel child exited', () => !existsSync(`/proc/${String(pid)}`))
+    await waitUntil(
+      'the proxy fell back to Node',
+      async () => (await r.proxy.relayProgram()) === null,
+    )
+    // The next tunnels are carried by the server, byte for byte.
+    for (let i = 0; i < 2; i++) {
+      const t = await connect(r)
+      t.resume()
+      const data = randomBytes(1 * MiB)
+      const got: Buffer[] = []
+      t.on('data', (d: Buffer) => got.push(d))
+      t.write(data)
+      await waitUntil('the echo came back', () => Buffer.concat(got).length >= data.length)
+      expect(sha(Buffer.concat(got))).toBe(sha(data))
+      t.destroy()
+    }
+    expect(r.proxy.relayedTunnels).toBe(1)
+    expect(lines.filter((l) => l.includes('splice relay failed'))).toHaveLength(1)
   })
 })
+
+describe(
+  'what the container does cannot upset the relay',
+  { timeout: PROCESS_TEST_TIMEOUT },
+  () => {
+    it('a client that closes at once after the CONNECT ends its relay, recorded', async () => {
+      const r = await rig(echo, { limits: { relayAfterBytes: 0 } })
+      const c = await connect(r)
+      c.destroy()
+      const rec = await waitUntil('the tunnel recorded', () => r.records[0])
+      expect(rec.allowed).toBe(true)
+      await waitUntil('no relay left', () => r.proxy.relayPids().length === 0)
+      // The relay still serves the next tunnel.
+      await relayedTunnel(r)
+    })
+
+    it('a stop reaches a relay in the middle of a transfer, and one whose client never reads', async () => {
+      // The origin sends without end: one client reads it all, the other never reads.
+      const chunk = randomBytes(MiB)
+      const r = await rig(
+        (s) => {
+          const pump = (): void => {
+            while (!s.destroyed && s.write(chunk));
+            if (!s.destroyed) s.once('drain', pump)
+          }
+          pump()
+        },
+        { limits: { relayAfterBytes: 0 } },
+      )
+      const reader = await connect(r)
+      const idle = await connect(r)
+      let got = 0
+      reader.on('data', (d: Buffer) => {
+        got += d.length
+      })
+      reader.resume()
+      await waitUntil('both tunnels relayed', () => r.proxy.relayPids().length === 2)
+      await waitUntil('bytes are flowing', () => got > 8 * MiB)
+      const pids = r.proxy.relayPids()
+      r.setAllow([])
+      r.proxy.recheck('s')
+      idle.resume()
+      await Promise.all([once(reader, 'close'), once(idle, 'close')])
+      await waitUntil('both relays exited', () =>
+        pids.every((pid) => !existsSync(`/proc/${String(pid)}`)),
+      )
+      await waitUntil('both tunnels recorded', () => r.records.length === 2 || undefined)
+    })
+
+    it('carries many tunnels at once, each byte for byte', async () => {
+      const r = await rig(echo, { limits: { relayAfterBytes: 0 } })
+      const n = 16
+      await Promise.all(
+        Array.from({ length: n }, async () => {
+          const c = await connect(r)
+          const data = randomBytes(512 * 1024)
+          const got: Buffer[] = []
+          c.on('data', (d: Buffer) => got.push(d))
+          c.resume()
+          c.write(data)
+          await waitUntil('the echo came back', () => Buffer.concat(got).length >= data.length)
+          expect(sha(Buffer.concat(got))).toBe(sha(data))
+          c.destroy()
+        }),
+      )
+      expect(r.proxy.relayedTunnels).toBe(n)
+      await waitUntil('every tunnel recorded', () => r.records.length === n || undefined)
+      await waitUntil('no relay left', () => r.proxy.relayPids().length === 0)
+    })
+  },
+)

@@ -1,16 +1,15 @@
-// The splice relay (native/splice-relay.c): a small program that moves the bytes of one approved
-// CONNECT tunnel between the two sockets the egress proxy opened, with splice(2), so a bulk
+// The splice relay (native/splice-relay.c): a small program that moves the bytes of approved
+// CONNECT tunnels between the two sockets the egress proxy opened, with splice(2), so a bulk
 // transfer does not cross Node's user space (where a 64 MiB download ran at 0.3-0.44× of Incus's
-// own forkproxy, which splices). This module starts it, hands it the sockets and collects the byte
-// counts it reports; relay-tunnel.ts decides when a tunnel is handed over.
-import { fork, type ChildProcess } from 'node:child_process'
+// own forkproxy, which splices). This module starts it once, hands it each tunnel's sockets over
+// Node's IPC channel and collects the byte counts it reports; relay-tunnel.ts decides when a
+// tunnel is handed over.
+import { spawn, type ChildProcess } from 'node:child_process'
 import { constants } from 'node:fs'
 import { access, stat } from 'node:fs/promises'
 import type net from 'node:net'
-import { join } from 'node:path'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
-import { repoRoot } from '../paths.ts'
 
 /** The file name `scripts/ensure-deps.mjs` builds into `dist/native/`. */
 export const RELAY_BINARY = 'clincus-splice-relay'
@@ -51,9 +50,6 @@ export async function findRelay(path: string): Promise<string | null> {
     return null
   }
 }
-
-/** Where the relay host (native/relay-host.mjs) is: beside the relay's source in the repository. */
-export const RELAY_HOST_SCRIPT = join(repoRoot, 'native', 'relay-host.mjs')
 
 const HostMessageSchema = Type.Union([
   Type.Object({ type: Type.Literal('started'), id: Type.Integer(), pid: Type.Integer() }),
@@ -101,32 +97,27 @@ export class SpliceRelay {
 }
 
 /**
- * The relay host process (forked once, when the first tunnel is handed over) and the relays it
- * runs. A tunnel's sockets are sent to it as handles over the IPC channel (a documented Node
- * mechanism), so the server never forks per tunnel.
+ * The relay process (native/splice-relay.c, started once, at the first handoff) and the tunnels
+ * it runs. A tunnel's sockets are sent to it as handles over Node's IPC channel (a documented
+ * mechanism; the program speaks the channel's JSON-lines protocol itself), and it forks a small
+ * child per tunnel, so neither the server nor the relay starts a program per tunnel.
  */
 export class RelayHost {
   readonly #binary: string
-  readonly #script: string
   readonly #onDeath: () => void
   readonly #onFailed: () => void
   #child: ChildProcess | null = null
   #dead = false
+  #disposing = false
   #nextId = 1
   readonly #relays = new Map<number, SpliceRelay>()
 
   /**
-   * onDeath: the host process exited (its relays with it); onFailed: it could not start the
-   * relay program (it then carried that tunnel itself).
+   * onDeath: the relay process exited, or could not start (its tunnels end with it); onFailed:
+   * it could not make a child for a tunnel (that tunnel was closed).
    */
-  constructor(opts: {
-    binary: string
-    script?: string
-    onDeath: () => void
-    onFailed: () => void
-  }) {
+  constructor(opts: { binary: string; onDeath: () => void; onFailed: () => void }) {
     this.#binary = opts.binary
-    this.#script = opts.script ?? RELAY_HOST_SCRIPT
     this.#onDeath = opts.onDeath
     this.#onFailed = opts.onFailed
   }
@@ -136,8 +127,7 @@ export class RelayHost {
     if (this.#child) return this.#child
     let child: ChildProcess
     try {
-      child = fork(this.#script, [this.#binary], {
-        execArgv: [],
+      child = spawn(this.#binary, [], {
         cwd: '/',
         env: {},
         stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
@@ -147,7 +137,15 @@ export class RelayHost {
       this.#die()
       return null
     }
-    child.on('error', () => undefined)
+    child.on('error', () => {
+      this.#die()
+    })
+    // A program that could not be started has no pid (the error event follows).
+    if (child.pid === undefined) {
+      if (child.connected) child.disconnect()
+      this.#die()
+      return null
+    }
     child.on('message', (raw: unknown) => {
       if (!Value.Check(HostMessageSchema, raw)) return
       const relay = this.#relays.get(raw.id)
@@ -157,7 +155,6 @@ export class RelayHost {
         return
       }
       if (raw.type === 'failed') {
-        // The host carries this tunnel itself; later ones stay in the server's Node pipe.
         this.#onFailed()
         return
       }
@@ -179,14 +176,19 @@ export class RelayHost {
       this.#relays.delete(id)
       relay.ended({ up: 0, down: 0, end: 'crash', errno: 0, signal: null })
     }
-    this.#onDeath()
+    if (!this.#disposing) this.#onDeath()
+  }
+
+  /** The relay process's id while it runs, for tests. */
+  get pid(): number | undefined {
+    return this.#child?.pid
   }
 
   /**
    * Gives a tunnel to a relay. The caller has stopped reading both sockets (no byte may be read
    * by the server after `preUp`/`preDown` were taken) and flushed its writes. Returns null when
-   * the host is gone (the sockets are then still the caller's). Otherwise the caller must not
-   * use the sockets again: they are destroyed here once sent.
+   * the relay process is gone (the sockets are then still the caller's). Otherwise the caller
+   * must not use the sockets again: they are destroyed here once sent.
    */
   handOff(start: RelayStart): SpliceRelay | null {
     const child = this.#host()
@@ -203,13 +205,16 @@ export class RelayHost {
       preDown: start.preDown.toString('base64'),
       idleMs: start.idleMs,
     })
-    // A handle goes out when the host acknowledged the one before; the socket objects here are
-    // destroyed only then (destroying one earlier would close the descriptor being sent).
+    // A handle goes out when the relay acknowledged the one before; the socket objects here are
+    // destroyed only then (destroying one earlier would close the descriptor being sent). A
+    // handle that could not be sent ends the tunnel (the relay never gets both sockets).
     let left = 2
     const handed = (err: Error | null): void => {
       if (err) {
         start.client.destroy()
         start.target.destroy()
+        if (this.#relays.delete(id))
+          relay.ended({ up: 0, down: 0, end: 'crash', errno: 0, signal: null })
       }
       if (--left === 0) {
         start.client.destroy()
@@ -226,8 +231,9 @@ export class RelayHost {
     return this.#relays.size
   }
 
-  /** Stops every relay, waits for their ends, then ends the host process. */
+  /** Stops every relay, waits for their ends, then ends the relay process. */
   async dispose(): Promise<void> {
+    this.#disposing = true
     const relays = [...this.#relays.values()]
     for (const r of relays) r.stop()
     await Promise.all(relays.map((r) => r.done))
