@@ -92,7 +92,8 @@ if (!existsSync(bundle) || serverSources > mtime(bundle)) {
 // Optional: without a C compiler the server moves them in Node (slower) and says so in its log.
 {
   const started = Date.now()
-  const res = buildSpliceRelay(join(root, 'dist', 'native', 'clincus-splice-relay'))
+  // The name carries the relay protocol's version: server/network/relay.ts RELAY_BINARY.
+  const res = buildSpliceRelay(join(root, 'dist', 'native', 'clincus-splice-relay-2'))
   if (res.path === null) {
     process.stdout.write(
       `==> splice relay not built (${res.error}); egress tunnels use the node pipe\n`,

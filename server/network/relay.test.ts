@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -20,7 +20,7 @@ import type { NetworkConnection } from '../../shared/schemas/network.ts'
 import { waitUntil } from '../test/ws-client.ts'
 import { parseEntries, type Policy } from './policy.ts'
 import { EgressProxy, type ProxyLimits } from './proxy.ts'
-import { RelayHost } from './relay.ts'
+import { RELAY_BINARY, RelayHost } from './relay.ts'
 
 const MiB = 1024 * 1024
 /**
@@ -369,6 +369,16 @@ describe('what closes a tunnel closes a relayed one', { timeout: PROCESS_TEST_TI
     third.resume()
     await once(third, 'close')
     expect(r.proxy.relayPids()).toHaveLength(2)
+  })
+})
+
+describe('the relay program', () => {
+  it('is built under the name the server starts (the protocol version is in it)', async () => {
+    // A program built from an older source keeps its older name, so a server speaking a newer
+    // protocol never starts it (it would not answer, and tunnels would wait for it).
+    const deps = await readFile(join(import.meta.dirname, '../../scripts/ensure-deps.mjs'), 'utf8')
+    expect(deps).toContain(`'dist', 'native', '${RELAY_BINARY}'`)
+    expect(RELAY_BINARY).toMatch(/^clincus-splice-relay-\d+$/)
   })
 })
 

@@ -11,8 +11,13 @@ import type net from 'node:net'
 import { Type, type Static } from 'typebox'
 import { Value } from 'typebox/value'
 
-/** The file name `scripts/ensure-deps.mjs` builds into `dist/native/`. */
-export const RELAY_BINARY = 'clincus-splice-relay'
+/**
+ * The file name `scripts/ensure-deps.mjs` builds into `dist/native/`. It carries the version of
+ * the protocol between the server and the relay (2: one relay process, sockets over Node's IPC
+ * channel), so a program built from an older source (a checkout whose build is older) is never
+ * started by a server that speaks another protocol: it would not answer, and tunnels would hang.
+ */
+export const RELAY_BINARY = 'clincus-splice-relay-2'
 
 const RelayStatusSchema = Type.Object({
   up: Type.Integer({ minimum: 0 }),
