@@ -178,16 +178,21 @@ static int step(struct dir *d, short *want_src, short *want_dst) {
   return moved;
 }
 
-/* Relays one tunnel on fds 0, 1, 3, 4 (see the top); never returns. */
-static void relay(char *pre_up, size_t pre_up_len, char *pre_down, size_t pre_down_len,
-                  long idle_ms) {
+/* Blocks SIGTERM, SIGINT and SIGHUP and returns a signalfd that reads them (-1 on failure). */
+static int signal_fd(void) {
   sigset_t mask;
   sigemptyset(&mask);
   sigaddset(&mask, SIGTERM);
   sigaddset(&mask, SIGINT);
   sigaddset(&mask, SIGHUP);
   sigprocmask(SIG_BLOCK, &mask, NULL);
-  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  return signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+/* Relays one tunnel on fds 0, 1, 3, 4 (see the top); never returns. */
+static void relay(char *pre_up, size_t pre_up_len, char *pre_down, size_t pre_down_len,
+                  long idle_ms) {
+  int sfd = signal_fd();
 
   struct dir up = {.src = CLIENT_FD, .dst = TARGET_FD, .pre = pre_up, .pre_len = pre_up_len};
   struct dir down = {
@@ -743,13 +748,7 @@ int main(int argc, char **argv) {
   int fl = fcntl(channel, F_GETFL);
   if (fl < 0) return 2;
   fcntl(channel, F_SETFL, fl & ~O_NONBLOCK);
-  sigset_t mask;
-  sigemptyset(&mask);
-  sigaddset(&mask, SIGTERM);
-  sigaddset(&mask, SIGINT);
-  sigaddset(&mask, SIGHUP);
-  sigprocmask(SIG_BLOCK, &mask, NULL);
-  int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+  int sfd = signal_fd();
 
   struct pollfd *fds = NULL;
   struct tunnel **who = NULL;

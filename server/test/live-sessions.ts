@@ -1,10 +1,14 @@
-// The session calls the warm-pool live tests make against a live server (issue 16): create
+// The warm-pool live tests' server (issue 16: the pool on, a home of its own) and the session
+// calls they make against it: create
 // (expects 200), remove (force, expects 204), wait for a ready primed member, and the fake
 // agent's `hello` → `hello-BACK` through /ws/terminal.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { expect } from 'vitest'
 import type { Health } from '../../shared/schemas/health.ts'
 import type { CreatedSession } from '../../shared/schemas/sessions.ts'
-import { requestJson, type LiveServer } from './incus-harness.ts'
+import { requestJson, startLiveServer, TEST_IMAGE, type LiveServer } from './incus-harness.ts'
 import { TerminalClient, waitUntil } from './ws-client.ts'
 
 /** Generous: a loaded 2-core CI machine primes a member in tens of seconds. */
@@ -47,6 +51,45 @@ export function liveSessions(server: () => LiveServer): LiveSessions {
       term.send('hello\r')
       await term.waitFor('hello-BACK', LIVE_WAIT.timeoutMs)
       await term.close()
+    },
+  }
+}
+
+/** A live server of the warm-pool tests, its home, and what ends both. */
+export interface PoolServer {
+  server: LiveServer
+  home: string
+  close: () => Promise<void>
+}
+
+/**
+ * A live server with the warm pool on, in a new home (`clincus-<tag>-…`) whose `projects` folder
+ * is the workspace root; `config`: TOML after `[defaults] image` (`image`, the test image by
+ * default) and `[dashboard]`. `close` stops the server and removes the home.
+ */
+export async function startPoolServer(
+  tag: string,
+  config: readonly string[],
+  image = TEST_IMAGE,
+): Promise<PoolServer> {
+  const home = await mkdtemp(join(tmpdir(), `clincus-${tag}-`))
+  const root = join(home, 'projects')
+  await mkdir(root, { recursive: true })
+  const server = await startLiveServer({
+    home,
+    warmPool: true,
+    configText: [
+      `[defaults]\nimage = "${image}"`,
+      `[dashboard]\nworkspace_roots = ["${root}"]`,
+      ...config,
+    ].join('\n'),
+  })
+  return {
+    server,
+    home,
+    close: async () => {
+      await server.close()
+      await rm(home, { recursive: true, force: true })
     },
   }
 }

@@ -10,16 +10,15 @@ import { join } from 'node:path'
 import { execa } from 'execa'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import type { Health } from '../../../shared/schemas/health.ts'
-import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
 import {
   describeIncus,
   execAsCode,
   removeInstances,
   requestJson,
-  startLiveServer,
   TEST_IMAGE,
   type LiveServer,
 } from '../../test/incus-harness.ts'
+import { liveSessions, startPoolServer, type PoolServer } from '../../test/live-sessions.ts'
 import { ownByUser } from '../../test/owner.ts'
 import { spawnServer, type ServerProcess } from '../../test/process-harness.ts'
 import { TerminalClient, waitUntil } from '../../test/ws-client.ts'
@@ -54,7 +53,7 @@ async function poolContainers(prefix: string): Promise<Map<string, string>> {
 
 describeIncus('the warm pool on a live Incus daemon', () => {
   let server: LiveServer
-  let home: string
+  let live: PoolServer
   // The test's own alias of the test image: moved to another image to "rebuild" it.
   const alias = `clincus-pooltest-${randomBytes(3).toString('hex')}`
 
@@ -66,36 +65,27 @@ describeIncus('the warm pool on a live Incus daemon', () => {
   }
   const poolReady = (n: number): Promise<unknown> =>
     waitUntil(`${n} ready pool container(s)`, async () => (await health()).ready === n, LONG)
-  const create = async (workspace: string): Promise<CreatedSession> => {
-    const res = await requestJson(server.url, 'POST', '/api/sessions', { workspace })
-    expect(res.status, JSON.stringify(res.body)).toBe(200)
-    return res.body as CreatedSession
-  }
+  const { create } = liveSessions(() => server)
 
   beforeAll(async () => {
     await incus('image', 'alias', 'create', alias, await fingerprint(TEST_IMAGE))
-    home = await mkdtemp(join(tmpdir(), 'clincus-pool-'))
-    const root = join(home, 'projects')
-    await mkdir(root, { recursive: true })
-    server = await startLiveServer({
-      home,
-      warmPool: true,
-      configText: [
-        `[defaults]\nimage = "${alias}"`,
-        `[dashboard]\nworkspace_roots = ["${root}"]`,
+    live = await startPoolServer(
+      'pool',
+      [
         `[pool]\nsize = 1\nprimed = 0`,
         `[limits.memory]\nlimit = "768MiB"`,
         `[limits.runtime]\nmax_processes = 1234`,
-      ].join('\n'),
-    })
+      ],
+      alias,
+    )
+    server = live.server
     // The pool fills for the owner of the root's folders: one exists before the server looks.
     await server.project('first')
   }, 240_000)
 
   afterAll(async () => {
-    await server.close()
     // Shutdown deleted the pool (close() also removes anything of the prefix left).
-    await rm(home, { recursive: true, force: true })
+    await live.close()
     await execa('incus', ['image', 'alias', 'delete', alias], { reject: false, timeout: 30_000 })
   })
 

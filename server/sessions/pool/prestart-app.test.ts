@@ -7,49 +7,17 @@ import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import { PRESTARTED_LAUNCH_STEPS, PRIMED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
-import type { ServerEvent } from '../../../shared/schemas/events.ts'
-import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
-import { buildTestApp, json, type TestApp } from '../../test/helpers.ts'
+import type { TestApp } from '../../test/helpers.ts'
 import { ownByUser } from '../../test/owner.ts'
 import { LABEL } from '../registry.ts'
+import { createSession as create, frozenMember, primedApp, WAIT } from './primed.test-support.ts'
 
-const WAIT = { timeout: 20_000, interval: 20 }
-
-async function prestartApp(prestart = true): Promise<TestApp & { events: ServerEvent[] }> {
-  const events: ServerEvent[] = []
-  const t = await buildTestApp({
-    deps: { warmPool: true, monitor: true },
-    configText: `[pool]\nsize = 0\nprimed = 0\n`,
-  })
-  t.services.hub.subscribe((e) => events.push(e.event))
-  await writeFile(
-    t.configFile,
-    `[pool]\nsize = 0\nprimed = 1\nprestart = ${String(prestart)}\n` +
-      `[dashboard]\nworkspace_roots = ["${t.root}"]\n`,
-  )
-  await t.services.config.reload()
-  return { ...t, events }
-}
-
-async function create(t: TestApp): Promise<CreatedSession> {
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/api/sessions',
-    ...json({ workspace: t.project }),
-  })
-  expect(res.statusCode, res.body).toBe(200)
-  return res.json<CreatedSession>()
-}
-
-const member = (t: TestApp): string | undefined =>
-  [...t.driver.instances.values()].find(
-    (i) => i.config[LABEL.pool]?.startsWith('primed:') === true && i.status === 'Frozen',
-  )?.name
+const prestartApp = (prestart = true) => primedApp({ prestart })
 
 function primedReady(t: TestApp): Promise<string> {
   return vi.waitFor(() => {
     expect(t.services.poolStatus?.().primed?.ready).toBe(1)
-    const name = member(t)
+    const name = frozenMember(t)
     expect(name).toBeDefined()
     return name ?? ''
   }, WAIT)

@@ -16,13 +16,12 @@ import {
   describeIncus,
   execAsCode,
   removeInstances,
-  startLiveServer,
   TEST_IMAGE,
   type LiveServer,
 } from '../../test/incus-harness.ts'
 import { prepareHome, spawnServer, type ServerProcess } from '../../test/process-harness.ts'
 import { ownByUser } from '../../test/owner.ts'
-import { liveSessions } from '../../test/live-sessions.ts'
+import { liveSessions, startPoolServer, type PoolServer } from '../../test/live-sessions.ts'
 import { TerminalClient, waitUntil } from '../../test/ws-client.ts'
 
 const LONG = { timeoutMs: 180_000, intervalMs: 200 }
@@ -39,28 +38,21 @@ exec claude "$@"
 describeIncus('[pool] prestart red team on a live Incus daemon', () => {
   let server: LiveServer
   let home: string
+  let live: PoolServer
 
   const { create, remove, primedReady } = liveSessions(() => server)
 
   beforeAll(async () => {
-    home = await mkdtemp(join(tmpdir(), 'clincus-prestart-red-'))
-    const root = join(home, 'projects')
-    await mkdir(root, { recursive: true })
-    server = await startLiveServer({
-      home,
-      warmPool: true,
-      configText: [
-        `[defaults]\nimage = "${TEST_IMAGE}"`,
-        `[dashboard]\nworkspace_roots = ["${root}"]`,
-        `[pool]\nsize = 0\nprimed = 1\nprestart = true`,
-        `[tool]\nbinary = "/workspace/start.sh"`,
-      ].join('\n'),
-    })
+    live = await startPoolServer('prestart-red', [
+      `[pool]\nsize = 0\nprimed = 1\nprestart = true`,
+      `[tool]\nbinary = "/workspace/start.sh"`,
+    ])
+    server = live.server
+    home = live.home
   }, 240_000)
 
   afterAll(async () => {
-    await server.close()
-    await rm(home, { recursive: true, force: true })
+    await live.close()
   })
 
   it('a view changed since the agent started ahead: the session holds nothing that agent left, nor a login removed from the host', async () => {

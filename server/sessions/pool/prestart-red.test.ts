@@ -4,56 +4,28 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
-import type { ServerEvent } from '../../../shared/schemas/events.ts'
 import { PRESTARTED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
-import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
 import type { ExecOptions } from '../../incus/driver.ts'
-import { buildTestApp, json, type TestApp } from '../../test/helpers.ts'
+import type { TestApp } from '../../test/helpers.ts'
 import { ownByUser } from '../../test/owner.ts'
 import { LABEL } from '../registry.ts'
+import {
+  createSession,
+  frozenMember,
+  primedApp,
+  WAIT,
+  writePoolConfig,
+} from './primed.test-support.ts'
 
-const WAIT = { timeout: 20_000, interval: 20 }
-
-async function prestartApp(): Promise<TestApp & { events: ServerEvent[] }> {
-  const events: ServerEvent[] = []
-  const t = await buildTestApp({
-    deps: { warmPool: true, monitor: true },
-    configText: `[pool]\nsize = 0\nprimed = 0\n`,
-  })
-  t.services.hub.subscribe((e) => events.push(e.event))
-  await setConfig(t, true)
-  return { ...t, events }
-}
-
-async function setConfig(t: TestApp, prestart: boolean): Promise<void> {
-  await writeFile(
-    t.configFile,
-    `[pool]\nsize = 0\nprimed = 1\nprestart = ${String(prestart)}\n` +
-      `[dashboard]\nworkspace_roots = ["${t.root}"]\n`,
-  )
-  await t.services.config.reload()
-}
-
-async function create(t: TestApp, tool?: 'claude' | 'copilot'): Promise<CreatedSession> {
-  const res = await t.app.inject({
-    method: 'POST',
-    url: '/api/sessions',
-    ...json({ workspace: t.project, ...(tool ? { tool } : {}) }),
-  })
-  expect(res.statusCode, res.body).toBe(200)
-  return res.json<CreatedSession>()
-}
-
-const primedMember = (t: TestApp): string | undefined =>
-  [...t.driver.instances.values()].find(
-    (i) => i.config[LABEL.pool]?.startsWith('primed:') === true && i.status === 'Frozen',
-  )?.name
+const prestartApp = () => primedApp({ prestart: true })
+const setConfig = (t: TestApp, prestart: boolean) => writePoolConfig(t, { prestart })
+const create = (t: TestApp, tool?: 'claude' | 'copilot') => createSession(t, t.project, tool)
 
 /** The member of the project once ready, and the session id its agent was started under. */
 async function primedWithAgent(t: TestApp): Promise<{ name: string; agentId: string }> {
   return vi.waitFor(() => {
     expect(t.services.poolStatus?.().primed?.ready).toBe(1)
-    const name = primedMember(t) ?? ''
+    const name = frozenMember(t) ?? ''
     const start = t.driver
       .callsOf('exec')
       .filter((c) => c.args[0] === name)
@@ -123,7 +95,7 @@ describe('[pool] prestart red team', () => {
     await create(t)
     const name = await vi.waitFor(() => {
       expect(t.services.poolStatus?.().primed?.ready).toBe(1)
-      return primedMember(t) ?? ''
+      return frozenMember(t) ?? ''
     }, WAIT)
     const started = t.driver
       .callsOf('exec')

@@ -4,20 +4,13 @@
 // instruction file written between the prime and the claim makes the member stale (the create
 // goes on cold, saying why) and that session's agent answers too. The tool's wrapper records its exit in the pane
 // option the claim reads (real tmux in the image).
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { PRESTARTED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
-import {
-  describeIncus,
-  execAsCode,
-  startLiveServer,
-  TEST_IMAGE,
-  type LiveServer,
-} from '../../test/incus-harness.ts'
+import { describeIncus, execAsCode, type LiveServer } from '../../test/incus-harness.ts'
 import { ownByUser } from '../../test/owner.ts'
-import { liveSessions } from '../../test/live-sessions.ts'
+import { liveSessions, startPoolServer, type PoolServer } from '../../test/live-sessions.ts'
 import { TerminalClient } from '../../test/ws-client.ts'
 import { tmuxSessionName } from '../naming.ts'
 import { TOOL_EXIT_OPTION } from '../tools.ts'
@@ -26,28 +19,17 @@ const LONG = { timeoutMs: 180_000, intervalMs: 200 }
 
 describeIncus('[pool] prestart on a live Incus daemon', () => {
   let server: LiveServer
-  let home: string
+  let live: PoolServer
 
   const { create, remove, primedReady, helloBack } = liveSessions(() => server)
 
   beforeAll(async () => {
-    home = await mkdtemp(join(tmpdir(), 'clincus-prestart-'))
-    const root = join(home, 'projects')
-    await mkdir(root, { recursive: true })
-    server = await startLiveServer({
-      home,
-      warmPool: true,
-      configText: [
-        `[defaults]\nimage = "${TEST_IMAGE}"`,
-        `[dashboard]\nworkspace_roots = ["${root}"]`,
-        `[pool]\nsize = 0\nprimed = 1\nprestart = true`,
-      ].join('\n'),
-    })
+    live = await startPoolServer('prestart', [`[pool]\nsize = 0\nprimed = 1\nprestart = true`])
+    server = live.server
   }, 240_000)
 
   afterAll(async () => {
-    await server.close()
-    await rm(home, { recursive: true, force: true })
+    await live.close()
   })
 
   it('hands over the agent started ahead; it answers, and its exit is recorded for the next claim', async ({

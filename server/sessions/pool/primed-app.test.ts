@@ -3,54 +3,24 @@
 // create of it claims that member (thaw, verify, tool-config, tool), a changed workspace
 // makes it stale (deleted, cold with the reason), two racing creates never share one, nothing is
 // primed while a create runs, a failed fill drops its request, and shutdown leaves nothing.
-import { mkdir, rename, stat, writeFile } from 'node:fs/promises'
+import { mkdir, rename, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import { PRIMED_LAUNCH_STEPS } from '../../../shared/schemas/launch.ts'
-import type { ServerEvent } from '../../../shared/schemas/events.ts'
-import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
-import { buildTestApp, json, type TestApp } from '../../test/helpers.ts'
 import { ownByUser } from '../../test/owner.ts'
 import { isWarmName } from '../naming.ts'
 import { LABEL } from '../registry.ts'
+import {
+  createSession as create,
+  primedApp as makeApp,
+  primedMembers as members,
+  primedReady,
+  WAIT,
+} from './primed.test-support.ts'
 
-const WAIT = { timeout: 20_000, interval: 20 }
-
-async function primedApp(
-  opts: { size?: number; primed?: number } = {},
-): Promise<TestApp & { events: ServerEvent[] }> {
-  const events: ServerEvent[] = []
-  const t = await buildTestApp({
-    deps: { warmPool: true, monitor: true },
-    configText: `[pool]\nsize = 0\nprimed = 0\n`,
-  })
-  t.services.hub.subscribe((e) => events.push(e.event))
-  t.driver.memoryBytes = 52428800
-  await writeFile(
-    t.configFile,
-    `[pool]\nsize = ${opts.size ?? 0}\nprimed = ${opts.primed ?? 1}\n` +
-      `[dashboard]\nworkspace_roots = ["${t.root}"]\n`,
-  )
-  await t.services.config.reload()
-  return { ...t, events }
-}
-
-async function create(t: TestApp, workspace = t.project): Promise<CreatedSession> {
-  const res = await t.app.inject({ method: 'POST', url: '/api/sessions', ...json({ workspace }) })
-  expect(res.statusCode, res.body).toBe(200)
-  return res.json<CreatedSession>()
-}
-
-function primedReady(t: TestApp, n: number): Promise<void> {
-  return vi.waitFor(() => {
-    expect(t.services.poolStatus?.().primed?.ready).toBe(n)
-  }, WAIT)
-}
-
-const members = (t: TestApp): string[] =>
-  [...t.driver.instances.values()]
-    .filter((i) => i.config[LABEL.pool]?.startsWith('primed:') === true)
-    .map((i) => i.name)
+/** 50 MiB per member, as the fake reports it. */
+const primedApp = (o: { size?: number; primed?: number } = {}) =>
+  makeApp({ ...o, memoryBytes: 52428800 })
 
 describe('primed members', () => {
   it('a create primes its request; the next create claims the member and starts only the tool', async () => {

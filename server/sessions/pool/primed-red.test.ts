@@ -2,43 +2,17 @@
 // before its fix. Fake driver, through the app, as primed-app.test.ts.
 import { chown, mkdir, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { describe, expect, it, vi } from 'vitest'
-import type { CreatedSession } from '../../../shared/schemas/sessions.ts'
-import { buildTestApp, json, type TestApp } from '../../test/helpers.ts'
+import { describe, expect, it } from 'vitest'
 import { ownByUser, WORKSPACE_OWNER } from '../../test/owner.ts'
 import { LABEL } from '../registry.ts'
+import {
+  createSession as create,
+  primedApp as makeApp,
+  primedMembers as members,
+  primedReady,
+} from './primed.test-support.ts'
 
-const WAIT = { timeout: 20_000, interval: 20 }
-
-async function primedApp(extra = ''): Promise<TestApp> {
-  const t = await buildTestApp({
-    deps: { warmPool: true, monitor: true },
-    configText: `[pool]\nsize = 0\nprimed = 0\n`,
-  })
-  await writeFile(
-    t.configFile,
-    `[pool]\nsize = 0\nprimed = 1\n[dashboard]\nworkspace_roots = ["${t.root}"]\n${extra}`,
-  )
-  await t.services.config.reload()
-  return t
-}
-
-async function create(t: TestApp, workspace = t.project): Promise<CreatedSession> {
-  const res = await t.app.inject({ method: 'POST', url: '/api/sessions', ...json({ workspace }) })
-  expect(res.statusCode, res.body).toBe(200)
-  return res.json<CreatedSession>()
-}
-
-function primedReady(t: TestApp, n: number): Promise<void> {
-  return vi.waitFor(() => {
-    expect(t.services.poolStatus?.().primed?.ready).toBe(n)
-  }, WAIT)
-}
-
-const members = (t: TestApp): string[] =>
-  [...t.driver.instances.values()]
-    .filter((i) => i.config[LABEL.pool]?.startsWith('primed:') === true)
-    .map((i) => i.name)
+const primedApp = (extra = '') => makeApp({ extra })
 
 describe('red team: primed members', () => {
   it('a workspace replaced at its path (protection disabled) is never served by the old member', async () => {

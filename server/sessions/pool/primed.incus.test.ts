@@ -17,13 +17,12 @@ import {
   execAsCode,
   removeInstances,
   requestJson,
-  startLiveServer,
   TEST_IMAGE,
   type LiveServer,
 } from '../../test/incus-harness.ts'
 import { ownByUser } from '../../test/owner.ts'
 import { spawnServer, type ServerProcess } from '../../test/process-harness.ts'
-import { liveSessions } from '../../test/live-sessions.ts'
+import { liveSessions, startPoolServer, type PoolServer } from '../../test/live-sessions.ts'
 import { TerminalClient, waitUntil } from '../../test/ws-client.ts'
 
 const LONG = { timeoutMs: 180_000, intervalMs: 200 }
@@ -52,7 +51,7 @@ async function primedMembers(prefix: string, workspace?: string): Promise<Map<st
 
 describeIncus('primed members on a live Incus daemon', () => {
   let server: LiveServer
-  let home: string
+  let live: PoolServer
 
   const pool = async (): Promise<NonNullable<Health['pool']>> => {
     const body = (await requestJson(server.url, 'GET', '/api/health')).body as Health
@@ -62,25 +61,16 @@ describeIncus('primed members on a live Incus daemon', () => {
   const { create, remove, primedReady } = liveSessions(() => server)
 
   beforeAll(async () => {
-    home = await mkdtemp(join(tmpdir(), 'clincus-primed-'))
-    const root = join(home, 'projects')
-    await mkdir(root, { recursive: true })
-    server = await startLiveServer({
-      home,
-      warmPool: true,
-      configText: [
-        `[defaults]\nimage = "${TEST_IMAGE}"`,
-        `[dashboard]\nworkspace_roots = ["${root}"]`,
-        `[pool]\nsize = 0\nprimed = 1`,
-        `[limits.memory]\nlimit = "768MiB"`,
-        `[limits.runtime]\nmax_processes = 1234`,
-      ].join('\n'),
-    })
+    live = await startPoolServer('primed', [
+      `[pool]\nsize = 0\nprimed = 1`,
+      `[limits.memory]\nlimit = "768MiB"`,
+      `[limits.runtime]\nmax_processes = 1234`,
+    ])
+    server = live.server
   }, 240_000)
 
   afterAll(async () => {
-    await server.close()
-    await rm(home, { recursive: true, force: true })
+    await live.close()
   })
 
   it('the next create of a request claims its primed member: agent, ownership, protection, limits', async ({
