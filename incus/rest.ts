@@ -147,6 +147,27 @@ export class IncusRest {
     return { metadata: op, etag: undefined }
   }
 
+  /**
+   * Sends a call whose answer is an `async` operation and returns the operation as Incus gave it
+   * (unparsed), without waiting for it: for operations that wait on the caller, such as an exec
+   * that starts once its WebSockets are connected. Errors as `call`; a `sync` answer is one too.
+   */
+  async begin(path: string, opts: RestCallOptions): Promise<unknown> {
+    const until = Date.now() + (opts.timeoutMs ?? DEFAULT_TIMEOUT_MS)
+    const first = await this.#once(path, opts, until)
+    if (first.envelope.type !== 'async')
+      throw this.#error(opts, path, 'expected a background operation from incus')
+    return first.envelope.metadata
+  }
+
+  /**
+   * The `ws+unix:` address (the `ws` package's form) of a WebSocket endpoint of the daemon, such
+   * as `/1.0/operations/{id}/websocket?secret=…`. It holds what `path` holds: never log it.
+   */
+  websocketUrl(path: string): string {
+    return `ws+unix://${this.socketPath}:${path}`
+  }
+
   /** `call`, its metadata checked against `schema`; IncusCommandError naming `what` otherwise. */
   async get<S extends TSchema>(
     schema: S,

@@ -1,3 +1,4 @@
+import type { PtyProcess } from '../pty/spawner.ts'
 import type { IncusInstance } from './schemas.ts'
 
 /** Options every driver call takes: a deadline and a way to cancel. */
@@ -24,6 +25,17 @@ export interface ExecResult {
   stdout: string
   stderr: string
   exitCode: number
+}
+
+/** An interactive exec: who runs it, where, with what environment, and its terminal's size. */
+export interface TerminalExecOptions extends CallOptions {
+  user?: number
+  group?: number
+  cwd?: string
+  env?: Record<string, string>
+  /** The terminal's size in cells (1-1000 each, checked by the caller). */
+  cols: number
+  rows: number
 }
 
 export interface InitOptions extends CallOptions {
@@ -96,6 +108,17 @@ export interface IncusDriver {
   containerRoot(name: string, opts?: CallOptions): Promise<string | null>
   /** Lifecycle events until the signal aborts; the iterator ends when the monitor process exits. */
   monitor(signal: AbortSignal): AsyncIterable<LifecycleEvent>
+  /**
+   * An interactive exec in a PTY the Incus daemon owns, streamed over the daemon's WebSockets
+   * (issue 14): no host process and no host PTY. null when it cannot be done this way now (the
+   * daemon's socket is unreachable): the caller then runs `binary` with `execArgv(…, { tty:
+   * true })` in a PTY of its own. Drivers that never can (the CLI's, the fake) leave it out.
+   */
+  openTerminal?(
+    name: string,
+    argv: readonly string[],
+    opts: TerminalExecOptions,
+  ): Promise<PtyProcess | null>
   /** argv (after the `incus` binary) for an interactive exec, for the PTY layer. */
   execArgv(
     name: string,

@@ -1,4 +1,5 @@
 import { IncusRest, IncusUnreachableError } from '../../incus/rest.ts'
+import type { PtyProcess } from '../pty/spawner.ts'
 import { CliIncusDriver, type CliDriverOptions } from './cli-driver.ts'
 import type {
   CallOptions,
@@ -7,7 +8,9 @@ import type {
   IncusDriver,
   InitOptions,
   LifecycleEvent,
+  TerminalExecOptions,
 } from './driver.ts'
+import { openExecTerminal } from './exec-terminal.ts'
 import { RestCalls, type FilePushOptions } from './rest-calls.ts'
 import type { IncusInstance } from './schemas.ts'
 
@@ -22,8 +25,8 @@ type Props = Record<string, string>
 
 /**
  * IncusDriver over the REST API on the daemon's unix socket (rest-calls.ts): the requests the
- * `incus` CLI makes for each command, minus a process start per call (issue 16). `exec`,
- * `execArgv` and `monitor` stay on the CLI (websocket streams).
+ * `incus` CLI makes for each command, minus a process start per call (issue 16). `exec` and
+ * `monitor` stay on the CLI; terminals use the daemon's WebSockets (`openTerminal`).
  *
  * The CLI is the fallback, decided per call: when the socket cannot be reached (ENOENT, EACCES,
  * ECONNREFUSED before anything was sent, so nothing can happen twice) that call runs through the
@@ -37,6 +40,7 @@ export class RestIncusDriver implements IncusDriver {
   /** The CLI driver behind this one (exec, monitor, fallback). */
   readonly cli: CliIncusDriver
   readonly #calls: RestCalls
+  readonly #rest: IncusRest
 
   constructor(opts: RestDriverOptions) {
     this.project = opts.project
@@ -46,6 +50,7 @@ export class RestIncusDriver implements IncusDriver {
       socketPath: opts.socketPath,
       ...(opts.maxBodyBytes === undefined ? {} : { maxBodyBytes: opts.maxBodyBytes }),
     })
+    this.#rest = rest
     this.#calls = new RestCalls({
       rest,
       project: opts.project,
@@ -143,6 +148,20 @@ export class RestIncusDriver implements IncusDriver {
 
   exec(name: string, argv: readonly string[], opts?: ExecOptions): Promise<ExecResult> {
     return this.cli.exec(name, argv, opts)
+  }
+
+  /** The exec over the daemon's WebSockets (exec-terminal.ts); null when its socket is unreachable. */
+  async openTerminal(
+    name: string,
+    argv: readonly string[],
+    opts: TerminalExecOptions,
+  ): Promise<PtyProcess | null> {
+    try {
+      return await openExecTerminal(this.#rest, this.project, name, argv, opts)
+    } catch (err) {
+      if (err instanceof IncusUnreachableError) return null
+      throw err
+    }
   }
 
   execArgv(name: string, argv: readonly string[], opts: Parameters<IncusDriver['execArgv']>[2]) {

@@ -10,7 +10,8 @@ export interface PtyExit {
 
 /** The PTY operations the terminal bridge needs; node-pty in production, a fake in tests. */
 export interface PtyProcess {
-  readonly pid: number
+  /** The host process behind the PTY; undefined when none is (a PTY the Incus daemon owns). */
+  readonly pid: number | undefined
   /** Output as bytes, never decoded (decoding is the transport's business). */
   onData(listener: (data: Buffer) => void): void
   /**

@@ -14,9 +14,12 @@ import { terminalCommand, type TerminalKind } from '../sessions/commands.ts'
 import { isSessionName } from '../sessions/naming.ts'
 import type { SessionReconciler } from '../sessions/reconciler.ts'
 import { TerminalBridge, type BridgeOptions } from './bridge.ts'
-import type { PtySpawner } from './spawner.ts'
+import type { PtyProcess, PtySpawner } from './spawner.ts'
 
 export type { TerminalKind }
+
+/** How long opening a terminal's exec may take (ms). */
+const OPEN_TIMEOUT_MS = 10_000
 
 /** Terminals one session may have open at once when the config does not say. */
 export const MAX_TERMINALS_PER_SESSION = 16
@@ -53,21 +56,24 @@ export function terminalArgv(
 }
 
 /**
- * Owns every terminal: one PTY (`incus exec … tmux attach` or a shell) per WebSocket.
+ * Owns every terminal: one PTY (an exec of `tmux attach` or a shell in the container) per
+ * WebSocket.
  *
  * Why a PTY per viewer rather than one PTY fanned out to many sockets: tmux already is the
  * multiplexer. Each attach is its own tmux client, so a late or reconnecting viewer gets the
  * current screen from tmux's redraw (a fan-out would need a server-side terminal emulator to
  * replay the screen), and each client has its own flow control: a stalled viewer pauses only its
  * own PTY while tmux keeps serving the others, where a shared PTY would either stall everyone or
- * buffer without bound for the slowest. The cost is one `incus exec` process per viewer, capped
- * per session.
+ * buffer without bound for the slowest. The cost is one exec (a tmux client or a shell in the
+ * container, and two connections to the Incus daemon) per viewer, capped per session.
  */
 export class TerminalManager {
   readonly #d: TerminalManagerDeps
   readonly #max: () => number
   /** Every bridge until it is done; the session id once it passed the checks (for the cap). */
   readonly #bridges = new Map<TerminalBridge, string | null>()
+  /** Opens under way (an exec being started), which closeAll waits for. */
+  readonly #opening = new Set<Promise<void>>()
   #closing = false
 
   constructor(deps: TerminalManagerDeps) {
@@ -121,10 +127,12 @@ export class TerminalManager {
       bridge.reject(CloseCode.GOING_AWAY, 'server shutting down')
       return
     }
-    this.#start(bridge, req, log).catch((err: unknown) => {
+    const opening = this.#start(bridge, req, log).catch((err: unknown) => {
       log.error({ err }, 'terminal failed to start')
       bridge.reject(CloseCode.INTERNAL, 'terminal failed to start')
     })
+    this.#opening.add(opening)
+    void opening.finally(() => this.#opening.delete(opening))
   }
 
   async #start(bridge: TerminalBridge, req: OpenRequest, log: Logger): Promise<void> {
@@ -175,18 +183,44 @@ export class TerminalManager {
       return
     }
     const incus = d.config.current.incus
-    const argv = terminalArgv(d.driver, req.id, req.kind, {
-      uid: incus.code_uid,
-      name: incus.code_user,
-    })
-    const pty = d.spawner.spawn(d.driver.binary, argv, {
+    const user = { uid: incus.code_uid, name: incus.code_user }
+    const size = {
       cols: query.cols ?? TERMINAL_SIZE.DEFAULT_COLS,
       rows: query.rows ?? TERMINAL_SIZE.DEFAULT_ROWS,
+    }
+    // Counted from here, so terminals opening at once cannot pass the cap together.
+    this.#bridges.set(bridge, req.id)
+    const pty = await this.#open(req.id, req.kind, user, size)
+    log.info(
+      { pid: pty.pid, via: pty.pid === undefined ? 'incus-websocket' : 'pty' },
+      'terminal opened',
+    )
+    // A client that left meanwhile (or closeAll) closed the socket: attach then ends the PTY.
+    bridge.attach(pty)
+  }
+
+  /**
+   * The terminal's process: an exec the Incus daemon runs in a PTY of its own, streamed over its
+   * WebSockets (no host process, issue 14), or where the driver cannot, `incus exec` in a host PTY.
+   */
+  async #open(
+    id: string,
+    kind: TerminalKind,
+    user: { uid: number; name: string },
+    size: { cols: number; rows: number },
+  ): Promise<PtyProcess> {
+    const d = this.#d
+    const cmd = terminalCommand(id, kind, user)
+    const direct = await d.driver.openTerminal?.(id, cmd.argv, {
+      ...cmd.opts,
+      ...size,
+      timeoutMs: OPEN_TIMEOUT_MS,
+    })
+    if (direct) return direct
+    return d.spawner.spawn(d.driver.binary, terminalArgv(d.driver, id, kind, user), {
+      ...size,
       name: 'xterm-256color',
     })
-    this.#bridges.set(bridge, req.id)
-    log.info({ pid: pty.pid }, 'terminal opened')
-    bridge.attach(pty)
   }
 
   /** Closes every terminal (1001 to the client) and waits until no PTY process is left. */
@@ -195,5 +229,8 @@ export class TerminalManager {
     await Promise.all(
       [...this.#bridges.keys()].map((b) => b.close(CloseCode.GOING_AWAY, 'server shutting down')),
     )
+    // An open still under way attaches its PTY to a closed socket, which ends it: wait for that.
+    await Promise.all(this.#opening)
+    await Promise.all([...this.#bridges.keys()].map((b) => b.done))
   }
 }
