@@ -266,6 +266,17 @@ describe('openExecTerminal', () => {
     expect(all.subarray(-4).toString()).toBe('TAIL')
   })
 
+  it('a paused terminal that is killed still reaches its exit (the client left while it was paused)', async () => {
+    const daemon = await fakeDaemon()
+    const { pty, exec, exit } = await open(daemon)
+    pty.pause()
+    for (let i = 0; i < 64; i++) exec.data.send(Buffer.alloc(4096, 'b'))
+    exec.data.send('')
+    exec.finish(129)
+    pty.kill('SIGHUP')
+    expect(await exit).toEqual({ exitCode: 129, signal: undefined })
+  })
+
   it('sends input as binary messages only (a text message would end the command input), counting what the kernel has not taken', async () => {
     const daemon = await fakeDaemon()
     const { pty, exec } = await open(daemon)

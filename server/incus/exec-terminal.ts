@@ -299,6 +299,9 @@ class ExecTerminal implements PtyProcess {
    */
   kill(signal: NodeJS.Signals = 'SIGHUP'): void {
     if (this.#exit) return
+    // Nobody reads the output of a terminal being ended: what is left is read and dropped by the
+    // caller, so the daemon can write its end (a paused socket would hold the exit back forever).
+    this.#data.resume()
     this.#sendControl({ command: 'signal', signal: constants.signals[signal] })
     if (signal !== 'SIGKILL' || this.#killTimer) return
     if (this.#control.readyState === WebSocket.OPEN) this.#control.close(1000)

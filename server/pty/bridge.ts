@@ -54,6 +54,8 @@ const DEFAULT_FLOW: Watermarks = { high: FLOW.HIGH_WATER, low: FLOW.LOW_WATER }
 // one WebSocket message (ws_max_message_bytes) and one socket read.
 const DEFAULT_INPUT_FLOW: Watermarks = { high: 1024 * 1024, low: 256 * 1024 }
 const DEFAULT_KILL_GRACE_MS = 2000
+/** The pause reason while the coalescer holds output for a window (coalescer.ts onHold). */
+const WINDOW = 'window'
 const DEFAULT_MAX_QUEUED_INPUT = 256 * 1024
 const textDecoder = new TextDecoder('utf-8', { fatal: false })
 
@@ -62,6 +64,8 @@ const textDecoder = new TextDecoder('utf-8', { fatal: false })
  * session is looked up (input queues, the last resize is kept), then `attach`ed to the PTY.
  *
  * Output: PTY → coalescer → (raw: UTF-8 splitter → text frame | v1: OUTPUT frame) → socket.
+ * While the coalescer holds streaming output for a window (≤ 4 ms) the PTY is not read either, so
+ * the program's writes of that window arrive in one read.
  * Backpressure: the PTY is paused while the socket holds more than `flow.high` unsent bytes, or
  * (v1) the client has not acknowledged that many, and resumed under `flow.low`. A paused PTY
  * stops `incus exec` reading, so the tmux client inside blocks, and tmux holds back redraws for
@@ -114,17 +118,24 @@ export class TerminalBridge {
     this.#ackFlow = new FlowCounter(flow)
     this.#gate = new PauseGate(
       () => {
-        this.#log.debug({ bytesOut: this.#bytesOut }, 'pty paused')
+        // Only flow control is worth a line: a coalescing window pauses ~250 times a second.
+        if (this.paused) this.#log.debug({ bytesOut: this.#bytesOut }, 'pty paused')
         this.#pty?.pause()
       },
       () => {
-        this.#log.debug({ bytesOut: this.#bytesOut }, 'pty resumed')
+        if (!this.#gate.has(WINDOW)) this.#log.debug({ bytesOut: this.#bytesOut }, 'pty resumed')
         this.#pty?.resume()
       },
     )
-    this.#coalescer = new OutputCoalescer(opts.coalesce ?? DEFAULT_COALESCE, (data) => {
-      this.#output(data)
-    })
+    this.#coalescer = new OutputCoalescer(
+      opts.coalesce ?? DEFAULT_COALESCE,
+      (data) => {
+        this.#output(data)
+      },
+      (held) => {
+        this.#gate.set(WINDOW, held)
+      },
+    )
     this.#done = new Promise((resolve) => {
       this.#resolveDone = resolve
     })
@@ -164,8 +175,9 @@ export class TerminalBridge {
     return this.#bytesOut
   }
 
+  /** Whether the PTY is paused for flow control (not for a coalescing window). */
   get paused(): boolean {
-    return this.#gate.paused
+    return this.#gate.has('socket') || this.#gate.has('ack')
   }
 
   /** Whether the socket is not being read because the PTY has not taken the input yet. */

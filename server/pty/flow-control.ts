@@ -70,6 +70,11 @@ export class PauseGate {
     return this.#reasons.size > 0
   }
 
+  /** Whether `reason` is one of those that hold now. */
+  has(reason: string): boolean {
+    return this.#reasons.has(reason)
+  }
+
   set(reason: string, on: boolean): void {
     const before = this.#reasons.size > 0
     if (on) this.#reasons.add(reason)
