@@ -21,6 +21,7 @@ import Type from 'typebox'
 import { Value } from 'typebox/value'
 import { WebSocket, type RawData } from 'ws'
 import { IncusUnreachableError, projectPath, type IncusRest } from '../../incus/rest.ts'
+import { PendingInput } from '../pty/pending-input.ts'
 import { WRITE_CHARGE, type PtyExit, type PtyProcess } from '../pty/spawner.ts'
 import type { TerminalExecOptions } from './driver.ts'
 
@@ -187,8 +188,7 @@ class ExecTerminal implements PtyProcess {
   readonly #data: WebSocket
   readonly #dataListeners: Array<(data: Buffer) => void> = []
   readonly #exitListeners: Array<(exit: PtyExit) => void> = []
-  readonly #waiters = new Map<() => void, number>()
-  #pending = 0
+  readonly #pending = new PendingInput()
   #outputEnded = false
   #exit: PtyExit | null = null
   #killTimer: NodeJS.Timeout | null = null
@@ -246,35 +246,19 @@ class ExecTerminal implements PtyProcess {
     if (bytes.byteLength === 0 || this.#outputEnded || this.#data.readyState !== WebSocket.OPEN)
       return
     const cost = bytes.byteLength + WRITE_CHARGE
-    this.#pending += cost
+    this.#pending.add(cost)
     // Always binary: a text message would end the command's input (Incus' barrier).
     this.#data.send(bytes, { binary: true }, () => {
-      this.#pending -= cost
-      this.#wake()
+      this.#pending.release(cost)
     })
   }
 
   get pendingInput(): number {
-    return this.#pending
+    return this.#pending.bytes
   }
 
   onInputBelow(bytes: number, listener: () => void): () => void {
-    if (this.#pending <= bytes) {
-      listener()
-      return () => undefined
-    }
-    this.#waiters.set(listener, bytes)
-    return () => {
-      this.#waiters.delete(listener)
-    }
-  }
-
-  #wake(): void {
-    for (const [l, below] of this.#waiters) {
-      if (this.#pending > below) continue
-      this.#waiters.delete(l)
-      l()
-    }
+    return this.#pending.onBelow(bytes, listener)
   }
 
   resize(cols: number, rows: number): void {
@@ -362,8 +346,7 @@ class ExecTerminal implements PtyProcess {
     this.#killTimer = null
     this.#control.terminate()
     this.#data.terminate()
-    for (const l of this.#waiters.keys()) l()
-    this.#waiters.clear()
+    this.#pending.clear()
     for (const l of this.#exitListeners.splice(0)) l(exit)
   }
 }

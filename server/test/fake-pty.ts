@@ -1,4 +1,5 @@
 // A PTY that lives in memory: tests drive its output and exit and read what it was asked to do.
+import { PendingInput } from '../pty/pending-input.ts'
 import {
   WRITE_CHARGE,
   type PtyExit,
@@ -30,8 +31,7 @@ export class FakePty implements PtyProcess {
    */
   holdWhilePaused = false
   #held: Buffer[] = []
-  #pending = 0
-  #waiters = new Map<() => void, number>()
+  readonly #pending = new PendingInput()
   #data: Array<(d: Buffer) => void> = []
   #exit: Array<(e: PtyExit) => void> = []
 
@@ -56,29 +56,20 @@ export class FakePty implements PtyProcess {
   write(data: Buffer | string): void {
     const buf = Buffer.from(data)
     this.written.push(buf)
-    if (!this.reading && buf.length > 0) this.#pending += buf.length + WRITE_CHARGE
+    if (!this.reading && buf.length > 0) this.#pending.add(buf.length + WRITE_CHARGE)
   }
 
   get pendingInput(): number {
-    return this.#pending
+    return this.#pending.bytes
   }
 
   onInputBelow(bytes: number, listener: () => void): () => void {
-    if (this.#pending <= bytes) {
-      listener()
-      return () => undefined
-    }
-    this.#waiters.set(listener, bytes)
-    return () => this.#waiters.delete(listener)
+    return this.#pending.onBelow(bytes, listener)
   }
 
   /** The process reads everything written so far (it keeps `reading` as it was). */
   drain(): void {
-    this.#pending = 0
-    for (const [l] of this.#waiters) {
-      this.#waiters.delete(l)
-      l()
-    }
+    this.#pending.clear()
   }
 
   /** Bytes written so far. */
