@@ -46,6 +46,8 @@ interface DaemonOptions {
   refuse?: { code: number; error: string }
   /** Refuse WebSocket upgrades with this HTTP status. */
   upgradeStatus?: number
+  /** Never answer a WebSocket upgrade (the handshake hangs). */
+  holdUpgrades?: boolean
 }
 
 async function fakeDaemon(opts: DaemonOptions = {}) {
@@ -100,7 +102,10 @@ async function fakeDaemon(opts: DaemonOptions = {}) {
     })
   })
   const wss = new WebSocketServer({ noServer: true })
+  let upgrades = 0
   server.on('upgrade', (req, socket, head) => {
+    upgrades++
+    if (opts.holdUpgrades) return
     if (opts.upgradeStatus) {
       socket.end(`HTTP/1.1 ${String(opts.upgradeStatus)} Forbidden\r\n\r\n`)
       return
@@ -152,7 +157,7 @@ async function fakeDaemon(opts: DaemonOptions = {}) {
     if (server.listening) await new Promise((resolve) => server.close(resolve))
   }
   onTestFinished(stop)
-  return { socketPath, rest, execs, stop }
+  return { socketPath, rest, execs, stop, upgrades: () => upgrades }
 }
 
 type Daemon = Awaited<ReturnType<typeof fakeDaemon>>
@@ -365,6 +370,19 @@ describe('openExecTerminal', () => {
     }).catch((e: unknown) => e)
     expect(err).toBeInstanceOf(IncusCommandError)
     expect((err as Error).message).toContain('Instance is not running')
+  })
+
+  it('a cancelled open drops both sockets mid-handshake without an unhandled error', async () => {
+    const daemon = await fakeDaemon({ holdUpgrades: true })
+    const abort = new AbortController()
+    const opening = openExecTerminal(daemon.rest, 'proj', 'c1', ['bash'], {
+      cols: 80,
+      rows: 24,
+      signal: abort.signal,
+    })
+    await waitUntil('both handshakes under way', () => daemon.upgrades() === 2)
+    abort.abort()
+    await expect(opening).rejects.toThrow('incus exec was cancelled')
   })
 
   it('never puts a WebSocket secret into an error', async () => {

@@ -20,7 +20,7 @@ import { constants } from 'node:os'
 import Type from 'typebox'
 import { Value } from 'typebox/value'
 import { WebSocket, type RawData } from 'ws'
-import { IncusUnreachableError, projectPath, type IncusRest } from '../../incus/rest.ts'
+import { projectPath, type IncusRest } from '../../incus/rest.ts'
 import { PendingInput } from '../pty/pending-input.ts'
 import { WRITE_CHARGE, type PtyExit, type PtyProcess } from '../pty/spawner.ts'
 import type { TerminalExecOptions } from './driver.ts'
@@ -105,8 +105,8 @@ export async function openExecTerminal(
   if (!Value.Check(ExecStartedSchema, started))
     throw new Error('unexpected exec operation shape from incus')
   const op = started.id
-  const socket = (secret: string): WebSocket =>
-    new WebSocket(
+  const socket = (secret: string): WebSocket => {
+    const ws = new WebSocket(
       rest.websocketUrl(
         projectPath(
           `/1.0/operations/${op}/websocket?secret=${encodeURIComponent(secret)}`,
@@ -119,6 +119,11 @@ export async function openExecTerminal(
         handshakeTimeout: CONNECT_TIMEOUT_MS,
       },
     )
+    // An error always comes with a close, which is what ends a terminal; an 'error' without a
+    // listener (one a terminate() during the handshake emits) would end the server.
+    ws.on('error', () => undefined)
+    return ws
+  }
   const control = socket(started.metadata.fds.control)
   const data = socket(started.metadata.fds['0'])
   try {
@@ -147,11 +152,7 @@ function opened(ws: WebSocket, signal: AbortSignal | undefined): Promise<void> {
     // The address (which holds the secret) is never part of the message.
     const onError = (err: Error): void => {
       cleanup()
-      reject(
-        err instanceof IncusUnreachableError
-          ? err
-          : new Error(`incus exec: the terminal's WebSocket failed: ${err.message}`),
-      )
+      reject(new Error(`incus exec: the terminal's WebSocket failed: ${err.message}`))
     }
     const onClose = (): void => {
       cleanup()
@@ -222,9 +223,6 @@ class ExecTerminal implements PtyProcess {
     data.on('close', () => {
       this.#endOutput()
     })
-    // A failed socket also closes: the close handler reports the end.
-    data.on('error', () => undefined)
-    control.on('error', () => undefined)
     // The daemon closes control when the command ends. If the command never started (the exec
     // failed), no barrier will come: the operation says so.
     control.on('close', () => {
