@@ -64,12 +64,13 @@ const textDecoder = new TextDecoder('utf-8', { fatal: false })
  * session is looked up (input queues, the last resize is kept), then `attach`ed to the PTY.
  *
  * Output: PTY → coalescer → (raw: UTF-8 splitter → text frame | v1: OUTPUT frame) → socket.
- * While the coalescer holds streaming output for a window (≤ 4 ms) the PTY is not read either, so
- * the program's writes of that window arrive in one read.
+ * While the coalescer holds a stream of tiny writes for a window (≤ 4 ms) the PTY is not read
+ * either, so the program's writes of that window arrive in one read.
  * Backpressure: the PTY is paused while the socket holds more than `flow.high` unsent bytes, or
  * (v1) the client has not acknowledged that many, and resumed under `flow.low`. A paused PTY
- * stops `incus exec` reading, so the tmux client inside blocks, and tmux holds back redraws for
- * that one client only: other viewers and the tool itself keep running.
+ * stops the Incus daemon (or `incus exec`) reading the container's PTY, so the tmux client
+ * inside blocks, and tmux holds back redraws for that one client only: other viewers and the
+ * tool itself keep running.
  *
  * Input backpressure: InputPump (bridge-input.ts) stops reading the socket while the PTY holds
  * more than `inputFlow.high` bytes it could not write.
@@ -373,7 +374,7 @@ export class TerminalBridge {
   #kill(): void {
     if (this.#exited || !this.#pty || this.#killTimer) return
     const pty = this.#pty
-    // SIGHUP first: `incus exec` passes it on, so tmux detaches cleanly; SIGKILL if it lingers.
+    // SIGHUP first: the exec passes it on, so tmux detaches cleanly; SIGKILL if it lingers.
     this.#signal(pty, 'SIGHUP')
     this.#killTimer = setTimeout(() => {
       this.#log.warn({ pid: pty.pid }, 'pty did not exit after SIGHUP; killing it')
