@@ -20,8 +20,9 @@ import { constants } from 'node:os'
 import Type from 'typebox'
 import { Value } from 'typebox/value'
 import { WebSocket, type RawData } from 'ws'
-import { IncusUnreachableError, projectPath, type IncusRest } from '../../incus/rest.ts'
+import { projectPath, type IncusRest } from '../../incus/rest.ts'
 import { WRITE_CHARGE, type PtyExit, type PtyProcess } from '../pty/spawner.ts'
+import { opened } from './ws-opened.ts'
 import type { TerminalExecOptions } from './driver.ts'
 
 /** The operation an interactive exec answers with (its two WebSocket secrets). */
@@ -61,6 +62,14 @@ export interface ExecTimings {
 const TIMINGS: ExecTimings = { killWaitMs: 3_000, resultTimeoutMs: 5_000 }
 /** The daemon sends output in reads of its PTY (4 KiB on Linux); anything far larger is refused. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+/**
+ * Output read while paused once the command has ended (bytes). The daemon mirrors a dead
+ * command's PTY for only 1 s after its first read past the exit (internal/linux/poll.go), so the
+ * tail is read at once rather than left in the socket. A program's own tail is at most what the
+ * PTY and the sockets hold (a few hundred KiB); past this, output of background processes that
+ * outlived it stays in the socket and the daemon drops it.
+ */
+const MAX_HELD_BYTES = 1024 * 1024
 
 /**
  * Starts `argv` in a PTY of the container, owned by the Incus daemon, and returns it as a
@@ -131,43 +140,6 @@ export async function openExecTerminal(
   return new ExecTerminal(rest, project, op, control, data, timings)
 }
 
-function opened(ws: WebSocket, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = (): void => {
-      ws.off('open', onOpen)
-      ws.off('error', onError)
-      ws.off('close', onClose)
-      signal?.removeEventListener('abort', onAbort)
-    }
-    const onOpen = (): void => {
-      cleanup()
-      resolve()
-    }
-    // The address (which holds the secret) is never part of the message.
-    const onError = (err: Error): void => {
-      cleanup()
-      reject(
-        err instanceof IncusUnreachableError
-          ? err
-          : new Error(`incus exec: the terminal's WebSocket failed: ${err.message}`),
-      )
-    }
-    const onClose = (): void => {
-      cleanup()
-      reject(new Error("incus exec: the terminal's WebSocket closed before it opened"))
-    }
-    const onAbort = (): void => {
-      cleanup()
-      reject(new Error('incus exec was cancelled'))
-    }
-    ws.on('open', onOpen)
-    ws.on('error', onError)
-    ws.on('close', onClose)
-    if (signal?.aborted) onAbort()
-    else signal?.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
 function bytesOf(m: RawData): Buffer {
   if (Buffer.isBuffer(m)) return m
   if (Array.isArray(m)) return Buffer.concat(m)
@@ -190,6 +162,15 @@ class ExecTerminal implements PtyProcess {
   readonly #waiters = new Map<() => void, number>()
   #pending = 0
   #outputEnded = false
+  /** The command has ended (the daemon closed control): its tail is read even while paused. */
+  #commandEnded = false
+  #paused = false
+  #killed = false
+  /** Output read while paused after the command ended, delivered on resume. */
+  readonly #held: Buffer[] = []
+  #heldBytes = 0
+  /** The exit, known, waiting for the held output to be delivered. */
+  #exitDue: PtyExit | null = null
   #exit: PtyExit | null = null
   #killTimer: NodeJS.Timeout | null = null
   readonly #timings: ExecTimings
@@ -217,7 +198,8 @@ class ExecTerminal implements PtyProcess {
         return
       }
       const bytes = bytesOf(m)
-      for (const l of this.#dataListeners) l(bytes)
+      if (this.#paused || this.#held.length > 0) this.#hold(bytes)
+      else this.#deliver(bytes)
     })
     data.on('close', () => {
       this.#endOutput()
@@ -228,6 +210,8 @@ class ExecTerminal implements PtyProcess {
     // The daemon closes control when the command ends. If the command never started (the exec
     // failed), no barrier will come: the operation says so.
     control.on('close', () => {
+      this.#commandEnded = true
+      if (this.#heldBytes < MAX_HELD_BYTES) data.resume()
       if (!this.#outputEnded) void this.#checkFailed()
     })
   }
@@ -285,11 +269,39 @@ class ExecTerminal implements PtyProcess {
   }
 
   pause(): void {
-    this.#data.pause()
+    if (this.#killed) return
+    this.#paused = true
+    if (!this.#commandEnded) this.#data.pause()
   }
 
   resume(): void {
-    this.#data.resume()
+    this.#paused = false
+    if (this.#flushHeld()) this.#data.resume()
+  }
+
+  #deliver(bytes: Buffer): void {
+    for (const l of this.#dataListeners) l(bytes)
+  }
+
+  #hold(bytes: Buffer): void {
+    this.#held.push(bytes)
+    this.#heldBytes += bytes.byteLength
+    if (this.#heldBytes >= MAX_HELD_BYTES) this.#data.pause()
+  }
+
+  /**
+   * Delivers held output until a listener pauses again, then a due exit once none is left.
+   * Returns whether it is still unpaused.
+   */
+  #flushHeld(): boolean {
+    while (!this.#paused) {
+      const bytes = this.#held.shift()
+      if (!bytes) break
+      this.#heldBytes -= bytes.byteLength
+      this.#deliver(bytes)
+    }
+    if (this.#held.length === 0 && this.#exitDue) this.#finish(this.#exitDue)
+    return !this.#paused
   }
 
   /**
@@ -301,7 +313,8 @@ class ExecTerminal implements PtyProcess {
     if (this.#exit) return
     // Nobody reads the output of a terminal being ended: what is left is read and dropped by the
     // caller, so the daemon can write its end (a paused socket would hold the exit back forever).
-    this.#data.resume()
+    this.#killed = true
+    this.resume()
     this.#sendControl({ command: 'signal', signal: constants.signals[signal] })
     if (signal !== 'SIGKILL' || this.#killTimer) return
     if (this.#control.readyState === WebSocket.OPEN) this.#control.close(1000)
@@ -357,6 +370,10 @@ class ExecTerminal implements PtyProcess {
 
   #finish(exit: PtyExit): void {
     if (this.#exit) return
+    if (this.#held.length > 0) {
+      this.#exitDue = exit // reported once resume delivered the rest (issue 14 row 9)
+      return
+    }
     this.#exit = exit
     if (this.#killTimer) clearTimeout(this.#killTimer)
     this.#killTimer = null
