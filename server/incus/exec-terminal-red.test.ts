@@ -23,7 +23,16 @@ interface Exec {
   finish(code: number): void
 }
 
-async function fakeDaemon() {
+interface DaemonOptions {
+  /**
+   * Output (and the barrier, when `exits`) the command writes at once: the daemon starts it when
+   * it has both sockets, which can be before the client sees its second one open. The fake sends
+   * it on the terminal socket before it completes the control socket's handshake.
+   */
+  early?: { output: Buffer; exits: boolean }
+}
+
+async function fakeDaemon(opts: DaemonOptions = {}) {
   const dir = await tempDir()
   const socketPath = join(dir, 'unix.socket')
   const sockets = new Set<Socket>()
@@ -65,9 +74,25 @@ async function fakeDaemon() {
     })
   })
   const wss = new WebSocketServer({ noServer: true })
+  let heldControl: (() => void) | null = null
   server.on('upgrade', (req, socket, head) => {
     const secret = new URL(req.url ?? '', 'http://x').searchParams.get('secret')
-    wss.handleUpgrade(req, socket, head, (ws) => {
+    const early = opts.early
+    const upgrade = (): void => {
+      wss.handleUpgrade(req, socket, head, connected)
+    }
+    const connected = (ws: WebSocket): void => {
+      if (early && secret === 'd') {
+        pending.data = ws
+        const go = heldControl
+        heldControl = null
+        void (async () => {
+          await sent(ws, early.output)
+          if (early.exits) await sent(ws, '')
+          go?.()
+        })()
+        return
+      }
       if (secret === 'd') pending.data = ws
       else pending.control = ws
       if (!pending.data || !pending.control) return
@@ -78,7 +103,9 @@ async function fakeDaemon() {
         for (const w of waiters.splice(0)) w()
       }
       execs.push(exec)
-    })
+    }
+    if (early && secret === 'c' && !pending.data) heldControl = upgrade
+    else upgrade()
   })
   server.on('connection', (s: Socket) => {
     sockets.add(s)
@@ -123,6 +150,23 @@ function sent(ws: WebSocket, m: Buffer | string): Promise<void> {
 }
 
 describe('exec terminal (red team)', () => {
+  it('keeps output that comes before the control socket is seen open (tmux redraws at once; the daemon starts the command as soon as it has both sockets)', async () => {
+    const output = Buffer.from('the first screen\r\n$ ')
+    const daemon = await fakeDaemon({ early: { output, exits: false } })
+    const { out } = await open(daemon)
+    await waitUntil('the first screen', () => Buffer.concat(out).length >= output.length)
+    expect(Buffer.concat(out)).toEqual(output)
+  })
+
+  it('a command that ends before the control socket is seen open still reports its output then its exit', async () => {
+    const output = Buffer.from('done\r\n')
+    const daemon = await fakeDaemon({ early: { output, exits: true } })
+    const { exec, out, exit } = await open(daemon)
+    exec.finish(5)
+    expect(await exit).toEqual({ exitCode: 5, signal: undefined })
+    expect(Buffer.concat(out)).toEqual(output)
+  })
+
   it('once the command ended (control closed), reads the rest of the output while paused, so the daemon never stalls past its 1 s post-exit read deadline; every byte then the exit after resume (issue 14 row 9)', async () => {
     const daemon = await fakeDaemon()
     const { pty, exec, out, exit } = await open(daemon)

@@ -63,11 +63,10 @@ const TIMINGS: ExecTimings = { killWaitMs: 3_000, resultTimeoutMs: 5_000 }
 /** The daemon sends output in reads of its PTY (4 KiB on Linux); anything far larger is refused. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 /**
- * Output read while paused once the command has ended (bytes). The daemon mirrors a dead
- * command's PTY for only 1 s after its first read past the exit (internal/linux/poll.go), so the
- * tail is read at once rather than left in the socket. A program's own tail is at most what the
- * PTY and the sockets hold (a few hundred KiB); past this, output of background processes that
- * outlived it stays in the socket and the daemon drops it.
+ * Output read while paused once the command has ended (bytes): the daemon mirrors a dead command's
+ * PTY for only 1 s after its first read past the exit (internal/linux/poll.go). A program's own
+ * tail is what the PTY and the sockets hold (~200 KiB); past this, background processes' output
+ * stays in the socket and the daemon drops it.
  */
 const MAX_HELD_BYTES = 1024 * 1024
 
@@ -129,6 +128,13 @@ export async function openExecTerminal(
     )
   const control = socket(started.metadata.fds.control)
   const data = socket(started.metadata.fds['0'])
+  // The daemon starts the command once it has both sockets, maybe before we see both open: what
+  // comes meanwhile (tmux's first screen; a short command's output and barrier) is kept.
+  const early: Array<[RawData, boolean]> = []
+  const keep = (m: RawData, isBinary: boolean): void => {
+    early.push([m, isBinary])
+  }
+  data.on('message', keep)
   try {
     await Promise.all([opened(control, opts.signal), opened(data, opts.signal)])
   } catch (err) {
@@ -137,7 +143,8 @@ export async function openExecTerminal(
     data.terminate()
     throw err
   }
-  return new ExecTerminal(rest, project, op, control, data, timings)
+  data.off('message', keep)
+  return new ExecTerminal(rest, project, op, control, data, timings, early)
 }
 
 function bytesOf(m: RawData): Buffer {
@@ -169,7 +176,7 @@ class ExecTerminal implements PtyProcess {
   /** Output read while paused after the command ended, delivered on resume. */
   readonly #held: Buffer[] = []
   #heldBytes = 0
-  /** The exit, known, waiting for the held output to be delivered. */
+  /** The exit, waiting for the held output to be delivered. */
   #exitDue: PtyExit | null = null
   #exit: PtyExit | null = null
   #killTimer: NodeJS.Timeout | null = null
@@ -182,6 +189,7 @@ class ExecTerminal implements PtyProcess {
     control: WebSocket,
     data: WebSocket,
     timings: ExecTimings,
+    early: ReadonlyArray<[RawData, boolean]>,
   ) {
     this.#rest = rest
     this.#timings = timings
@@ -191,19 +199,23 @@ class ExecTerminal implements PtyProcess {
     )
     this.#control = control
     this.#data = data
-    data.on('message', (m: RawData, isBinary: boolean) => {
+    const onMessage = (m: RawData, isBinary: boolean): void => {
       if (this.#outputEnded) return
       if (!isBinary) {
         this.#endOutput()
         return
       }
       const bytes = bytesOf(m)
-      if (this.#paused || this.#held.length > 0) this.#hold(bytes)
+      if (this.#paused || this.#held.length > 0 || this.#dataListeners.length === 0)
+        this.#hold(bytes)
       else this.#deliver(bytes)
-    })
+    }
+    for (const [m, isBinary] of early) onMessage(m, isBinary)
+    data.on('message', onMessage)
     data.on('close', () => {
       this.#endOutput()
     })
+    if (data.readyState === WebSocket.CLOSED) this.#endOutput()
     // A failed socket also closes: the close handler reports the end.
     data.on('error', () => undefined)
     control.on('error', () => undefined)
@@ -216,8 +228,10 @@ class ExecTerminal implements PtyProcess {
     })
   }
 
+  /** Output that came before any listener goes to the first one at once. */
   onData(listener: (data: Buffer) => void): void {
     this.#dataListeners.push(listener)
+    if (!this.#paused && this.#flushHeld()) this.#data.resume()
   }
 
   onExit(listener: (exit: PtyExit) => void): void {
@@ -289,10 +303,7 @@ class ExecTerminal implements PtyProcess {
     if (this.#heldBytes >= MAX_HELD_BYTES) this.#data.pause()
   }
 
-  /**
-   * Delivers held output until a listener pauses again, then a due exit once none is left.
-   * Returns whether it is still unpaused.
-   */
+  /** Delivers held output until a listener pauses, then a due exit; whether still unpaused. */
   #flushHeld(): boolean {
     while (!this.#paused) {
       const bytes = this.#held.shift()
