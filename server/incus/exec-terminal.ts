@@ -23,6 +23,7 @@ import { WebSocket, type RawData } from 'ws'
 import { projectPath, type IncusRest } from '../../incus/rest.ts'
 import { PendingInput } from '../pty/pending-input.ts'
 import { WRITE_CHARGE, type PtyExit, type PtyProcess } from '../pty/spawner.ts'
+import { opened } from './ws-opened.ts'
 import type { TerminalExecOptions } from './driver.ts'
 
 /** The operation an interactive exec answers with (its two WebSocket secrets). */
@@ -62,6 +63,13 @@ export interface ExecTimings {
 const TIMINGS: ExecTimings = { killWaitMs: 3_000, resultTimeoutMs: 5_000 }
 /** The daemon sends output in reads of its PTY (4 KiB on Linux); anything far larger is refused. */
 const MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+/**
+ * Output read while paused once the command has ended (bytes): the daemon mirrors a dead command's
+ * PTY for only 1 s after its first read past the exit (internal/linux/poll.go). A program's own
+ * tail is what the PTY and the sockets hold (~200 KiB); past this, background processes' output
+ * stays in the socket and the daemon drops it.
+ */
+const MAX_HELD_BYTES = 1024 * 1024
 
 /**
  * Starts `argv` in a PTY of the container, owned by the Incus daemon, and returns it as a
@@ -126,6 +134,13 @@ export async function openExecTerminal(
   }
   const control = socket(started.metadata.fds.control)
   const data = socket(started.metadata.fds['0'])
+  // The daemon starts the command once it has both sockets, maybe before we see both open: what
+  // comes meanwhile (tmux's first screen; a short command's output and barrier) is kept.
+  const early: Array<[RawData, boolean]> = []
+  const keep = (m: RawData, isBinary: boolean): void => {
+    early.push([m, isBinary])
+  }
+  data.on('message', keep)
   try {
     await Promise.all([opened(control, opts.signal), opened(data, opts.signal)])
   } catch (err) {
@@ -134,40 +149,8 @@ export async function openExecTerminal(
     data.terminate()
     throw err
   }
-  return new ExecTerminal(rest, project, op, control, data, timings)
-}
-
-function opened(ws: WebSocket, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = (): void => {
-      ws.off('open', onOpen)
-      ws.off('error', onError)
-      ws.off('close', onClose)
-      signal?.removeEventListener('abort', onAbort)
-    }
-    const onOpen = (): void => {
-      cleanup()
-      resolve()
-    }
-    // The address (which holds the secret) is never part of the message.
-    const onError = (err: Error): void => {
-      cleanup()
-      reject(new Error(`incus exec: the terminal's WebSocket failed: ${err.message}`))
-    }
-    const onClose = (): void => {
-      cleanup()
-      reject(new Error("incus exec: the terminal's WebSocket closed before it opened"))
-    }
-    const onAbort = (): void => {
-      cleanup()
-      reject(new Error('incus exec was cancelled'))
-    }
-    ws.on('open', onOpen)
-    ws.on('error', onError)
-    ws.on('close', onClose)
-    if (signal?.aborted) onAbort()
-    else signal?.addEventListener('abort', onAbort, { once: true })
-  })
+  data.off('message', keep)
+  return new ExecTerminal(rest, project, op, control, data, timings, early)
 }
 
 function bytesOf(m: RawData): Buffer {
@@ -191,6 +174,15 @@ class ExecTerminal implements PtyProcess {
   readonly #exitListeners: Array<(exit: PtyExit) => void> = []
   readonly #pending = new PendingInput()
   #outputEnded = false
+  /** The command has ended (the daemon closed control): its tail is read even while paused. */
+  #commandEnded = false
+  #paused = false
+  #killed = false
+  /** Output read while paused after the command ended, delivered on resume. */
+  readonly #held: Buffer[] = []
+  #heldBytes = 0
+  /** The exit, waiting for the held output to be delivered. */
+  #exitDue: PtyExit | null = null
   #exit: PtyExit | null = null
   #killTimer: NodeJS.Timeout | null = null
   readonly #timings: ExecTimings
@@ -202,6 +194,7 @@ class ExecTerminal implements PtyProcess {
     control: WebSocket,
     data: WebSocket,
     timings: ExecTimings,
+    early: ReadonlyArray<[RawData, boolean]>,
   ) {
     this.#rest = rest
     this.#timings = timings
@@ -211,27 +204,36 @@ class ExecTerminal implements PtyProcess {
     )
     this.#control = control
     this.#data = data
-    data.on('message', (m: RawData, isBinary: boolean) => {
+    const onMessage = (m: RawData, isBinary: boolean): void => {
       if (this.#outputEnded) return
       if (!isBinary) {
         this.#endOutput()
         return
       }
       const bytes = bytesOf(m)
-      for (const l of this.#dataListeners) l(bytes)
-    })
+      if (this.#paused || this.#held.length > 0 || this.#dataListeners.length === 0)
+        this.#hold(bytes)
+      else this.#deliver(bytes)
+    }
+    for (const [m, isBinary] of early) onMessage(m, isBinary)
+    data.on('message', onMessage)
     data.on('close', () => {
       this.#endOutput()
     })
+    if (data.readyState === WebSocket.CLOSED) this.#endOutput()
     // The daemon closes control when the command ends. If the command never started (the exec
     // failed), no barrier will come: the operation says so.
     control.on('close', () => {
+      this.#commandEnded = true
+      if (this.#heldBytes < MAX_HELD_BYTES) data.resume()
       if (!this.#outputEnded) void this.#checkFailed()
     })
   }
 
+  /** Output that came before any listener goes to the first one at once. */
   onData(listener: (data: Buffer) => void): void {
     this.#dataListeners.push(listener)
+    if (!this.#paused && this.#flushHeld()) this.#data.resume()
   }
 
   onExit(listener: (exit: PtyExit) => void): void {
@@ -267,11 +269,36 @@ class ExecTerminal implements PtyProcess {
   }
 
   pause(): void {
-    this.#data.pause()
+    if (this.#killed) return
+    this.#paused = true
+    if (!this.#commandEnded) this.#data.pause()
   }
 
   resume(): void {
-    this.#data.resume()
+    this.#paused = false
+    if (this.#flushHeld()) this.#data.resume()
+  }
+
+  #deliver(bytes: Buffer): void {
+    for (const l of this.#dataListeners) l(bytes)
+  }
+
+  #hold(bytes: Buffer): void {
+    this.#held.push(bytes)
+    this.#heldBytes += bytes.byteLength
+    if (this.#heldBytes >= MAX_HELD_BYTES) this.#data.pause()
+  }
+
+  /** Delivers held output until a listener pauses, then a due exit; whether still unpaused. */
+  #flushHeld(): boolean {
+    while (!this.#paused) {
+      const bytes = this.#held.shift()
+      if (!bytes) break
+      this.#heldBytes -= bytes.byteLength
+      this.#deliver(bytes)
+    }
+    if (this.#held.length === 0 && this.#exitDue) this.#finish(this.#exitDue)
+    return !this.#paused
   }
 
   /**
@@ -283,7 +310,8 @@ class ExecTerminal implements PtyProcess {
     if (this.#exit) return
     // Nobody reads the output of a terminal being ended: what is left is read and dropped by the
     // caller, so the daemon can write its end (a paused socket would hold the exit back forever).
-    this.#data.resume()
+    this.#killed = true
+    this.resume()
     this.#sendControl({ command: 'signal', signal: constants.signals[signal] })
     if (signal !== 'SIGKILL' || this.#killTimer) return
     if (this.#control.readyState === WebSocket.OPEN) this.#control.close(1000)
@@ -339,6 +367,10 @@ class ExecTerminal implements PtyProcess {
 
   #finish(exit: PtyExit): void {
     if (this.#exit) return
+    if (this.#held.length > 0) {
+      this.#exitDue = exit // reported once resume delivered the rest (issue 14 row 9)
+      return
+    }
     this.#exit = exit
     if (this.#killTimer) clearTimeout(this.#killTimer)
     this.#killTimer = null
