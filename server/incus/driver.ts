@@ -27,12 +27,8 @@ export interface ExecResult {
   exitCode: number
 }
 
-/** An interactive exec: who runs it, where, with what environment, and its terminal's size. */
-export interface TerminalExecOptions extends CallOptions {
-  user?: number
-  group?: number
-  cwd?: string
-  env?: Record<string, string>
+/** An interactive exec: `ExecOptions`' who, where and environment, and its terminal's size. */
+export interface TerminalExecOptions extends Omit<ExecOptions, 'stdin' | 'maxOutputBytes'> {
   /** The terminal's size in cells (1-1000 each, checked by the caller). */
   cols: number
   rows: number

@@ -16,6 +16,7 @@
 //   command.
 // - After the barrier the daemon waits for the terminal socket to close, then ends the operation;
 //   its metadata's `return` is the exit code.
+import { once } from 'node:events'
 import { constants } from 'node:os'
 import Type from 'typebox'
 import { Value } from 'typebox/value'
@@ -23,7 +24,6 @@ import { WebSocket, type RawData } from 'ws'
 import { projectPath, type IncusRest } from '../../incus/rest.ts'
 import { PendingInput } from '../pty/pending-input.ts'
 import { WRITE_CHARGE, type PtyExit, type PtyProcess } from '../pty/spawner.ts'
-import { opened } from './ws-opened.ts'
 import type { TerminalExecOptions } from './driver.ts'
 
 /** The operation an interactive exec answers with (its two WebSocket secrets). */
@@ -142,12 +142,21 @@ export async function openExecTerminal(
   }
   data.on('message', keep)
   try {
-    await Promise.all([opened(control, opts.signal), opened(data, opts.signal)])
+    // `ws` emits 'error' for every handshake that does not complete (refused, timed out, cut),
+    // which `once` rejects with.
+    const signal = opts.signal
+    await Promise.all([once(control, 'open', { signal }), once(data, 'open', { signal })])
   } catch (err) {
     // Closing the control socket makes the daemon kill a command that did start.
     control.terminate()
     data.terminate()
-    throw err
+    // No `cause`: only the message of `ws`' error is kept, never the error itself, whose request
+    // could carry the address (its query holds the operation's secret) into a log.
+    // eslint-disable-next-line preserve-caught-error -- see above
+    if (opts.signal?.aborted) throw new Error('incus exec was cancelled')
+    const why = err instanceof Error ? err.message : String(err)
+    // eslint-disable-next-line preserve-caught-error -- see above
+    throw new Error(`incus exec: the terminal's WebSocket failed: ${why}`)
   }
   data.off('message', keep)
   return new ExecTerminal(rest, project, op, control, data, timings, early)

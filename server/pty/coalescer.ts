@@ -42,8 +42,7 @@ export class OutputCoalescer {
   #size = 0
   #timer: NodeJS.Timeout | null = null
   #immediate: NodeJS.Immediate | null = null
-  #lastFlush = Number.NEGATIVE_INFINITY
-  /** The sends of the last `windowMs`, oldest first: when, and how many bytes. */
+  /** The sends of the last `windowMs`, oldest first: when, and how many bytes and chunks. */
   readonly #recent: Array<{ at: number; bytes: number; chunks: number }> = []
   #disposed = false
 
@@ -82,18 +81,22 @@ export class OutputCoalescer {
     }
     if (this.#timer || this.#immediate) return
     const now = performance.now()
-    const quietFor = now - this.#lastFlush
     const { streaming, small } = this.#streaming(now)
-    if (!streaming || quietFor >= this.#o.windowMs) {
+    // The last send of the window; none when the terminal has been quiet for a whole window.
+    const last = this.#recent.at(-1)
+    if (!streaming || !last) {
       this.#immediate = setImmediate(() => {
         this.#immediate = null
         this.flush()
       })
     } else {
-      this.#timer = setTimeout(() => {
-        this.#timer = null
-        this.flush()
-      }, this.#o.windowMs - quietFor)
+      this.#timer = setTimeout(
+        () => {
+          this.#timer = null
+          this.flush()
+        },
+        this.#o.windowMs - (now - last.at),
+      )
       // Only a stream of tiny writes is worth not reading: bulk output comes in large reads
       // anyway, and not reading it would only cap its rate at a socket buffer per window.
       if (small) this.#hold(true)
@@ -108,8 +111,7 @@ export class OutputCoalescer {
     const data = chunks === 1 ? (this.#chunks[0] ?? Buffer.alloc(0)) : Buffer.concat(this.#chunks)
     this.#chunks = []
     this.#size = 0
-    this.#lastFlush = performance.now()
-    this.#recent.push({ at: this.#lastFlush, bytes: data.length, chunks })
+    this.#recent.push({ at: performance.now(), bytes: data.length, chunks })
     this.#onFlush(data)
   }
 
